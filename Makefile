@@ -1,0 +1,142 @@
+# Tether: one non-recursive GNU Makefile.
+#
+#   make            every binary, optimised, in build/release/bin
+#   make test       dependencies, sanitizer build (ASan + UBSan), every test;
+#                   the last line printed is "N passed, N failed"
+#   make run        dependencies, build, local stores in ./var, the whole tree
+#   make bench      benchmarks (build/release)
+#   make docs       regenerate docs/config.md and docs/protocol.md
+#   make format     clang-format every C file
+#   make clean
+#
+# MODE=asan builds the sanitizer variant into build/asan; V=1 shows commands.
+
+MODE ?= release
+BUILD ?= build/$(MODE)
+CC ?= gcc
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# snprintf into fixed buffers truncates on purpose (bounded by design), hence no -Wformat-truncation.
+WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wformat=2 -Wvla -Wimplicit-fallthrough -Werror=implicit-function-declaration \
+        -Wno-format-truncation
+PKG_CFLAGS := $(shell pkg-config --cflags libpq hiredis libcurl 2>/dev/null)
+CPPFLAGS := -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -Iproto -Iactors/lib $(PKG_CFLAGS) -MMD -MP
+
+ifeq ($(MODE),asan)
+OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+       -DTETHER_TEST
+LDSAN := -fsanitize=address,undefined
+else
+OPT := -O2 -g
+LDSAN :=
+endif
+
+CFLAGS := $(WARN) $(OPT)
+LDFLAGS := $(LDSAN)
+
+LIBS_CORE := -lnng -lmsgpackc -lpthread
+LIBS_STORE := $(shell pkg-config --libs libpq hiredis libcurl 2>/dev/null || echo -lpq -lhiredis -lcurl)
+LIBS_GW := -lh2o-evloop -ljwt -ljansson -lssl -lcrypto -lz
+
+# ---- sources ----
+PROTO_SRC := $(wildcard proto/*.c)
+RTLIB_SRC := $(wildcard actors/lib/*.c)
+ACTOR_DIRS := $(patsubst actors/%/main.c,%,$(wildcard actors/*/main.c))
+ACTOR_BINS := $(foreach a,$(ACTOR_DIRS),$(BUILD)/bin/$(subst _,-,$(a)))
+GW_SRC := $(wildcard gateway/*.c)
+SV_SRC := $(wildcard supervisor/*.c)
+CTL_SRC := $(wildcard supervisor/tetherctl/*.c)
+UNIT_SRC := $(shell find tests/unit -name '*_test.c' 2>/dev/null)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+LIBTETHER := $(BUILD)/libtether.a
+
+BINS := $(ACTOR_BINS) $(BUILD)/bin/gateway $(BUILD)/bin/supervisor $(BUILD)/bin/tetherctl
+
+.PHONY: all test unit itest run bench docs format clean deps check
+.DEFAULT_GOAL := all
+
+all: $(BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIBTETHER): $(call obj,$(PROTO_SRC) $(RTLIB_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# actors/<dir>/main.c -> bin/<dir with - for _>
+define actor_rule
+$(BUILD)/bin/$(subst _,-,$(1)): $(call obj,$(wildcard actors/$(1)/*.c)) $(LIBTETHER)
+	@mkdir -p $$(dir $$@)
+	$(if $(Q),@echo "  LD      $$@")
+	$(Q)$(CC) $(LDFLAGS) -o $$@ $$^ $(LIBS_STORE) $(LIBS_CORE)
+endef
+$(foreach a,$(ACTOR_DIRS),$(eval $(call actor_rule,$(a))))
+
+$(BUILD)/bin/gateway: $(call obj,$(GW_SRC)) $(LIBTETHER)
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_GW) $(LIBS_STORE) $(LIBS_CORE)
+
+$(BUILD)/bin/supervisor: $(call obj,$(SV_SRC)) $(LIBTETHER)
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_STORE) $(LIBS_CORE)
+
+$(BUILD)/bin/tetherctl: $(call obj,$(CTL_SRC)) $(LIBTETHER)
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_STORE) $(LIBS_CORE)
+
+# Unit tests may #include the .c under test to reach statics; they link the library too.
+$(BUILD)/tests/%: tests/unit/%.c $(LIBTETHER)
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  TEST    $@")
+	$(Q)$(CC) $(CPPFLAGS) -Itests/lib $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBTETHER) \
+		$(LIBS_STORE) $(LIBS_CORE)
+
+$(BUILD)/bench/%: tests/bench/%.c $(LIBTETHER)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) -Itests/lib $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBTETHER) \
+		$(LIBS_STORE) $(LIBS_CORE)
+
+deps:
+	$(Q)compose/deps.sh
+
+# The sanitizer build is what the tests run against.
+test: deps
+	$(Q)$(MAKE) --no-print-directory MODE=asan all unit-bins
+	$(Q)tests/run.sh build/asan
+
+unit-bins: $(UNIT_BINS) $(BENCH_BINS)
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory MODE=release all
+	$(Q)compose/run.sh build/release
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory MODE=release all unit-bins
+	$(Q)tests/bench/run.sh build/release
+
+docs: all
+	$(Q)tests/lib/gen-docs.sh $(BUILD)/bin
+
+format:
+	$(Q)clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

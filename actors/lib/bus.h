@@ -1,0 +1,195 @@
+/*
+ * bus.h - the message bus between Tether processes (nng + msgpack envelopes).
+ *
+ * One struct bus per process. It offers:
+ *  - servers: a REP socket with one nng context per request in flight;
+ *  - peers: a REQ socket dialing every instance of one actor, with a
+ *    deadline on every call and a re-send (attempt + 1) when the instance
+ *    holding the request dies;
+ *  - events: PUB/SUB with a topic per message;
+ *  - a tap: every envelope this process sends or receives is mirrored on a
+ *    PUB socket, but only while someone is connected to it (an atomic load
+ *    otherwise);
+ *  - fault injection: drop, delay or duplicate a fraction of this process's
+ *    messages, switched at run time by the supervisor's bus.fault events.
+ *
+ * Threads: nng completes I/O on its own threads. Everything this module
+ * hands to the caller (requests to serve, replies to calls, events) is
+ * queued and delivered on the owner's thread inside bus_dispatch(), which
+ * the owner calls when bus_fd() is readable. Handlers and callbacks
+ * therefore never race with the owner's loop. Only bus_call_sync() blocks.
+ *
+ * Memory: a received envelope (and every slice in it) belongs to the bus
+ * and is valid until the handler replies or the callback returns.
+ */
+#ifndef TETHER_LIB_BUS_H
+#define TETHER_LIB_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "envelope.h"
+#include "err.h"
+
+#define BUS_URL_MAX 256
+#define BUS_NAME_MAX 32
+
+struct bus;
+struct bus_server;
+struct bus_peer;
+struct bus_sub;
+struct bus_pub;
+struct bus_req;
+
+struct bus_opts {
+    const char *proc;      /* this process's actor name ("run-manager") */
+    const char *self;      /* its name in the supervisor ("gateway.1"); NULL = proc */
+    unsigned instance;     /* instance number on this node (TETHER_INSTANCE) */
+    const char *dir;       /* directory of ipc:// endpoints */
+    size_t recv_max;       /* receive limit, bytes (> 1 MiB + ENV_OVERHEAD_MAX) */
+    uint32_t timeout_ms;   /* default call deadline */
+    unsigned inflight;     /* contexts per server */
+    bool tap;              /* offer a tap socket */
+    bool follow_faults;    /* subscribe to the supervisor's bus.fault events */
+};
+
+/* Fault-injection setting of one process; all zero means none. */
+struct bus_fault {
+    double drop;       /* fraction of messages silently dropped */
+    double dup;        /* fraction delivered (or sent) twice */
+    uint32_t delay_ms; /* delay added ... */
+    double delay_rate; /* ... to this fraction of messages */
+};
+
+/* Trace context a call carries (from the HTTP request or the request being served). */
+struct bus_trace {
+    char trace_id[ENV_TRACE_LEN + 1]; /* "" when none */
+    uint32_t timeout_ms;              /* 0 = the bus default */
+};
+
+/* Fills trace->trace_id with a fresh random W3C trace id. */
+void bus_trace_new(struct bus_trace *trace);
+
+/*
+ * Takes the trace id from a W3C traceparent header value
+ * ("00-<32 hex trace>-<16 hex parent>-<2 hex flags>"); false (trace
+ * untouched) when v is not one.
+ */
+bool bus_trace_from_traceparent(struct bus_trace *trace, const char *v, size_t n);
+
+/* ---- lifecycle ---- */
+
+/* Opens the bus: the completion queue, the tap (if asked) and the fault subscription. */
+err_t bus_open(struct bus **out, const struct bus_opts *opts);
+/* Closes every socket, cancels every call (callbacks are not run) and frees. NULL is fine. */
+void bus_close(struct bus *b);
+
+/* Readable when bus_dispatch() has work. Watch it; never read or close it. */
+int bus_fd(const struct bus *b);
+/* Runs everything queued for the owner's thread. */
+void bus_dispatch(struct bus *b);
+
+const char *bus_proc(const struct bus *b);
+
+/* Default endpoint of an actor instance: "ipc://<dir>/<actor>.<instance>.ipc". */
+void bus_actor_url(const struct bus *b, const char *actor, unsigned instance, char *out,
+                   size_t cap);
+
+/*
+ * URLs to dial for an actor: $TETHER_BUS_PEERS_<ACTOR> (comma-separated, the
+ * actor's name upper-cased with '-' as '_') or its instance-0 default.
+ */
+void bus_actor_peers(const struct bus *b, const char *actor, char *out, size_t cap);
+
+/* ---- serving requests ---- */
+
+/* Called on the owner's thread for each request. Must eventually reply exactly once. */
+typedef void (*bus_handler_fn)(struct bus_req *req, void *arg);
+
+/* Listens on url (comma-separated list allowed) with opts->inflight contexts. */
+err_t bus_serve(struct bus *b, const char *url, bus_handler_fn fn, void *arg,
+                struct bus_server **out);
+
+const struct envelope *bus_req_env(const struct bus_req *req);
+
+/* Replies with body (raw msgpack map, or NULL/0 for nil) and releases req. */
+err_t bus_reply(struct bus_req *req, const void *body, size_t n);
+/* Replies with an error and releases req. msg is optional. */
+err_t bus_reply_err(struct bus_req *req, err_t code, const char *msg);
+
+/* Requests received and not yet replied to, over all servers. */
+unsigned bus_inflight(const struct bus *b);
+
+/* ---- calling other processes ---- */
+
+/* Dials urls (comma-separated); name is the actor's name, for the tap and faults. */
+err_t bus_peer_open(struct bus *b, const char *name, const char *urls, struct bus_peer **out);
+/* Dials the actor's default or configured endpoints (bus_actor_peers). */
+err_t bus_peer_open_actor(struct bus *b, const char *actor, struct bus_peer **out);
+
+/*
+ * Reply callback, on the owner's thread. rc is OK with the reply envelope,
+ * or ERR_TIMEOUT, ERR_CLOSED, ERR_PROTO, or the code of an error reply (then
+ * env->err_msg may say more). env is NULL unless a reply arrived.
+ */
+typedef void (*bus_reply_fn)(void *arg, err_t rc, const struct envelope *env);
+
+/*
+ * Sends a request and calls cb once with the outcome. Returns OK when the
+ * call is under way; on an error return cb is never called.
+ */
+err_t bus_call(struct bus_peer *p, uint16_t type, const void *body, size_t n,
+               const struct bus_trace *trace, bus_reply_fn cb, void *arg);
+
+/* A reply kept by bus_call_sync; free with bus_msg_free. */
+struct bus_msg {
+    void *_nng;
+    struct envelope env;
+};
+
+/*
+ * Blocking call for tools (tetherctl) and tests; must not be used on a
+ * loop thread that also serves requests. On OK *reply holds the reply.
+ */
+err_t bus_call_sync(struct bus_peer *p, uint16_t type, const void *body, size_t n,
+                    uint32_t timeout_ms, struct bus_msg *reply);
+void bus_msg_free(struct bus_msg *m);
+
+/* ---- events ---- */
+
+err_t bus_pub_open(struct bus *b, const char *url, struct bus_pub **out);
+/* Publishes an event; topic is matched exactly by subscribers. Never blocks. */
+err_t bus_publish(struct bus_pub *p, const char *topic, uint16_t type, const void *body,
+                  size_t n);
+
+/* Event callback, on the owner's thread. */
+typedef void (*bus_event_fn)(void *arg, const char *topic, const struct envelope *env);
+
+/* Dials urls (comma-separated) and delivers events of subscribed topics to fn. */
+err_t bus_sub_open(struct bus *b, const char *urls, bus_event_fn fn, void *arg,
+                   struct bus_sub **out);
+err_t bus_sub_add(struct bus_sub *s, const char *topic);
+err_t bus_sub_remove(struct bus_sub *s, const char *topic);
+
+/* ---- faults and the tap ---- */
+
+/* Sets this process's fault injection (also what bus.fault events do). */
+void bus_fault_set(struct bus *b, const struct bus_fault *f);
+void bus_fault_get(struct bus *b, struct bus_fault *f);
+/* Parses "drop=0.1 dup=0.05 delay=50ms delay_rate=0.5" (also comma-separated). */
+err_t bus_fault_parse(const char *s, struct bus_fault *f);
+
+/* Endpoint of the supervisor's event socket (bus.fault), "ipc://<dir>/supervisor.events.ipc". */
+void bus_supervisor_events_url(const char *dir, char *out, size_t cap);
+/* Directory holding every process's tap endpoint. */
+void bus_tap_dir(const char *dir, char *out, size_t cap);
+/* Number of tap listeners connected (0 = the tap costs nothing). */
+unsigned bus_tap_listeners(const struct bus *b);
+
+/*
+ * Tap message (msgpack array): [ts_ms u64, proc str, instance u32, dir str
+ * ("in"|"out"), peer str, topic str|nil, envelope bin].
+ */
+
+#endif

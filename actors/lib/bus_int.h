@@ -1,0 +1,98 @@
+/*
+ * bus_int.h - what the bus modules (bus.c, bus_event.c, bus_tap.c,
+ * bus_fault.c) share. Not for users of the bus: they include bus.h.
+ */
+#ifndef TETHER_LIB_BUS_INT_H
+#define TETHER_LIB_BUS_INT_H
+
+#include <stdatomic.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+
+#include "bus.h"
+#include "mp.h"
+
+/* Something to run on the owner's thread; embedded first in what it belongs to. */
+struct bus_item {
+    struct bus_item *next;
+    void (*run)(struct bus_item *it);  /* deliver to the owner */
+    void (*drop)(struct bus_item *it); /* free without delivering (bus_close) */
+};
+
+struct bus {
+    char proc[BUS_NAME_MAX];
+    char self[ENV_SENDER_MAX + 1]; /* "proc" or "proc.N": what faults and the tap name */
+    unsigned instance;
+    char dir[BUS_URL_MAX];
+    size_t recv_max;
+    uint32_t timeout_ms;
+    unsigned ctx_per_server;
+
+    nng_mtx *qmtx; /* guards the queue */
+    struct bus_item *qhead, *qtail;
+    int efd;       /* eventfd: readable while the queue is non-empty */
+
+    _Atomic uint64_t next_req_id;
+    unsigned inflight; /* owner thread only */
+
+    struct bus_server *servers;
+    struct bus_peer *peers;
+    struct bus_sub *subs;
+    struct bus_pub *pubs;
+
+    /* tap */
+    bool tap_open;
+    nng_socket tap;
+    atomic_uint tap_pipes;
+
+    /* faults */
+    nng_mtx *fmtx;
+    struct bus_fault fault;
+    atomic_bool fault_on;
+    bool fault_sub_open;
+    nng_socket fault_sub;
+    nng_aio *fault_aio;
+};
+
+/* Queues an item for the owner's thread; callable from any thread. */
+void bus_queue_push(struct bus *b, struct bus_item *it);
+
+/* Encodes an envelope around body into a new nng message. */
+err_t bus_msg_build(const struct envelope *env, const char *topic, const void *body, size_t n,
+                    nng_msg **out);
+
+/* Maps an nng error to err_t (logging nothing). */
+err_t bus_nng_err(int rv);
+
+/* Applies socket options every bus socket gets (receive limit, reconnect timing). */
+void bus_socket_tune(struct bus *b, nng_socket s);
+
+/* Dials each URL of a comma-separated list (non-blocking: retried in the background). */
+err_t bus_dial_all(struct bus *b, nng_socket s, const char *urls, const char *what);
+
+/* Tap: mirrors one message if someone listens. env_bytes is the encoded envelope. */
+void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *topic,
+                  const void *env_bytes, size_t n);
+err_t bus_tap_open(struct bus *b);
+void bus_tap_close(struct bus *b);
+
+/* Faults: what to do with one message. */
+enum bus_fault_action {
+    BUS_FAULT_PASS,
+    BUS_FAULT_DROP,
+    BUS_FAULT_DELAY,
+    BUS_FAULT_DUP,
+};
+enum bus_fault_action bus_fault_decide(struct bus *b, uint32_t *delay_ms);
+err_t bus_fault_follow(struct bus *b);
+void bus_fault_unfollow(struct bus *b);
+
+void bus_subs_close(struct bus *b);
+void bus_pubs_close(struct bus *b);
+
+/* Splits a topic-framed event message: "<topic>\0<envelope>". */
+err_t bus_event_split(const void *data, size_t n, const char **topic, const void **env,
+                      size_t *env_n);
+
+#endif

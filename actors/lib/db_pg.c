@@ -1,0 +1,111 @@
+/*
+ * db_pg.c - PostgreSQL connection with reconnect and backoff (see db_pg.h).
+ */
+#include "db_pg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mem.h"
+
+void db_pg_init(struct db_pg *db, const char *url, unsigned statement_timeout_ms)
+{
+    memset(db, 0, sizeof(*db));
+    db->url = xstrdup(url);
+    db->backoff = (struct backoff)BACKOFF_INIT(100, 5000);
+    db->statement_timeout_ms = statement_timeout_ms ? statement_timeout_ms : 5000;
+}
+
+void db_pg_fini(struct db_pg *db)
+{
+    if (db->conn)
+        PQfinish(db->conn);
+    db->conn = NULL;
+    free(db->url);
+    db->url = NULL;
+}
+
+static void db_pg_drop(struct db_pg *db, const char *why)
+{
+    if (db->was_up)
+        LOG_WARN("db.pg_down", "lost the PostgreSQL connection: %s", why);
+    db->was_up = false;
+    if (db->conn)
+        PQfinish(db->conn);
+    db->conn = NULL;
+    backoff_fail(&db->backoff);
+}
+
+bool db_pg_up(const struct db_pg *db)
+{
+    return db->conn && PQstatus(db->conn) == CONNECTION_OK;
+}
+
+err_t db_pg_ensure(struct db_pg *db)
+{
+    char opts[64];
+    if (db_pg_up(db))
+        return OK;
+    if (db->conn)
+        db_pg_drop(db, PQerrorMessage(db->conn));
+    if (!backoff_ready(&db->backoff))
+        return ERR_UNAVAIL;
+
+    snprintf(opts, sizeof(opts), "-c statement_timeout=%u", db->statement_timeout_ms);
+    const char *const keys[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
+    const char *const vals[] = {db->url, "2", opts, "tether", NULL};
+    db->conn = PQconnectdbParams(keys, vals, 1);
+    if (!db->conn || PQstatus(db->conn) != CONNECTION_OK) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", db->conn ? PQerrorMessage(db->conn) : "out of memory");
+        why[strcspn(why, "\n")] = '\0';
+        if (db->conn)
+            PQfinish(db->conn);
+        db->conn = NULL;
+        if (db->backoff.cur_ms == 0)
+            LOG_WARN("db.pg_connect_failed", "could not connect to PostgreSQL: %s", why);
+        backoff_fail(&db->backoff);
+        return ERR_UNAVAIL;
+    }
+    backoff_reset(&db->backoff);
+    if (!db->was_up)
+        LOG_INFO("db.pg_up", "connected to PostgreSQL");
+    db->was_up = true;
+    return OK;
+}
+
+err_t db_pg_exec(struct db_pg *db, const char *sql, int nparams, const char *const *params,
+                 PGresult **res)
+{
+    PGresult *r;
+    ExecStatusType st;
+    if (db_pg_ensure(db) != OK)
+        return ERR_UNAVAIL;
+    r = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        *res = r;
+        return OK;
+    }
+    if (PQstatus(db->conn) != CONNECTION_OK) {
+        PQclear(r);
+        db_pg_drop(db, PQerrorMessage(db->conn));
+        return ERR_UNAVAIL;
+    }
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    LOG_WARN("db.pg_query_failed", "statement failed (%s): %s", state ? state : "?",
+             r ? PQresultErrorMessage(r) : "no result");
+    PQclear(r);
+    return ERR_INTERNAL;
+}
+
+err_t db_pg_ping(struct db_pg *db)
+{
+    PGresult *r;
+    err_t rc = db_pg_exec(db, "SELECT 1", 0, NULL, &r);
+    if (rc == OK)
+        PQclear(r);
+    return rc;
+}

@@ -1,0 +1,48 @@
+/*
+ * db_pg.h - one PostgreSQL connection that reconnects with backoff.
+ *
+ * Blocking libpq calls, always bounded: connect_timeout on connect and
+ * statement_timeout on every statement. Errors are logged here once, with
+ * libpq's detail, and reported as ERR_UNAVAIL (the store is unreachable)
+ * or ERR_INTERNAL (the statement failed).
+ */
+#ifndef TETHER_LIB_DB_PG_H
+#define TETHER_LIB_DB_PG_H
+
+#include <stdbool.h>
+
+#include <libpq-fe.h>
+
+#include "backoff.h"
+#include "err.h"
+
+struct db_pg {
+    char *url;
+    PGconn *conn;
+    struct backoff backoff;
+    unsigned statement_timeout_ms;
+    bool was_up; /* for logging transitions only */
+};
+
+/* url is copied. No connection is attempted yet. */
+void db_pg_init(struct db_pg *db, const char *url, unsigned statement_timeout_ms);
+void db_pg_fini(struct db_pg *db);
+
+/* Connects if not connected and the backoff allows; OK when a live connection exists. */
+err_t db_pg_ensure(struct db_pg *db);
+
+/* Round trip (SELECT 1); on failure drops the connection so the next ensure reconnects. */
+err_t db_pg_ping(struct db_pg *db);
+
+/* True while the connection is believed healthy. */
+bool db_pg_up(const struct db_pg *db);
+
+/*
+ * Runs a statement with parameters (text format). On OK *res is the result
+ * (PGRES_TUPLES_OK or PGRES_COMMAND_OK), which the caller PQclear()s. A
+ * connection failure drops the connection and returns ERR_UNAVAIL.
+ */
+err_t db_pg_exec(struct db_pg *db, const char *sql, int nparams, const char *const *params,
+                 PGresult **res);
+
+#endif

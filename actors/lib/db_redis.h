@@ -1,0 +1,46 @@
+/*
+ * db_redis.h - one Redis connection (hiredis, synchronous) that reconnects
+ * with backoff.
+ *
+ * Every command is bounded by a socket timeout. A connection error drops
+ * the connection (the next call reconnects once the backoff allows) and is
+ * reported as ERR_UNAVAIL; an error reply is ERR_INTERNAL with the reply
+ * handed back so the caller can read it.
+ */
+#ifndef TETHER_LIB_DB_REDIS_H
+#define TETHER_LIB_DB_REDIS_H
+
+#include <stdbool.h>
+
+#include <hiredis.h>
+
+#include "backoff.h"
+#include "err.h"
+
+struct db_redis {
+    char host[256];
+    int port;
+    char password[256];
+    int db;
+    unsigned timeout_ms;
+    redisContext *ctx;
+    struct backoff backoff;
+    bool was_up;
+};
+
+/* Parses url (redis://[:password@]host:port[/db]); ERR_INVAL if malformed. */
+err_t db_redis_init(struct db_redis *r, const char *url, unsigned timeout_ms);
+void db_redis_fini(struct db_redis *r);
+
+err_t db_redis_ensure(struct db_redis *r);
+bool db_redis_up(const struct db_redis *r);
+err_t db_redis_ping(struct db_redis *r);
+
+/*
+ * Runs a command given as argv (binary-safe). On OK or ERR_INTERNAL (an
+ * error reply) *reply is set and the caller frees it with freeReplyObject.
+ */
+err_t db_redis_cmd(struct db_redis *r, int argc, const char **argv, const size_t *lens,
+                   redisReply **reply);
+
+#endif

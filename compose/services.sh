@@ -1,0 +1,775 @@
+#!/usr/bin/env bash
+# services.sh: run PostgreSQL 15, Redis 7 and ClickHouse 18.16 as plain local processes (no
+# containers, no systemd), every file under DIR, listening on 127.0.0.1 only.
+# Usage: services.sh start DIR [--fresh] | stop DIR | status DIR | env DIR   (see compose/README.md)
+# Exit: 0 ok, 100 usage or bad configuration, 111 a service could not be started or stopped.
+set -euo pipefail
+
+readonly PROG=services.sh
+readonly EX_USAGE=100 EX_TEMP=111
+ROOT=$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/.." && pwd -P)
+readonly ROOT
+readonly ALL_SERVICES="pg redis clickhouse"
+readonly CH_SERVER=${TETHER_CH_SERVER:-/usr/sbin/clickhouse-server}
+WAIT_FAILURE=""
+
+say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+die() {
+  local code=$1
+  shift
+  say "$*"
+  exit "$code"
+}
+usage() {
+  cat >&2 <<EOF
+usage: $PROG start DIR [--fresh]
+       $PROG stop DIR
+       $PROG status DIR
+       $PROG env DIR
+env: TETHER_SERVICES="$ALL_SERVICES"  TETHER_PORTS=auto
+     TETHER_PG_PORT=55432  TETHER_REDIS_PORT=56379  TETHER_CH_HTTP_PORT=58123  TETHER_CH_TCP_PORT=59000
+     TETHER_PG_FAST=0  TETHER_REDIS_APPENDFSYNC=everysec  TETHER_SERVICES_TIMEOUT=30
+EOF
+  exit "$EX_USAGE"
+}
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+
+# First line of a file into REPLY (ClickHouse writes its pid file without a newline).
+read_line() {
+  REPLY=""
+  { read -r REPLY <"$1" || [[ -n $REPLY ]]; } 2>/dev/null
+}
+
+# Microseconds since the epoch, without forking.
+now_us() { printf '%s' "${EPOCHREALTIME/./}"; }
+
+# "1.23" from a start time in microseconds.
+elapsed() {
+  local us=$(($(now_us) - $1))
+  printf '%d.%02d' $((us / 1000000)) $((us % 1000000 / 10000))
+}
+
+# Run a command as a service user. Root must switch (initdb and postgres refuse to run as root);
+# anybody else runs the services as themselves.
+as_user() {
+  local user=$1
+  shift
+  if [[ $EUID -eq 0 ]]; then
+    runuser -u "$user" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+# Run a command that leaves a server behind, with stdin from /dev/null and every fd above 2
+# closed: a server must not inherit our lock (fd 9) or a caller's pipe, or whoever waits for
+# that pipe's EOF (a $(...) or | in the caller) would wait for the server's whole life.
+daemon() {
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if ((fd > 2)); then exec {fd}>&-; fi
+    done 2>/dev/null
+    "$@" </dev/null
+  )
+}
+
+# Give a service directory to its user (root only). chown -R only when the top is not theirs yet,
+# so restarting over a big data dir costs nothing.
+own() {
+  local dir=$1 user=$2 owner
+  [[ $EUID -eq 0 ]] || return 0
+  owner=$(stat -c %U "$dir")
+  if [[ $owner != "$user" ]]; then
+    chown -R "$user:" "$dir"
+  fi
+}
+
+# Make DIR and every parent traversable (o+x) for the postgres and clickhouse users: mktemp -d
+# makes 0700 directories, and a service that cannot reach its data dir fails with EACCES.
+open_path() {
+  local p=$1 mode
+  while :; do
+    mode=$(stat -c %a "$p")
+    if (((8#$mode & 1) == 0)); then
+      chmod o+x "$p"
+      say "chmod o+x $p (the service users must traverse it)"
+    fi
+    [[ $p == / ]] && break
+    p=$(dirname -- "$p")
+  done
+}
+
+# Print the last lines of each existing log file, for a failed start.
+show_logs() {
+  local f
+  for f in "$@"; do
+    [[ -s $f ]] || continue
+    say "--- last lines of $f"
+    tail -n 20 -- "$f" >&2 || true
+  done
+}
+
+# True if PID is a live (not zombie) process. The reaper in some containers is slow, so a
+# stopped daemon can linger as Z for a second or two; that counts as gone.
+pid_live() {
+  local pid=$1 stat
+  is_uint "$pid" || return 1
+  { read -r stat <"/proc/$pid/stat"; } 2>/dev/null || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+
+# The pid recorded for service SVC in DIR if that process is alive *and* is our server (its
+# command line names our data dir, port or config file), so a stale pid file whose pid now
+# belongs to another process never counts. Prints the pid, or fails.
+svc_pid() {
+  local svc=$1 pidfile pid cmd port
+  case $svc in
+    pg) pidfile=$DIR/pg/data/postmaster.pid ;;
+    redis) pidfile=$DIR/redis/redis.pid ;;
+    clickhouse) pidfile=$DIR/clickhouse/clickhouse.pid ;;
+  esac
+  read_line "$pidfile" || return 1
+  pid=$REPLY
+  pid_live "$pid" || return 1
+  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  case $svc in
+    pg) [[ "$cmd " == *" -D $DIR/pg/data "* ]] || return 1 ;;
+    redis)
+      # Redis replaces its command line with "redis-server ADDR:PORT".
+      port=$(svc_ports redis)
+      [[ -n $port && "$cmd " == "redis-server 127.0.0.1:$port "* ]] || return 1
+      ;;
+    clickhouse) [[ "$cmd " == *" --config-file=$DIR/clickhouse/config.xml "* ]] || return 1 ;;
+  esac
+  printf '%s' "$pid"
+}
+
+# Ports recorded by the last start of SVC ("" if none): one port, or "http tcp" for ClickHouse.
+svc_ports() {
+  read_line "$DIR/$1/ports" || REPLY=""
+  printf '%s' "$REPLY"
+}
+
+# Wait until "$@" succeeds, at most TIMEOUT seconds. With -a PATTERN, give up at once when no
+# process's command line matches PATTERN any more (the server died during start-up: a port
+# already taken, a bad data dir), instead of waiting out the timeout. On failure WAIT_FAILURE
+# says which.
+wait_until() {
+  local alive="" deadline
+  if [[ $1 == -a ]]; then
+    alive=$2
+    shift 2
+  fi
+  WAIT_FAILURE="did not answer within ${TIMEOUT}s"
+  deadline=$(($(now_us) + TIMEOUT * 1000000))
+  until "$@" >/dev/null 2>&1; do
+    if [[ -n $alive ]] && ! pgrep -f -- "$alive" >/dev/null; then
+      WAIT_FAILURE="exited during start-up"
+      return 1
+    fi
+    (($(now_us) < deadline)) || return 1
+    sleep 0.03
+  done
+}
+
+# A string as an extended regular expression that matches only itself (for pgrep -f).
+ere_quote() { printf '%s' "$1" | sed 's/[][\\.*^$+?(){}|]/\\&/g'; }
+
+# ---------------------------------------------------------------------------------------------
+# ports
+
+port_in_use() {
+  local p=$1
+  if command -v ss >/dev/null 2>&1; then
+    [[ -n $(ss -Hltn "sport = :$p" 2>/dev/null) ]]
+  else
+    (: <>"/dev/tcp/127.0.0.1/$p") 2>/dev/null
+  fi
+}
+
+TAKEN=" " # ports handed out during this run
+port_ok() { [[ $TAKEN != *" $1 "* ]] && ! port_in_use "$1"; }
+
+# choose_port VAR DEFAULT OLD: sets PORT. Precedence: a number in $VAR; then "auto" (from $VAR
+# or TETHER_PORTS=auto): the OLD port from the last start if still free, else a random free one
+# in 20000-60000; unset: the OLD port, else DEFAULT. A fixed port that is busy is an error.
+choose_port() {
+  local var=$1 def=$2 old=$3 val i
+  val=${!var-}
+  if [[ -z $val && ${TETHER_PORTS-} == auto ]]; then
+    val=auto
+  fi
+  case $val in
+    auto)
+      if [[ -n $old ]] && port_ok "$old"; then
+        PORT=$old
+      else
+        for ((i = 0; i < 200; i++)); do
+          PORT=$(((RANDOM << 15 | RANDOM) % 40001 + 20000))
+          port_ok "$PORT" && break
+        done
+        port_ok "$PORT" || die "$EX_TEMP" "no free port found for $var"
+      fi
+      ;;
+    "" | [0-9]*)
+      if [[ -z $val ]]; then
+        PORT=${old:-$def}
+      else
+        PORT=$val
+      fi
+      if ! is_uint "$PORT" || ((PORT < 1 || PORT > 65535)); then
+        die "$EX_USAGE" "$var: not a port number or auto: $PORT"
+      fi
+      port_ok "$PORT" || die "$EX_TEMP" "port $PORT ($var) is already in use on this machine"
+      ;;
+    *) die "$EX_USAGE" "$var: not a port number or auto: $val" ;;
+  esac
+  TAKEN+="$PORT "
+}
+
+# Old port of a service: from its dir, else from services.env (unless --fresh).
+old_port() {
+  local svc=$1 idx=$2 envkey=$3 ports
+  local -a arr
+  ((FRESH)) && return 0
+  ports=$(svc_ports "$svc")
+  if [[ -n $ports ]]; then
+    read -r -a arr <<<"$ports"
+    printf '%s' "${arr[idx]-}"
+  else
+    printf '%s' "${ENVFILE_VALUES[$envkey]-}"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# services.env
+
+declare -A ENVFILE_VALUES=()
+readonly ENV_KEYS="TETHER_PG_URL TETHER_PG_PORT TETHER_REDIS_URL TETHER_REDIS_PORT TETHER_CH_URL TETHER_CH_HTTP_PORT TETHER_CH_TCP_PORT"
+
+read_envfile() {
+  local key val
+  [[ -f $DIR/services.env ]] || return 0
+  while IFS='=' read -r key val; do
+    if [[ $key == TETHER_* ]]; then ENVFILE_VALUES[$key]=$val; fi
+  done <"$DIR/services.env"
+}
+
+write_envfile() {
+  local key tmp=$DIR/.services.env.tmp
+  : >"$tmp"
+  for key in $ENV_KEYS; do
+    if [[ -n ${ENVFILE_VALUES[$key]-} ]]; then
+      printf '%s=%s\n' "$key" "${ENVFILE_VALUES[$key]}" >>"$tmp"
+    fi
+  done
+  mv -f -- "$tmp" "$DIR/services.env"
+}
+
+set_env_for() {
+  local svc=$1 ports
+  read -r -a ports <<<"$(svc_ports "$svc")"
+  case $svc in
+    pg)
+      ENVFILE_VALUES[TETHER_PG_URL]="postgresql://postgres@127.0.0.1:${ports[0]}/tether"
+      ENVFILE_VALUES[TETHER_PG_PORT]=${ports[0]}
+      ;;
+    redis)
+      ENVFILE_VALUES[TETHER_REDIS_URL]="redis://127.0.0.1:${ports[0]}"
+      ENVFILE_VALUES[TETHER_REDIS_PORT]=${ports[0]}
+      ;;
+    clickhouse)
+      ENVFILE_VALUES[TETHER_CH_URL]="http://127.0.0.1:${ports[0]}"
+      ENVFILE_VALUES[TETHER_CH_HTTP_PORT]=${ports[0]}
+      ENVFILE_VALUES[TETHER_CH_TCP_PORT]=${ports[1]}
+      ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+pg_bindir() {
+  local d
+  if [[ -n ${TETHER_PG_BINDIR-} ]]; then
+    d=$TETHER_PG_BINDIR
+  elif [[ -x /usr/lib/postgresql/15/bin/postgres ]]; then
+    d=/usr/lib/postgresql/15/bin
+  else
+    d=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  [[ -x $d/postgres && -x $d/initdb && -x $d/pg_ctl ]] ||
+    die "$EX_TEMP" "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin (run compose/deps.sh)"
+  printf '%s' "$d"
+}
+
+pg_psql() {
+  local port=$1
+  shift
+  "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"
+}
+
+pg_start() {
+  local port=$1 d=$DIR/pg t0 sockdir
+  t0=$(now_us)
+  PG_BIN=$(pg_bindir)
+  mkdir -p "$d"
+  own "$d" postgres
+  as_user postgres mkdir -p "$d/sock"
+  if [[ ! -s $d/data/PG_VERSION ]]; then
+    if ! as_user postgres "$PG_BIN/initdb" -D "$d/data" -U postgres -A trust -E UTF8 \
+      --locale=C.UTF-8 --no-sync >"$d/initdb.log" 2>&1; then
+      show_logs "$d/initdb.log"
+      die "$EX_TEMP" "pg: initdb failed in $d/data"
+    fi
+    # Our settings live in tether.conf, rewritten at every start, so a new port or
+    # TETHER_PG_FAST takes effect on restart without touching postgresql.conf again.
+    printf "\n# Written by compose/services.sh at every start.\ninclude_if_exists = 'tether.conf'\n" |
+      as_user postgres tee -a "$d/data/postgresql.conf" >/dev/null
+  fi
+  # A Unix socket path must fit in 107 bytes; under a deep DIR go TCP-only (every Tether client
+  # uses 127.0.0.1 anyway, and pg_ctl -w watches postmaster.pid, not the socket).
+  sockdir=$d/sock
+  if ((${#sockdir} + 17 > 107)); then
+    say "pg: $sockdir is too long for a Unix socket; listening on TCP only"
+    sockdir=""
+  fi
+  {
+    printf '# Written by compose/services.sh at every start; edits are lost.\n'
+    printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = '%s'\n" "$port" "$sockdir"
+    printf 'wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\nmax_connections = 200\n'
+    if [[ ${TETHER_PG_FAST-0} == 1 ]]; then
+      printf '# TETHER_PG_FAST=1: test speed, no crash safety\n'
+      printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n'
+    fi
+  } | as_user postgres tee "$d/data/tether.conf" >/dev/null
+  pg_wait_zombie "$d/data/postmaster.pid"
+  printf '%s\n' "$port" >"$d/ports"
+  WAIT_FAILURE="pg_ctl start failed"
+  if ! daemon as_user postgres "$PG_BIN/pg_ctl" -D "$d/data" -l "$d/server.log" -w -t "$TIMEOUT" -s \
+    start >"$d/pg_ctl.log" 2>&1 ||
+    ! wait_until pg_psql "$port" -d postgres -c 'SELECT 1'; then
+    show_logs "$d/pg_ctl.log" "$d/server.log"
+    die "$EX_TEMP" "pg: server on 127.0.0.1:$port failed to start: $WAIT_FAILURE; logs in $d"
+  fi
+  pg_ensure_db "$port"
+  say "pg: ready on 127.0.0.1:$port in $(elapsed "$t0")s"
+}
+
+# A postmaster killed by SIGKILL leaves postmaster.pid behind. postgres copes with that (and
+# checks that no old backend still uses the shared memory), but kill(pid, 0) succeeds on a zombie,
+# so while the dead postmaster is not yet reaped it refuses to start ("lock file already exists").
+# Wait for the reaper; remove the file only if the zombie outlives the timeout.
+pg_wait_zombie() {
+  local pidfile=$1 pid deadline
+  read_line "$pidfile" || return 0
+  pid=$REPLY
+  is_uint "$pid" && [[ -e /proc/$pid ]] || return 0
+  pid_live "$pid" && return 0 # a live process: postgres decides
+  deadline=$(($(now_us) + TIMEOUT * 1000000))
+  while [[ -e /proc/$pid ]] && (($(now_us) < deadline)); do
+    sleep 0.05
+  done
+  if [[ -e /proc/$pid ]]; then
+    say "pg: old postmaster $pid is still an unreaped zombie; removing its postmaster.pid"
+    rm -f -- "$pidfile"
+  fi
+}
+
+pg_ensure_db() {
+  local has
+  has=$(pg_psql "$1" -d postgres -tA -c "SELECT 1 FROM pg_database WHERE datname = 'tether'")
+  if [[ $has != 1 ]]; then
+    pg_psql "$1" -d postgres -c 'CREATE DATABASE tether'
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Redis
+
+redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]; }
+
+redis_start() {
+  local port=$1 d=$DIR/redis t0 fsync=${TETHER_REDIS_APPENDFSYNC:-everysec}
+  t0=$(now_us)
+  case $fsync in
+    always | everysec | no) ;;
+    *) die "$EX_USAGE" "TETHER_REDIS_APPENDFSYNC must be always, everysec or no: $fsync" ;;
+  esac
+  mkdir -p "$d"
+  rm -f -- "$d/redis.pid"
+  printf '%s\n' "$port" >"$d/ports"
+  WAIT_FAILURE="could not be started"
+  if ! daemon redis-server --bind 127.0.0.1 --port "$port" --dir "$d" \
+    --appendonly yes --appendfsync "$fsync" --save "" \
+    --daemonize yes --pidfile "$d/redis.pid" --logfile "$d/redis.log" >/dev/null 2>&1 ||
+    ! wait_until -a "^redis-server .*(127\.0\.0\.1:$port( |\$)|--port $port )" redis_ping "$port"; then
+    show_logs "$d/redis.log"
+    die "$EX_TEMP" "redis: server on 127.0.0.1:$port $WAIT_FAILURE; log: $d/redis.log"
+  fi
+  say "redis: ready on 127.0.0.1:$port (appendfsync $fsync) in $(elapsed "$t0")s"
+}
+
+# ---------------------------------------------------------------------------------------------
+# ClickHouse
+
+ch_write_config() {
+  local d=$1 http=$2 tcp=$3
+  cat >"$d/config.xml" <<EOF
+<?xml version="1.0"?>
+<!-- Written by compose/services.sh at every start; edits are lost. -->
+<yandex>
+  <logger>
+    <level>warning</level>
+    <log>$d/log/server.log</log>
+    <errorlog>$d/log/server.err.log</errorlog>
+    <size>50M</size>
+    <count>2</count>
+  </logger>
+  <http_port>$http</http_port>
+  <tcp_port>$tcp</tcp_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>$d/data/</path>
+  <tmp_path>$d/tmp/</tmp_path>
+  <user_files_path>$d/user_files/</user_files_path>
+  <format_schema_path>$d/format_schemas/</format_schema_path>
+  <users_config>$d/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mark_cache_size>104857600</mark_cache_size>
+  <uncompressed_cache_size>104857600</uncompressed_cache_size>
+  <max_concurrent_queries>100</max_concurrent_queries>
+  <mlock_executable>false</mlock_executable>
+</yandex>
+EOF
+  cat >"$d/users.xml" <<'EOF'
+<?xml version="1.0"?>
+<!-- Written by compose/services.sh at every start; edits are lost. -->
+<yandex>
+  <profiles>
+    <default>
+      <max_memory_usage>4000000000</max_memory_usage>
+      <use_uncompressed_cache>0</use_uncompressed_cache>
+      <load_balancing>random</load_balancing>
+      <allow_experimental_low_cardinality_type>1</allow_experimental_low_cardinality_type>
+    </default>
+  </profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks>
+        <ip>127.0.0.1</ip>
+        <ip>::1</ip>
+      </networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>
+  </users>
+  <quotas>
+    <default>
+      <interval>
+        <duration>3600</duration>
+        <queries>0</queries>
+        <errors>0</errors>
+        <result_rows>0</result_rows>
+        <read_rows>0</read_rows>
+        <execution_time>0</execution_time>
+      </interval>
+    </default>
+  </quotas>
+</yandex>
+EOF
+}
+
+ch_ping() { [[ $(curl -s --max-time 2 "http://127.0.0.1:$1/ping") == "Ok." ]]; }
+
+# Split a SQL file into statements (a statement ends with ";" at the end of a line; whole-line
+# "--" comments are dropped) and POST each to the HTTP port: the HTTP interface takes one
+# statement per request.
+ch_apply_file() {
+  local port=$1 file=$2 line buf="" stmt resp code
+  local -a stmts=()
+  while IFS= read -r line || [[ -n $line ]]; do
+    [[ $line =~ ^[[:space:]]*-- ]] && continue
+    buf+=$line$'\n'
+    if [[ $line =~ \;[[:space:]]*$ ]]; then
+      stmts+=("${buf%;*}")
+      buf=""
+    fi
+  done <"$file"
+  stmts+=("$buf")
+  for stmt in "${stmts[@]}"; do
+    [[ $stmt =~ [^[:space:]] ]] || continue
+    resp=$(printf '%s' "$stmt" | curl -sS --max-time 60 -w '\n%{http_code}' \
+      --data-binary @- "http://127.0.0.1:$port/") || resp=$'\n000'
+    code=${resp##*$'\n'}
+    if [[ $code != 200 ]]; then
+      say "clickhouse: ${file#"$ROOT"/} was rejected (HTTP $code):"
+      printf '%s\n' "${resp%$'\n'*}" >&2
+      return 1
+    fi
+  done
+}
+
+clickhouse_start() {
+  local http=$1 tcp=$2 d=$DIR/clickhouse t0
+  t0=$(now_us)
+  mkdir -p "$d"/{data,tmp,user_files,format_schemas,log}
+  ch_write_config "$d" "$http" "$tcp"
+  own "$d" clickhouse
+  rm -f -- "$d/clickhouse.pid"
+  printf '%s %s\n' "$http" "$tcp" >"$d/ports"
+  # --daemon: the server reopens its own stdout into log/; redirecting it there ourselves (as
+  # root) makes it fail with "Cannot attach stdout", so send ours to /dev/null.
+  WAIT_FAILURE="could not be started"
+  if ! daemon as_user clickhouse "$CH_SERVER" --config-file="$d/config.xml" --daemon \
+    --pid-file="$d/clickhouse.pid" >/dev/null 2>&1 ||
+    ! wait_until -a "--config-file=$(ere_quote "$d/config.xml")( |\$)" ch_ping "$http"; then
+    show_logs "$d/log/server.err.log" "$d/log/server.log" "$d/log/stderr.log"
+    die "$EX_TEMP" "clickhouse: server on 127.0.0.1:$http $WAIT_FAILURE; logs in $d/log"
+  fi
+  ch_apply_schema "$http"
+  say "clickhouse: ready on 127.0.0.1:$http (tcp $tcp), $CH_FILES schema file(s) applied, in $(elapsed "$t0")s"
+}
+
+# Apply every sql/clickhouse/NNNN_*.sql in order. They are idempotent (IF NOT EXISTS), so this
+# runs at every start, also when the server was already running: new files get picked up.
+ch_apply_schema() {
+  local f
+  CH_FILES=0
+  for f in "$ROOT"/sql/clickhouse/[0-9][0-9][0-9][0-9]_*.sql; do
+    [[ -e $f ]] || continue
+    ch_apply_file "$1" "$f" || die "$EX_USAGE" "clickhouse: schema not applied (server left running)"
+    CH_FILES=$((CH_FILES + 1))
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+check_prereqs() {
+  local svc missing=()
+  for svc in $SERVICES; do
+    case $svc in
+      pg) pg_bindir >/dev/null ;;
+      redis)
+        command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+        command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+        ;;
+      clickhouse) [[ -x $CH_SERVER ]] || missing+=(clickhouse-server) ;;
+    esac
+  done
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    die "$EX_TEMP" "missing: ${missing[*]} (run compose/deps.sh)"
+  fi
+  if [[ $EUID -eq 0 ]]; then
+    for svc in $SERVICES; do
+      case $svc in
+        pg) id -u postgres >/dev/null 2>&1 || die "$EX_TEMP" "user postgres does not exist (install postgresql)" ;;
+        clickhouse) id -u clickhouse >/dev/null 2>&1 ||
+          die "$EX_TEMP" "user clickhouse does not exist (install clickhouse-server)" ;;
+      esac
+    done
+  fi
+}
+
+cmd_start() {
+  local svc pid old1 old2 http running=() ports=()
+  check_prereqs
+  if ((FRESH)); then
+    cmd_stop
+    for svc in $SERVICES; do
+      rm -rf -- "${DIR:?}/$svc"
+    done
+  fi
+  read_envfile
+  if [[ $EUID -eq 0 && (" $SERVICES " == *" pg "* || " $SERVICES " == *" clickhouse "*) ]]; then
+    open_path "$DIR"
+  fi
+  for svc in $SERVICES; do
+    if pid=$(svc_pid "$svc"); then
+      say "$svc: already running (pid $pid, port $(svc_ports "$svc"))"
+      running+=("$svc")
+      TAKEN+="$(svc_ports "$svc") "
+    fi
+  done
+  for svc in $SERVICES; do
+    [[ " ${running[*]-} " == *" $svc "* ]] && continue
+    case $svc in
+      pg)
+        choose_port TETHER_PG_PORT 55432 "$(old_port pg 0 TETHER_PG_PORT)"
+        pg_start "$PORT"
+        ;;
+      redis)
+        choose_port TETHER_REDIS_PORT 56379 "$(old_port redis 0 TETHER_REDIS_PORT)"
+        redis_start "$PORT"
+        ;;
+      clickhouse)
+        old1=$(old_port clickhouse 0 TETHER_CH_HTTP_PORT)
+        old2=$(old_port clickhouse 1 TETHER_CH_TCP_PORT)
+        choose_port TETHER_CH_HTTP_PORT 58123 "$old1"
+        http=$PORT
+        choose_port TETHER_CH_TCP_PORT 59000 "$old2"
+        clickhouse_start "$http" "$PORT"
+        ;;
+    esac
+    set_env_for "$svc"
+    write_envfile
+  done
+  # Servers found running: make sure what a start promises is there, then record them.
+  for svc in "${running[@]}"; do
+    read -r -a ports <<<"$(svc_ports "$svc")"
+    case $svc in
+      pg)
+        PG_BIN=$(pg_bindir)
+        pg_ensure_db "${ports[0]}"
+        ;;
+      clickhouse) ch_apply_schema "${ports[0]}" ;;
+    esac
+    set_env_for "$svc"
+  done
+  write_envfile
+}
+
+# Wait until no process in LEFT ("svc:pid" entries) is alive, at most $1 seconds; the
+# survivors stay in LEFT.
+wait_gone() {
+  local deadline e
+  local -a still
+  deadline=$(($(now_us) + $1 * 1000000))
+  while :; do
+    still=()
+    for e in "${LEFT[@]}"; do
+      if pid_live "${e#*:}"; then still+=("$e"); fi
+    done
+    LEFT=("${still[@]}")
+    [[ ${#LEFT[@]} -eq 0 ]] && return 0
+    (($(now_us) < deadline)) || return 1
+    sleep 0.02
+  done
+}
+
+# Signal every running service at once, then wait for all of them, so a stop costs the slowest
+# shutdown, not the sum. After STOP_TIMEOUT: SIGQUIT for PostgreSQL (immediate shutdown, which
+# also ends its children) and SIGKILL for the others; 5 s later SIGKILL for anything left.
+cmd_stop() {
+  local svc pid e sig
+  local -a stopped=()
+  LEFT=()
+  for svc in $SERVICES; do
+    pid=$(svc_pid "$svc") || continue
+    case $svc in
+      pg) sig=INT ;; # fast shutdown: roll back open transactions, checkpoint, exit
+      *) sig=TERM ;; # redis: flush and fsync the AOF, exit; clickhouse: clean shutdown
+    esac
+    kill -s "$sig" "$pid" 2>/dev/null || true
+    LEFT+=("$svc:$pid")
+  done
+  [[ ${#LEFT[@]} -gt 0 ]] || return 0
+  stopped=("${LEFT[@]}")
+  if ! wait_gone "$STOP_TIMEOUT"; then
+    for e in "${LEFT[@]}"; do
+      if [[ ${e%%:*} == pg ]]; then sig=QUIT; else sig=KILL; fi
+      say "${e%%:*}: still running after ${STOP_TIMEOUT}s, sending SIG$sig"
+      kill -s "$sig" "${e#*:}" 2>/dev/null || true
+    done
+    if ! wait_gone 5; then
+      for e in "${LEFT[@]}"; do
+        kill -s KILL "${e#*:}" 2>/dev/null || true
+      done
+      wait_gone 2 || die "$EX_TEMP" "could not stop: ${LEFT[*]}"
+    fi
+  fi
+  for e in "${stopped[@]}"; do
+    say "${e%%:*}: stopped (pid ${e#*:})"
+  done
+}
+
+cmd_status() {
+  local svc pid ports rc=0
+  for svc in $SERVICES; do
+    ports=$(svc_ports "$svc")
+    ports=${ports:--}
+    if pid=$(svc_pid "$svc"); then
+      printf '%-10s running  port=%s pid=%s\n' "$svc" "${ports// //}" "$pid"
+    else
+      printf '%-10s stopped  port=%s\n' "$svc" "${ports// //}"
+      rc=$EX_TEMP
+    fi
+  done
+  return "$rc"
+}
+
+cmd_env() {
+  [[ -f $DIR/services.env ]] || die "$EX_TEMP" "no $DIR/services.env (run: $PROG start $DIR)"
+  cat -- "$DIR/services.env"
+}
+
+# ---------------------------------------------------------------------------------------------
+# main
+
+[[ $# -ge 2 ]] || usage
+CMD=$1
+DIR=$2
+shift 2
+FRESH=0
+case $CMD in
+  start)
+    case ${1-} in
+      "") ;;
+      --fresh) FRESH=1 ;;
+      *) usage ;;
+    esac
+    [[ $# -le 1 ]] || usage
+    ;;
+  stop | status | env) [[ $# -eq 0 ]] || usage ;;
+  *) usage ;;
+esac
+[[ -n $DIR ]] || usage
+
+SERVICES=""
+for svc in ${TETHER_SERVICES:-$ALL_SERVICES}; do
+  [[ " $ALL_SERVICES " == *" $svc "* ]] || die "$EX_USAGE" "TETHER_SERVICES: unknown service '$svc' (known: $ALL_SERVICES)"
+  [[ " $SERVICES " == *" $svc "* ]] || SERVICES+="$svc "
+done
+SERVICES=${SERVICES% }
+# Keep pg, redis, clickhouse order whatever order the user gave.
+ordered=""
+for svc in $ALL_SERVICES; do
+  if [[ " $SERVICES " == *" $svc "* ]]; then ordered+="$svc "; fi
+done
+SERVICES=${ordered% }
+
+TIMEOUT=${TETHER_SERVICES_TIMEOUT:-30}
+STOP_TIMEOUT=${TETHER_SERVICES_STOP_TIMEOUT:-20}
+if ! is_uint "$TIMEOUT" || ! is_uint "$STOP_TIMEOUT"; then
+  die "$EX_USAGE" "TETHER_SERVICES_TIMEOUT and TETHER_SERVICES_STOP_TIMEOUT must be whole seconds"
+fi
+
+if [[ $CMD == start ]]; then
+  mkdir -p -- "$DIR" || die "$EX_TEMP" "cannot create $DIR"
+fi
+if [[ ! -d $DIR ]]; then
+  [[ $CMD == stop ]] && exit 0 # nothing can be running there
+  die "$EX_TEMP" "$DIR: no such directory"
+fi
+DIR=$(cd -- "$DIR" && pwd -P)
+
+case $CMD in
+  start | stop)
+    # One start/stop at a time per DIR (daemon() keeps the servers from inheriting the lock).
+    exec 9>"$DIR/.services.lock"
+    flock -w 60 9 || die "$EX_TEMP" "another $PROG is busy with $DIR"
+    "cmd_$CMD"
+    ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+esac

@@ -1,0 +1,56 @@
+/*
+ * gw.h - the gateway process: HTTP (h2o evloop) in front of the bus.
+ *
+ * One thread per process runs the h2o loop; the bus's completions, the
+ * signalfd and the supervisor-death pipe are h2o sockets in that loop, so
+ * every handler and bus callback runs on it. Several gateway processes
+ * share the port through SO_REUSEPORT.
+ */
+#ifndef TETHER_GW_H
+#define TETHER_GW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <h2o.h>
+
+#include "bus.h"
+#include "cfg.h"
+
+/* The actors /healthz asks, in the order it reports them. */
+#define GW_NACTORS 5
+extern const char *const gw_actor_names[GW_NACTORS];
+
+struct gw_cfg {
+    char *http_host;
+    long long http_port;
+    long long health_timeout_ms;
+    long long req_timeout_ms;
+};
+
+struct gw {
+    struct cfg_common cfg;
+    struct gw_cfg gw;
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    h2o_socket_t *bus_sock, *sig_sock, *parent_sock;
+    struct bus *bus;
+    struct bus_peer *actors[GW_NACTORS];
+    unsigned inflight;        /* HTTP requests waiting on the bus */
+    bool stopping;
+    uint64_t stop_deadline_mono;
+    uint64_t started_mono;
+};
+
+/* The process's gateway; handlers reach it through the h2o context. */
+struct gw *gw_of(h2o_req_t *req);
+
+/* healthz.c */
+int gw_on_healthz(struct gw *gw, h2o_req_t *req);
+
+/* Sends a JSON body with status and the given reason. */
+void gw_send_json(h2o_req_t *req, int status, const char *reason, const char *json, size_t n);
+
+#endif

@@ -1,0 +1,272 @@
+/*
+ * gateway - Tether's HTTP door: turns requests into bus messages.
+ *
+ * Interface: listens on TETHER_HTTP_HOST:TETHER_HTTP_PORT with SO_REUSEPORT
+ * (several gateway processes share the port). Signals: SIGTERM/SIGINT stop
+ * accepting, finish in-flight requests within TETHER_SHUTDOWN_GRACE, exit 0.
+ * Exit codes: 0 clean stop, 100 bad configuration, 111 cannot listen or join
+ * the bus. Readiness: after the listener is bound and the bus is joined.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "gw.h"
+#include "log.h"
+#include "proc.h"
+
+#define GW_OFF(f) offsetof(struct gw_cfg, f)
+
+static const struct cfg_def gw_cfg_defs[] = {
+    {"TETHER_HTTP_HOST", CFG_STR, "127.0.0.1", 0, 0, GW_OFF(http_host),
+     "address the gateway listens on (0.0.0.0 for every interface)"},
+    {"TETHER_HTTP_PORT", CFG_INT, "8787", 1, 65535, GW_OFF(http_port), "HTTP port"},
+    {"TETHER_GW_HEALTH_TIMEOUT", CFG_MS, "800ms", 10, 60000, GW_OFF(health_timeout_ms),
+     "how long /healthz waits for each actor"},
+    {"TETHER_GW_REQ_TIMEOUT", CFG_MS, "10s", 100, 600000, GW_OFF(req_timeout_ms),
+     "time a client has to send a whole request (slow clients are cut off)"},
+};
+
+static struct gw *gw_self;
+
+struct gw *gw_of(h2o_req_t *req)
+{
+    (void)req;
+    return gw_self;
+}
+
+void gw_send_json(h2o_req_t *req, int status, const char *reason, const char *json, size_t n)
+{
+    char *copy = h2o_mem_alloc_pool(&req->pool, n);
+    memcpy(copy, json, n);
+    req->res.status = status;
+    req->res.reason = reason;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json; charset=utf-8"));
+    h2o_send_inline(req, copy, n);
+}
+
+static int gw_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct gw *gw = gw_of(req);
+    (void)self;
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/healthz"))) {
+        if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+            !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
+                           H2O_STRLIT("GET"));
+            static const char body[] = "{\"error\":\"Method not allowed\"}";
+            gw_send_json(req, 405, "Method Not Allowed", body, sizeof(body) - 1);
+            return 0;
+        }
+        return gw_on_healthz(gw, req);
+    }
+    static const char nf[] = "{\"error\":\"Not found\"}";
+    gw_send_json(req, 404, "Not Found", nf, sizeof(nf) - 1);
+    return 0;
+}
+
+static void gw_on_accept(h2o_socket_t *listener, const char *err)
+{
+    struct gw *gw = listener->data;
+    h2o_socket_t *sock;
+    if (err != NULL)
+        return;
+    if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
+        return;
+    h2o_accept(&gw->accept_ctx, sock);
+}
+
+static void gw_on_bus(h2o_socket_t *sock, const char *err)
+{
+    struct gw *gw = sock->data;
+    (void)err;
+    bus_dispatch(gw->bus);
+}
+
+static void gw_begin_stop(struct gw *gw, const char *why)
+{
+    if (gw->stopping) {
+        gw->stop_deadline_mono = clock_mono_ms();
+        return;
+    }
+    LOG_INFO("gw.stopping", "stopping: %s", why);
+    gw->stopping = true;
+    gw->stop_deadline_mono = clock_mono_ms() + (uint64_t)gw->cfg.shutdown_grace_ms;
+    if (gw->listener) {
+        h2o_socket_read_stop(gw->listener);
+        h2o_socket_close(gw->listener);
+        gw->listener = NULL;
+    }
+}
+
+static void gw_on_signal(h2o_socket_t *sock, const char *err)
+{
+    struct gw *gw = sock->data;
+    struct signalfd_siginfo si;
+    int fd = h2o_socket_get_fd(sock);
+    (void)err;
+    while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+            gw_begin_stop(gw, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void gw_on_parent(h2o_socket_t *sock, const char *err)
+{
+    struct gw *gw = sock->data;
+    (void)err;
+    if (proc_parent_gone(h2o_socket_get_fd(sock))) {
+        LOG_WARN("gw.orphaned", "the supervisor is gone; exiting");
+        h2o_socket_read_stop(sock);
+        gw->stopping = true;
+        gw->stop_deadline_mono = clock_mono_ms();
+    }
+}
+
+static int gw_listen(struct gw *gw)
+{
+    struct sockaddr_in addr;
+    int fd, one = 1;
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)gw->gw.http_port);
+    if (inet_pton(AF_INET, gw->gw.http_host, &addr.sin_addr) != 1) {
+        LOG_ERROR("cfg.invalid", "TETHER_HTTP_HOST \"%s\" is not an IPv4 address",
+                  gw->gw.http_host);
+        return -2;
+    }
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fd, 1024) != 0) {
+        LOG_ERROR("gw.listen_failed", "cannot listen on %s:%lld: %s", gw->gw.http_host,
+                  gw->gw.http_port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    gw->listener = h2o_evloop_socket_create(gw->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    gw->listener->data = gw;
+    h2o_socket_read_start(gw->listener, gw_on_accept);
+    return 0;
+}
+
+/* Watches a foreign fd in the h2o loop (h2o closes what it owns, hence the dup). */
+static h2o_socket_t *gw_watch_fd(struct gw *gw, int fd, h2o_socket_cb cb)
+{
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0)
+        return NULL;
+    h2o_socket_t *s = h2o_evloop_socket_create(gw->ctx.loop, copy, H2O_SOCKET_FLAG_DONT_READ);
+    s->data = gw;
+    h2o_socket_read_start(s, cb);
+    return s;
+}
+
+static int gw_run(struct gw *gw, int argc, char **argv)
+{
+    struct cfg_table tables[] = {
+        {cfg_common_defs, cfg_common_defs_len, &gw->cfg},
+        CFG_TABLE(gw_cfg_defs, &gw->gw),
+    };
+    enum cfg_action action;
+    sigset_t set;
+    int sfd, rc;
+
+    log_init("gateway", LOG_LVL_INFO, true);
+    if (cfg_load(tables, 2, argc, argv, "gateway", &action) != OK)
+        return EXIT_PERMANENT;
+    if (action == CFG_PRINTED)
+        return 0;
+    if (cfg_common_apply(&gw->cfg, proc_child_name("gateway")) != OK)
+        return EXIT_PERMANENT;
+    gw->started_mono = clock_mono_ms();
+
+    /* block before nng starts its threads, so the signals reach the signalfd */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0 ||
+        (sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+        return EXIT_TEMPORARY;
+    signal(SIGPIPE, SIG_IGN);
+
+    char busdir[BUS_URL_MAX];
+    if (gw->cfg.bus_dir[0])
+        snprintf(busdir, sizeof(busdir), "%s", gw->cfg.bus_dir);
+    else
+        snprintf(busdir, sizeof(busdir), "%s/bus", gw->cfg.run_dir);
+    struct bus_opts bo = {
+        .proc = "gateway",
+        .self = proc_child_name("gateway"),
+        .instance = proc_instance(),
+        .dir = busdir,
+        .recv_max = (size_t)gw->cfg.bus_recv_max,
+        .timeout_ms = (uint32_t)gw->cfg.bus_timeout_ms,
+        .inflight = 1,
+        .tap = gw->cfg.bus_tap,
+        .follow_faults = true,
+    };
+    if (bus_open(&gw->bus, &bo) != OK)
+        return EXIT_TEMPORARY;
+    for (unsigned i = 0; i < GW_NACTORS; i++)
+        if (bus_peer_open_actor(gw->bus, gw_actor_names[i], &gw->actors[i]) != OK)
+            return EXIT_TEMPORARY;
+
+    h2o_config_init(&gw->config);
+    gw->config.http1.req_timeout = (uint64_t)gw->gw.req_timeout_ms;
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&gw->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = gw_on_req;
+    h2o_context_init(&gw->ctx, h2o_evloop_create(), &gw->config);
+    gw->accept_ctx.ctx = &gw->ctx;
+    gw->accept_ctx.hosts = gw->config.hosts;
+
+    rc = gw_listen(gw);
+    if (rc == -2)
+        return EXIT_PERMANENT;
+    if (rc != 0)
+        return EXIT_TEMPORARY;
+    gw->bus_sock = gw_watch_fd(gw, bus_fd(gw->bus), gw_on_bus);
+    gw->sig_sock = gw_watch_fd(gw, sfd, gw_on_signal);
+    close(sfd);
+    int pfd = proc_parent_fd();
+    if (pfd >= 0)
+        gw->parent_sock = gw_watch_fd(gw, pfd, gw_on_parent);
+    if (!gw->bus_sock || !gw->sig_sock)
+        return EXIT_TEMPORARY;
+
+    proc_notify_ready();
+    LOG_INFO("gw.ready", "listening on http://%s:%lld", gw->gw.http_host, gw->gw.http_port);
+    while (!gw->stopping || (gw->inflight > 0 && clock_mono_ms() < gw->stop_deadline_mono))
+        h2o_evloop_run(gw->ctx.loop, gw->stopping ? 50 : INT32_MAX);
+    LOG_INFO("gw.stopped", "stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct gw gw;
+    gw_self = &gw;
+    int code = gw_run(&gw, argc, argv);
+    /* the h2o loop is not torn down: the process exits, and the bus closes its sockets */
+    bus_close(gw.bus);
+    struct cfg_table tables[] = {
+        {cfg_common_defs, cfg_common_defs_len, &gw.cfg},
+        CFG_TABLE(gw_cfg_defs, &gw.gw),
+    };
+    cfg_free(tables, 2);
+    return code;
+}

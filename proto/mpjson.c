@@ -1,0 +1,202 @@
+/*
+ * mpjson.c - msgpack to JSON rendering (see mpjson.h).
+ */
+#include "mpjson.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mp.h"
+
+struct jbuf {
+    char *p;
+    size_t n, cap;
+    err_t err;
+};
+
+static void jb_put(struct jbuf *b, const char *s, size_t n)
+{
+    if (b->err != OK)
+        return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->err = ERR_NOMEM;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+static void jb_puts(struct jbuf *b, const char *s)
+{
+    jb_put(b, s, strlen(s));
+}
+
+static void jb_str(struct jbuf *b, const char *s, size_t n, size_t max)
+{
+    char esc[8];
+    int cut = max && n > max;
+    if (cut)
+        n = max;
+    jb_put(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            jb_put(b, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            jb_put(b, esc, 6);
+        } else {
+            jb_put(b, (const char *)&s[i], 1);
+        }
+    }
+    if (cut)
+        jb_puts(b, "\xe2\x80\xa6");
+    jb_put(b, "\"", 1);
+}
+
+static err_t mp_json_value(struct mp_reader *r, struct jbuf *b, size_t max, unsigned depth);
+
+static err_t mp_json_container(struct mp_reader *r, struct jbuf *b, size_t max,
+                               unsigned depth, enum mp_type t)
+{
+    uint32_t n;
+    if (depth >= MP_MAX_DEPTH)
+        return ERR_PROTO;
+    if (t == MP_ARRAY) {
+        if (mp_read_array(r, &n) != OK)
+            return ERR_PROTO;
+        jb_put(b, "[", 1);
+        for (uint32_t i = 0; i < n; i++) {
+            if (i)
+                jb_put(b, ",", 1);
+            if (mp_json_value(r, b, max, depth + 1) != OK)
+                return ERR_PROTO;
+        }
+        jb_put(b, "]", 1);
+        return OK;
+    }
+    if (mp_read_map(r, &n) != OK)
+        return ERR_PROTO;
+    jb_put(b, "{", 1);
+    for (uint32_t i = 0; i < n; i++) {
+        struct slice k;
+        if (i)
+            jb_put(b, ",", 1);
+        if (mp_read_str(r, &k) == OK) {
+            jb_str(b, k.p, k.n, 0);
+        } else {
+            struct jbuf kb = {0};
+            err_t rc = mp_json_value(r, &kb, max, depth + 1);
+            if (rc == OK && kb.err == OK)
+                jb_str(b, kb.p, kb.n, 0);
+            free(kb.p);
+            if (rc != OK)
+                return rc;
+        }
+        jb_put(b, ":", 1);
+        if (mp_json_value(r, b, max, depth + 1) != OK)
+            return ERR_PROTO;
+    }
+    jb_put(b, "}", 1);
+    return OK;
+}
+
+static err_t mp_json_value(struct mp_reader *r, struct jbuf *b, size_t max, unsigned depth)
+{
+    enum mp_type t;
+    char num[64];
+    struct slice s;
+
+    if (mp_peek(r, &t) != OK)
+        return ERR_PROTO;
+    switch (t) {
+    case MP_NIL:
+        (void)mp_read_nil(r);
+        jb_puts(b, "null");
+        return OK;
+    case MP_BOOL: {
+        bool v;
+        (void)mp_read_bool(r, &v);
+        jb_puts(b, v ? "true" : "false");
+        return OK;
+    }
+    case MP_UINT: {
+        uint64_t v;
+        (void)mp_read_uint(r, &v);
+        snprintf(num, sizeof(num), "%" PRIu64, v);
+        jb_puts(b, num);
+        return OK;
+    }
+    case MP_INT: {
+        int64_t v;
+        if (mp_read_int(r, &v) != OK)
+            return ERR_PROTO;
+        snprintf(num, sizeof(num), "%" PRId64, v);
+        jb_puts(b, num);
+        return OK;
+    }
+    case MP_FLOAT: {
+        double v;
+        (void)mp_read_float(r, &v);
+        if (v != v || v - v != 0)
+            jb_puts(b, "null"); /* NaN and infinities have no JSON form */
+        else {
+            snprintf(num, sizeof(num), "%.17g", v);
+            jb_puts(b, num);
+        }
+        return OK;
+    }
+    case MP_STR:
+        (void)mp_read_str(r, &s);
+        jb_str(b, s.p, s.n, max);
+        return OK;
+    case MP_BIN:
+        (void)mp_read_bin(r, &s);
+        snprintf(num, sizeof(num), "{\"$bin\":%zu}", s.n);
+        jb_puts(b, num);
+        return OK;
+    case MP_EXT:
+        if (mp_skip(r, &s) != OK)
+            return ERR_PROTO;
+        jb_puts(b, "{\"$ext\":true}");
+        return OK;
+    case MP_ARRAY:
+    case MP_MAP:
+        return mp_json_container(r, b, max, depth, t);
+    }
+    return ERR_PROTO;
+}
+
+err_t mp_to_json(const void *buf, size_t n, size_t max_str, char **out, size_t *len)
+{
+    struct mp_reader r;
+    struct jbuf b = {0};
+    err_t rc;
+
+    mp_reader_init(&r, buf, n);
+    rc = mp_json_value(&r, &b, max_str, 0);
+    if (rc == OK)
+        rc = b.err;
+    if (rc == OK && b.p == NULL)
+        rc = ERR_PROTO;
+    if (rc != OK) {
+        free(b.p);
+        return rc;
+    }
+    *out = b.p;
+    *len = b.n;
+    return OK;
+}

@@ -1,0 +1,58 @@
+/*
+ * msg.c - the message catalogue. The single source of truth for what each
+ * message carries; `tetherctl proto-doc` renders it as docs/protocol.md.
+ */
+#include "msg.h"
+
+#include <string.h>
+
+const struct msg_def msg_catalogue[] = {
+    {MSG_HEALTH_PING, "health.ping", MSG_K_REQUEST, "every actor",
+     "{} (empty)",
+     "{name: str, instance: uint, pid: uint, state: \"up\"|\"degraded\", store: \"ok\"|\"unreachable\", "
+     "uptime_ms: uint}"},
+    {MSG_BUS_ECHO, "bus.echo", MSG_K_REQUEST, "every actor",
+     "{data: bin}",
+     "{data: bin} (the request's data, unchanged)"},
+    {MSG_BUS_FAULT, "bus.fault", MSG_K_EVENT, "supervisor (published)",
+     "{target: str, drop: float 0-1, dup: float 0-1, delay_ms: uint, delay_rate: float 0-1}",
+     ""},
+    {MSG_SV_STATUS, "sv.status", MSG_K_REQUEST, "supervisor",
+     "{}",
+     "{node: str, leader: bool, fencing_token: uint, children: [{name, state, pid, uptime_ms, "
+     "restarts, leader_only, last_exit, fault}]}"},
+    {MSG_SV_START, "sv.start", MSG_K_REQUEST, "supervisor", "{name: str}", "{name, state}"},
+    {MSG_SV_STOP, "sv.stop", MSG_K_REQUEST, "supervisor", "{name: str}", "{name, state}"},
+    {MSG_SV_RESTART, "sv.restart", MSG_K_REQUEST, "supervisor", "{name: str}", "{name, state}"},
+    {MSG_SV_KILL, "sv.kill", MSG_K_REQUEST, "supervisor", "{name: str, signal: uint}",
+     "{name, state}"},
+    {MSG_SV_FAULT_SET, "sv.fault_set", MSG_K_REQUEST, "supervisor",
+     "{name: str, drop: float, dup: float, delay_ms: uint, delay_rate: float} (all zero clears)",
+     "{name, fault}"},
+    {MSG_SV_FAULT_LIST, "sv.fault_list", MSG_K_REQUEST, "supervisor", "{}",
+     "{faults: [{name, drop, dup, delay_ms, delay_rate}]}"},
+};
+
+const size_t msg_catalogue_len = sizeof(msg_catalogue) / sizeof(msg_catalogue[0]);
+
+const struct msg_def *msg_def_find(uint16_t type)
+{
+    for (size_t i = 0; i < msg_catalogue_len; i++)
+        if (msg_catalogue[i].type == type)
+            return &msg_catalogue[i];
+    return NULL;
+}
+
+const char *msg_name(uint16_t type)
+{
+    const struct msg_def *d = msg_def_find(type);
+    return d ? d->name : "unknown";
+}
+
+uint16_t msg_type_by_name(const char *name)
+{
+    for (size_t i = 0; i < msg_catalogue_len; i++)
+        if (strcmp(msg_catalogue[i].name, name) == 0)
+            return msg_catalogue[i].type;
+    return 0;
+}

@@ -1,0 +1,56 @@
+/*
+ * msg.h - the message catalogue: every message type on the bus.
+ *
+ * A type number is stable once assigned and never reused (it is on the
+ * wire). Bodies are msgpack maps; the fields of each are listed in
+ * msg_catalogue[] (msg.c), which docs/protocol.md is generated from.
+ * Numbers are grouped by owner: 1-63 every process, 64-127 supervisor,
+ * 128+ domain actors (assigned by their issues).
+ */
+#ifndef TETHER_PROTO_MSG_H
+#define TETHER_PROTO_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum msg_type {
+    MSG_HEALTH_PING = 1, /* any process: liveness and store state */
+    MSG_BUS_ECHO = 2,    /* any process: echoes its body (bus tests, benchmarks) */
+    MSG_BUS_FAULT = 3,   /* event from the supervisor: fault-injection setting for one process */
+
+    MSG_SV_STATUS = 64,
+    MSG_SV_START = 65,
+    MSG_SV_STOP = 66,
+    MSG_SV_RESTART = 67,
+    MSG_SV_KILL = 68,
+    MSG_SV_FAULT_SET = 69,
+    MSG_SV_FAULT_LIST = 70,
+};
+
+enum msg_kind {
+    MSG_K_REQUEST, /* request/reply */
+    MSG_K_EVENT,   /* published, no reply */
+};
+
+struct msg_def {
+    uint16_t type;
+    const char *name;     /* "area.verb", stable too: tap filters and logs use it */
+    enum msg_kind kind;
+    const char *handler;  /* which process answers or publishes it */
+    const char *request;  /* body fields of the request/event */
+    const char *reply;    /* body fields of the reply ("" for events) */
+};
+
+extern const struct msg_def msg_catalogue[];
+extern const size_t msg_catalogue_len;
+
+/* Definition of type, or NULL if the catalogue does not know it. */
+const struct msg_def *msg_def_find(uint16_t type);
+
+/* Name of type, or "unknown" if not catalogued. */
+const char *msg_name(uint16_t type);
+
+/* Type number of name, or 0 when unknown. */
+uint16_t msg_type_by_name(const char *name);
+
+#endif

@@ -1,0 +1,596 @@
+/*
+ * tetherctl - the operator's tool: talks to the supervisor's control socket
+ * and taps bus traffic.
+ *
+ *   tetherctl status [--json]
+ *   tetherctl start|stop|restart NAME
+ *   tetherctl kill NAME [SIGNAL]
+ *   tetherctl fault NAME drop=0.1 dup=0.05 delay=50ms [delay_rate=0.5] | off
+ *   tetherctl faults
+ *   tetherctl tap [--actor NAME] [--type TYPE] [--trace ID] [--count N] [--seconds S] [--rate]
+ *   tetherctl ping ACTOR [--size BYTES] [--count N] [--timeout DUR]
+ *
+ * Exit codes: 0 done, 1 the supervisor answered with an error, 100 usage,
+ * 111 the supervisor could not be reached.
+ */
+#include <errno.h>
+#include <glob.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+
+#include "bus.h"
+#include "cfg.h"
+#include "clock.h"
+#include "log.h"
+#include "mp.h"
+#include "mpjson.h"
+#include "msg.h"
+#include "proc.h"
+
+#define CTL_EXIT_ERR 1
+
+struct ctl {
+    struct cfg_common cfg;
+    char bus_dir[BUS_URL_MAX];
+    struct bus *bus;
+    struct bus_peer *sv;
+};
+
+static int ctl_usage(void)
+{
+    fprintf(stderr,
+            "usage: tetherctl status [--json]\n"
+            "       tetherctl start|stop|restart NAME\n"
+            "       tetherctl kill NAME [SIGNAL]\n"
+            "       tetherctl fault NAME drop=F dup=F delay=DUR [delay_rate=F] | off\n"
+            "       tetherctl faults\n"
+            "       tetherctl tap [--actor NAME] [--type TYPE] [--trace ID] [--count N] "
+            "[--seconds S] [--rate]\n"
+            "       tetherctl ping ACTOR [--size BYTES] [--count N] [--timeout DUR]\n"
+            "settings come from TETHER_* variables (TETHER_RUN_DIR, TETHER_BUS_DIR)\n");
+    return EXIT_PERMANENT;
+}
+
+static int ctl_open(struct ctl *c, bool need_supervisor)
+{
+    char url[BUS_URL_MAX + 64];
+    struct bus_opts bo = {
+        .proc = "tetherctl",
+        .dir = c->bus_dir,
+        .recv_max = (size_t)c->cfg.bus_recv_max,
+        .timeout_ms = 5000,
+        .inflight = 1,
+    };
+    if (bus_open(&c->bus, &bo) != OK)
+        return EXIT_TEMPORARY;
+    if (!need_supervisor)
+        return 0;
+    const char *cu = getenv("TETHER_SV_CONTROL_URL");
+    if (cu && *cu)
+        snprintf(url, sizeof(url), "%s", cu);
+    else
+        snprintf(url, sizeof(url), "ipc://%s/supervisor.ipc", c->bus_dir);
+    if (bus_peer_open(c->bus, "supervisor", url, &c->sv) != OK)
+        return EXIT_TEMPORARY;
+    return 0;
+}
+
+/* One request to the supervisor; prints the error and maps it to an exit code. */
+static int ctl_call(struct ctl *c, uint16_t type, struct mp_writer *body, struct bus_msg *reply)
+{
+    err_t rc = bus_call_sync(c->sv, type, body ? mp_writer_data(body) : NULL,
+                             body ? mp_writer_len(body) : 0, 3000, reply);
+    if (rc == OK)
+        return 0;
+    if (rc == ERR_TIMEOUT || rc == ERR_UNAVAIL || rc == ERR_CLOSED) {
+        fprintf(stderr, "tetherctl: cannot reach the supervisor at %s/supervisor.ipc: %s\n",
+                c->bus_dir, err_str(rc));
+        return EXIT_TEMPORARY;
+    }
+    fprintf(stderr, "tetherctl: %s: %.*s\n", err_str(rc), (int)reply->env.err_msg.n,
+            reply->env.err_msg.p ? reply->env.err_msg.p : "");
+    bus_msg_free(reply);
+    return CTL_EXIT_ERR;
+}
+
+static void ctl_print_json(struct slice body)
+{
+    char *json;
+    size_t n;
+    if (body.n && mp_to_json(body.p, body.n, 0, &json, &n) == OK) {
+        printf("%s\n", json);
+        free(json);
+    } else {
+        printf("{}\n");
+    }
+}
+
+/* Reads a string field of a map at r's position into buf. */
+static const char *ctl_str(struct slice map, const char *key, char *buf, size_t cap)
+{
+    struct mp_reader v;
+    struct slice s;
+    buf[0] = '\0';
+    if (mp_map_find(map.p, map.n, key, &v) == OK && mp_read_str(&v, &s) == OK)
+        (void)slice_copy(s, buf, cap);
+    return buf;
+}
+
+static uint64_t ctl_uint(struct slice map, const char *key)
+{
+    struct mp_reader v;
+    uint64_t u = 0;
+    if (mp_map_find(map.p, map.n, key, &v) == OK)
+        (void)mp_read_uint(&v, &u);
+    return u;
+}
+
+static bool ctl_bool(struct slice map, const char *key)
+{
+    struct mp_reader v;
+    bool b = false;
+    if (mp_map_find(map.p, map.n, key, &v) == OK)
+        (void)mp_read_bool(&v, &b);
+    return b;
+}
+
+static int ctl_status(struct ctl *c, bool json)
+{
+    struct bus_msg reply;
+    struct mp_reader v;
+    uint32_t n;
+    char node[64];
+    int rc = ctl_call(c, MSG_SV_STATUS, NULL, &reply);
+    if (rc)
+        return rc;
+    struct slice body = reply.env.body;
+    if (json) {
+        ctl_print_json(body);
+        bus_msg_free(&reply);
+        return 0;
+    }
+    printf("node %s, leader: %s", ctl_str(body, "node", node, sizeof(node)),
+           ctl_bool(body, "leader") ? "yes" : "no");
+    if (ctl_bool(body, "leader"))
+        printf(" (fencing token %" PRIu64 ")", ctl_uint(body, "fencing_token"));
+    printf("\n%-24s %-9s %8s %10s %8s %-7s %-12s %s\n", "NAME", "STATE", "PID", "UPTIME",
+           "RESTARTS", "LEADER", "LAST EXIT", "FAULT");
+    if (mp_map_find(body.p, body.n, "children", &v) == OK && mp_read_array(&v, &n) == OK) {
+        for (uint32_t i = 0; i < n; i++) {
+            struct slice ch;
+            char name[64], state[16], last[48], fault[96];
+            if (mp_skip(&v, &ch) != OK)
+                break;
+            uint64_t up = ctl_uint(ch, "uptime_ms");
+            char upbuf[32];
+            snprintf(upbuf, sizeof(upbuf), "%" PRIu64 ".%01" PRIu64 "s", up / 1000,
+                     (up % 1000) / 100);
+            printf("%-24s %-9s %8" PRIu64 " %10s %8" PRIu64 " %-7s %-12s %s\n",
+                   ctl_str(ch, "name", name, sizeof(name)), ctl_str(ch, "state", state, sizeof(state)),
+                   ctl_uint(ch, "pid"), ctl_uint(ch, "pid") ? upbuf : "-",
+                   ctl_uint(ch, "restarts"), ctl_bool(ch, "leader_only") ? "only" : "-",
+                   ctl_str(ch, "last_exit", last, sizeof(last))[0] ? last : "-",
+                   ctl_str(ch, "fault", fault, sizeof(fault)));
+        }
+    }
+    bus_msg_free(&reply);
+    return 0;
+}
+
+static int ctl_child_cmd(struct ctl *c, uint16_t type, const char *name, int sig)
+{
+    struct mp_writer w;
+    struct bus_msg reply;
+    char state[16];
+    int rc;
+    mp_writer_init(&w);
+    mp_put_map(&w, sig ? 2 : 1);
+    mp_put_kv_str(&w, "name", name);
+    if (sig)
+        mp_put_kv_uint(&w, "signal", (uint64_t)sig);
+    rc = ctl_call(c, type, &w, &reply);
+    mp_writer_fini(&w);
+    if (rc)
+        return rc;
+    printf("%s: %s\n", name, ctl_str(reply.env.body, "state", state, sizeof(state)));
+    bus_msg_free(&reply);
+    return 0;
+}
+
+static int ctl_signal_number(const char *s)
+{
+    static const struct {
+        const char *name;
+        int sig;
+    } names[] = {{"KILL", SIGKILL}, {"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP},
+                 {"STOP", SIGSTOP}, {"CONT", SIGCONT}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+                 {"USR2", SIGUSR2}, {"SEGV", SIGSEGV}, {"ABRT", SIGABRT}};
+    if (strncmp(s, "SIG", 3) == 0)
+        s += 3;
+    for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(s, names[i].name) == 0)
+            return names[i].sig;
+    char *end;
+    long n = strtol(s, &end, 10);
+    return *end || n < 1 || n > 64 ? -1 : (int)n;
+}
+
+static int ctl_fault(struct ctl *c, const char *name, int argc, char **argv)
+{
+    char spec[256] = "";
+    struct bus_fault f;
+    struct mp_writer w;
+    struct bus_msg reply;
+    int rc;
+    for (int i = 0; i < argc; i++) {
+        size_t l = strlen(spec);
+        snprintf(spec + l, sizeof(spec) - l, "%s%s", i ? " " : "", argv[i]);
+    }
+    if (bus_fault_parse(spec, &f) != OK) {
+        fprintf(stderr, "tetherctl: bad fault \"%s\" (drop=F dup=F delay=DUR delay_rate=F, "
+                        "fractions 0-1, or off)\n",
+                spec);
+        return EXIT_PERMANENT;
+    }
+    mp_writer_init(&w);
+    mp_put_map(&w, 5);
+    mp_put_kv_str(&w, "name", name);
+    mp_put_str(&w, "drop");
+    mp_put_double(&w, f.drop);
+    mp_put_str(&w, "dup");
+    mp_put_double(&w, f.dup);
+    mp_put_kv_uint(&w, "delay_ms", f.delay_ms);
+    mp_put_str(&w, "delay_rate");
+    mp_put_double(&w, f.delay_rate);
+    rc = ctl_call(c, MSG_SV_FAULT_SET, &w, &reply);
+    mp_writer_fini(&w);
+    if (rc)
+        return rc;
+    ctl_print_json(reply.env.body);
+    bus_msg_free(&reply);
+    return 0;
+}
+
+/* ---- tap ---- */
+
+struct tap_filter {
+    const char *actor, *type, *trace;
+    long count;
+    double seconds;
+    bool rate;
+};
+
+static volatile sig_atomic_t ctl_interrupted;
+
+static void ctl_on_sigint(int sig)
+{
+    (void)sig;
+    ctl_interrupted = 1;
+}
+
+struct tap_rate {
+    char type[48];
+    unsigned long n;
+};
+
+static void tap_rescan(nng_socket s, const char *dir, char seen[][BUS_URL_MAX + 64], unsigned *nseen)
+{
+    char pattern[BUS_URL_MAX + 16];
+    glob_t g;
+    snprintf(pattern, sizeof(pattern), "%s/tap/*.ipc", dir);
+    if (glob(pattern, 0, NULL, &g) != 0)
+        return;
+    for (size_t i = 0; i < g.gl_pathc && *nseen < 256; i++) {
+        char url[BUS_URL_MAX + 64];
+        bool known = false;
+        snprintf(url, sizeof(url), "ipc://%s", g.gl_pathv[i]);
+        for (unsigned k = 0; k < *nseen; k++)
+            if (strcmp(seen[k], url) == 0)
+                known = true;
+        if (!known && nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK) == 0)
+            snprintf(seen[(*nseen)++], BUS_URL_MAX + 64, "%s", url);
+    }
+    globfree(&g);
+}
+
+static const char *tap_kind(uint8_t k)
+{
+    switch (k) {
+    case ENV_REQUEST:
+        return "request";
+    case ENV_REPLY:
+        return "reply";
+    case ENV_ERROR:
+        return "error";
+    case ENV_EVENT:
+        return "event";
+    }
+    return "?";
+}
+
+/* Decodes one tap message and prints it (or counts it); false when filtered out. */
+static bool tap_handle(const void *buf, size_t n, const struct tap_filter *f, struct tap_rate *rates,
+                       unsigned *nrates)
+{
+    struct mp_reader r;
+    uint32_t fields;
+    uint64_t ts, inst;
+    struct slice proc, dir, peer, topic, envb;
+    struct envelope env;
+    char procs[64], peers[64], topics[256];
+
+    mp_reader_init(&r, buf, n);
+    if (mp_read_array(&r, &fields) != OK || fields < 7 || mp_read_uint(&r, &ts) != OK ||
+        mp_read_str(&r, &proc) != OK || mp_read_uint(&r, &inst) != OK ||
+        mp_read_str(&r, &dir) != OK || mp_read_str_or_nil(&r, &peer) != OK ||
+        mp_read_str_or_nil(&r, &topic) != OK || mp_read_bin(&r, &envb) != OK ||
+        env_decode(envb.p, envb.n, &env) != OK)
+        return false;
+    (void)slice_copy(proc, procs, sizeof(procs));
+    (void)slice_copy(peer, peers, sizeof(peers));
+    if (topic.p)
+        (void)slice_copy(topic, topics, sizeof(topics));
+    const char *tname = msg_name(env.type);
+
+    if (f->actor && strcmp(f->actor, procs) != 0 && strcmp(f->actor, peers) != 0 &&
+        strncmp(procs, f->actor, strlen(f->actor)) != 0)
+        return false;
+    if (f->type && strcmp(f->type, tname) != 0)
+        return false;
+    if (f->trace && strcmp(f->trace, env.trace_id) != 0)
+        return false;
+
+    if (f->rate) {
+        for (unsigned i = 0; i < *nrates; i++)
+            if (strcmp(rates[i].type, tname) == 0) {
+                rates[i].n++;
+                return true;
+            }
+        if (*nrates < 64) {
+            snprintf(rates[*nrates].type, sizeof(rates[0].type), "%s", tname);
+            rates[(*nrates)++].n = 1;
+        }
+        return true;
+    }
+
+    char tsbuf[32], *body = NULL, esc[1100] = "";
+    size_t bl;
+    clock_iso8601(ts, tsbuf, sizeof(tsbuf));
+    if (env.body.n == 0 || mp_to_json(env.body.p, env.body.n, 256, &body, &bl) != OK)
+        body = NULL;
+    if (env.err_msg.p)
+        log_json_escape(env.err_msg.p, env.err_msg.n, esc, sizeof(esc));
+    printf("{\"ts\":\"%s\",\"proc\":\"%s\",\"dir\":\"%.*s\",\"peer\":\"%s\",\"type\":\"%s\","
+           "\"kind\":\"%s\",\"req\":\"%" PRIx64 "\",\"trace\":\"%s\",\"sender\":\"%s\","
+           "\"attempt\":%u,\"deadline_ms\":%" PRIu64,
+           tsbuf, procs, (int)dir.n, dir.p, peers, tname, tap_kind(env.kind), env.req_id,
+           env.trace_id, env.sender, env.attempt, env.deadline_ms);
+    if (topic.p)
+        printf(",\"topic\":\"%s\"", topics);
+    if (env.kind == ENV_ERROR)
+        printf(",\"error\":\"%s\",\"message\":\"%s\"", err_name(env.err_code), esc);
+    printf(",\"body\":%s}\n", body ? body : "null");
+    fflush(stdout);
+    free(body);
+    return true;
+}
+
+static int ctl_tap(struct ctl *c, const struct tap_filter *f)
+{
+    nng_socket s;
+    char seen[256][BUS_URL_MAX + 64];
+    unsigned nseen = 0, nrates = 0;
+    struct tap_rate rates[64];
+    long printed = 0;
+    uint64_t start = clock_mono_ms(), last_scan = 0, last_rate = start;
+    int rv;
+
+    if ((rv = nng_sub0_open(&s)) != 0) {
+        fprintf(stderr, "tetherctl: cannot open a socket: %s\n", nng_strerror(rv));
+        return EXIT_TEMPORARY;
+    }
+    (void)nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, (size_t)c->cfg.bus_recv_max * 2);
+    (void)nng_socket_set(s, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+    (void)nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 200);
+    (void)nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 50);
+    signal(SIGINT, ctl_on_sigint);
+    signal(SIGTERM, ctl_on_sigint);
+
+    while (!ctl_interrupted) {
+        uint64_t now = clock_mono_ms();
+        if (f->seconds > 0 && now - start >= (uint64_t)(f->seconds * 1000))
+            break;
+        if (now - last_scan >= 1000) {
+            tap_rescan(s, c->bus_dir, seen, &nseen);
+            last_scan = now;
+        }
+        if (f->rate && now - last_rate >= 1000) {
+            double secs = (double)(now - last_rate) / 1000.0;
+            printf("{\"window_s\":%.2f,\"rates\":{", secs);
+            for (unsigned i = 0; i < nrates; i++)
+                printf("%s\"%s\":%.1f", i ? "," : "", rates[i].type, (double)rates[i].n / secs);
+            printf("}}\n");
+            fflush(stdout);
+            nrates = 0;
+            last_rate = now;
+        }
+        char *buf;
+        size_t n;
+        rv = nng_recv(s, &buf, &n, NNG_FLAG_ALLOC);
+        if (rv == NNG_ETIMEDOUT)
+            continue;
+        if (rv != 0)
+            break;
+        if (tap_handle(buf, n, f, rates, &nrates) && !f->rate)
+            printed++;
+        nng_free(buf, n);
+        if (f->count > 0 && printed >= f->count)
+            break;
+    }
+    nng_close(s);
+    return 0;
+}
+
+/*
+ * bus.echo round trips to one actor with a payload of `size` bytes: proves
+ * messages of that size cross the bus, and measures the round trip.
+ */
+static int ctl_ping(struct ctl *c, const char *actor, long size, long count, long long tmo)
+{
+    struct bus_peer *p;
+    struct mp_writer w;
+    char *payload;
+    int rc = 0;
+
+    if (size < 0 || size > (long)c->cfg.bus_recv_max || count < 1)
+        return ctl_usage();
+    if (bus_peer_open_actor(c->bus, actor, &p) != OK)
+        return EXIT_TEMPORARY;
+    payload = malloc((size_t)size + 1);
+    if (!payload)
+        return EXIT_TEMPORARY;
+    for (long i = 0; i < size; i++)
+        payload[i] = (char)('a' + i % 26);
+    mp_writer_init(&w);
+    mp_put_map(&w, 1);
+    mp_put_str(&w, "data");
+    mp_put_bin(&w, payload, (size_t)size);
+    for (long i = 0; i < count && rc == 0; i++) {
+        struct bus_msg reply;
+        struct mp_reader v;
+        struct slice data;
+        uint64_t t0 = clock_mono_ms();
+        err_t e = bus_call_sync(p, MSG_BUS_ECHO, mp_writer_data(&w), mp_writer_len(&w),
+                                (uint32_t)tmo, &reply);
+        if (e != OK) {
+            printf("{\"actor\":\"%s\",\"ok\":false,\"error\":\"%s\"}\n", actor, err_name(e));
+            bus_msg_free(&reply);
+            rc = CTL_EXIT_ERR;
+            break;
+        }
+        bool same = mp_map_find(reply.env.body.p, reply.env.body.n, "data", &v) == OK &&
+                    mp_read_bin(&v, &data) == OK && data.n == (size_t)size &&
+                    memcmp(data.p, payload, (size_t)size) == 0;
+        printf("{\"actor\":\"%s\",\"ok\":%s,\"bytes\":%ld,\"envelope_bytes\":%zu,"
+               "\"rtt_ms\":%" PRIu64 ",\"from\":\"%s\",\"attempt\":%u}\n",
+               actor, same ? "true" : "false", size, mp_writer_len(&w),
+               clock_mono_ms() - t0, reply.env.sender, reply.env.attempt);
+        if (!same)
+            rc = CTL_EXIT_ERR;
+        bus_msg_free(&reply);
+    }
+    mp_writer_fini(&w);
+    free(payload);
+    return rc;
+}
+
+static int ctl_run(struct ctl *c, int argc, char **argv)
+{
+    struct cfg_table tables[] = {{cfg_common_defs, cfg_common_defs_len, &c->cfg}};
+    enum cfg_action action;
+    int rc;
+
+    log_init("tetherctl", LOG_LVL_WARN, false);
+    if (cfg_load(tables, 1, 1, argv, "tetherctl", &action) != OK)
+        return EXIT_PERMANENT;
+    if (c->cfg.bus_dir[0])
+        snprintf(c->bus_dir, sizeof(c->bus_dir), "%s", c->cfg.bus_dir);
+    else
+        snprintf(c->bus_dir, sizeof(c->bus_dir), "%s/bus", c->cfg.run_dir);
+    log_init("tetherctl", LOG_LVL_WARN, false);
+    if (argc < 2)
+        return ctl_usage();
+    const char *cmd = argv[1];
+
+    if (strcmp(cmd, "tap") == 0) {
+        struct tap_filter f = {0};
+        for (int i = 2; i < argc; i++) {
+            if (strcmp(argv[i], "--rate") == 0)
+                f.rate = true;
+            else if (i + 1 < argc && strcmp(argv[i], "--actor") == 0)
+                f.actor = argv[++i];
+            else if (i + 1 < argc && strcmp(argv[i], "--type") == 0)
+                f.type = argv[++i];
+            else if (i + 1 < argc && strcmp(argv[i], "--trace") == 0)
+                f.trace = argv[++i];
+            else if (i + 1 < argc && strcmp(argv[i], "--count") == 0)
+                f.count = strtol(argv[++i], NULL, 10);
+            else if (i + 1 < argc && strcmp(argv[i], "--seconds") == 0)
+                f.seconds = strtod(argv[++i], NULL);
+            else
+                return ctl_usage();
+        }
+        if ((rc = ctl_open(c, false)) != 0)
+            return rc;
+        return ctl_tap(c, &f);
+    }
+
+    if (strcmp(cmd, "ping") == 0) {
+        long size = 0, count = 1;
+        long long tmo = 5000;
+        if (argc < 3)
+            return ctl_usage();
+        for (int i = 3; i < argc; i++) {
+            if (i + 1 < argc && strcmp(argv[i], "--size") == 0)
+                size = strtol(argv[++i], NULL, 10);
+            else if (i + 1 < argc && strcmp(argv[i], "--count") == 0)
+                count = strtol(argv[++i], NULL, 10);
+            else if (i + 1 < argc && strcmp(argv[i], "--timeout") == 0) {
+                if (!cfg_parse_ms(argv[++i], &tmo) || tmo < 1 || tmo > 600000)
+                    return ctl_usage();
+            } else
+                return ctl_usage();
+        }
+        if ((rc = ctl_open(c, false)) != 0)
+            return rc;
+        return ctl_ping(c, argv[2], size, count, tmo);
+    }
+
+    if ((rc = ctl_open(c, true)) != 0)
+        return rc;
+    if (strcmp(cmd, "status") == 0)
+        return ctl_status(c, argc > 2 && strcmp(argv[2], "--json") == 0);
+    if (strcmp(cmd, "faults") == 0) {
+        struct bus_msg reply;
+        if ((rc = ctl_call(c, MSG_SV_FAULT_LIST, NULL, &reply)) != 0)
+            return rc;
+        ctl_print_json(reply.env.body);
+        bus_msg_free(&reply);
+        return 0;
+    }
+    if (argc < 3)
+        return ctl_usage();
+    if (strcmp(cmd, "start") == 0)
+        return ctl_child_cmd(c, MSG_SV_START, argv[2], 0);
+    if (strcmp(cmd, "stop") == 0)
+        return ctl_child_cmd(c, MSG_SV_STOP, argv[2], 0);
+    if (strcmp(cmd, "restart") == 0)
+        return ctl_child_cmd(c, MSG_SV_RESTART, argv[2], 0);
+    if (strcmp(cmd, "kill") == 0) {
+        int sig = argc > 3 ? ctl_signal_number(argv[3]) : SIGKILL;
+        if (sig < 0)
+            return ctl_usage();
+        return ctl_child_cmd(c, MSG_SV_KILL, argv[2], sig);
+    }
+    if (strcmp(cmd, "fault") == 0)
+        return ctl_fault(c, argv[2], argc - 3, argv + 3);
+    return ctl_usage();
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl c;
+    memset(&c, 0, sizeof(c));
+    int rc = ctl_run(&c, argc, argv);
+    bus_close(c.bus);
+    struct cfg_table tables[] = {{cfg_common_defs, cfg_common_defs_len, &c.cfg}};
+    cfg_free(tables, 1);
+    return rc;
+}

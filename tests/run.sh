@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# run.sh BUILD_DIR: runs every test and prints "N passed, N failed" as its last line.
+#  - unit tests: every binary BUILD_DIR/tests/**/*_test (TAP), each under a timeout;
+#  - integration tests: real PostgreSQL, Redis and ClickHouse started once on free ports in a
+#    temporary directory, then every tests/integration/*_test.sh (TAP) against BUILD_DIR/bin;
+#  - compatibility tests (tests/compat/run.sh) when present.
+# A test file that crashes or times out without reporting counts as one failure.
+# Exit: 0 when nothing failed, 1 otherwise.
+set -uo pipefail
+
+ROOT=$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/.." && pwd -P)
+BUILD=$(cd -- "${1:?usage: run.sh BUILD_DIR}" && pwd -P)
+cd "$ROOT"
+
+PASSED=0 FAILED=0
+FAILURES=()
+ONLY=${TETHER_TEST_ONLY:-} # substring filter on test file paths
+
+# run_tap NAME TIMEOUT CMD...: runs one TAP producer, echoes its output, tallies its lines.
+run_tap() {
+  local name=$1 limit=$2 out rc ok notok
+  shift 2
+  out=$(mktemp)
+  printf '# %s\n' "$name"
+  timeout --kill-after=10 "$limit" "$@" >"$out" 2>"$out.err"
+  rc=$?
+  sed 's/^/    /' "$out"
+  ok=$(grep -c '^ok ' "$out")
+  notok=$(grep -c '^not ok ' "$out")
+  PASSED=$((PASSED + ok))
+  FAILED=$((FAILED + notok))
+  if ((notok > 0)); then
+    FAILURES+=("$name")
+  fi
+  if ((rc != 0 && notok == 0)); then
+    FAILED=$((FAILED + 1))
+    FAILURES+=("$name (exit $rc$( ((rc == 124)) && echo ', timed out'))")
+    printf '    not ok - %s exited %d without reporting a failure\n' "$name" "$rc"
+  fi
+  if ((rc != 0)) && [[ -s $out.err ]]; then
+    printf '    --- stderr (last 40 lines) ---\n'
+    tail -n 40 "$out.err" | sed 's/^/    /'
+  fi
+  rm -f "$out" "$out.err"
+}
+
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Leak checking for unit tests; processes of the running tree are killed on purpose.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+
+while IFS= read -r t; do
+  [[ -n $ONLY && $t != *"$ONLY"* ]] && continue
+  run_tap "unit ${t#"$BUILD"/tests/}" 120 "$t"
+done < <(find "$BUILD/tests" -type f -name '*_test' -perm -u+x 2>/dev/null | sort)
+
+# ---- integration ----
+ITESTS=()
+for t in tests/integration/*_test.sh; do
+  [[ -e $t ]] || continue
+  [[ -n $ONLY && $t != *"$ONLY"* ]] && continue
+  ITESTS+=("$t")
+done
+
+if ((${#ITESTS[@]} > 0)) || [[ -x tests/compat/run.sh && -z $ONLY ]]; then
+  SVC=$(mktemp -d /tmp/tether-test.XXXXXX)
+  chmod 755 "$SVC"
+  cleanup() {
+    compose/services.sh stop "$SVC/services" >/dev/null 2>&1 || true
+    [[ -n ${TETHER_TEST_KEEP:-} ]] || rm -rf "$SVC"
+  }
+  trap cleanup EXIT
+  if TETHER_PORTS=auto TETHER_PG_FAST=1 compose/services.sh start "$SVC/services" >"$SVC/services.log" 2>&1 &&
+    set -a && . "$SVC/services/services.env" && set +a &&
+    compose/migrate.sh "$TETHER_PG_URL" >>"$SVC/services.log" 2>&1; then
+    export TETHER_TEST_BIN=$BUILD/bin TETHER_TEST_TMP=$SVC
+    export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0
+    for t in "${ITESTS[@]}"; do
+      run_tap "integration ${t#tests/integration/}" 300 bash "$t"
+    done
+    if [[ -x tests/compat/run.sh && -z $ONLY ]]; then
+      run_tap "compat" 600 tests/compat/run.sh
+    fi
+  else
+    cat "$SVC/services.log"
+    FAILED=$((FAILED + 1))
+    FAILURES+=("starting the stores for integration tests")
+  fi
+fi
+
+if ((${#FAILURES[@]} > 0)); then
+  printf '\nfailed:\n'
+  printf '  %s\n' "${FAILURES[@]}"
+fi
+printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+((FAILED == 0))
