@@ -80,6 +80,7 @@ void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *
 
     if (!b->tap_open || atomic_load_explicit(&b->tap_pipes, memory_order_relaxed) == 0)
         return;
+    /* the header is packed apart and the envelope appended once: one copy, one allocation */
     mp_writer_init(&w);
     mp_put_array(&w, 7);
     mp_put_uint(&w, clock_wall_ms());
@@ -88,9 +89,11 @@ void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *
     mp_put_str(&w, dir);
     mp_put_str(&w, peer);
     mp_put_str(&w, topic);
-    mp_put_bin(&w, env_bytes, n);
+    msgpack_pack_bin(&w.pk, n);
     if (mp_writer_err(&w) == OK && nng_msg_alloc(&m, 0) == 0) {
-        if (nng_msg_append(m, mp_writer_data(&w), mp_writer_len(&w)) != 0 ||
+        if (nng_msg_reserve(m, mp_writer_len(&w) + n) != 0 ||
+            nng_msg_append(m, mp_writer_data(&w), mp_writer_len(&w)) != 0 ||
+            nng_msg_append(m, env_bytes, n) != 0 ||
             nng_sendmsg(b->tap, m, NNG_FLAG_NONBLOCK) != 0)
             nng_msg_free(m);
     }

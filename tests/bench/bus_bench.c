@@ -1,0 +1,218 @@
+/*
+ * bus_bench.c - bus round-trip throughput, to measure what the tap costs.
+ *
+ *   bus_bench [--seconds S] [--inflight N] [--size BYTES] [--tap off|idle|listening]
+ *
+ * A forked echo server and this client, each with its own bus, over ipc://.
+ * The client keeps N bus.echo calls in flight for S seconds and prints one
+ * JSON line with the completed calls per second. --tap idle opens the tap
+ * sockets with nobody connected (the production default); --tap listening
+ * also drains both taps from a subscriber thread.
+ */
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "log.h"
+#include "loop.h"
+#include "mp.h"
+#include "msg.h"
+
+static char bench_dir[128];
+static volatile sig_atomic_t bench_stop;
+
+static void bench_on_term(int sig)
+{
+    (void)sig;
+    bench_stop = 1;
+}
+
+static void bench_echo(struct bus_req *req, void *arg)
+{
+    (void)arg;
+    bus_reply(req, bus_req_env(req)->body.p, bus_req_env(req)->body.n);
+}
+
+static int bench_server(bool tap)
+{
+    struct bus *b;
+    char url[256];
+    struct bus_opts o = {.proc = "bench-server", .dir = bench_dir, .recv_max = 4 << 20,
+                         .timeout_ms = 5000, .inflight = 128, .tap = tap};
+    signal(SIGTERM, bench_on_term);
+    if (bus_open(&b, &o) != OK)
+        return 1;
+    bus_actor_url(b, "bench-server", 0, url, sizeof(url));
+    if (bus_serve(b, url, bench_echo, NULL, NULL) != OK)
+        return 1;
+    while (!bench_stop) {
+        struct pollfd p = {bus_fd(b), POLLIN, 0};
+        if (poll(&p, 1, 100) > 0)
+            bus_dispatch(b);
+    }
+    bus_close(b);
+    return 0;
+}
+
+struct bench {
+    struct bus_peer *peer;
+    const void *body;
+    size_t n;
+    unsigned long done, errors;
+    bool counting, stopping;
+    unsigned inflight;
+};
+
+static void bench_issue(struct bench *bn);
+
+static void bench_on_reply(void *arg, err_t rc, const struct envelope *env)
+{
+    struct bench *bn = arg;
+    (void)env;
+    bn->inflight--;
+    if (rc != OK)
+        bn->errors++;
+    else if (bn->counting)
+        bn->done++;
+    if (!bn->stopping)
+        bench_issue(bn);
+}
+
+static void bench_issue(struct bench *bn)
+{
+    if (bus_call(bn->peer, MSG_BUS_ECHO, bn->body, bn->n, NULL, bench_on_reply, bn) == OK)
+        bn->inflight++;
+    else
+        bn->errors++;
+}
+
+static void *bench_drain_tap(void *arg)
+{
+    nng_socket *s = arg;
+    for (;;) {
+        char *buf;
+        size_t n;
+        int rv = nng_recv(*s, &buf, &n, NNG_FLAG_ALLOC);
+        if (rv == NNG_ECLOSED)
+            return NULL;
+        if (rv == 0)
+            nng_free(buf, n);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    double seconds = 3;
+    unsigned inflight = 64;
+    size_t size = 1024;
+    const char *tap = "idle";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--seconds") == 0)
+            seconds = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "--inflight") == 0)
+            inflight = (unsigned)atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--size") == 0)
+            size = (size_t)atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--tap") == 0)
+            tap = argv[i + 1];
+    }
+    bool tap_on = strcmp(tap, "off") != 0;
+    log_init("bus-bench", LOG_LVL_WARN, true);
+    snprintf(bench_dir, sizeof(bench_dir), "/tmp/tether-bench.%d", (int)getpid());
+    if (mkdir(bench_dir, 0755) != 0)
+        return 1;
+
+    pid_t srv = fork();
+    if (srv == 0)
+        _exit(bench_server(tap_on));
+
+    struct bus *b;
+    struct bench bn = {0};
+    struct bus_opts o = {.proc = "bench-client", .dir = bench_dir, .recv_max = 4 << 20,
+                         .timeout_ms = 5000, .inflight = 1, .tap = tap_on};
+    char url[256];
+    if (bus_open(&b, &o) != OK)
+        return 1;
+    bus_actor_url(b, "bench-server", 0, url, sizeof(url));
+    if (bus_peer_open(b, "bench-server", url, &bn.peer) != OK)
+        return 1;
+
+    nng_socket sub;
+    pthread_t drain;
+    bool listening = strcmp(tap, "listening") == 0;
+    if (listening) {
+        char t1[300], t2[300];
+        snprintf(t1, sizeof(t1), "ipc://%s/tap/bench-server.ipc", bench_dir);
+        snprintf(t2, sizeof(t2), "ipc://%s/tap/bench-client.ipc", bench_dir);
+        nng_sub0_open(&sub);
+        nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+        nng_socket_set_size(sub, NNG_OPT_RECVMAXSZ, 8 << 20);
+        nng_dial(sub, t1, NULL, NNG_FLAG_NONBLOCK);
+        nng_dial(sub, t2, NULL, NNG_FLAG_NONBLOCK);
+        pthread_create(&drain, NULL, bench_drain_tap, &sub);
+    }
+
+    struct mp_writer w;
+    char *payload = calloc(1, size + 1);
+    mp_writer_init(&w);
+    mp_put_map(&w, 1);
+    mp_put_str(&w, "data");
+    mp_put_bin(&w, payload, size);
+    bn.body = mp_writer_data(&w);
+    bn.n = mp_writer_len(&w);
+
+    /* wait for the server, then warm up for 0.5 s before counting */
+    struct bus_msg m;
+    for (int i = 0; i < 100 && bus_call_sync(bn.peer, MSG_BUS_ECHO, NULL, 0, 100, &m) != OK; i++)
+        ;
+    bus_msg_free(&m);
+    for (unsigned i = 0; i < inflight; i++)
+        bench_issue(&bn);
+    uint64_t t0 = clock_mono_ms(), start = 0;
+    while (1) {
+        uint64_t now = clock_mono_ms();
+        if (!bn.counting && now - t0 >= 500) {
+            bn.counting = true;
+            start = now;
+        }
+        if (bn.counting && now - start >= (uint64_t)(seconds * 1000))
+            break;
+        struct pollfd p = {bus_fd(b), POLLIN, 0};
+        if (poll(&p, 1, 100) > 0)
+            bus_dispatch(b);
+    }
+    double secs = (double)(clock_mono_ms() - start) / 1000.0;
+    bn.counting = false;
+    bn.stopping = true;
+    while (bn.inflight > 0) {
+        struct pollfd p = {bus_fd(b), POLLIN, 0};
+        if (poll(&p, 1, 1000) <= 0)
+            break;
+        bus_dispatch(b);
+    }
+    printf("{\"tap\":\"%s\",\"inflight\":%u,\"size\":%zu,\"seconds\":%.2f,\"calls\":%lu,"
+           "\"calls_per_s\":%.0f,\"errors\":%lu,\"tap_listeners\":%u}\n",
+           tap, inflight, size, secs, bn.done, (double)bn.done / secs, bn.errors,
+           bus_tap_listeners(b));
+    kill(srv, SIGTERM);
+    waitpid(srv, NULL, 0);
+    if (listening)
+        nng_close(sub);
+    bus_close(b);
+    mp_writer_fini(&w);
+    free(payload);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", bench_dir);
+    return system(cmd) == 0 ? 0 : 1;
+}
