@@ -105,7 +105,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBTETHER)
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  TEST    $@")
 	$(Q)$(CC) $(CPPFLAGS) -Itests/lib $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBTETHER) \
-		$(LIBS_STORE) $(LIBS_CORE)
+		$(LIBS_GW) $(LIBS_STORE) $(LIBS_CORE)
 
 $(BUILD)/bench/%: tests/bench/%.c $(LIBTETHER)
 	@mkdir -p $(dir $@)

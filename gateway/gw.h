@@ -17,8 +17,15 @@
 #include "bus.h"
 #include "cfg.h"
 
-/* The actors /healthz asks, in the order it reports them. */
-#define GW_NACTORS 5
+/* The actors /healthz asks, in the order it reports them; also indexes gw->actors. */
+enum {
+    GW_ACTOR_SESSION_MANAGER,
+    GW_ACTOR_RUN_MANAGER,
+    GW_ACTOR_STREAM_BROKER,
+    GW_ACTOR_WAITPOINT_REGISTRY,
+    GW_ACTOR_CH_REPLICATOR,
+    GW_NACTORS,
+};
 extern const char *const gw_actor_names[GW_NACTORS];
 
 struct gw_cfg {
@@ -26,6 +33,8 @@ struct gw_cfg {
     long long http_port;
     long long health_timeout_ms;
     long long req_timeout_ms;
+    long long auth_cache_ttl_ms;
+    long long max_body;
 };
 
 struct gw {

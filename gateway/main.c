@@ -21,6 +21,7 @@
 
 #include "clock.h"
 #include "gw.h"
+#include "http.h"
 #include "log.h"
 #include "proc.h"
 
@@ -34,6 +35,10 @@ static const struct cfg_def gw_cfg_defs[] = {
      "how long /healthz waits for each actor"},
     {"TETHER_GW_REQ_TIMEOUT", CFG_MS, "10s", 100, 600000, GW_OFF(req_timeout_ms),
      "time a client has to send a whole request (slow clients are cut off)"},
+    {"TETHER_GW_AUTH_CACHE_TTL", CFG_MS, "5s", 0, 600000, GW_OFF(auth_cache_ttl_ms),
+     "how long a resolved key, environment or validated token is reused without asking again"},
+    {"TETHER_GW_MAX_BODY", CFG_INT, "2097152", 65536, 67108864, GW_OFF(max_body),
+     "largest request body h2o buffers at all; just above the largest route cap"},
 };
 
 static struct gw *gw_self;
@@ -59,7 +64,14 @@ static int gw_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct gw *gw = gw_of(req);
     (void)self;
-    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/healthz"))) {
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/livez"))) {
+        static const char ok[] = "{\"status\":\"ok\"}";
+        gw_send_json(req, 200, "OK", ok, sizeof(ok) - 1);
+        return 0;
+    }
+    if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/healthz")))
+        return gw_http_on_req(gw, req);
+    {
         if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
             !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
@@ -70,9 +82,6 @@ static int gw_on_req(h2o_handler_t *self, h2o_req_t *req)
         }
         return gw_on_healthz(gw, req);
     }
-    static const char nf[] = "{\"error\":\"Not found\"}";
-    gw_send_json(req, 404, "Not Found", nf, sizeof(nf) - 1);
-    return 0;
 }
 
 static void gw_on_accept(h2o_socket_t *listener, const char *err)
@@ -225,6 +234,8 @@ static int gw_run(struct gw *gw, int argc, char **argv)
 
     h2o_config_init(&gw->config);
     gw->config.http1.req_timeout = (uint64_t)gw->gw.req_timeout_ms;
+    /* h2o buffers a whole body before we see it: this bounds what a client can make it hold */
+    gw->config.max_request_entity_size = (size_t)gw->gw.max_body;
     h2o_hostconf_t *host =
         h2o_config_register_host(&gw->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "mp.h"
 
@@ -14,7 +15,20 @@ struct jbuf {
     char *p;
     size_t n, cap;
     err_t err;
+    bool mask; /* render secret-named values as "****" */
 };
+
+static bool mp_json_secret_key(struct slice k)
+{
+    static const char *const words[] = {"key", "token", "secret", "password", "authorization"};
+    for (unsigned w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+        size_t wl = strlen(words[w]);
+        for (size_t i = 0; i + wl <= k.n; i++)
+            if (strncasecmp(k.p + i, words[w], wl) == 0)
+                return true;
+    }
+    return false;
+}
 
 static void jb_put(struct jbuf *b, const char *s, size_t n)
 {
@@ -97,8 +111,17 @@ static err_t mp_json_container(struct mp_reader *r, struct jbuf *b, size_t max,
             jb_put(b, ",", 1);
         if (mp_read_str(r, &k) == OK) {
             jb_str(b, k.p, k.n, 0);
+            enum mp_type vt;
+            if (b->mask && mp_json_secret_key(k) && mp_peek(r, &vt) == OK &&
+                (vt == MP_STR || vt == MP_ARRAY)) {
+                if (mp_skip(r, NULL) != OK)
+                    return ERR_PROTO;
+                jb_puts(b, ":\"****\"");
+                continue;
+            }
         } else {
             struct jbuf kb = {0};
+            kb.mask = b->mask;
             err_t rc = mp_json_value(r, &kb, max, depth + 1);
             if (rc == OK && kb.err == OK)
                 jb_str(b, kb.p, kb.n, 0);
@@ -180,12 +203,14 @@ static err_t mp_json_value(struct mp_reader *r, struct jbuf *b, size_t max, unsi
     return ERR_PROTO;
 }
 
-err_t mp_to_json(const void *buf, size_t n, size_t max_str, char **out, size_t *len)
+static err_t mp_to_json_impl(const void *buf, size_t n, size_t max_str, bool mask, char **out,
+                             size_t *len)
 {
     struct mp_reader r;
     struct jbuf b = {0};
     err_t rc;
 
+    b.mask = mask;
     mp_reader_init(&r, buf, n);
     rc = mp_json_value(&r, &b, max_str, 0);
     if (rc == OK)
@@ -199,4 +224,14 @@ err_t mp_to_json(const void *buf, size_t n, size_t max_str, char **out, size_t *
     *out = b.p;
     *len = b.n;
     return OK;
+}
+
+err_t mp_to_json(const void *buf, size_t n, size_t max_str, char **out, size_t *len)
+{
+    return mp_to_json_impl(buf, n, max_str, false, out, len);
+}
+
+err_t mp_to_json_masked(const void *buf, size_t n, size_t max_str, char **out, size_t *len)
+{
+    return mp_to_json_impl(buf, n, max_str, true, out, len);
 }

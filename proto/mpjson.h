@@ -20,4 +20,12 @@
  */
 err_t mp_to_json(const void *buf, size_t n, size_t max_str, char **out, size_t *len);
 
+/*
+ * Like mp_to_json, but a string (or array of strings) under a map key that
+ * names a secret (containing "key", "token", "secret", "password" or
+ * "authorization", any case) is rendered as "****". For anything shown to
+ * operators: the tap, tetherctl.
+ */
+err_t mp_to_json_masked(const void *buf, size_t n, size_t max_str, char **out, size_t *len);
+
 #endif

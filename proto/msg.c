@@ -31,6 +31,27 @@ const struct msg_def msg_catalogue[] = {
      "{name, fault}"},
     {MSG_SV_FAULT_LIST, "sv.fault_list", MSG_K_REQUEST, "supervisor", "{}",
      "{faults: [{name, drop, dup, delay_ms, delay_rate}]}"},
+
+    /* An env object: {id, type: "DEVELOPMENT"|"STAGING"|"PRODUCTION"|"PREVIEW", slug,
+     * organization_id, organization_slug, project_id, project_slug, parent_id: str|nil,
+     * branch_name: str|nil, api_key, signing_keys: [str] (keys a JWT of this environment may be
+     * signed with: its own current and grace-window keys, or its parent's for a branch),
+     * created_at_ms} */
+    {MSG_ENV_RESOLVE_KEY, "env.resolve_key", MSG_K_REQUEST, "session-manager",
+     "{key: str, branch: str|nil (x-trigger-branch, for preview environments)}",
+     "{env} | ERR_UNAUTH (no such key, or revoked past its grace window)"},
+    {MSG_ENV_GET, "env.get", MSG_K_REQUEST, "session-manager", "{id: str}",
+     "{env} | ERR_NOTFOUND"},
+    {MSG_ENV_CREATE, "env.create", MSG_K_REQUEST, "session-manager",
+     "{org: str, project: str, type: \"dev\"|\"stg\"|\"prod\"|\"preview\", parent_id: str|nil, "
+     "branch: str|nil}",
+     "{env} | ERR_EXISTS | ERR_INVAL"},
+    {MSG_ENV_ROTATE_KEY, "env.rotate_key", MSG_K_REQUEST, "session-manager",
+     "{id: str, grace_ms: uint|nil (default 24 h)}", "{env} (with the new key) | ERR_NOTFOUND"},
+    {MSG_ENV_BOOTSTRAP, "env.bootstrap", MSG_K_REQUEST, "session-manager", "{}",
+     "{env, created: bool} (the development environment of org/project \"default\")"},
+    {MSG_ENV_LIST, "env.list", MSG_K_REQUEST, "session-manager", "{}",
+     "{envs: [env without api_key and signing_keys]}"},
 };
 
 const size_t msg_catalogue_len = sizeof(msg_catalogue) / sizeof(msg_catalogue[0]);

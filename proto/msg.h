@@ -25,6 +25,14 @@ enum msg_type {
     MSG_SV_KILL = 68,
     MSG_SV_FAULT_SET = 69,
     MSG_SV_FAULT_LIST = 70,
+
+    /* session-manager: environments and API keys */
+    MSG_ENV_RESOLVE_KEY = 128,
+    MSG_ENV_GET = 129,
+    MSG_ENV_CREATE = 130,
+    MSG_ENV_ROTATE_KEY = 131,
+    MSG_ENV_BOOTSTRAP = 132,
+    MSG_ENV_LIST = 133,
 };
 
 enum msg_kind {

@@ -35,16 +35,9 @@
 #include "msg.h"
 #include "proc.h"
 
-#define CTL_EXIT_ERR 1
+#include "ctl.h"
 
-struct ctl {
-    struct cfg_common cfg;
-    char bus_dir[BUS_URL_MAX];
-    struct bus *bus;
-    struct bus_peer *sv;
-};
-
-static int ctl_usage(void)
+int ctl_usage(void)
 {
     fprintf(stderr,
             "usage: tetherctl status [--json]\n"
@@ -56,11 +49,13 @@ static int ctl_usage(void)
             "[--seconds S] [--rate]\n"
             "       tetherctl ping ACTOR [--size BYTES] [--count N] [--timeout DUR]\n"
             "       tetherctl proto-doc\n"
+            "       tetherctl env create --org ORG --project PROJ --type dev|stg|prod|preview\n"
+            "       tetherctl env rotate-key ENV_ID | bootstrap | list | whois KEY\n"
             "settings come from TETHER_* variables (TETHER_RUN_DIR, TETHER_BUS_DIR)\n");
     return EXIT_PERMANENT;
 }
 
-static int ctl_open(struct ctl *c, bool need_supervisor)
+int ctl_open(struct ctl *c, bool need_supervisor)
 {
     char url[BUS_URL_MAX + 64];
     struct bus_opts bo = {
@@ -85,7 +80,7 @@ static int ctl_open(struct ctl *c, bool need_supervisor)
 }
 
 /* One request to the supervisor; prints the error and maps it to an exit code. */
-static int ctl_call(struct ctl *c, uint16_t type, struct mp_writer *body, struct bus_msg *reply)
+int ctl_call(struct ctl *c, uint16_t type, struct mp_writer *body, struct bus_msg *reply)
 {
     err_t rc = bus_call_sync(c->sv, type, body ? mp_writer_data(body) : NULL,
                              body ? mp_writer_len(body) : 0, 3000, reply);
@@ -102,11 +97,11 @@ static int ctl_call(struct ctl *c, uint16_t type, struct mp_writer *body, struct
     return CTL_EXIT_ERR;
 }
 
-static void ctl_print_json(struct slice body)
+void ctl_print_json(struct slice body)
 {
     char *json;
     size_t n;
-    if (body.n && mp_to_json(body.p, body.n, 0, &json, &n) == OK) {
+    if (body.n && mp_to_json_masked(body.p, body.n, 0, &json, &n) == OK) {
         printf("%s\n", json);
         free(json);
     } else {
@@ -114,8 +109,7 @@ static void ctl_print_json(struct slice body)
     }
 }
 
-/* Reads a string field of a map at r's position into buf. */
-static const char *ctl_str(struct slice map, const char *key, char *buf, size_t cap)
+const char *ctl_str(struct slice map, const char *key, char *buf, size_t cap)
 {
     struct mp_reader v;
     struct slice s;
@@ -125,7 +119,7 @@ static const char *ctl_str(struct slice map, const char *key, char *buf, size_t 
     return buf;
 }
 
-static uint64_t ctl_uint(struct slice map, const char *key)
+uint64_t ctl_uint(struct slice map, const char *key)
 {
     struct mp_reader v;
     uint64_t u = 0;
@@ -134,7 +128,7 @@ static uint64_t ctl_uint(struct slice map, const char *key)
     return u;
 }
 
-static bool ctl_bool(struct slice map, const char *key)
+bool ctl_bool(struct slice map, const char *key)
 {
     struct mp_reader v;
     bool b = false;
@@ -365,7 +359,7 @@ static bool tap_handle(const void *buf, size_t n, const struct tap_filter *f, st
     char tsbuf[32], *body = NULL, esc[1100] = "";
     size_t bl;
     clock_iso8601(ts, tsbuf, sizeof(tsbuf));
-    if (env.body.n == 0 || mp_to_json(env.body.p, env.body.n, 256, &body, &bl) != OK)
+    if (env.body.n == 0 || mp_to_json_masked(env.body.p, env.body.n, 256, &body, &bl) != OK)
         body = NULL;
     if (env.err_msg.p)
         log_json_escape(env.err_msg.p, env.err_msg.n, esc, sizeof(esc));
@@ -560,6 +554,8 @@ static int ctl_run(struct ctl *c, int argc, char **argv)
         return ctl_tap(c, &f);
     }
 
+    if (strcmp(cmd, "env") == 0)
+        return ctl_env(c, argc - 2, argv + 2);
     if (strcmp(cmd, "ping") == 0) {
         long size = 0, count = 1;
         long long tmo = 5000;

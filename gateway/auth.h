@@ -1,0 +1,110 @@
+/*
+ * auth.h - who is calling: credential classification, secret keys, JWTs,
+ * scopes, and minting tokens.
+ *
+ * Classification follows the contract's §3.1 exactly: "Bearer " is
+ * stripped; "pk_" is a public key (always 401); "tr_" is a secret key
+ * (resolved by the session-manager); three dot-separated parts whose
+ * payload says "pub": true is a public JWT; anything else is treated as a
+ * secret key and fails. JWTs (§3.2) must be HS256 - the algorithm is
+ * checked from the header before anything is verified, so "none" and every
+ * other algorithm are refused - signed with one of the environment's
+ * signing keys (the parent's for a preview branch, grace-window keys
+ * included), with iss "https://id.trigger.dev" and aud
+ * "https://api.trigger.dev"; exp and nbf are checked here, since libjwt
+ * 1.10 checks no claim. Signatures are compared in constant time.
+ */
+#ifndef TETHER_GW_AUTH_H
+#define TETHER_GW_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+
+#define GW_JWT_ISSUER "https://id.trigger.dev"
+#define GW_JWT_AUDIENCE "https://api.trigger.dev"
+
+enum gw_cred {
+    GW_CRED_NONE,       /* no Authorization value */
+    GW_CRED_PUBLIC_KEY, /* pk_... */
+    GW_CRED_SECRET,     /* tr_..., or anything unrecognised (fails lookup) */
+    GW_CRED_JWT,        /* three parts, payload with "pub": true */
+};
+
+/* Classifies an Authorization header value; token and n are set to the credential. */
+enum gw_cred gw_auth_classify(const char *header, size_t len, const char **token, size_t *n);
+
+/* Outcome of authentication: OK, or the 401 (or 503) to answer. */
+typedef void (*gw_auth_done_fn)(struct gw_call *c, int status, const char *error);
+
+/*
+ * Authenticates c (filling c->auth) and calls done once, on the loop
+ * thread: status 0 on success, else the status and error text to send.
+ * Lookups go over the bus and are cached briefly (TETHER_GW_AUTH_CACHE_TTL).
+ */
+void gw_auth_begin(struct gw_call *c, gw_auth_done_fn done);
+
+/* Frees what authentication stored in a (scopes). */
+void gw_auth_clear(struct gw_auth *a);
+
+/* ---- JWT (jwt.c) ---- */
+
+struct gw_jwt_claims {
+    char sub[64];
+    bool pub;
+    int64_t exp, nbf;           /* 0 when absent */
+    char iss[64], aud[64];
+    bool has_iss, has_aud;
+    char *scopes[GW_MAX_SCOPES];/* malloc'd; gw_jwt_claims_clear */
+    unsigned nscopes;
+    bool scopes_invalid;        /* claims failed the schema: scopes treated as [] */
+};
+
+/*
+ * Parses a JWT without verifying it: the header must be exactly alg HS256
+ * (ERR_DENIED otherwise) and the payload a JSON object (ERR_INVAL).
+ */
+err_t gw_jwt_parse(const char *token, size_t n, struct gw_jwt_claims *claims);
+void gw_jwt_claims_clear(struct gw_jwt_claims *claims);
+
+/* True when token's HS256 signature matches key (constant-time comparison). */
+bool gw_jwt_signature_ok(const char *token, size_t n, const char *key, size_t keylen);
+
+/* Checks exp/nbf (with 0 s leeway), iss and aud; returns NULL or the reason it fails. */
+const char *gw_jwt_claims_check(const struct gw_jwt_claims *claims, int64_t now_s);
+
+/*
+ * Mints an HS256 token: sub, pub: true, scopes, iss, aud, iat, exp = now +
+ * ttl_s. Returns a malloc'd string (free()), or NULL.
+ */
+char *gw_jwt_mint(const char *key, const char *sub, const char *const *scopes, unsigned nscopes,
+                  int64_t ttl_s);
+
+/*
+ * The session token the contract mints on create: read and write scopes on
+ * the session's addressing key, valid 1 h.
+ */
+char *gw_mint_session_token(const struct gw_env *env, const char *addressing_key);
+
+/* ---- scopes (scope.c) ---- */
+
+/* One resource type and the ids a request touches ({"sessions", [friendly, external]}). */
+struct gw_resource {
+    const char *type;
+    const char *const *ids;
+    unsigned nids;
+};
+
+/*
+ * The contract's authorization (§3.3, SEED): secret keys pass; a JWT passes
+ * if it holds a super-scope, or "<action>:<type>:<id>" or "<action>:<type>"
+ * for some id of some resource. Exact string comparison. On refusal,
+ * reason (cap bytes) says why, listing the token's scopes.
+ */
+bool gw_authorize(const struct gw_auth *a, const char *action, const struct gw_resource *res,
+                  unsigned nres, const char *const *super, unsigned nsuper, char *reason,
+                  size_t cap);
+
+#endif

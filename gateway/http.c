@@ -1,0 +1,417 @@
+/*
+ * http.c - the request pipeline (see http.h), CORS, request ids, limits and
+ * the access log.
+ *
+ * CORS follows the contract's §1.3 on every response this file sends,
+ * errors and 413 included: the Origin is reflected (with Vary: Origin) and
+ * x-trigger-jwt headers are exposed; OPTIONS is answered without auth.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+
+#include "auth.h"
+#include "clock.h"
+#include "gw.h"
+#include "http.h"
+#include "log.h"
+#include "mem.h"
+
+#define GW_URL_MAX 8192
+#define GW_HEADERS_MAX 16384
+
+static const char *gw_reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 422:
+        return "Unprocessable Entity";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status >= 500 ? "Internal Server Error" : "Error";
+    }
+}
+
+static void gw_hdr(h2o_req_t *req, const char *name, const char *value, size_t vlen)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value, vlen);
+}
+
+/* CORS for a normal (non-preflight) response. */
+static void gw_cors(h2o_req_t *req)
+{
+    ssize_t o = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
+    if (o >= 0) {
+        h2o_iovec_t v = req->headers.entries[o].value;
+        gw_hdr(req, "access-control-allow-origin", v.base, v.len);
+        gw_hdr(req, "vary", H2O_STRLIT("Origin"));
+    }
+    gw_hdr(req, "access-control-expose-headers", H2O_STRLIT("x-trigger-jwt,x-trigger-jwt-claims"));
+}
+
+static void gw_request_id(char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint32_t a = nng_random(), b = nng_random();
+    if (cap < 20)
+        return;
+    memcpy(out, "req_", 4);
+    for (int i = 0; i < 8; i++) {
+        out[4 + i] = hex[(a >> (i * 4)) & 15];
+        out[12 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    out[20] = '\0';
+}
+
+/* ---- the access log ---- */
+
+static void gw_access_log(h2o_req_t *req, const char *tmpl, int status, size_t bytes,
+                          uint64_t started, const char *env_id, const char *request_id)
+{
+    char fields[1024], method[16], path[256];
+    if (!log_enabled(LOG_LVL_INFO))
+        return;
+    log_json_escape(req->method.base, req->method.len, method, sizeof(method));
+    log_json_escape(tmpl, strlen(tmpl), path, sizeof(path));
+    snprintf(fields, sizeof(fields),
+             "\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"bytes\":%zu,\"duration_ms\":%" PRIu64
+             ",\"env\":\"%s\",\"request_id\":\"%s\"",
+             method, path, status, bytes, clock_mono_ms() - started, env_id ? env_id : "",
+             request_id);
+    /* the path is the route's template: ids and tokens in URLs never reach the log */
+    log_emit(LOG_LVL_INFO, "http.access", fields, "%.*s %s %d", (int)req->method.len,
+             req->method.base, tmpl, status);
+}
+
+/* Sends a response built outside a call (before a route matched, or preflight). */
+static void gw_send_raw(h2o_req_t *req, int status, const char *body, size_t n, const char *tmpl,
+                        const char *request_id, uint64_t started, unsigned flags)
+{
+    char *copy = h2o_mem_alloc_pool(&req->pool, n ? n : 1);
+    memcpy(copy, body, n);
+    req->res.status = status;
+    req->res.reason = gw_reason(status);
+    gw_cors(req);
+    gw_hdr(req, "x-request-id", request_id, strlen(request_id));
+    if (flags & GW_NO_RETRY)
+        gw_hdr(req, "x-should-retry", H2O_STRLIT("false"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json; charset=utf-8"));
+    gw_access_log(req, tmpl, status, n, started, NULL, request_id);
+    h2o_send_inline(req, copy, n);
+}
+
+/* ---- calls ---- */
+
+struct gw_call_ref {
+    struct gw_call *call;
+};
+
+static void gw_call_ref_dispose(void *p)
+{
+    struct gw_call_ref *ref = p;
+    if (ref->call)
+        ref->call->req = NULL; /* the client is gone; the call finishes on its own */
+}
+
+static void gw_call_free(struct gw_call *c)
+{
+    c->gw->inflight--;
+    gw_auth_clear(&c->auth);
+    json_decref(c->body);
+    free(c->state);
+    free(c);
+}
+
+void gw_add_header(struct gw_call *c, const char *name, const char *value)
+{
+    if (c->req)
+        gw_hdr(c->req, name, h2o_strdup(&c->req->pool, value, SIZE_MAX).base, strlen(value));
+}
+
+static void gw_call_send(struct gw_call *c, int status, const char *body, size_t n,
+                         unsigned flags)
+{
+    h2o_req_t *req = c->req;
+    if (req) {
+        ((struct gw_call_ref *)c->_ref)->call = NULL;
+        char *copy = h2o_mem_alloc_pool(&req->pool, n ? n : 1);
+        memcpy(copy, body, n);
+        req->res.status = status;
+        req->res.reason = gw_reason(status);
+        gw_cors(req);
+        gw_hdr(req, "x-request-id", c->request_id, strlen(c->request_id));
+        if (flags & GW_NO_RETRY)
+            gw_hdr(req, "x-should-retry", H2O_STRLIT("false"));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       H2O_STRLIT("application/json; charset=utf-8"));
+        gw_access_log(req, c->route->pattern, status, n, c->started_mono, c->auth.env.id,
+                      c->request_id);
+        if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
+            n = 0;
+        h2o_send_inline(req, copy, n);
+    }
+    gw_call_free(c);
+}
+
+void gw_respond_json(struct gw_call *c, int status, json_t *body, unsigned flags)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(body);
+    if (!text) {
+        static const char err[] = "{\"error\":\"Internal Server Error\"}";
+        gw_call_send(c, 500, err, sizeof(err) - 1, 0);
+        return;
+    }
+    gw_call_send(c, status, text, strlen(text), flags);
+    free(text);
+}
+
+void gw_respond_error(struct gw_call *c, int status, const char *msg, unsigned flags)
+{
+    gw_respond_json(c, status, json_pack("{s:s}", "error", msg), flags);
+}
+
+void gw_respond_err(struct gw_call *c, err_t rc, const char *msg)
+{
+    int status = gw_errmap_status(rc);
+    if (status >= 500) {
+        /* never leak internal detail; the log line has it */
+        LOG_WARN("gw.request_failed", "%s %s failed: %s%s%s", c->route ? "route" : "request",
+                 c->route ? c->route->pattern : "", err_str(rc), msg ? ": " : "", msg ? msg : "");
+        if (status == 503 || status == 504) {
+            gw_add_header(c, "x-should-retry", "true");
+            gw_respond_error(c, status, "Service temporarily unavailable; retry", 0);
+        } else {
+            gw_respond_error(c, 500, "Internal Server Error", 0);
+        }
+        return;
+    }
+    gw_respond_error(c, status, msg ? msg : err_str(rc), 0);
+}
+
+void gw_respond_forbidden(struct gw_call *c, const char *reason)
+{
+    char msg[4096];
+    snprintf(msg, sizeof(msg), "Unauthorized: %s", reason);
+    gw_respond_json(c, 403,
+                    json_pack("{s:s,s:s,s:s,s:s}", "error", msg, "code", "unauthorized", "param",
+                              "access_token", "type", "authorization"),
+                    0);
+}
+
+/* ---- pipeline steps after authentication ---- */
+
+static void gw_after_auth(struct gw_call *c, int status, const char *error)
+{
+    if (status) {
+        gw_respond_error(c, status, error, 0);
+        return;
+    }
+    if (!c->req) { /* the client left while we authenticated */
+        gw_call_free(c);
+        return;
+    }
+    h2o_req_t *req = c->req;
+    size_t body_n = req->entity.base ? req->entity.len : 0;
+
+    /* the cap is measured on the body itself, so chunked uploads are held to it too */
+    if (c->route->body_cap && body_n > c->route->body_cap) {
+        gw_respond_error(c, 413, "Request body too large", 0);
+        return;
+    }
+    json_t *details = NULL;
+    if (!gw_params_valid(c->route, &c->params, &details)) {
+        gw_respond_json(c, 400, json_pack("{s:s,s:o}", "error", "Params Error", "details", details),
+                        0);
+        return;
+    }
+    if (c->route->json_body) {
+        json_error_t jerr;
+        if (body_n == 0) {
+            gw_respond_error(c, 400, "Request body is empty", 0);
+            return;
+        }
+        c->body = json_loadb(req->entity.base, body_n, JSON_DECODE_ANY, &jerr);
+        if (!c->body) {
+            gw_respond_error(c, 400, "Invalid JSON", 0);
+            return;
+        }
+        if (!json_is_object(c->body)) {
+            gw_respond_error(c, 400, "Expected object, received " /* zod's wording */
+                                     "something else",
+                             0);
+            return;
+        }
+    }
+    c->route->handler(c);
+}
+
+/* ---- entry ---- */
+
+static unsigned gw_method_bit(const h2o_iovec_t m)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } t[] = {{"GET", GW_GET},     {"HEAD", GW_HEAD},   {"POST", GW_POST},
+             {"PUT", GW_PUT},     {"PATCH", GW_PATCH}, {"DELETE", GW_DELETE}};
+    for (unsigned i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        if (h2o_memis(m.base, m.len, t[i].name, strlen(t[i].name)))
+            return t[i].bit;
+    return 0;
+}
+
+static const char *gw_method_name(unsigned bit)
+{
+    switch (bit) {
+    case GW_GET:
+        return "GET";
+    case GW_HEAD:
+        return "HEAD";
+    case GW_POST:
+        return "POST";
+    case GW_PUT:
+        return "PUT";
+    case GW_PATCH:
+        return "PATCH";
+    default:
+        return "DELETE";
+    }
+}
+
+static void gw_preflight(h2o_req_t *req, const char *tmpl, const char *rid, uint64_t started)
+{
+    ssize_t o = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
+    ssize_t ah = h2o_find_header_by_str(&req->headers, H2O_STRLIT("access-control-request-headers"),
+                                        -1);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    if (o >= 0) {
+        h2o_iovec_t v = req->headers.entries[o].value;
+        gw_hdr(req, "access-control-allow-origin", v.base, v.len);
+        gw_hdr(req, "vary", H2O_STRLIT("Origin"));
+    }
+    gw_hdr(req, "access-control-allow-methods", H2O_STRLIT("GET,HEAD,PUT,PATCH,POST,DELETE"));
+    if (ah >= 0) {
+        h2o_iovec_t v = req->headers.entries[ah].value;
+        gw_hdr(req, "access-control-allow-headers", v.base, v.len);
+        gw_hdr(req, "vary", H2O_STRLIT("Access-Control-Request-Headers"));
+    }
+    gw_hdr(req, "access-control-max-age", H2O_STRLIT("300"));
+    gw_hdr(req, "x-request-id", rid, strlen(rid));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json; charset=utf-8"));
+    gw_access_log(req, tmpl, 200, 2, started, NULL, rid);
+    h2o_send_inline(req, H2O_STRLIT("{}"));
+}
+
+int gw_http_on_req(struct gw *gw, h2o_req_t *req)
+{
+    uint64_t started = clock_mono_ms();
+    char rid[24];
+    struct gw_params params;
+    const struct gw_route *match = NULL;
+    unsigned allowed = 0, m = gw_method_bit(req->method);
+    size_t plen = req->path_normalized.len;
+    size_t hdr_bytes = 0;
+    bool shape = false;
+
+    gw_request_id(rid, sizeof(rid));
+    for (size_t i = 0; i < req->headers.size; i++)
+        hdr_bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    if (req->path.len > GW_URL_MAX) {
+        static const char b[] = "{\"error\":\"URI too long\"}";
+        gw_send_raw(req, 414, b, sizeof(b) - 1, "(too long)", rid, started, GW_NO_RETRY);
+        return 0;
+    }
+    if (hdr_bytes > GW_HEADERS_MAX) {
+        static const char b[] = "{\"error\":\"Request header fields too large\"}";
+        gw_send_raw(req, 431, b, sizeof(b) - 1, "(headers too large)", rid, started, GW_NO_RETRY);
+        return 0;
+    }
+
+    /* path_normalized has no query string */
+    for (size_t i = 0; i < gw_nroutes; i++) {
+        struct gw_params p;
+        const char *bad = NULL;
+        if (!gw_route_match(gw_routes[i].pattern, req->path_normalized.base, plen, &p, &bad))
+            continue;
+        shape = true;
+        allowed |= gw_routes[i].method;
+        if (gw_routes[i].method == m && !match) {
+            match = &gw_routes[i];
+            params = p;
+        }
+    }
+    if (!shape) {
+        static const char b[] = "{\"error\":\"Not found\"}";
+        gw_send_raw(req, 404, b, sizeof(b) - 1, "(unmatched)", rid, started, GW_NO_RETRY);
+        return 0;
+    }
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"))) {
+        gw_preflight(req, "(preflight)", rid, started);
+        return 0;
+    }
+    if (!match) {
+        char allow[64] = "";
+        for (unsigned bit = GW_GET; bit <= GW_DELETE; bit <<= 1)
+            if (allowed & bit)
+                snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s",
+                         allow[0] ? ", " : "", gw_method_name(bit));
+        gw_hdr(req, "allow", allow, strlen(allow));
+        static const char b[] = "{\"error\":\"Method not allowed\"}";
+        gw_send_raw(req, 405, b, sizeof(b) - 1, "(method)", rid, started, 0);
+        return 0;
+    }
+
+    struct gw_call *c = xcalloc(1, sizeof(*c));
+    struct gw_call_ref *ref = h2o_mem_alloc_shared(&req->pool, sizeof(*ref), gw_call_ref_dispose);
+    ref->call = c;
+    c->_ref = ref;
+    c->gw = gw;
+    c->req = req;
+    c->route = match;
+    c->params = params;
+    c->started_mono = started;
+    memcpy(c->request_id, rid, sizeof(c->request_id));
+    ssize_t tp = h2o_find_header_by_str(&req->headers, H2O_STRLIT("traceparent"), -1);
+    if (tp < 0 || !bus_trace_from_traceparent(&c->trace, req->headers.entries[tp].value.base,
+                                              req->headers.entries[tp].value.len))
+        bus_trace_new(&c->trace);
+    gw->inflight++;
+    gw_auth_begin(c, gw_after_auth);
+    return 0;
+}

@@ -1,0 +1,136 @@
+/*
+ * http.h - the request pipeline every API route goes through.
+ *
+ * Order (the contract's §1.2): OPTIONS preflight (no auth) → 404 for an
+ * unknown path → 405 with Allow → authentication (401) → body cap (413,
+ * measured on the body actually received) → path params (400 "Params
+ * Error") → body present and valid JSON (400) → the route's handler, which
+ * resolves its resource and authorizes in the order its kind requires
+ * (action: 403 before 404; loader: 404 before 403).
+ *
+ * A struct gw_call lives from the moment a route matched until its response
+ * is sent. It is owned by the pipeline; handlers finish it by calling one of
+ * the gw_respond* functions exactly once, after which it is gone. If the
+ * client disconnects first, call->req becomes NULL and the response is
+ * dropped (bus calls already under way still complete normally).
+ * Everything here runs on the gateway's loop thread.
+ */
+#ifndef TETHER_GW_HTTP_H
+#define TETHER_GW_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <h2o.h>
+#include <jansson.h>
+
+#include "bus.h"
+#include "err.h"
+
+struct gw;
+struct gw_call;
+
+enum gw_method {
+    GW_GET = 1,
+    GW_HEAD = 2,
+    GW_POST = 4,
+    GW_PUT = 8,
+    GW_PATCH = 16,
+    GW_DELETE = 32,
+};
+
+/* Credential kinds a route accepts (a secret key is accepted everywhere). */
+enum gw_authkind {
+    GW_AUTH_SECRET = 1,
+    GW_AUTH_JWT = 2,
+};
+
+typedef void (*gw_handler_fn)(struct gw_call *c);
+
+struct gw_route {
+    unsigned method;            /* one enum gw_method */
+    const char *pattern;        /* "/api/v1/sessions/:session/close" */
+    size_t body_cap;            /* bytes; 0 = the route reads no body */
+    bool json_body;             /* a JSON object body is required */
+    unsigned auth;              /* enum gw_authkind bits */
+    gw_handler_fn handler;
+};
+
+#define GW_PARAM_MAX 1024
+
+/* Path parameters, percent-decoded; empty when the pattern has none. */
+struct gw_params {
+    char session[GW_PARAM_MAX];
+    char io[16];
+    char run[GW_PARAM_MAX];
+};
+
+/* The environment a request acts in (from env.resolve_key / env.get). */
+struct gw_env {
+    char id[64];
+    char type[16];              /* DEVELOPMENT, STAGING, PRODUCTION, PREVIEW */
+    char org_id[64];
+    char project_id[64];
+    char signing_key[128];      /* what tokens for this environment are signed with */
+};
+
+#define GW_MAX_SCOPES 64
+
+struct gw_auth {
+    enum gw_authkind kind;      /* GW_AUTH_SECRET or GW_AUTH_JWT */
+    struct gw_env env;
+    char *scopes[GW_MAX_SCOPES];/* JWT only; owned by the call */
+    unsigned nscopes;
+};
+
+struct gw_call {
+    struct gw *gw;
+    h2o_req_t *req;             /* NULL once the client is gone */
+    void *_ref;                 /* the pool-side half of the disconnect link */
+    const struct gw_route *route;
+    struct gw_params params;
+    struct gw_auth auth;
+    struct bus_trace trace;
+    char request_id[24];
+    uint64_t started_mono;
+    json_t *body;               /* the parsed body when route->json_body */
+    void *state;                /* the handler's own, freed with free() at the end */
+};
+
+/* Response flags. */
+#define GW_NO_RETRY 1u /* x-should-retry: false: a terminal error the SDK must not retry */
+
+/* Sends a JSON value (stolen: the call frees it) with status, then ends the call. */
+void gw_respond_json(struct gw_call *c, int status, json_t *body, unsigned flags);
+/* Sends {"error": msg} with status, then ends the call. */
+void gw_respond_error(struct gw_call *c, int status, const char *msg, unsigned flags);
+/* Maps an err_t to a status (errmap.c) and sends {"error": msg or a generic text}. */
+void gw_respond_err(struct gw_call *c, err_t rc, const char *msg);
+/* The 403 body of the contract. reason is the text after "Unauthorized: ". */
+void gw_respond_forbidden(struct gw_call *c, const char *reason);
+/* Adds a response header before one of the gw_respond* calls. */
+void gw_add_header(struct gw_call *c, const char *name, const char *value);
+
+/* HTTP status for an err_t (errmap.c). */
+int gw_errmap_status(err_t rc);
+
+/* Entry point from h2o for every request (http.c). */
+int gw_http_on_req(struct gw *gw, h2o_req_t *req);
+
+/* The route table (routes.c). */
+extern const struct gw_route gw_routes[];
+extern const size_t gw_nroutes;
+
+/*
+ * Matches path (without query) against pattern, filling params. Returns
+ * false when the shapes differ; *bad_param names a parameter whose value is
+ * unusable (too long, bad escape) when the shape matched.
+ */
+bool gw_route_match(const char *pattern, const char *path, size_t n, struct gw_params *params,
+                    const char **bad_param);
+
+/* Validates path parameters; on failure sets *details (a JSON array, caller owns). */
+bool gw_params_valid(const struct gw_route *r, const struct gw_params *p, json_t **details);
+
+#endif

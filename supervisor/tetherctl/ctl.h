@@ -1,0 +1,46 @@
+/*
+ * ctl.h - what tetherctl's command files share: the connection to the bus
+ * and the supervisor, and small helpers to print and read reply bodies.
+ * Exit codes: 0 done, CTL_EXIT_ERR the other side answered with an error,
+ * EXIT_PERMANENT (100) usage, EXIT_TEMPORARY (111) nothing answered.
+ */
+#ifndef TETHER_CTL_H
+#define TETHER_CTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "cfg.h"
+#include "mp.h"
+
+#define CTL_EXIT_ERR 1
+
+struct ctl {
+    struct cfg_common cfg;
+    char bus_dir[BUS_URL_MAX];
+    struct bus *bus;
+    struct bus_peer *sv; /* the supervisor's control socket, after ctl_open(c, true) */
+};
+
+/* Joins the bus; with need_supervisor also dials the control socket. Returns an exit code. */
+int ctl_open(struct ctl *c, bool need_supervisor);
+
+/* Prints the usage text; returns EXIT_PERMANENT. */
+int ctl_usage(void);
+
+/* One request to the supervisor; on failure prints why and returns the exit code. */
+int ctl_call(struct ctl *c, uint16_t type, struct mp_writer *body, struct bus_msg *reply);
+
+/* Prints a msgpack body as one JSON line (secrets masked). */
+void ctl_print_json(struct slice body);
+
+/* Field readers for a msgpack map body; empty/0/false when absent. */
+const char *ctl_str(struct slice map, const char *key, char *buf, size_t cap);
+uint64_t ctl_uint(struct slice map, const char *key);
+bool ctl_bool(struct slice map, const char *key);
+
+/* tetherctl env ...: argv[0] is the subcommand (env.c). */
+int ctl_env(struct ctl *c, int argc, char **argv);
+
+#endif
