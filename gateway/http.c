@@ -236,6 +236,8 @@ void gw_respond_forbidden(struct gw_call *c, const char *reason)
 
 static void gw_after_auth(struct gw_call *c, int status, const char *error)
 {
+    if (status == 503)
+        gw_add_header(c, "x-should-retry", "true");
     if (status) {
         gw_respond_error(c, status, error, 0);
         return;

@@ -26,10 +26,21 @@ err_t env_encode(struct mp_writer *w, const struct envelope *env)
     size_t tl = strnlen(env->trace_id, sizeof(env->trace_id));
     size_t sl = strnlen(env->sender, sizeof(env->sender));
 
-    if (env->kind < ENV_REQUEST || env->kind > ENV_EVENT || tl > ENV_TRACE_LEN ||
-        sl > ENV_SENDER_MAX || env->err_msg.n > ENV_ERRMSG_MAX ||
-        (unsigned)env->err_code > UINT16_MAX)
+    /* refuse here whatever env_decode would refuse at the other end */
+    if (env->kind < ENV_REQUEST || env->kind > ENV_EVENT || sl > ENV_SENDER_MAX ||
+        env->err_msg.n > ENV_ERRMSG_MAX || (unsigned)env->err_code > UINT16_MAX ||
+        (tl != 0 && !env_trace_valid(env->trace_id, tl)) ||
+        (env->kind == ENV_ERROR) != (env->err_code != OK))
         return ERR_INVAL;
+    if (env->body.n > 0) {
+        struct mp_reader br;
+        enum mp_type bt;
+        struct slice raw;
+        mp_reader_init(&br, env->body.p, env->body.n);
+        if (mp_peek(&br, &bt) != OK || bt != MP_MAP ||
+            mp_skip_depth(&br, &raw, MP_MAX_DEPTH - 1) != OK || raw.n != env->body.n)
+            return ERR_INVAL;
+    }
 
     mp_put_array(w, ENV_FIELDS);
     mp_put_uint(w, ENV_VERSION);
@@ -89,7 +100,7 @@ err_t env_decode(const void *buf, size_t n, struct envelope *env)
     memcpy(env->trace_id, s.p, s.n);
     env->trace_id[s.n] = '\0';
 
-    if (mp_read_str(&r, &s) != OK || s.n > ENV_SENDER_MAX)
+    if (mp_read_str(&r, &s) != OK || s.n > ENV_SENDER_MAX || memchr(s.p, '\0', s.n))
         return ERR_PROTO;
     memcpy(env->sender, s.p, s.n);
     env->sender[s.n] = '\0';
@@ -113,7 +124,8 @@ err_t env_decode(const void *buf, size_t n, struct envelope *env)
         (void)mp_read_nil(&r);
         env->body = SLICE_NULL;
     } else if (t == MP_MAP) {
-        if (mp_skip(&r, &env->body) != OK)
+        /* the envelope array is itself one level of nesting */
+        if (mp_skip_depth(&r, &env->body, MP_MAX_DEPTH - 1) != OK)
             return ERR_PROTO;
     } else {
         return ERR_PROTO;

@@ -368,6 +368,11 @@ err_t mp_read_map(struct mp_reader *r, uint32_t *n)
  */
 err_t mp_skip(struct mp_reader *r, struct slice *raw)
 {
+    return mp_skip_depth(r, raw, MP_MAX_DEPTH);
+}
+
+err_t mp_skip_depth(struct mp_reader *r, struct slice *raw, unsigned max_depth)
+{
     uint64_t pending[MP_MAX_DEPTH + 1];
     unsigned depth = 0;
     const uint8_t *start = r->p;
@@ -382,7 +387,7 @@ err_t mp_skip(struct mp_reader *r, struct slice *raw)
         if (h.type == MP_ARRAY || h.type == MP_MAP) {
             uint64_t n = h.type == MP_MAP ? (uint64_t)h.count * 2 : h.count;
             if (n > 0) {
-                if (depth == MP_MAX_DEPTH)
+                if (depth >= max_depth || depth == MP_MAX_DEPTH)
                     goto bad;
                 pending[++depth] = n;
                 continue;

@@ -6,7 +6,8 @@
  * bytes that remain before it is used, and nesting is capped at
  * MP_MAX_DEPTH, so truncated or hostile input yields ERR_PROTO, never a
  * crash or an allocation. The writer wraps msgpack-c's packer over a
- * growable buffer and remembers the first failure, so callers check once.
+ * growable buffer and remembers the first failure, so callers check once;
+ * the caller reads the bytes with mp_writer_data/len while the writer lives.
  */
 #ifndef TETHER_PROTO_MP_H
 #define TETHER_PROTO_MP_H
@@ -76,10 +77,13 @@ err_t mp_read_map(struct mp_reader *r, uint32_t *n);
 /* Skips one complete object, however nested (up to MP_MAX_DEPTH), and returns its raw bytes. */
 err_t mp_skip(struct mp_reader *r, struct slice *raw);
 
+/* mp_skip with a tighter nesting limit (non-empty containers), for objects inside others. */
+err_t mp_skip_depth(struct mp_reader *r, struct slice *raw, unsigned max_depth);
+
 /*
  * Writer. All mp_put_* calls are no-ops once one has failed; mp_writer_err()
- * reports the first failure. The buffer is owned by the writer until
- * mp_writer_take() hands it to the caller (free() it).
+ * reports the first failure. The buffer is owned by the writer and freed by
+ * mp_writer_fini().
  */
 struct mp_writer {
     msgpack_sbuffer sb;

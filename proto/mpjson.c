@@ -56,25 +56,67 @@ static void jb_puts(struct jbuf *b, const char *s)
     jb_put(b, s, strlen(s));
 }
 
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len;
+    unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    /* overlong 3/4-byte forms, surrogates and values above U+10FFFF */
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return len;
+}
+
+/*
+ * A JSON string of s: escapes what JSON needs, replaces bytes that are not
+ * UTF-8 with U+FFFD, and cuts after max bytes (0 = no limit) on a character
+ * boundary, marking the cut with an ellipsis.
+ */
 static void jb_str(struct jbuf *b, const char *s, size_t n, size_t max)
 {
+    const unsigned char *u = (const unsigned char *)s;
     char esc[8];
-    int cut = max && n > max;
-    if (cut)
-        n = max;
+    size_t i = 0;
+    bool cut = false;
     jb_put(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
+    while (i < n) {
+        size_t len = utf8_len(u + i, n - i);
+        if (max && i + (len ? len : 1) > max) {
+            cut = true;
+            break;
+        }
+        if (len == 0) {
+            jb_puts(b, "\xef\xbf\xbd");
+            i++;
+            continue;
+        }
+        if (len == 1 && (u[i] == '"' || u[i] == '\\')) {
             esc[0] = '\\';
-            esc[1] = (char)c;
+            esc[1] = (char)u[i];
             jb_put(b, esc, 2);
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof(esc), "\\u%04x", c);
+        } else if (len == 1 && u[i] < 0x20) {
+            snprintf(esc, sizeof(esc), "\\u%04x", u[i]);
             jb_put(b, esc, 6);
         } else {
-            jb_put(b, (const char *)&s[i], 1);
+            jb_put(b, s + i, len);
         }
+        i += len;
     }
     if (cut)
         jb_puts(b, "\xe2\x80\xa6");
@@ -87,10 +129,9 @@ static err_t mp_json_container(struct mp_reader *r, struct jbuf *b, size_t max,
                                unsigned depth, enum mp_type t)
 {
     uint32_t n;
-    if (depth >= MP_MAX_DEPTH)
-        return ERR_PROTO;
+    /* depth counts non-empty containers, as mp_skip does, so both accept the same input */
     if (t == MP_ARRAY) {
-        if (mp_read_array(r, &n) != OK)
+        if (mp_read_array(r, &n) != OK || (n > 0 && depth >= MP_MAX_DEPTH))
             return ERR_PROTO;
         jb_put(b, "[", 1);
         for (uint32_t i = 0; i < n; i++) {
@@ -102,7 +143,7 @@ static err_t mp_json_container(struct mp_reader *r, struct jbuf *b, size_t max,
         jb_put(b, "]", 1);
         return OK;
     }
-    if (mp_read_map(r, &n) != OK)
+    if (mp_read_map(r, &n) != OK || (n > 0 && depth >= MP_MAX_DEPTH))
         return ERR_PROTO;
     jb_put(b, "{", 1);
     for (uint32_t i = 0; i < n; i++) {
@@ -114,20 +155,33 @@ static err_t mp_json_container(struct mp_reader *r, struct jbuf *b, size_t max,
             enum mp_type vt;
             if (b->mask && mp_json_secret_key(k) && mp_peek(r, &vt) == OK &&
                 (vt == MP_STR || vt == MP_ARRAY)) {
-                if (mp_skip(r, NULL) != OK)
+                if (mp_skip_depth(r, NULL, MP_MAX_DEPTH - depth - 1) != OK)
                     return ERR_PROTO;
                 jb_puts(b, ":\"****\"");
                 continue;
             }
         } else {
-            struct jbuf kb = {0};
-            kb.mask = b->mask;
-            err_t rc = mp_json_value(r, &kb, max, depth + 1);
-            if (rc == OK && kb.err == OK)
-                jb_str(b, kb.p, kb.n, 0);
-            free(kb.p);
-            if (rc != OK)
-                return rc;
+            /* JSON keys are strings: a scalar key becomes the string of its JSON text; a
+             * structured one a placeholder, since rendering it inside a string would double
+             * the output per level of nesting */
+            enum mp_type kt;
+            if (mp_peek(r, &kt) != OK)
+                return ERR_PROTO;
+            if (kt == MP_ARRAY || kt == MP_MAP || kt == MP_BIN || kt == MP_EXT) {
+                if (mp_skip(r, NULL) != OK)
+                    return ERR_PROTO;
+                jb_puts(b, "\"$key\"");
+            } else {
+                struct jbuf kb = {0};
+                err_t rc = mp_json_value(r, &kb, max, depth + 1);
+                if (rc == OK && kb.err == OK)
+                    jb_str(b, kb.p, kb.n, 0);
+                else if (rc == OK)
+                    b->err = kb.err;
+                free(kb.p);
+                if (rc != OK)
+                    return rc;
+            }
         }
         jb_put(b, ":", 1);
         if (mp_json_value(r, b, max, depth + 1) != OK)
@@ -213,6 +267,8 @@ static err_t mp_to_json_impl(const void *buf, size_t n, size_t max_str, bool mas
     b.mask = mask;
     mp_reader_init(&r, buf, n);
     rc = mp_json_value(&r, &b, max_str, 0);
+    if (rc == OK && mp_reader_left(&r) != 0)
+        rc = ERR_PROTO; /* one object, and nothing after it */
     if (rc == OK)
         rc = b.err;
     if (rc == OK && b.p == NULL)

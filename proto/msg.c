@@ -20,7 +20,7 @@ const struct msg_def msg_catalogue[] = {
     {MSG_SV_STATUS, "sv.status", MSG_K_REQUEST, "supervisor",
      "{}",
      "{node: str, leader: bool, fencing_token: uint, children: [{name, state, pid, uptime_ms, "
-     "restarts, leader_only, last_exit, fault}]}"},
+     "restarts, leader_only, ready, last_exit, fault}]}"},
     {MSG_SV_START, "sv.start", MSG_K_REQUEST, "supervisor", "{name: str}", "{name, state}"},
     {MSG_SV_STOP, "sv.stop", MSG_K_REQUEST, "supervisor", "{name: str}", "{name, state}"},
     {MSG_SV_RESTART, "sv.restart", MSG_K_REQUEST, "supervisor", "{name: str}", "{name, state}"},
@@ -28,9 +28,9 @@ const struct msg_def msg_catalogue[] = {
      "{name, state}"},
     {MSG_SV_FAULT_SET, "sv.fault_set", MSG_K_REQUEST, "supervisor",
      "{name: str, drop: float, dup: float, delay_ms: uint, delay_rate: float} (all zero clears)",
-     "{name, fault}"},
+     "{fault: {target, drop, dup, delay_ms, delay_rate}}"},
     {MSG_SV_FAULT_LIST, "sv.fault_list", MSG_K_REQUEST, "supervisor", "{}",
-     "{faults: [{name, drop, dup, delay_ms, delay_rate}]}"},
+     "{faults: [{target, drop, dup, delay_ms, delay_rate}]}"},
 
     /* An env object: {id, type: "DEVELOPMENT"|"STAGING"|"PRODUCTION"|"PREVIEW", slug,
      * organization_id, organization_slug, project_id, project_slug, parent_id: str|nil,

@@ -57,13 +57,18 @@ static void sv_timer_set(struct sv *sv, struct sv_child *c, uint64_t ms)
 
 static bool sv_deps_up(const struct sv *sv, const struct sv_child *c)
 {
+    uint64_t now = clock_mono_ms();
     for (unsigned d = 0; d < SV_MAX_DEPS && c->spec->deps[d]; d++) {
         for (unsigned i = 0; i < sv->nchildren; i++) {
             const struct sv_child *o = &sv->children[i];
             if (strcmp(o->spec->name, c->spec->deps[d]) == 0 && o->state != SV_UP) {
-                /* a dependency that cannot come back does not hold others hostage */
+                /* A dependency that cannot come back, or that has been trying for too long
+                 * (its store is down), does not hold others hostage: the gateway must come up
+                 * to answer /healthz with a 503 that names it. */
                 if (o->state == SV_FAILED || o->state == SV_STOPPED ||
-                    (o->spec->leader_only && !sv->leader))
+                    o->state == SV_BACKOFF || (o->spec->leader_only && !sv->leader) ||
+                    (o->state == SV_STARTING &&
+                     now - o->spawned_mono >= (uint64_t)sv->sv.start_timeout_ms))
                     continue;
                 return false;
             }

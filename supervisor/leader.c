@@ -3,10 +3,12 @@
  *
  * Acquire: one Lua step that, if the key is free, takes the next fencing
  * token (INCR) and sets the key to "<node>:<pid>:<token>" with a TTL.
- * Renew every TTL/3 only if the value is still ours. The lock is treated as
- * lost when a renewal says so, or when no renewal has succeeded for 2/3 of
- * the TTL (Redis unreachable): the leader-only children are then killed at
- * once, before the key can expire and another node take over. On a clean
+ * Renew every TTL/6 only if the value is still ours. The lock is treated as
+ * lost when a renewal says so, or when no renewal has succeeded for half the
+ * TTL (Redis unreachable): the leader-only children are then killed at once.
+ * Detection comes at the latest TTL/2 + TTL/6 + one Redis timeout after the
+ * last renewal, before the key can expire (TTL >= 3 s is enforced) and
+ * another node take over. On a clean
  * stop they are stopped first and the lock released after.
  */
 #include "sv.h"
@@ -20,11 +22,21 @@
 #include "clock.h"
 #include "log.h"
 
+/*
+ * If an earlier acquire ran but its reply was lost (a timeout), the key is
+ * already ours: adopt it and its token rather than wait out a TTL.
+ */
 static const char sv_lua_acquire[] =
-    "if redis.call('exists', KEYS[1]) == 0 then "
+    "local v = redis.call('get', KEYS[1]) "
+    "if not v then "
     "  local t = redis.call('incr', KEYS[2]) "
     "  redis.call('set', KEYS[1], ARGV[1] .. ':' .. t, 'PX', ARGV[2]) "
     "  return t "
+    "end "
+    "local p = ARGV[1] .. ':' "
+    "if string.sub(v, 1, string.len(p)) == p then "
+    "  redis.call('pexpire', KEYS[1], ARGV[2]) "
+    "  return tonumber(string.sub(v, string.len(p) + 1)) or 0 "
     "end return 0";
 
 static const char sv_lua_renew[] =
@@ -104,7 +116,7 @@ void sv_leader_tick(struct sv *sv)
     }
     if (rc == OK)
         sv_leader_lost(sv, "another node holds it");
-    else if (now - sv->leader_renewed_mono > (uint64_t)sv->sv.leader_ttl_ms * 2 / 3)
+    else if (now - sv->leader_renewed_mono > (uint64_t)sv->sv.leader_ttl_ms / 2)
         sv_leader_lost(sv, "Redis unreachable for too long to be sure");
 }
 

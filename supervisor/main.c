@@ -37,14 +37,16 @@ static const struct cfg_def sv_cfg_defs[] = {
      "longest restart delay of a child that keeps dying before it is stable"},
     {"TETHER_SV_STABLE", CFG_MS, "10s", 0, 3600000, SV_OFF(stable_ms),
      "ready this long and a child's restart backoff starts over"},
-    {"TETHER_SV_INTENSITY", CFG_INT, "10", 1, 1000, SV_OFF(intensity),
+    {"TETHER_SV_INTENSITY", CFG_INT, "10", 1, SV_TALLY, SV_OFF(intensity),
      "deaths within TETHER_SV_PERIOD after which a child is marked failed"},
     {"TETHER_SV_PERIOD", CFG_MS, "60s", 100, 86400000, SV_OFF(period_ms),
      "window of the restart-intensity limit"},
     {"TETHER_SV_KILL_AFTER", CFG_MS, "5s", 0, 600000, SV_OFF(kill_after_ms),
      "SIGKILL a stopping child this long after its own TETHER_SHUTDOWN_GRACE"},
-    {"TETHER_SV_LEADER_TTL", CFG_MS, "10s", 300, 600000, SV_OFF(leader_ttl_ms),
-     "time to live of the leader lock; renewed every third of it"},
+    {"TETHER_SV_LEADER_TTL", CFG_MS, "10s", 3000, 600000, SV_OFF(leader_ttl_ms),
+     "time to live of the leader lock; renewed every sixth of it, given up after half"},
+    {"TETHER_SV_START_TIMEOUT", CFG_MS, "10s", 100, 600000, SV_OFF(start_timeout_ms),
+     "a dependency not ready after this long no longer holds back its dependents"},
     {"TETHER_SV_LEADER_KEY", CFG_STR, "{tether:leader}", 0, 0, SV_OFF(leader_key),
      "Redis key of the leader lock (its fencing counter is <key>:fence)"},
     {"TETHER_GATEWAY_PROCS", CFG_INT, "2", 1, 16, SV_OFF(gateway_procs),
@@ -92,13 +94,14 @@ static void sv_leader_timer(struct loop *l, void *arg)
 {
     struct sv *sv = arg;
     sv_leader_tick(sv);
-    (void)loop_timer_add(l, (uint64_t)sv->sv.leader_ttl_ms / 3, sv_leader_timer, sv);
+    (void)loop_timer_add(l, (uint64_t)sv->sv.leader_ttl_ms / 6, sv_leader_timer, sv);
 }
 
 static void sv_faults_timer(struct loop *l, void *arg)
 {
     struct sv *sv = arg;
     sv_faults_publish(sv); /* again and again: a restarted process catches up within 1 s */
+    sv_reconcile(sv);      /* and time-based rules (start timeouts) are seen without an event */
     (void)loop_timer_add(l, 1000, sv_faults_timer, sv);
 }
 

@@ -76,6 +76,7 @@ struct sv_cfg {
     long long period_ms;              /* ... within this window: failed */
     long long kill_after_ms;          /* SIGKILL this long after SIGTERM beyond the child's grace */
     long long leader_ttl_ms;
+    long long start_timeout_ms;
     char *leader_key;
     long long gateway_procs;
     char *control_url;

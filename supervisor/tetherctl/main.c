@@ -487,6 +487,17 @@ static int ctl_ping(struct ctl *c, const char *actor, long size, long count, lon
     return rc;
 }
 
+/* A table cell: '|' would end it early. */
+static void ctl_md_cell(const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '|')
+            fputs("\\|", stdout);
+        else
+            putchar(*s);
+    }
+}
+
 static int ctl_proto_doc(void)
 {
     printf("# Bus protocol\n\n"
@@ -504,9 +515,12 @@ static int ctl_proto_doc(void)
            "body |\n|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < msg_catalogue_len; i++) {
         const struct msg_def *d = &msg_catalogue[i];
-        printf("| %u | `%s` | %s | %s | %s | %s |\n", d->type, d->name,
-               d->kind == MSG_K_EVENT ? "event" : "request", d->handler, d->request,
-               d->reply[0] ? d->reply : "-");
+        printf("| %u | `%s` | %s | %s | ", d->type, d->name,
+               d->kind == MSG_K_EVENT ? "event" : "request", d->handler);
+        ctl_md_cell(d->request);
+        printf(" | ");
+        ctl_md_cell(d->reply[0] ? d->reply : "-");
+        printf(" |\n");
     }
     return 0;
 }
