@@ -8,10 +8,8 @@
  * developer can see why a token is refused.
  */
 #include "auth.h"
+#include "handlers.h"
 #include "http.h"
-
-void gw_on_jwt_claims(struct gw_call *c);
-void gw_on_whoami(struct gw_call *c);
 
 void gw_on_jwt_claims(struct gw_call *c)
 {

@@ -9,14 +9,29 @@
 #include <string.h>
 
 #include "gw.h"
+#include "handlers.h"
 #include "http.h"
 
-void gw_on_jwt_claims(struct gw_call *c);
-void gw_on_whoami(struct gw_call *c);
+#define KIB 1024
+#define ANY (GW_AUTH_SECRET | GW_AUTH_JWT)
 
 const struct gw_route gw_routes[] = {
     {GW_POST, "/api/v1/auth/jwt/claims", 0, false, GW_AUTH_SECRET, gw_on_jwt_claims},
-    {GW_GET, "/api/v1/auth/whoami", 0, false, GW_AUTH_SECRET | GW_AUTH_JWT, gw_on_whoami},
+    {GW_GET, "/api/v1/auth/whoami", 0, false, ANY, gw_on_whoami},
+
+    {GW_POST, "/api/v1/sessions", 32 * KIB, true, ANY, gw_on_session_create},
+    {GW_GET, "/api/v1/sessions/:session", 0, false, ANY, gw_on_session_get},
+    {GW_PATCH, "/api/v1/sessions/:session", 32 * KIB, true, ANY, gw_on_session_update},
+    {GW_POST, "/api/v1/sessions/:session/close", 1 * KIB, true, ANY, gw_on_session_close},
+    {GW_POST, "/api/v1/sessions/:session/end-and-continue", 1 * KIB, true, ANY,
+     gw_on_session_end_and_continue},
+
+    {GW_POST, "/api/v1/workers/dequeue", 16 * KIB, true, GW_AUTH_SECRET, gw_on_worker_dequeue},
+    {GW_POST, "/api/v1/runs/:run/heartbeat", 4 * KIB, false, ANY, gw_on_run_heartbeat},
+    {GW_POST, "/api/v1/runs/:run/complete", 1024 * KIB, false, ANY, gw_on_run_complete},
+    {GW_POST, "/api/v1/runs/:run/fail", 64 * KIB, false, ANY, gw_on_run_fail},
+    {GW_POST, "/api/v2/runs/:run/cancel", 1 * KIB, false, ANY, gw_on_run_cancel},
+    {GW_GET, "/api/v3/runs/:run", 0, false, ANY, gw_on_run_get},
 };
 
 const size_t gw_nroutes = sizeof(gw_routes) / sizeof(gw_routes[0]);

@@ -80,6 +80,7 @@ if ((${#ITESTS[@]} > 0)) || [[ -x tests/compat/run.sh && -z $ONLY ]]; then
     if [[ -x tests/compat/run.sh && -z $ONLY ]]; then
       run_tap "compat" 600 tests/compat/run.sh
     fi
+    run_tap "logs" 60 tests/lib/check-logs.sh "$SVC"
   else
     cat "$SVC/services.log"
     FAILED=$((FAILED + 1))

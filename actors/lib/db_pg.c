@@ -94,9 +94,11 @@ err_t db_pg_exec(struct db_pg *db, const char *sql, int nparams, const char *con
         db_pg_drop(db, PQerrorMessage(db->conn));
         return ERR_UNAVAIL;
     }
+    /* only the SQLSTATE and the primary message: DETAIL lines can quote row values (keys) */
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     LOG_WARN("db.pg_query_failed", "statement failed (%s): %s", state ? state : "?",
-             r ? PQresultErrorMessage(r) : "no result");
+             primary ? primary : "no result");
     PQclear(r);
     return ERR_INTERNAL;
 }

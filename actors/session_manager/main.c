@@ -1,17 +1,33 @@
 /*
  * session-manager - session rows, environments and API keys (PostgreSQL).
  *
- * Its domain handlers arrive with later issues; today it joins the bus,
- * connects its store, reports ready and answers health.ping (actors/lib/actor.c).
+ * Today it owns runtime environments and their secret keys (env.*
+ * messages, handlers in env.c); session handlers arrive with later issues.
+ * The skeleton (actors/lib/actor.c) joins the bus, connects the store,
+ * reports ready and answers health.ping; this file only names the routes.
+ * One thread: every handler runs on the actor's loop.
  */
 #include "actor.h"
+#include "msg.h"
+#include "sm.h"
 
-static const struct actor_spec spec = {
+static const struct actor_route sm_routes[] = {
+    {.type = MSG_ENV_RESOLVE_KEY, .fn = sm_on_env_resolve_key},
+    {.type = MSG_ENV_GET, .fn = sm_on_env_get},
+    {.type = MSG_ENV_CREATE, .fn = sm_on_env_create},
+    {.type = MSG_ENV_ROTATE_KEY, .fn = sm_on_env_rotate_key},
+    {.type = MSG_ENV_BOOTSTRAP, .fn = sm_on_env_bootstrap},
+    {.type = MSG_ENV_LIST, .fn = sm_on_env_list},
+};
+
+static const struct actor_spec sm_spec = {
     .name = "session-manager",
     .stores = ACTOR_STORE_PG,
+    .routes = sm_routes,
+    .nroutes = sizeof(sm_routes) / sizeof(sm_routes[0]),
 };
 
 int main(int argc, char **argv)
 {
-    return actor_main(&spec, argc, argv);
+    return actor_main(&sm_spec, argc, argv);
 }

@@ -22,3 +22,6 @@ done
 echo "summary: tap off ${best[off]}/s, tap idle (nobody listening) ${best[idle]}/s ($(
   awk -v a="${best[idle]}" -v b="${best[off]}" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}')), tap listening ${best[listening]}/s ($(
   awk -v a="${best[listening]}" -v b="${best[off]}" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}'))"
+
+echo
+"$ROOT/tests/bench/http_auth.sh" "$BUILD"

@@ -1,0 +1,30 @@
+/*
+ * handlers.h - every route handler, one h_<area>.c file per area. Each takes
+ * a call that passed authentication and the generic checks (http.h) and
+ * must finish it with one gw_respond* call.
+ */
+#ifndef TETHER_GW_HANDLERS_H
+#define TETHER_GW_HANDLERS_H
+
+#include "http.h"
+
+/* h_auth.c */
+void gw_on_jwt_claims(struct gw_call *c);
+void gw_on_whoami(struct gw_call *c);
+
+/* h_sessions.c */
+void gw_on_session_create(struct gw_call *c);
+void gw_on_session_get(struct gw_call *c);
+void gw_on_session_update(struct gw_call *c);
+void gw_on_session_close(struct gw_call *c);
+void gw_on_session_end_and_continue(struct gw_call *c);
+
+/* h_runs.c: the runs API and the worker API (docs/workers.md) */
+void gw_on_worker_dequeue(struct gw_call *c);
+void gw_on_run_heartbeat(struct gw_call *c);
+void gw_on_run_complete(struct gw_call *c);
+void gw_on_run_fail(struct gw_call *c);
+void gw_on_run_cancel(struct gw_call *c);
+void gw_on_run_get(struct gw_call *c);
+
+#endif
