@@ -1,30 +1,815 @@
 /*
- * h_sessions.c - the sessions API (placeholder: every route answers 501
- * until the session handlers land).
+ * h_sessions.c - the sessions API (the contract's §5.1, §5.3-§5.6).
+ *
+ * The gateway validates bodies against the contract's schemas (unknown keys
+ * are dropped, as zod does), authorizes, and orchestrates: create is
+ * session.create (session-manager) then run.ensure (run-manager) then a
+ * session token minted here; end-and-continue is session.get then run.swap.
+ * Rows travel as session objects (proto/msg.c) and are rendered here as
+ * the contract's SessionItem.
  */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "clock.h"
+#include "gw.h"
 #include "handlers.h"
+#include "log.h"
+#include "mem.h"
+#include "mp.h"
+#include "msg.h"
+
+/* A session object kept between two bus calls (its bytes are copied out of the reply). */
+struct gw_sess_state {
+    char *session;       /* msgpack map, malloc'd */
+    size_t session_n;
+    bool is_cached;
+    char reason[16];
+    char calling_run[256];
+};
+
+/* ---- reading a session object ---- */
+
+static bool gw_sess_str(struct slice m, const char *k, char *out, size_t cap)
+{
+    struct mp_reader v;
+    struct slice s;
+    out[0] = '\0';
+    if (mp_map_find(m.p, m.n, k, &v) != OK || mp_read_str(&v, &s) != OK)
+        return false;
+    return slice_copy(s, out, cap) == OK;
+}
+
+static uint64_t gw_sess_u64(struct slice m, const char *k)
+{
+    struct mp_reader v;
+    uint64_t u = 0;
+    if (mp_map_find(m.p, m.n, k, &v) == OK)
+        (void)mp_read_uint(&v, &u);
+    return u;
+}
+
+static json_t *gw_sess_json(struct slice m, const char *k)
+{
+    struct mp_reader v;
+    struct slice s;
+    if (mp_map_find(m.p, m.n, k, &v) != OK || mp_read_str(&v, &s) != OK)
+        return json_null();
+    json_t *j = json_loadb(s.p, s.n, JSON_DECODE_ANY, NULL);
+    return j ? j : json_null();
+}
+
+static json_t *gw_iso(uint64_t ms)
+{
+    char buf[32];
+    if (ms == 0)
+        return json_null();
+    clock_iso8601(ms, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static json_t *gw_str_or_null(struct slice m, const char *k)
+{
+    char buf[GW_PARAM_MAX];
+    return gw_sess_str(m, k, buf, sizeof(buf)) ? json_string(buf) : json_null();
+}
+
+/* The contract's SessionItem (§4.2): currentRunId in friendly form. */
+static json_t *gw_session_item(struct slice m)
+{
+    char run[128], friendly[160];
+    json_t *item = json_object();
+    json_object_set_new(item, "id", gw_str_or_null(m, "friendly_id"));
+    json_object_set_new(item, "externalId", gw_str_or_null(m, "external_id"));
+    json_object_set_new(item, "type", gw_str_or_null(m, "type"));
+    json_object_set_new(item, "taskIdentifier", gw_str_or_null(m, "task_identifier"));
+    json_object_set_new(item, "triggerConfig", gw_sess_json(m, "trigger_config"));
+    if (gw_sess_str(m, "current_run_id", run, sizeof(run)) && run[0]) {
+        snprintf(friendly, sizeof(friendly), "run_%s", run);
+        json_object_set_new(item, "currentRunId", json_string(friendly));
+    } else {
+        json_object_set_new(item, "currentRunId", json_null());
+    }
+    json_t *tags = gw_sess_json(m, "tags");
+    json_object_set_new(item, "tags", json_is_array(tags) ? tags : (json_decref(tags), json_array()));
+    json_object_set_new(item, "metadata", gw_sess_json(m, "metadata"));
+    json_object_set_new(item, "closedAt", gw_iso(gw_sess_u64(m, "closed_at_ms")));
+    json_object_set_new(item, "closedReason", gw_str_or_null(m, "closed_reason"));
+    json_object_set_new(item, "expiresAt", gw_iso(gw_sess_u64(m, "expires_at_ms")));
+    json_object_set_new(item, "createdAt", gw_iso(gw_sess_u64(m, "created_at_ms")));
+    json_object_set_new(item, "updatedAt", gw_iso(gw_sess_u64(m, "updated_at_ms")));
+    return item;
+}
+
+/* The session object inside a reply {session: {...}}. */
+static bool gw_reply_session(const struct envelope *env, struct slice *out)
+{
+    struct mp_reader v;
+    return env && env->body.n && mp_map_find(env->body.p, env->body.n, "session", &v) == OK &&
+           mp_skip(&v, out) == OK;
+}
+
+static void gw_state_keep(struct gw_call *c, struct slice s)
+{
+    struct gw_sess_state *st = c->state;
+    if (!st)
+        c->state = st = xcalloc(1, sizeof(*st));
+    free(st->session);
+    st->session = xmalloc(s.n);
+    memcpy(st->session, s.p, s.n);
+    st->session_n = s.n;
+}
+
+static void gw_state_free_session(struct gw_call *c)
+{
+    struct gw_sess_state *st = c->state;
+    if (st) {
+        free(st->session);
+        st->session = NULL;
+    }
+}
+
+/* ---- validation (zod's rules, zod-validation-error's wording) ---- */
+
+static char gw_verr[512];
+
+static bool gw_bad(const char *path, const char *what)
+{
+    snprintf(gw_verr, sizeof(gw_verr), "Validation error: %s at \"%s\"", what, path);
+    return false;
+}
+
+static bool gw_opt_str(json_t *o, const char *k, size_t min, size_t max, const char *path)
+{
+    json_t *v = json_object_get(o, k);
+    if (!v)
+        return true;
+    if (!json_is_string(v))
+        return gw_bad(path, "Expected string");
+    size_t n = json_string_length(v);
+    if (n < min)
+        return gw_bad(path, "String must contain at least 1 character(s)");
+    if (n > max) {
+        char m[96];
+        snprintf(m, sizeof(m), "String must contain at most %zu character(s)", max);
+        return gw_bad(path, m);
+    }
+    return true;
+}
+
+static bool gw_req_str(json_t *o, const char *k, size_t min, size_t max, const char *path)
+{
+    if (!json_object_get(o, k))
+        return gw_bad(path, "Required");
+    return gw_opt_str(o, k, min, max, path);
+}
+
+static bool gw_opt_int(json_t *o, const char *k, long long min, long long max, const char *path)
+{
+    json_t *v = json_object_get(o, k);
+    if (!v)
+        return true;
+    if (!json_is_integer(v) && !(json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v)))
+        return gw_bad(path, json_is_number(v) ? "Expected integer, received float"
+                                              : "Expected number");
+    long long n = json_is_integer(v) ? json_integer_value(v) : (long long)json_real_value(v);
+    if (n < min || n > max) {
+        char m[96];
+        snprintf(m, sizeof(m), "Number must be between %lld and %lld", min, max);
+        return gw_bad(path, m);
+    }
+    return true;
+}
+
+static bool gw_str_array(json_t *o, const char *k, size_t max_items, size_t max_len,
+                         const char *path)
+{
+    json_t *v = json_object_get(o, k);
+    size_t i;
+    json_t *e;
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_array(v))
+        return gw_bad(path, "Expected array");
+    if (json_array_size(v) > max_items) {
+        char m[96];
+        snprintf(m, sizeof(m), "Array must contain at most %zu element(s)", max_items);
+        return gw_bad(path, m);
+    }
+    json_array_foreach(v, i, e)
+    {
+        if (!json_is_string(e))
+            return gw_bad(path, "Expected string");
+        if (json_string_length(e) > max_len)
+            return gw_bad(path, "String must contain at most 128 character(s)");
+    }
+    return true;
+}
+
+/* Trims an externalId in place in the body; checks its rules. */
+static bool gw_external_id(json_t *body, bool allow_null)
+{
+    json_t *v = json_object_get(body, "externalId");
+    if (!v)
+        return true;
+    if (json_is_null(v)) {
+        if (allow_null)
+            return true;
+        json_object_del(body, "externalId");
+        return true;
+    }
+    if (!json_is_string(v))
+        return gw_bad("externalId", "Expected string");
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    while (n && isspace((unsigned char)*s))
+        s++, n--;
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
+    if (n < 1 || n > 256)
+        return gw_bad("externalId", "String must contain between 1 and 256 character(s)");
+    if (n >= 8 && strncmp(s, "session_", 8) == 0)
+        return gw_bad("externalId", "externalId must not start with \"session_\"");
+    json_object_set_new(body, "externalId", json_stringn(s, n));
+    return true;
+}
+
+static const char *const gw_machines[] = {"micro",     "small-1x",  "small-2x", "medium-1x",
+                                          "medium-2x", "large-1x",  "large-2x"};
+
+/* SessionTriggerConfig (§4.1, the c4.8.3 field set); returns the stripped copy or NULL. */
+static json_t *gw_trigger_config(json_t *tc)
+{
+    static const char *const known[] = {
+        "basePayload", "machine", "queue", "tags", "maxAttempts", "idleTimeoutInSeconds",
+        "maxDuration", "lockToVersion", "region", "concurrency", "concurrencyKey",
+        "externalDeploymentId", "ttl"};
+    if (!tc)
+        return gw_bad("triggerConfig", "Required"), NULL;
+    if (!json_is_object(tc))
+        return gw_bad("triggerConfig", "Expected object"), NULL;
+    json_t *base = json_object_get(tc, "basePayload");
+    if (!base)
+        return gw_bad("triggerConfig.basePayload", "Required"), NULL;
+    if (!json_is_object(base))
+        return gw_bad("triggerConfig.basePayload", "Expected object"), NULL;
+    json_t *m = json_object_get(tc, "machine");
+    if (m) {
+        bool ok = false;
+        for (unsigned i = 0; json_is_string(m) && i < 7; i++)
+            ok |= strcmp(json_string_value(m), gw_machines[i]) == 0;
+        if (!ok)
+            return gw_bad("triggerConfig.machine", "Invalid enum value"), NULL;
+    }
+    if (!gw_opt_str(tc, "queue", 0, 128, "triggerConfig.queue") ||
+        !gw_str_array(tc, "tags", 10, 128, "triggerConfig.tags") ||
+        !gw_opt_int(tc, "maxAttempts", 1, 10, "triggerConfig.maxAttempts") ||
+        !gw_opt_int(tc, "idleTimeoutInSeconds", 1, 3600, "triggerConfig.idleTimeoutInSeconds") ||
+        !gw_opt_int(tc, "maxDuration", 1, 31536000, "triggerConfig.maxDuration") ||
+        !gw_opt_str(tc, "lockToVersion", 0, 256, "triggerConfig.lockToVersion") ||
+        !gw_opt_str(tc, "region", 0, 256, "triggerConfig.region"))
+        return NULL;
+    json_t *cc = json_object_get(tc, "concurrency");
+    if (cc) {
+        size_t i;
+        json_t *e;
+        if (!json_is_array(cc) || json_array_size(cc) > 2)
+            return gw_bad("triggerConfig.concurrency", "Expected at most 2 names"), NULL;
+        json_array_foreach(cc, i, e)
+        {
+            const char *s = json_is_string(e) ? json_string_value(e) : "";
+            size_t n = strlen(s);
+            bool ok = n >= 1 && n <= 122;
+            for (size_t k = 0; ok && k < n; k++)
+                ok = isalnum((unsigned char)s[k]) || s[k] == '_' || s[k] == '-';
+            if (!ok)
+                return gw_bad("triggerConfig.concurrency", "Invalid name"), NULL;
+        }
+    }
+    json_t *ck = json_object_get(tc, "concurrencyKey");
+    if (ck && !json_is_string(ck) && !json_is_number(ck))
+        return gw_bad("triggerConfig.concurrencyKey", "Expected string or number"), NULL;
+    json_t *ed = json_object_get(tc, "externalDeploymentId");
+    if (ed && !json_is_null(ed) && (!json_is_string(ed) || json_string_length(ed) > 128))
+        return gw_bad("triggerConfig.externalDeploymentId", "Expected string"), NULL;
+    json_t *ttl = json_object_get(tc, "ttl");
+    if (ttl && !json_is_string(ttl) && !(json_is_integer(ttl) && json_integer_value(ttl) >= 0))
+        return gw_bad("triggerConfig.ttl", "Expected string or non-negative integer"), NULL;
+
+    /* keep the known keys only; normalise concurrencyKey and externalDeploymentId */
+    json_t *out = json_object();
+    for (unsigned i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        json_t *v = json_object_get(tc, known[i]);
+        if (v)
+            json_object_set(out, known[i], v);
+    }
+    if (ck && json_is_number(ck)) {
+        char buf[64];
+        if (json_is_integer(ck))
+            snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(ck));
+        else
+            snprintf(buf, sizeof(buf), "%.17g", json_real_value(ck));
+        json_object_set_new(out, "concurrencyKey", json_string(buf));
+    }
+    if (ed && (json_is_null(ed) || json_string_length(ed) == 0))
+        json_object_del(out, "externalDeploymentId");
+    return out;
+}
+
+/* expiresAt: anything JS Date coerces - an ISO string or epoch milliseconds. */
+static bool gw_expires_at(json_t *v, uint64_t *ms)
+{
+    *ms = 0;
+    if (!v || json_is_null(v))
+        return true;
+    if (json_is_number(v)) {
+        double d = json_number_value(v);
+        if (d < 0 || d > 8.64e15)
+            return gw_bad("expiresAt", "Invalid date");
+        *ms = (uint64_t)d;
+        return true;
+    }
+    if (!json_is_string(v))
+        return gw_bad("expiresAt", "Invalid date");
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *s = json_string_value(v);
+    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!rest)
+        rest = strptime(s, "%Y-%m-%d", &tm);
+    if (!rest)
+        return gw_bad("expiresAt", "Invalid date");
+    unsigned frac = 0;
+    if (*rest == '.') {
+        unsigned digits = 0;
+        rest++;
+        while (isdigit((unsigned char)*rest)) {
+            if (digits < 3)
+                frac = frac * 10 + (unsigned)(*rest - '0');
+            digits++;
+            rest++;
+        }
+        while (digits < 3)
+            frac *= 10, digits++;
+    }
+    long off = 0;
+    if (*rest == '+' || *rest == '-') {
+        int hh = 0, mm = 0;
+        if (sscanf(rest + 1, "%2d:%2d", &hh, &mm) < 1)
+            return gw_bad("expiresAt", "Invalid date");
+        off = (hh * 3600L + mm * 60L) * (*rest == '-' ? -1 : 1);
+    } else if (*rest != 'Z' && *rest != '\0') {
+        return gw_bad("expiresAt", "Invalid date");
+    }
+    time_t t = timegm(&tm) - off;
+    if (t < 0)
+        return gw_bad("expiresAt", "Invalid date");
+    *ms = (uint64_t)t * 1000 + frac;
+    return true;
+}
+
+/* ---- create ---- */
+
+static void gw_create_on_ensure(void *arg, err_t rc, const struct envelope *env);
+
+static bool gw_session_closed_or_expired(struct gw_call *c, struct slice s, int status,
+                                         const char *closed_msg)
+{
+    char reason[512];
+    uint64_t closed = gw_sess_u64(s, "closed_at_ms"), expires = gw_sess_u64(s, "expires_at_ms");
+    if (closed) {
+        json_t *b = json_pack("{s:s,s:s}", "error", closed_msg, "code", "session_closed");
+        if (gw_sess_str(s, "closed_reason", reason, sizeof(reason)))
+            json_object_set_new(b, "closedReason", json_string(reason));
+        gw_respond_json(c, status, b, status == 409 ? GW_NO_RETRY : 0);
+        return true;
+    }
+    if (expires && expires < clock_wall_ms()) {
+        gw_respond_json(c, status,
+                        json_pack("{s:s,s:s}", "error",
+                                  status == 409 ? "Session has expired; use a different externalId"
+                                                : "Cannot end-and-continue an expired session",
+                                  "code", "session_expired"),
+                        status == 409 ? GW_NO_RETRY : 0);
+        return true;
+    }
+    return false;
+}
+
+static uint16_t gw_msg(const char *name)
+{
+    return msg_type_by_name(name);
+}
+
+static void gw_create_on_session(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct slice s;
+    struct mp_reader v;
+    bool cached = false;
+    if (rc != OK || !gw_reply_session(env, &s)) {
+        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.create");
+        return;
+    }
+    if (mp_map_find(env->body.p, env->body.n, "is_cached", &v) == OK)
+        (void)mp_read_bool(&v, &cached);
+    if (gw_session_closed_or_expired(c, s, 409, "Session is closed; use a different externalId"))
+        return;
+    gw_state_keep(c, s);
+    ((struct gw_sess_state *)c->state)->is_cached = cached;
+
+    /* a live run: the run-manager ensures one (trigger first, then the optimistic claim) */
+    char id[128];
+    struct mp_writer w;
+    uint16_t t = gw_msg("run.ensure");
+    gw_sess_str(s, "id", id, sizeof(id));
+    if (!t) {
+        gw_respond_err(c, ERR_UNAVAIL, "run.ensure is not in the catalogue");
+        return;
+    }
+    mp_writer_init(&w);
+    mp_put_map(&w, 3);
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "session_id", id);
+    mp_put_kv_str(&w, "reason", cached ? "continuation" : "initial");
+    rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], t, mp_writer_data(&w), mp_writer_len(&w),
+                  &c->trace, gw_create_on_ensure, c);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        gw_respond_err(c, rc, "run.ensure");
+}
+
+static void gw_create_on_ensure(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct gw_sess_state *st = c->state;
+    struct slice s = {st->session, st->session_n};
+    char run[160], ext[GW_PARAM_MAX], friendly[128];
+    if (rc != OK || !env || !gw_sess_str(env->body, "run_id", run, sizeof(run))) {
+        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "run.ensure");
+        return;
+    }
+    json_t *item = gw_session_item(s);
+    json_object_set_new(item, "currentRunId", json_string(run));
+    json_object_set_new(item, "runId", json_string(run));
+    /* the token is minted on the addressing key: the externalId when the row has one */
+    gw_sess_str(s, "friendly_id", friendly, sizeof(friendly));
+    bool has_ext = gw_sess_str(s, "external_id", ext, sizeof(ext)) && ext[0];
+    char *token = gw_mint_session_token(&c->auth.env, has_ext ? ext : friendly);
+    if (!token) {
+        json_decref(item);
+        gw_respond_err(c, ERR_INTERNAL, "could not mint the session token");
+        return;
+    }
+    json_object_set_new(item, "publicAccessToken", json_string(token));
+    free(token);
+    json_object_set_new(item, "isCached", json_boolean(st->is_cached));
+    gw_state_free_session(c);
+    gw_respond_json(c, st->is_cached ? 200 : 201, item, 0);
+}
 
 void gw_on_session_create(struct gw_call *c)
 {
-    gw_respond_error(c, 501, "Not implemented yet", 0);
+    json_t *b = c->body;
+    uint64_t expires = 0;
+    json_t *tc;
+
+    if (!gw_req_str(b, "type", 1, 64, "type") || !gw_external_id(b, false) ||
+        !gw_req_str(b, "taskIdentifier", 1, 128, "taskIdentifier") ||
+        !gw_str_array(b, "tags", 10, 128, "tags") ||
+        !gw_expires_at(json_object_get(b, "expiresAt"), &expires)) {
+        gw_respond_error(c, 400, gw_verr, 0);
+        return;
+    }
+    json_t *meta = json_object_get(b, "metadata");
+    if (meta && !json_is_object(meta) && !json_is_null(meta)) {
+        gw_respond_error(c, 400, "Validation error: Expected object at \"metadata\"", 0);
+        return;
+    }
+    if (!(tc = gw_trigger_config(json_object_get(b, "triggerConfig")))) {
+        gw_respond_error(c, 400, gw_verr, 0);
+        return;
+    }
+    const char *task = json_string_value(json_object_get(b, "taskIdentifier"));
+    const char *const ids[] = {task};
+    struct gw_resource res = {"tasks", ids, 1};
+    static const char *const super[] = {"write:sessions", "admin", "write:all"};
+    char why[2048];
+    if (!gw_authorize(&c->auth, "write", &res, 1, super, 3, why, sizeof(why))) {
+        json_decref(tc);
+        gw_respond_forbidden(c, why);
+        return;
+    }
+
+    char *tc_text = json_dumps(tc, JSON_COMPACT);
+    json_t *tags = json_object_get(b, "tags");
+    char *tags_text = tags && json_is_array(tags) ? json_dumps(tags, JSON_COMPACT) : NULL;
+    char *meta_text = meta && json_is_object(meta) ? json_dumps(meta, JSON_COMPACT) : NULL;
+    json_t *ext = json_object_get(b, "externalId");
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 12);
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "org_id", c->auth.env.org_id);
+    mp_put_kv_str(&w, "project_id", c->auth.env.project_id);
+    mp_put_kv_str(&w, "env_type", c->auth.env.type);
+    mp_put_kv_str(&w, "type", json_string_value(json_object_get(b, "type")));
+    mp_put_kv_str(&w, "external_id", json_is_string(ext) ? json_string_value(ext) : NULL);
+    mp_put_kv_str(&w, "task_identifier", task);
+    mp_put_kv_str(&w, "trigger_config", tc_text);
+    mp_put_kv_str(&w, "tags", tags_text ? tags_text : "[]");
+    mp_put_kv_str(&w, "metadata", meta_text);
+    mp_put_kv_uint(&w, "expires_at_ms", expires);
+    mp_put_kv_str(&w, "request_id", c->request_id);
+    free(tc_text);
+    free(tags_text);
+    free(meta_text);
+    json_decref(tc);
+    err_t rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_SESSION_CREATE,
+                        mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_create_on_session, c);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        gw_respond_err(c, rc, "session.create");
+}
+
+/* ---- get (a loader: 404 before 403) ---- */
+
+static err_t gw_session_lookup(struct gw_call *c, bus_reply_fn cb)
+{
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 2);
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "ref", c->params.session);
+    err_t rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_SESSION_GET,
+                        mp_writer_data(&w), mp_writer_len(&w), &c->trace, cb, c);
+    mp_writer_fini(&w);
+    return rc;
+}
+
+/* Authorizes `action` on the row's ids (friendly and external) plus, optionally, the URL value. */
+static bool gw_session_authorize(struct gw_call *c, struct slice s, const char *action,
+                                 const char *const *super, bool with_url)
+{
+    char friendly[128], ext[GW_PARAM_MAX];
+    const char *ids[3];
+    unsigned n = 0;
+    char why[2048];
+    if (with_url)
+        ids[n++] = c->params.session;
+    if (s.n) {
+        gw_sess_str(s, "friendly_id", friendly, sizeof(friendly));
+        ids[n++] = friendly;
+        ids[n++] = gw_sess_str(s, "external_id", ext, sizeof(ext)) ? ext : "";
+    }
+    struct gw_resource res = {"sessions", ids, n};
+    if (gw_authorize(&c->auth, action, &res, 1, super, 3, why, sizeof(why)))
+        return true;
+    gw_respond_forbidden(c, why);
+    return false;
+}
+
+static void gw_get_on_session(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct slice s;
+    static const char *const super[] = {"read:sessions", "read:all", "admin"};
+    if (rc == ERR_NOTFOUND) {
+        gw_respond_error(c, 404, "Not found", GW_NO_RETRY);
+        return;
+    }
+    if (rc != OK || !gw_reply_session(env, &s)) {
+        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.get");
+        return;
+    }
+    if (!gw_session_authorize(c, s, "read", super, false))
+        return;
+    gw_respond_json(c, 200, gw_session_item(s), 0);
 }
 
 void gw_on_session_get(struct gw_call *c)
 {
-    gw_respond_error(c, 501, "Not implemented yet", 0);
+    err_t rc = gw_session_lookup(c, gw_get_on_session);
+    if (rc != OK)
+        gw_respond_err(c, rc, "session.get");
+}
+
+/* ---- update (PATCH): admin on the URL value; externalId is immutable ---- */
+
+static void gw_update_on_updated(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct slice s;
+    if (rc == ERR_NOTFOUND) {
+        gw_respond_error(c, 404, "Session not found", 0);
+        return;
+    }
+    if (rc != OK || !gw_reply_session(env, &s)) {
+        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.update");
+        return;
+    }
+    gw_respond_json(c, 200, gw_session_item(s), 0);
+}
+
+static void gw_update_on_session(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct slice s;
+    char ext[GW_PARAM_MAX];
+    if (rc == ERR_NOTFOUND) {
+        gw_respond_error(c, 404, "Session not found", 0);
+        return;
+    }
+    if (rc != OK || !gw_reply_session(env, &s)) {
+        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.get");
+        return;
+    }
+    json_t *want = json_object_get(c->body, "externalId");
+    if (want) {
+        bool has = gw_sess_str(s, "external_id", ext, sizeof(ext));
+        bool same = json_is_null(want) ? !has
+                                        : (has && strcmp(ext, json_string_value(want)) == 0);
+        if (!same) {
+            gw_respond_error(c, 422, "externalId cannot be changed after the session is created",
+                             GW_NO_RETRY);
+            return;
+        }
+    }
+    json_t *tags = json_object_get(c->body, "tags");
+    json_t *meta = json_object_get(c->body, "metadata");
+    if (!tags && !meta) { /* nothing to change: the row as it is */
+        gw_respond_json(c, 200, gw_session_item(s), 0);
+        return;
+    }
+    char *tags_text = tags ? json_dumps(tags, JSON_COMPACT) : NULL;
+    char *meta_text = meta && !json_is_null(meta) ? json_dumps(meta, JSON_COMPACT) : NULL;
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 2 + (tags ? 1 : 0) + (meta ? 1 : 0));
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "ref", c->params.session);
+    if (tags)
+        mp_put_kv_str(&w, "tags", tags_text);
+    if (meta)
+        mp_put_kv_str(&w, "metadata", meta_text); /* nil clears */
+    free(tags_text);
+    free(meta_text);
+    rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_SESSION_UPDATE,
+                  mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_update_on_updated, c);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        gw_respond_err(c, rc, "session.update");
 }
 
 void gw_on_session_update(struct gw_call *c)
 {
-    gw_respond_error(c, 501, "Not implemented yet", 0);
+    static const char *const super[] = {"admin:sessions", "admin:all", "admin"};
+    json_t *meta = json_object_get(c->body, "metadata");
+    if (!gw_str_array(c->body, "tags", 10, 128, "tags") || !gw_external_id(c->body, true)) {
+        gw_respond_error(c, 400, gw_verr, 0);
+        return;
+    }
+    if (meta && !json_is_object(meta) && !json_is_null(meta)) {
+        gw_respond_error(c, 400, "Validation error: Expected object at \"metadata\"", 0);
+        return;
+    }
+    /* an action route: authorization (on the URL value only) before the 404 */
+    if (!gw_session_authorize(c, SLICE_NULL, "admin", super, true))
+        return;
+    err_t rc = gw_session_lookup(c, gw_update_on_session);
+    if (rc != OK)
+        gw_respond_err(c, rc, "session.get");
+}
+
+/* ---- close ---- */
+
+static void gw_close_on_closed(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct slice s;
+    if (rc == ERR_NOTFOUND) {
+        gw_respond_error(c, 404, "Resource not found", 0);
+        return;
+    }
+    if (rc != OK || !gw_reply_session(env, &s)) {
+        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.close");
+        return;
+    }
+    gw_respond_json(c, 200, gw_session_item(s), 0);
 }
 
 void gw_on_session_close(struct gw_call *c)
 {
-    gw_respond_error(c, 501, "Not implemented yet", 0);
+    static const char *const super[] = {"admin:sessions", "admin:all", "admin"};
+    json_t *reason = json_object_get(c->body, "reason");
+    if (reason && !json_is_null(reason) &&
+        (!json_is_string(reason) || json_string_length(reason) > 256)) {
+        gw_respond_error(c, 400, "Validation error: String must contain at most 256 character(s) "
+                                 "at \"reason\"",
+                         0);
+        return;
+    }
+    if (!gw_session_authorize(c, SLICE_NULL, "admin", super, true))
+        return;
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 3);
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "ref", c->params.session);
+    mp_put_kv_str(&w, "reason", json_is_string(reason) ? json_string_value(reason) : NULL);
+    err_t rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_SESSION_CLOSE,
+                        mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_close_on_closed, c);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        gw_respond_err(c, rc, "session.close");
+}
+
+/* ---- end-and-continue ---- */
+
+static void gw_eac_on_swap(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    char run[160];
+    struct mp_reader v;
+    bool swapped = false;
+    if (rc == ERR_NOTFOUND) {
+        gw_respond_error(c, 404, "callingRunId not found in this environment", 0);
+        return;
+    }
+    if (rc != OK || !env || !gw_sess_str(env->body, "run_id", run, sizeof(run))) {
+        if (rc == ERR_UNAVAIL || rc == ERR_TIMEOUT)
+            gw_respond_err(c, rc, "run.swap");
+        else
+            gw_respond_error(c, 500, "Failed to swap session run", 0);
+        return;
+    }
+    if (mp_map_find(env->body.p, env->body.n, "swapped", &v) == OK)
+        (void)mp_read_bool(&v, &swapped);
+    gw_respond_json(c, 200, json_pack("{s:s,s:b}", "runId", run, "swapped", swapped), 0);
+}
+
+static void gw_eac_on_session(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct slice s = SLICE_NULL;
+    static const char *const super[] = {"write:sessions", "write:all", "admin"};
+    if (rc != OK && rc != ERR_NOTFOUND) {
+        gw_respond_err(c, rc, "session.get");
+        return;
+    }
+    if (rc == OK && !gw_reply_session(env, &s)) {
+        gw_respond_err(c, ERR_PROTO, "session.get");
+        return;
+    }
+    /* an action route: authorize on everything we know, then say the row is missing */
+    if (!gw_session_authorize(c, s, "write", super, true))
+        return;
+    if (rc == ERR_NOTFOUND) {
+        gw_respond_error(c, 404, "Resource not found", 0);
+        return;
+    }
+    if (gw_session_closed_or_expired(c, s, 400, "Cannot end-and-continue a closed session"))
+        return;
+    uint16_t t = gw_msg("run.swap");
+    if (!t) {
+        gw_respond_err(c, ERR_UNAVAIL, "run.swap is not in the catalogue");
+        return;
+    }
+    char id[128];
+    gw_sess_str(s, "id", id, sizeof(id));
+    const char *reason = json_string_value(json_object_get(c->body, "reason"));
+    static const char *const reasons[] = {"initial", "continuation", "upgrade", "manual"};
+    const char *mapped = "manual";
+    for (unsigned i = 0; reason && i < 4; i++)
+        if (strcmp(reason, reasons[i]) == 0)
+            mapped = reasons[i];
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 4);
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "session_id", id);
+    mp_put_kv_str(&w, "calling_run_id", json_string_value(json_object_get(c->body, "callingRunId")));
+    mp_put_kv_str(&w, "reason", mapped);
+    rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], t, mp_writer_data(&w), mp_writer_len(&w),
+                  &c->trace, gw_eac_on_swap, c);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        gw_respond_err(c, rc, "run.swap");
 }
 
 void gw_on_session_end_and_continue(struct gw_call *c)
 {
-    gw_respond_error(c, 501, "Not implemented yet", 0);
+    if (!gw_req_str(c->body, "callingRunId", 1, 256, "callingRunId") ||
+        !gw_req_str(c->body, "reason", 0, 64, "reason") ||
+        !gw_opt_str(c->body, "externalDeploymentId", 0, 128, "externalDeploymentId")) {
+        gw_respond_error(c, 400, gw_verr, 0);
+        return;
+    }
+    err_t rc = gw_session_lookup(c, gw_eac_on_session);
+    if (rc != OK)
+        gw_respond_err(c, rc, "session.get");
 }

@@ -50,6 +50,25 @@ const struct msg_def msg_catalogue[] = {
      "{id: str, grace_ms: uint|nil (default 24 h)}", "{env} (with the new key) | ERR_NOTFOUND"},
     {MSG_ENV_BOOTSTRAP, "env.bootstrap", MSG_K_REQUEST, "session-manager", "{}",
      "{env, created: bool} (the development environment of org/project \"default\")"},
+    /* A session object: {id (cuid), friendly_id, external_id: str|nil, type, task_identifier,
+     * trigger_config: JSON text, tags: JSON text (array), metadata: JSON text|nil,
+     * current_run_id: str|nil (internal), current_run_version: uint, closed_at_ms: uint (0 =
+     * open), closed_reason: str|nil, expires_at_ms: uint (0 = never), created_at_ms,
+     * updated_at_ms}. JSON travels as text: the gateway validated it, the store keeps it. */
+    {MSG_SESSION_CREATE, "session.create", MSG_K_REQUEST, "session-manager",
+     "{env_id, org_id, project_id, env_type, type, external_id: str|nil, task_identifier, "
+     "trigger_config: JSON text, tags: JSON text, metadata: JSON text|nil, expires_at_ms: uint}",
+     "{session, is_cached: bool} (one atomic upsert on (environment, external_id); the cached "
+     "path refreshes trigger_config only)"},
+    {MSG_SESSION_GET, "session.get", MSG_K_REQUEST, "session-manager",
+     "{env_id, ref: friendly id (session_...) or external id}", "{session} | ERR_NOTFOUND"},
+    {MSG_SESSION_UPDATE, "session.update", MSG_K_REQUEST, "session-manager",
+     "{env_id, ref, tags: JSON text|absent, metadata: JSON text|nil|absent}",
+     "{session} | ERR_NOTFOUND"},
+    {MSG_SESSION_CLOSE, "session.close", MSG_K_REQUEST, "session-manager",
+     "{env_id, ref, reason: str|nil}",
+     "{session} (the first close wins: closed_at and closed_reason are write-once) | "
+     "ERR_NOTFOUND"},
     {MSG_ENV_LIST, "env.list", MSG_K_REQUEST, "session-manager", "{}",
      "{envs: [env without api_key and signing_keys]}"},
 };

@@ -33,6 +33,12 @@ enum msg_type {
     MSG_ENV_ROTATE_KEY = 131,
     MSG_ENV_BOOTSTRAP = 132,
     MSG_ENV_LIST = 133,
+
+    /* session-manager: sessions */
+    MSG_SESSION_CREATE = 140,
+    MSG_SESSION_GET = 141,
+    MSG_SESSION_UPDATE = 142,
+    MSG_SESSION_CLOSE = 143,
 };
 
 enum msg_kind {

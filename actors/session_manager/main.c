@@ -1,8 +1,8 @@
 /*
  * session-manager - session rows, environments and API keys (PostgreSQL).
  *
- * Today it owns runtime environments and their secret keys (env.*
- * messages, handlers in env.c); session handlers arrive with later issues.
+ * It owns runtime environments and their secret keys (env.* messages,
+ * env.c) and session rows (session.* messages, session.c).
  * The skeleton (actors/lib/actor.c) joins the bus, connects the store,
  * reports ready and answers health.ping; this file only names the routes.
  * One thread: every handler runs on the actor's loop.
@@ -18,6 +18,10 @@ static const struct actor_route sm_routes[] = {
     {.type = MSG_ENV_ROTATE_KEY, .fn = sm_on_env_rotate_key},
     {.type = MSG_ENV_BOOTSTRAP, .fn = sm_on_env_bootstrap},
     {.type = MSG_ENV_LIST, .fn = sm_on_env_list},
+    {.type = MSG_SESSION_CREATE, .fn = sm_on_session_create},
+    {.type = MSG_SESSION_GET, .fn = sm_on_session_get},
+    {.type = MSG_SESSION_UPDATE, .fn = sm_on_session_update},
+    {.type = MSG_SESSION_CLOSE, .fn = sm_on_session_close},
 };
 
 static const struct actor_spec sm_spec = {

@@ -182,4 +182,41 @@ bool sm_ct_equal(const char *a, size_t an, const char *b, size_t bn);
  */
 void sm_env_put(struct mp_writer *w, const struct sm_env *env, bool with_keys);
 
+/* ---- sessions (session.c handlers, session_store.c SQL) ---- */
+
+#define SM_KEY_MAX 1024 /* friendly or external id, type, task identifier (+ NUL) */
+
+/* What session.create inserts; JSON fields are text the gateway validated. */
+struct sm_session_new {
+    const char *env_id, *org_id, *project_id, *env_type;
+    const char *type;
+    const char *external_id;   /* NULL: none (every create makes a new session) */
+    const char *task_identifier;
+    const char *trigger_config; /* JSON object */
+    const char *tags;           /* JSON array of strings */
+    const char *metadata;       /* JSON object, or NULL */
+    uint64_t expires_at_ms;     /* 0: never */
+};
+
+void sm_on_session_create(struct actor *a, struct bus_req *req);
+void sm_on_session_get(struct actor *a, struct bus_req *req);
+void sm_on_session_update(struct actor *a, struct bus_req *req);
+void sm_on_session_close(struct actor *a, struct bus_req *req);
+
+/*
+ * Each returns, on OK, a result with zero or one row in the session column
+ * order (session_store.c), which the caller PQclear()s. ERR_UNAVAIL when
+ * PostgreSQL cannot be reached, ERR_INTERNAL when the statement failed
+ * (malformed JSON, for one).
+ */
+err_t sm_store_session_upsert(struct db_pg *pg, const struct sm_session_new *s, PGresult **res,
+                              bool *is_cached);
+err_t sm_store_session_get(struct db_pg *pg, const char *env_id, const char *key, PGresult **res);
+err_t sm_store_session_update(struct db_pg *pg, const char *env_id, const char *key,
+                              const char *tags, bool set_metadata, const char *metadata,
+                              PGresult **res);
+/* Closes once: an already closed session comes back unchanged (the first close wins). */
+err_t sm_store_session_close(struct db_pg *pg, const char *env_id, const char *key,
+                             const char *reason, PGresult **res);
+
 #endif

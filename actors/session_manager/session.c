@@ -1,0 +1,203 @@
+/*
+ * session.c - the session.* handlers: create (idempotent upsert), get,
+ * update (tags, metadata) and close (write-once).
+ *
+ * The gateway has validated every body against the contract and hands
+ * JSON over as text; this actor checks sizes and shapes it depends on and
+ * lets PostgreSQL parse the JSON (a malformed document is ERR_INVAL).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "sm.h"
+
+#define SM_JSON_MAX (64u * 1024)
+
+/* Copies a string field into buf; absent or nil gives "" and *present=false. */
+static err_t sm_field(const struct envelope *env, const char *key, char *buf, size_t cap,
+                      bool *present)
+{
+    struct mp_reader v;
+    struct slice s;
+    buf[0] = '\0';
+    if (present)
+        *present = false;
+    if (env->body.n == 0 || mp_map_find(env->body.p, env->body.n, key, &v) != OK)
+        return OK;
+    if (mp_read_str_or_nil(&v, &s) != OK)
+        return ERR_INVAL;
+    if (!s.p)
+        return OK;
+    if (present)
+        *present = true;
+    return slice_copy(s, buf, cap) == OK ? OK : ERR_INVAL;
+}
+
+static bool sm_has_key(const struct envelope *env, const char *key)
+{
+    struct mp_reader v;
+    return env->body.n && mp_map_find(env->body.p, env->body.n, key, &v) == OK;
+}
+
+static void sm_put_text_or_nil(struct mp_writer *w, const char *k, PGresult *r, int col)
+{
+    mp_put_str(w, k);
+    if (PQgetisnull(r, 0, col))
+        mp_put_nil(w);
+    else
+        mp_put_strn(w, PQgetvalue(r, 0, col), (size_t)PQgetlength(r, 0, col));
+}
+
+static void sm_put_u64(struct mp_writer *w, const char *k, PGresult *r, int col)
+{
+    mp_put_kv_uint(w, k, strtoull(PQgetvalue(r, 0, col), NULL, 10));
+}
+
+/* Writes row 0 of a SM_SESSION_COLS result as a session object. */
+static void sm_session_write(struct mp_writer *w, PGresult *r)
+{
+    mp_put_map(w, 15);
+    sm_put_text_or_nil(w, "id", r, 0);
+    sm_put_text_or_nil(w, "friendly_id", r, 1);
+    sm_put_text_or_nil(w, "external_id", r, 2);
+    sm_put_text_or_nil(w, "type", r, 3);
+    sm_put_text_or_nil(w, "task_identifier", r, 4);
+    sm_put_text_or_nil(w, "trigger_config", r, 5);
+    sm_put_text_or_nil(w, "tags", r, 6);
+    sm_put_text_or_nil(w, "metadata", r, 7);
+    sm_put_text_or_nil(w, "current_run_id", r, 8);
+    sm_put_u64(w, "current_run_version", r, 9);
+    sm_put_u64(w, "closed_at_ms", r, 10);
+    sm_put_text_or_nil(w, "closed_reason", r, 11);
+    sm_put_u64(w, "expires_at_ms", r, 12);
+    sm_put_u64(w, "created_at_ms", r, 13);
+    sm_put_u64(w, "updated_at_ms", r, 14);
+}
+
+/* Replies {session[, is_cached]} from a one-row result, ERR_NOTFOUND for none. */
+static void sm_reply_session(struct bus_req *req, err_t rc, PGresult *r, int is_cached)
+{
+    struct mp_writer w;
+    if (rc != OK) {
+        bus_reply_err(req, rc == ERR_UNAVAIL ? ERR_UNAVAIL : ERR_INVAL,
+                      rc == ERR_UNAVAIL ? "the session store (PostgreSQL) is unavailable; retry"
+                                        : "the session could not be stored");
+        return;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        bus_reply_err(req, ERR_NOTFOUND, "session not found");
+        return;
+    }
+    mp_writer_init(&w);
+    mp_put_map(&w, is_cached >= 0 ? 2 : 1);
+    mp_put_str(&w, "session");
+    sm_session_write(&w, r);
+    if (is_cached >= 0)
+        mp_put_kv_bool(&w, "is_cached", is_cached);
+    if (mp_writer_err(&w) == OK)
+        bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
+    else
+        bus_reply_err(req, ERR_NOMEM, NULL);
+    mp_writer_fini(&w);
+    PQclear(r);
+}
+
+void sm_on_session_create(struct actor *a, struct bus_req *req)
+{
+    const struct envelope *env = bus_req_env(req);
+    static char trigger_config[SM_JSON_MAX], tags[SM_JSON_MAX], metadata[SM_JSON_MAX];
+    char env_id[SM_ID_MAX], org_id[SM_ID_MAX], project_id[SM_ID_MAX], env_type[SM_TYPE_MAX];
+    char type[SM_KEY_MAX], ext[SM_KEY_MAX], task[SM_KEY_MAX];
+    bool has_ext = false, has_meta = false, cached = false;
+    struct mp_reader v;
+    uint64_t exp_ms = 0;
+    PGresult *r = NULL;
+
+    if (sm_field(env, "env_id", env_id, sizeof(env_id), NULL) != OK ||
+        sm_field(env, "org_id", org_id, sizeof(org_id), NULL) != OK ||
+        sm_field(env, "project_id", project_id, sizeof(project_id), NULL) != OK ||
+        sm_field(env, "env_type", env_type, sizeof(env_type), NULL) != OK ||
+        sm_field(env, "type", type, sizeof(type), NULL) != OK ||
+        sm_field(env, "external_id", ext, sizeof(ext), &has_ext) != OK ||
+        sm_field(env, "task_identifier", task, sizeof(task), NULL) != OK ||
+        sm_field(env, "trigger_config", trigger_config, sizeof(trigger_config), NULL) != OK ||
+        sm_field(env, "tags", tags, sizeof(tags), NULL) != OK ||
+        sm_field(env, "metadata", metadata, sizeof(metadata), &has_meta) != OK || !env_id[0] ||
+        !type[0] || !task[0] || !trigger_config[0]) {
+        bus_reply_err(req, ERR_INVAL, "malformed session.create");
+        return;
+    }
+    if (mp_map_find(env->body.p, env->body.n, "expires_at_ms", &v) == OK)
+        (void)mp_read_uint(&v, &exp_ms);
+    struct sm_session_new s = {
+        .env_id = env_id,
+        .org_id = org_id,
+        .project_id = project_id,
+        .env_type = env_type,
+        .type = type,
+        .external_id = has_ext ? ext : NULL,
+        .task_identifier = task,
+        .trigger_config = trigger_config,
+        .tags = tags[0] ? tags : "[]",
+        .metadata = has_meta ? metadata : NULL,
+        .expires_at_ms = exp_ms,
+    };
+    err_t rc = sm_store_session_upsert(&a->pg, &s, &r, &cached);
+    sm_reply_session(req, rc, r, cached);
+}
+
+void sm_on_session_get(struct actor *a, struct bus_req *req)
+{
+    const struct envelope *env = bus_req_env(req);
+    char env_id[SM_ID_MAX], key[SM_KEY_MAX];
+    PGresult *r = NULL;
+    if (sm_field(env, "env_id", env_id, sizeof(env_id), NULL) != OK ||
+        sm_field(env, "ref", key, sizeof(key), NULL) != OK || !env_id[0] || !key[0]) {
+        bus_reply_err(req, ERR_INVAL, "session.get needs env_id and ref");
+        return;
+    }
+    err_t rc = sm_store_session_get(&a->pg, env_id, key, &r);
+    sm_reply_session(req, rc, r, -1);
+}
+
+void sm_on_session_update(struct actor *a, struct bus_req *req)
+{
+    const struct envelope *env = bus_req_env(req);
+    char env_id[SM_ID_MAX], key[SM_KEY_MAX];
+    static char tags[SM_JSON_MAX], metadata[SM_JSON_MAX];
+    bool has_tags = false, has_meta_val = false;
+    PGresult *r = NULL;
+    if (sm_field(env, "env_id", env_id, sizeof(env_id), NULL) != OK ||
+        sm_field(env, "ref", key, sizeof(key), NULL) != OK ||
+        sm_field(env, "tags", tags, sizeof(tags), &has_tags) != OK ||
+        sm_field(env, "metadata", metadata, sizeof(metadata), &has_meta_val) != OK || !env_id[0] ||
+        !key[0]) {
+        bus_reply_err(req, ERR_INVAL, "malformed session.update");
+        return;
+    }
+    /* metadata present as nil means "clear it"; absent means "leave it" */
+    bool set_meta = sm_has_key(env, "metadata");
+    err_t rc = sm_store_session_update(&a->pg, env_id, key, has_tags ? tags : NULL, set_meta,
+                                       has_meta_val ? metadata : NULL, &r);
+    sm_reply_session(req, rc, r, -1);
+}
+
+void sm_on_session_close(struct actor *a, struct bus_req *req)
+{
+    const struct envelope *env = bus_req_env(req);
+    char env_id[SM_ID_MAX], key[SM_KEY_MAX], reason[512];
+    bool has_reason = false;
+    PGresult *r = NULL;
+    if (sm_field(env, "env_id", env_id, sizeof(env_id), NULL) != OK ||
+        sm_field(env, "ref", key, sizeof(key), NULL) != OK ||
+        sm_field(env, "reason", reason, sizeof(reason), &has_reason) != OK || !env_id[0] ||
+        !key[0]) {
+        bus_reply_err(req, ERR_INVAL, "malformed session.close");
+        return;
+    }
+    err_t rc = sm_store_session_close(&a->pg, env_id, key, has_reason ? reason : NULL, &r);
+    sm_reply_session(req, rc, r, -1);
+}
