@@ -198,7 +198,7 @@ port_ok() { [[ $TAKEN != *" $1 "* ]] && ! port_in_use "$1"; }
 
 # choose_port VAR DEFAULT OLD: sets PORT. Precedence: a number in $VAR; then "auto" (from $VAR
 # or TETHER_PORTS=auto): the OLD port from the last start if still free, else a random free one
-# in 20000-60000; unset: the OLD port, else DEFAULT. A fixed port that is busy is an error.
+# in 20000-32767 (below the kernel's ephemeral range, so no outgoing connection holds it); unset: the OLD port, else DEFAULT. A fixed port that is busy is an error.
 choose_port() {
   local var=$1 def=$2 old=$3 val i
   val=${!var-}
@@ -211,7 +211,7 @@ choose_port() {
         PORT=$old
       else
         for ((i = 0; i < 200; i++)); do
-          PORT=$(((RANDOM << 15 | RANDOM) % 40001 + 20000))
+          PORT=$(((RANDOM << 15 | RANDOM) % 12768 + 20000))
           port_ok "$PORT" && break
         done
         port_ok "$PORT" || die "$EX_TEMP" "no free port found for $var"

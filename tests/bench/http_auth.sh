@@ -16,10 +16,10 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-TETHER_PORTS=auto TETHER_PG_FAST=1 compose/services.sh start "$T/s" >/dev/null 2>&1
+TETHER_PORTS=auto TETHER_PG_FAST=1 compose/services.sh start "$T/s" >"$T/services.log" 2>&1 || { cat "$T/services.log" >&2; exit 111; }
 set -a && . "$T/s/services.env" && set +a
 compose/migrate.sh >/dev/null
-PORT=$((20000 + RANDOM % 30000))
+PORT=$((20000 + RANDOM % 12768)) # below the ephemeral range
 export TETHER_RUN_DIR=$T/run TETHER_HTTP_PORT=$PORT TETHER_LOG_LEVEL=warn
 "$BUILD/bin/supervisor" 2>"$T/tree.log" &
 SV=$!
@@ -51,5 +51,7 @@ run livez_no_auth "$URL/livez"
 run whoami_secret_key -H "Authorization: Bearer $KEY" "$URL/api/v1/auth/whoami"
 run whoami_jwt -H "Authorization: Bearer $JWT" "$URL/api/v1/auth/whoami"
 run whoami_no_auth_401 "$URL/api/v1/auth/whoami"
-echo "summary: JWT-authenticated ${R_whoami_jwt}/s vs unauthenticated ${R_whoami_no_auth_401}/s on the same route (the 401 path runs the whole pipeline but no validation): $(
-  awk -v a="$R_whoami_jwt" -v b="$R_whoami_no_auth_401" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}'); secret key ${R_whoami_secret_key}/s; /livez ${R_livez_no_auth}/s"
+# h2o closes the connection after a 401, so the unauthenticated case reconnects every request:
+# the fair measure of what JWT validation costs is the same route with a cached secret key.
+echo "summary: JWT ${R_whoami_jwt}/s vs secret key ${R_whoami_secret_key}/s on the same authenticated route: JWT validation costs $(
+  awk -v a="$R_whoami_jwt" -v b="$R_whoami_secret_key" 'BEGIN{printf "%.1f%%", (b-a)*100/b}') of throughput; /livez (no auth, no pipeline) ${R_livez_no_auth}/s; unauthenticated 401 ${R_whoami_no_auth_401}/s (h2o closes those connections)"
