@@ -54,6 +54,25 @@ req GET /api/v1/auth/whoami -H "Authorization: Bearer $KEY"
 is "$(jq -r .environment.id <<<"$BODY")" "$ENV_ID" "whoami names the key's environment"
 ok "whoami never shows a key" bash -c "! grep -q tr_ <<<'$BODY'"
 
+# --- bodies: size cap (measured on the body itself, chunked too), empty and invalid JSON
+big=$(head -c 40000 /dev/zero | tr '\0' a)
+req POST /api/v1/sessions -H "Authorization: Bearer $KEY" -H 'Origin: https://app.example' \
+  --data-binary "{\"type\":\"$big\"}"
+is "$CODE $BODY" '413 {"error":"Request body too large"}' "a body over the route's 32 KiB cap is 413"
+is "$(hdr access-control-allow-origin)" https://app.example "the 413 carries CORS"
+req POST /api/v1/sessions -H "Authorization: Bearer $KEY" -H 'Transfer-Encoding: chunked' \
+  --data-binary "{\"type\":\"$big\"}"
+is "$CODE" 413 "a chunked upload over the cap is 413 too"
+req POST /api/v1/sessions --data-binary "{\"type\":\"$big\"}"
+is "$CODE" 401 "401 comes before 413"
+req POST /api/v1/sessions -H "Authorization: Bearer $KEY"
+is "$CODE $BODY" '400 {"error":"Request body is empty"}' "an empty body is 400"
+req POST /api/v1/sessions -H "Authorization: Bearer $KEY" --data-binary '{"type":'
+is "$CODE $BODY" '400 {"error":"Invalid JSON"}' "invalid JSON is 400"
+req POST /api/v1/sessions -H "Authorization: Bearer $KEY" --data-binary '{"type":"chat"}'
+is "$CODE" 400 "a schema failure is 400"
+ok "with a readable message" bash -c "jq -e '.error | test(\"Validation error\")' <<<'$BODY' >/dev/null"
+
 # --- preflight: no auth, the contract's headers
 req OPTIONS /api/v1/auth/whoami -H 'Origin: https://app.example' \
   -H 'Access-Control-Request-Method: GET' -H 'Access-Control-Request-Headers: authorization,x-custom'
