@@ -37,6 +37,8 @@ struct gw_cfg {
     long long max_body;
 };
 
+struct gw_runs;
+
 struct gw {
     struct cfg_common cfg;
     struct gw_cfg gw;
@@ -48,6 +50,7 @@ struct gw {
     struct bus *bus;
     struct bus_peer *actors[GW_NACTORS];
     unsigned inflight;        /* HTTP requests waiting on the bus */
+    struct gw_runs *runs;     /* long-polling dequeues (h_runs.c); made on first use */
     bool stopping;
     uint64_t stop_deadline_mono;
     uint64_t started_mono;

@@ -71,6 +71,65 @@ const struct msg_def msg_catalogue[] = {
      "ERR_NOTFOUND"},
     {MSG_ENV_LIST, "env.list", MSG_K_REQUEST, "session-manager", "{}",
      "{envs: [env without api_key and signing_keys]}"},
+
+    /* Runs are named on the wire by their friendly id ("run_" + cuid) and scoped by env_id: a
+     * run or session of another environment is ERR_NOTFOUND. Statuses in replies are the public
+     * names (QUEUED, EXECUTING, REATTEMPTING, COMPLETED, FAILED, CANCELED, CRASHED,
+     * SYSTEM_FAILURE, EXPIRED, TIMED_OUT...). A run object: {id, status, internal_status (the
+     * stored PENDING, DEQUEUED...), task_identifier, payload: JSON text, output: JSON text|nil,
+     * error: JSON text|nil, attempt: uint, max_attempts: uint, session_id: friendly id|nil,
+     * session_key: external id or friendly id|nil, tags: JSON text (array), machine: str|nil,
+     * queue: str|nil, idle_timeout_s: uint|nil, max_duration_s: uint|nil, ttl_s: uint|nil,
+     * created_at_ms, updated_at_ms, started_at_ms (0 = never dequeued), completed_at_ms (0 =
+     * not finished)}. Only a worker holding the lease (worker_id; nil skips the owner check)
+     * may heartbeat, complete or fail a run: anything else is ERR_CONFLICT. */
+    {MSG_RUN_ENSURE, "run.ensure", MSG_K_REQUEST, "run-manager",
+     "{env_id, session_id: internal session id, reason: \"initial\"|\"continuation\"|"
+     "\"upgrade\"|\"manual\"}",
+     "{run_id: friendly id, triggered: bool} (the session's live run, or a new one triggered "
+     "and claimed optimistically: api contract §11.2) | ERR_NOTFOUND (no such session) | "
+     "ERR_INVAL (triggerConfig.basePayload is not an object) | ERR_CONFLICT (claim lost 3 "
+     "times)"},
+    {MSG_RUN_SWAP, "run.swap", MSG_K_REQUEST, "run-manager",
+     "{env_id, session_id: internal session id, calling_run_id: friendly id, reason}",
+     "{run_id: friendly id, swapped: bool} (a new continuation run replaces calling_run_id if "
+     "that is still the session's run: §11.3; else the current run and swapped false) | "
+     "ERR_NOTFOUND \"callingRunId not found in this environment\" (or no such session)"},
+    {MSG_RUN_GET, "run.get", MSG_K_REQUEST, "run-manager", "{env_id, run: friendly id}",
+     "{run} | ERR_NOTFOUND"},
+    {MSG_RUN_CANCEL, "run.cancel", MSG_K_REQUEST, "run-manager", "{env_id, run: friendly id}",
+     "{id: friendly id, status, canceled: bool (false: it had already finished)} | "
+     "ERR_NOTFOUND"},
+    {MSG_RUN_DEQUEUE, "run.dequeue", MSG_K_REQUEST, "run-manager",
+     "{env_id, task_identifiers: [str] (1-100), max_runs: uint 1-50, worker_id: str (1-128), "
+     "lease_ms: uint (0 = TETHER_RM_LEASE_DEFAULT)}",
+     "{runs: [{id: friendly id, task_identifier, payload: JSON text, attempt, max_attempts, "
+     "session_id: friendly id|nil, session_key: str|nil, idle_timeout_s: uint|nil, "
+     "max_duration_s: uint|nil, machine: str|nil, queue: str|nil, tags: JSON text, "
+     "lease_expires_at_ms}]} (oldest first; each now DEQUEUED and leased to worker_id; empty "
+     "when nothing is queued)"},
+    {MSG_RUN_HEARTBEAT, "run.heartbeat", MSG_K_REQUEST, "run-manager",
+     "{env_id, run, worker_id: str|nil, lease_ms: uint (0 = default)}",
+     "{lease_expires_at_ms} (DEQUEUED becomes EXECUTING) | ERR_CONFLICT (cancelled, finished, "
+     "or the lease expired or belongs to another worker) | ERR_NOTFOUND"},
+    {MSG_RUN_COMPLETE, "run.complete", MSG_K_REQUEST, "run-manager",
+     "{env_id, run, worker_id: str|nil, output: JSON text|nil}",
+     "{} (COMPLETED_SUCCESSFULLY) | ERR_CONFLICT | ERR_NOTFOUND | ERR_TOOBIG (over 4 MiB) | "
+     "ERR_INTERNAL (output is not JSON: the store refuses it)"},
+    {MSG_RUN_FAIL, "run.fail", MSG_K_REQUEST, "run-manager",
+     "{env_id, run, worker_id: str|nil, error: JSON text|nil}",
+     "{retrying: bool, attempt: uint} (queued again as attempt + 1 while attempt < "
+     "max_attempts, else COMPLETED_WITH_ERRORS; nil error stores {message}) | ERR_CONFLICT | "
+     "ERR_NOTFOUND | ERR_TOOBIG | ERR_INTERNAL (error is not JSON)"},
+    {MSG_RUN_RELEASE, "run.release", MSG_K_REQUEST, "run-manager",
+     "{env_id, worker_id: str, runs: [friendly id] (1-50)}",
+     "{released: uint} (runs still leased to worker_id are queued again, same attempt: a "
+     "long-poll whose client left before the runs reached it)"},
+    {MSG_RUN_QUEUED, "run.queued", MSG_K_EVENT,
+     "run-manager (published on run-manager.events.<instance>.ipc)",
+     "{task_identifier: str} on topic \"run.queued.<env_id>\" (a run became dequeueable: "
+     "claimed, retried or released)",
+     ""},
 };
 
 const size_t msg_catalogue_len = sizeof(msg_catalogue) / sizeof(msg_catalogue[0]);

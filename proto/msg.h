@@ -39,6 +39,18 @@ enum msg_type {
     MSG_SESSION_GET = 141,
     MSG_SESSION_UPDATE = 142,
     MSG_SESSION_CLOSE = 143,
+
+    /* run-manager: task runs and the session-run binding */
+    MSG_RUN_ENSURE = 160,
+    MSG_RUN_SWAP = 161,
+    MSG_RUN_GET = 162,
+    MSG_RUN_CANCEL = 163,
+    MSG_RUN_DEQUEUE = 164,
+    MSG_RUN_HEARTBEAT = 165,
+    MSG_RUN_COMPLETE = 166,
+    MSG_RUN_FAIL = 167,
+    MSG_RUN_RELEASE = 168,
+    MSG_RUN_QUEUED = 169, /* event from the run-manager: a run became dequeueable */
 };
 
 enum msg_kind {

@@ -1,17 +1,85 @@
 /*
  * run-manager - task runs and the session-run binding (PostgreSQL).
  *
- * Its domain handlers arrive with later issues; today it joins the bus,
- * connects its store, reports ready and answers health.ping (actors/lib/actor.c).
+ * The skeleton (actors/lib/actor.c) joins the bus, connects the store,
+ * reports ready and answers health.ping; this file names the routes and
+ * the settings, opens the events socket (run.queued, for long-polling
+ * workers) and arms the sweep timer. One thread: every handler and sweep
+ * runs on the actor's loop. What each message does: rm.h, proto/msg.c,
+ * docs/run-manager.md.
  */
-#include "actor.h"
+#include <stddef.h>
+#include <stdio.h>
 
-static const struct actor_spec spec = {
+#include "actor.h"
+#include "log.h"
+#include "msg.h"
+#include "proc.h"
+#include "rm.h"
+
+#define RM_OFF(f) offsetof(struct rm_cfg, f)
+
+static const struct cfg_def rm_cfg_defs[] = {
+    {"TETHER_RM_LEASE_DEFAULT", CFG_MS, "30s", 1000, 3600000, RM_OFF(lease_default_ms),
+     "lease a worker gets on a dequeued run when it asks for none; it must heartbeat before the "
+     "lease ends or the run is taken back"},
+    {"TETHER_RM_SWEEP_INTERVAL", CFG_MS, "1s", 50, 60000, RM_OFF(sweep_interval_ms),
+     "how often expired leases, maxDuration, ttl and orphaned runs are swept"},
+    {"TETHER_RM_SWEEP_BATCH", CFG_INT, "100", 1, 10000, RM_OFF(sweep_batch),
+     "runs one sweep statement changes at most (a full batch brings the next pass forward)"},
+    {"TETHER_RM_ORPHAN_GRACE", CFG_MS, "5s", 1000, 3600000, RM_OFF(orphan_grace_ms),
+     "age after which a queued, never started run that no session points at is canceled"},
+};
+
+/* The one struct rm of the process: the actor's spec needs a fixed address for the settings. */
+static struct rm rm_state;
+
+static const struct actor_route rm_routes[] = {
+    {.type = MSG_RUN_ENSURE, .fn = rm_on_run_ensure},
+    {.type = MSG_RUN_SWAP, .fn = rm_on_run_swap},
+    {.type = MSG_RUN_GET, .fn = rm_on_run_get},
+    {.type = MSG_RUN_CANCEL, .fn = rm_on_run_cancel},
+    {.type = MSG_RUN_DEQUEUE, .fn = rm_on_run_dequeue},
+    {.type = MSG_RUN_HEARTBEAT, .fn = rm_on_run_heartbeat},
+    {.type = MSG_RUN_COMPLETE, .fn = rm_on_run_complete},
+    {.type = MSG_RUN_FAIL, .fn = rm_on_run_fail},
+    {.type = MSG_RUN_RELEASE, .fn = rm_on_run_release},
+};
+
+static err_t rm_init(struct actor *a)
+{
+    struct rm *rm = &rm_state;
+    char url[BUS_URL_MAX + 32];
+    a->state = rm;
+    rm->pg = &a->pg;
+    rm->loop = &a->loop;
+    /* beside the request endpoint: ipc://<bus dir>/run-manager.events.<instance>.ipc */
+    if (a->cfg.bus_dir[0])
+        snprintf(url, sizeof(url), "ipc://%s/run-manager.events.%u.ipc", a->cfg.bus_dir,
+                 proc_instance());
+    else
+        snprintf(url, sizeof(url), "ipc://%s/bus/run-manager.events.%u.ipc", a->cfg.run_dir,
+                 proc_instance());
+    err_t rc = bus_pub_open(a->bus, url, &rm->events);
+    if (rc != OK)
+        return rc;
+    rm_sweep_start(rm);
+    LOG_INFO("run.events", "publishing run.queued on %s", url);
+    return OK;
+}
+
+static const struct actor_spec rm_spec = {
     .name = "run-manager",
     .stores = ACTOR_STORE_PG,
+    .routes = rm_routes,
+    .nroutes = sizeof(rm_routes) / sizeof(rm_routes[0]),
+    .cfg = rm_cfg_defs,
+    .ncfg = sizeof(rm_cfg_defs) / sizeof(rm_cfg_defs[0]),
+    .cfg_base = &rm_state.cfg,
+    .init = rm_init,
 };
 
 int main(int argc, char **argv)
 {
-    return actor_main(&spec, argc, argv);
+    return actor_main(&rm_spec, argc, argv);
 }

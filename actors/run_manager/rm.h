@@ -1,0 +1,261 @@
+/*
+ * rm.h - the run-manager's internal contracts: task runs, the session-run
+ * binding (sessions.current_run_id / current_run_version / session_runs,
+ * which nothing else writes), the worker protocol and the sweeps.
+ *
+ * Layers, one file each:
+ *   main.c       the actor: routes, settings, the events socket, the sweep timer;
+ *   wire.c       request fields and replies (msgpack), shared by the handlers;
+ *   claim.c      run.ensure and run.swap: api contract §11.2 / §11.3, exactly;
+ *   trigger.c    making a run from a session's triggerConfig; run.queued events;
+ *   worker.c     run.get, run.cancel and the worker messages (dequeue, heartbeat,
+ *                complete, fail, release);
+ *   sweep.c      leases, maxDuration, ttl and orphaned runs, once a second;
+ *   run_store.c  every SQL statement (PostgreSQL through db_pg_exec, parameters only);
+ *   check.c      pure functions: statuses, ttl parsing, ids, array literals.
+ * Everything runs on the actor's single loop thread; store calls block
+ * (bounded by statement_timeout). Several run-manager instances may run at
+ * once: every write is a single statement whose WHERE clause decides (the
+ * optimistic claim, FOR UPDATE SKIP LOCKED for queues and sweeps), so no
+ * lock or transaction is held across statements. Payloads, outputs and
+ * errors are never logged: logs name runs and sessions by id.
+ */
+#ifndef TETHER_RM_H
+#define TETHER_RM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "actor.h"
+#include "db_pg.h"
+#include "err.h"
+#include "ids.h"
+#include "mp.h"
+
+#define RM_ID_MAX 64        /* internal ids (cuids, 25 chars); room for foreign ones */
+#define RM_RUN_MAX 64       /* friendly run ids: "run_" + cuid */
+#define RM_KEY_MAX 1024     /* session friendly or external ids, task identifiers (+ NUL) */
+#define RM_WORKER_MAX 129   /* worker ids: 1-128 bytes + NUL */
+#define RM_TASKS_MAX 100    /* task identifiers in one dequeue */
+#define RM_DEQUEUE_MAX 50   /* runs in one dequeue or release */
+#define RM_CLAIM_ATTEMPTS 3 /* §11.2: a fourth attempt is an error */
+#define RM_LEASE_MIN_MS 1000
+#define RM_LEASE_MAX_MS 3600000
+#define RM_JSON_MAX (4u * 1024 * 1024) /* output or error text of one run */
+
+/* Settings (main.c's table; docs/config.md). */
+struct rm_cfg {
+    long long lease_default_ms;  /* TETHER_RM_LEASE_DEFAULT */
+    long long sweep_interval_ms; /* TETHER_RM_SWEEP_INTERVAL */
+    long long sweep_batch;       /* TETHER_RM_SWEEP_BATCH */
+    long long orphan_grace_ms;   /* TETHER_RM_ORPHAN_GRACE */
+};
+
+/* The process's state (actor.state). */
+struct rm {
+    struct rm_cfg cfg;
+    struct db_pg *pg;
+    struct bus_pub *events; /* NULL: nothing is published (tests) */
+    struct loop *loop;      /* NULL: no sweep timer (tests) */
+    uint64_t sweep_timer;
+};
+
+/* A session as the claim reads it (from the writer: we have no replica). */
+struct rm_session {
+    char id[RM_ID_MAX];
+    char friendly_id[RM_ID_MAX + 16];
+    char task_identifier[RM_KEY_MAX];
+    char current_run_id[RM_ID_MAX]; /* internal; "" when none */
+    int64_t version;                /* current_run_version */
+    bool current_alive;             /* the current run exists and its status is not final */
+    bool base_payload_ok;           /* triggerConfig.basePayload is a JSON object */
+    char ttl_json[128];             /* triggerConfig.ttl as JSON text; "" when absent */
+};
+
+/* What run.ensure and run.swap answer. */
+struct rm_claim {
+    char run_id[RM_RUN_MAX]; /* friendly */
+    bool triggered;          /* ensure: a new run; swap: swapped */
+};
+
+/* ---- claim.c ---- */
+
+/*
+ * ensureRunForSession (§11.2): the session's run if it is alive, else a new
+ * run triggered first and then claimed with the conditional update on
+ * current_run_version. A lost claim cancels the new run, re-reads the
+ * session and returns its run if alive, else tries again (3 attempts in
+ * all). reason is one of initial|continuation|upgrade|manual (checked by
+ * the caller). ERR_NOTFOUND (no such session in env_id), ERR_INVAL
+ * (basePayload is not an object), ERR_CONFLICT (3 lost claims),
+ * ERR_UNAVAIL/ERR_INTERNAL from the store.
+ */
+err_t rm_ensure(struct rm *rm, const char *env_id, const char *session_id, const char *reason,
+                struct rm_claim *out);
+
+/*
+ * swapSessionRun (§11.3): always triggers a continuation of calling_run
+ * (friendly id), then claims with current_run_id = calling AND the version
+ * read. Lost: cancels its run and answers the session's current run (or
+ * calling_run when none) with triggered (= swapped) false. *why is set on
+ * ERR_NOTFOUND to the text for the caller.
+ */
+err_t rm_swap(struct rm *rm, const char *env_id, const char *session_id, const char *calling_run,
+              const char *reason, struct rm_claim *out, const char **why);
+
+void rm_on_run_ensure(struct actor *a, struct bus_req *req);
+void rm_on_run_swap(struct actor *a, struct bus_req *req);
+
+/* ---- trigger.c ---- */
+
+/*
+ * Inserts a PENDING run for session s (its triggerConfig read now, in the
+ * same statement): payload = basePayload ∪ {idleTimeoutInSeconds} ∪
+ * {sessionId}; with prev_run (friendly id, or NULL) also continuation:
+ * true and previousRunId, without message, messages and trigger. Writes
+ * the new internal id into run_id (RM_ID_MAX). ERR_NOTFOUND when the
+ * session is gone. Publishes nothing: the run is not the session's yet.
+ */
+err_t rm_trigger(struct rm *rm, const char *env_id, const struct rm_session *s,
+                 const char *prev_run, char *run_id);
+
+/* Publishes run.queued.<env_id> {task_identifier}; failures are logged, never returned. */
+void rm_publish_queued(struct rm *rm, const char *env_id, const char *task_identifier);
+
+/* ---- worker.c: handlers ---- */
+
+void rm_on_run_get(struct actor *a, struct bus_req *req);
+void rm_on_run_cancel(struct actor *a, struct bus_req *req);
+void rm_on_run_dequeue(struct actor *a, struct bus_req *req);
+void rm_on_run_heartbeat(struct actor *a, struct bus_req *req);
+void rm_on_run_complete(struct actor *a, struct bus_req *req);
+void rm_on_run_fail(struct actor *a, struct bus_req *req);
+void rm_on_run_release(struct actor *a, struct bus_req *req);
+
+/* ---- sweep.c ---- */
+
+/* Arms the sweep timer on rm->loop (every TETHER_RM_SWEEP_INTERVAL). */
+void rm_sweep_start(struct rm *rm);
+/* Runs every sweep once; returns how many runs changed. */
+unsigned rm_sweep_once(struct rm *rm);
+
+/* ---- wire.c ---- */
+
+/*
+ * Copies the string field key of body into buf (cap bytes): "" and
+ * *present = false when absent or nil. ERR_INVAL when it is not a string
+ * or does not fit.
+ */
+err_t rm_field_str(struct slice body, const char *key, char *buf, size_t cap, bool *present);
+/* The string field key as a borrowed slice (SLICE_NULL when absent or nil); ERR_INVAL otherwise. */
+err_t rm_field_slice(struct slice body, const char *key, struct slice *out);
+/* The unsigned field key, def when absent or nil; ERR_INVAL otherwise. */
+err_t rm_field_uint(struct slice body, const char *key, uint64_t def, uint64_t *out);
+/*
+ * The array of strings key into items (at most max, borrowed slices).
+ * ERR_INVAL when absent, not an array of strings, or longer than max.
+ */
+err_t rm_field_strings(struct slice body, const char *key, struct slice *items, unsigned max,
+                       unsigned *n);
+/* A JSON text field copied with a NUL (malloc'd, or NULL when absent/nil); ERR_INVAL/ERR_TOOBIG. */
+err_t rm_field_json(struct slice body, const char *key, char **out);
+
+/* Replies with w's bytes, or ERR_NOMEM if the writer failed. Finishes req. */
+void rm_reply_writer(struct bus_req *req, struct mp_writer *w);
+/* Replies to a store failure: ERR_UNAVAIL as such, anything else as ERR_INTERNAL (logged). */
+void rm_reply_store_err(struct bus_req *req, const char *op, err_t rc);
+
+/* The actor's state. */
+struct rm *rm_of(struct actor *a);
+
+/* ---- check.c: pure ---- */
+
+/* True for the final statuses of §11.1 (a run in one is dead). */
+bool rm_status_is_final(const char *status);
+/* The public name (RunStatus of the SDK) of an internal status; the input if unknown. */
+const char *rm_status_public(const char *status);
+/*
+ * Parses triggerConfig.ttl given as JSON text: an integer >= 0 (seconds) or
+ * a string "<n>", "<n>s", "<n>m", "<n>h" or "<n>d". True with *seconds
+ * set when a ttl applies; false for anything else (no ttl: absent, null,
+ * 0, malformed, or beyond a year).
+ */
+bool rm_ttl_parse(const char *json, long long *seconds);
+/* The internal id of a friendly run id ("run_" + cuid) into id (RM_ID_MAX); false if not one. */
+bool rm_run_ref_parse(struct slice s, char *id);
+/* True for the session_runs reasons: initial, continuation, upgrade, manual. */
+bool rm_reason_valid(const char *reason);
+/*
+ * Writes items as a PostgreSQL array literal ({"a","b"}, each element
+ * quoted and escaped) into out (cap bytes); false if it does not fit or
+ * an item holds a NUL. The literal travels as a parameter, never as SQL.
+ */
+bool rm_pg_array(const struct slice *items, unsigned n, char *out, size_t cap);
+
+/* ---- run_store.c: SQL ----
+ * Every function returns OK, the codes it names, or ERR_UNAVAIL (store
+ * unreachable) / ERR_INTERNAL (statement failed); db_pg has logged those.
+ */
+
+/* Reads session session_id of env_id with the liveness of its current run. ERR_NOTFOUND. */
+err_t rm_store_session_read(struct db_pg *pg, const char *env_id, const char *session_id,
+                            struct rm_session *s);
+/* The SQL of rm_trigger (see there); ttl_s < 0 = no ttl. */
+err_t rm_store_run_insert(struct db_pg *pg, const char *env_id, const char *session_id,
+                          const char *prev_run, long long ttl_s, char *run_id);
+/*
+ * The optimistic claim: current_run_id = run_id, version + 1 where the
+ * version is still version (and, for a swap, current_run_id is still
+ * calling_id). *won tells whether the row changed.
+ */
+err_t rm_store_session_claim(struct db_pg *pg, const char *session_id, const char *run_id,
+                             int64_t version, const char *calling_id, bool *won);
+/* Appends the audit row of a won claim. */
+err_t rm_store_session_run_add(struct db_pg *pg, const char *session_id, const char *run_id,
+                               const char *reason);
+/* Cancels run_id (internal) if still alive, with error {"message": why}. */
+err_t rm_store_run_cancel_id(struct db_pg *pg, const char *run_id, const char *why);
+/* The internal id of friendly run id in env_id into id (RM_ID_MAX). ERR_NOTFOUND. */
+err_t rm_store_run_lookup(struct db_pg *pg, const char *env_id, const char *friendly, char *id);
+
+/* Writes a run object (proto/msg.c) from row 0 of an RM_RUN_COLS result. */
+void rm_run_put(struct mp_writer *w, PGresult *r);
+/* One run (RM_RUN_COLS) or none; the caller PQclear()s. */
+err_t rm_store_run_get(struct db_pg *pg, const char *env_id, const char *friendly, PGresult **res);
+/* Cancels a live run: *found, *canceled (false: already final) and its status after. */
+err_t rm_store_run_cancel(struct db_pg *pg, const char *env_id, const char *friendly, bool *found,
+                          bool *canceled, char *status, size_t cap);
+/* Writes row of a dequeue result as a dequeued-run object (proto/msg.c, run.dequeue). */
+void rm_dequeued_put(struct mp_writer *w, PGresult *r, int row);
+/* Leases up to max queued runs (rm_dequeued_put's rows), oldest first; the caller PQclear()s. */
+err_t rm_store_dequeue(struct db_pg *pg, const char *env_id, const char *tasks_array, unsigned max,
+                       const char *worker_id, uint64_t lease_ms, PGresult **res);
+/*
+ * Extends the lease of a run leased to worker_id (NULL: any owner) and not
+ * yet expired. ERR_NOTFOUND (no such run), ERR_CONFLICT (not leased to it).
+ */
+err_t rm_store_heartbeat(struct db_pg *pg, const char *env_id, const char *friendly,
+                         const char *worker_id, uint64_t lease_ms, uint64_t *expires_ms);
+/* COMPLETED_SUCCESSFULLY with output (JSON text or NULL). ERR_NOTFOUND, ERR_CONFLICT. */
+err_t rm_store_complete(struct db_pg *pg, const char *env_id, const char *friendly,
+                        const char *worker_id, const char *output);
+/*
+ * A failed attempt: PENDING with attempt + 1 while attempts remain (then
+ * *retrying, and task receives the task identifier, RM_KEY_MAX), else
+ * COMPLETED_WITH_ERRORS. ERR_NOTFOUND, ERR_CONFLICT.
+ */
+err_t rm_store_fail(struct db_pg *pg, const char *env_id, const char *friendly,
+                    const char *worker_id, const char *error, bool *retrying, uint64_t *attempt,
+                    char *task);
+/* Queues again the runs (array literal of friendly ids) still DEQUEUED by worker_id. */
+err_t rm_store_release(struct db_pg *pg, const char *env_id, const char *worker_id,
+                       const char *runs_array, PGresult **res);
+
+/* Sweeps: each one statement over at most batch runs. */
+err_t rm_store_sweep_leases(struct db_pg *pg, long long batch, PGresult **res);
+err_t rm_store_sweep_durations(struct db_pg *pg, long long batch, unsigned *n);
+err_t rm_store_sweep_ttls(struct db_pg *pg, long long batch, unsigned *n);
+err_t rm_store_sweep_orphans(struct db_pg *pg, long long batch, long long grace_ms, unsigned *n);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * trigger.c - making a run from a session's triggerConfig, and telling
+ * waiting workers that a run can be dequeued.
+ *
+ * The run's payload and options are computed by PostgreSQL from the
+ * session row in the INSERT itself (run_store.c), so the triggerConfig
+ * used is the one stored at that instant and no JSON library is needed
+ * here. Only ttl is read in C: its string forms ("10m") are ours to parse.
+ */
+#include <stdio.h>
+
+#include "log.h"
+#include "msg.h"
+#include "rm.h"
+
+err_t rm_trigger(struct rm *rm, const char *env_id, const struct rm_session *s,
+                 const char *prev_run, char *run_id)
+{
+    long long ttl_s = -1;
+    if (s->ttl_json[0] && !rm_ttl_parse(s->ttl_json, &ttl_s)) {
+        /* the gateway accepted it, so it is a form we do not know: run without a ttl */
+        LOG_DEBUG("run.ttl_ignored", "session %s: triggerConfig.ttl is not a ttl we understand",
+                  s->id);
+        ttl_s = -1;
+    }
+    err_t rc = rm_store_run_insert(rm->pg, env_id, s->id, prev_run, ttl_s, run_id);
+    if (rc == OK)
+        LOG_DEBUG("run.triggered", "run run_%s for session %s%s%s", run_id, s->id,
+                  prev_run ? ", continuing " : "", prev_run ? prev_run : "");
+    return rc;
+}
+
+void rm_publish_queued(struct rm *rm, const char *env_id, const char *task_identifier)
+{
+    char topic[RM_ID_MAX + 16];
+    struct mp_writer w;
+    if (!rm->events)
+        return;
+    snprintf(topic, sizeof(topic), "run.queued.%s", env_id);
+    mp_writer_init(&w);
+    mp_put_map(&w, 1);
+    mp_put_kv_str(&w, "task_identifier", task_identifier);
+    err_t rc = mp_writer_err(&w);
+    if (rc == OK)
+        rc = bus_publish(rm->events, topic, MSG_RUN_QUEUED, mp_writer_data(&w), mp_writer_len(&w));
+    /* an event is only a wake-up: workers also poll, so a lost one costs latency, not runs */
+    if (rc != OK)
+        LOG_WARN("run.publish_failed", "could not publish run.queued for environment %s: %s",
+                 env_id, err_str(rc));
+    mp_writer_fini(&w);
+}
