@@ -449,8 +449,20 @@ static void gw_create_on_ensure(void *arg, err_t rc, const struct envelope *env)
     struct gw_sess_state *st = c->state;
     struct slice s = {st->session, st->session_n};
     char run[160], ext[GW_PARAM_MAX], friendly[128];
+    if (rc == ERR_INVAL) { /* trigger-time validation: 422 with its message (§5.1) */
+        char msg[ENV_ERRMSG_MAX + 1] = "Invalid trigger configuration";
+        if (env && env->err_msg.p)
+            (void)slice_copy(env->err_msg, msg, sizeof(msg));
+        gw_respond_error(c, 422, msg, 0);
+        return;
+    }
+    if (rc == ERR_UNAVAIL || rc == ERR_TIMEOUT || rc == ERR_CLOSED) {
+        gw_respond_err(c, rc, "run.ensure");
+        return;
+    }
     if (rc != OK || !env || !gw_sess_str(env->body, "run_id", run, sizeof(run))) {
-        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "run.ensure");
+        LOG_WARN("gw.ensure_failed", "run.ensure failed: %s", err_str(rc == OK ? ERR_PROTO : rc));
+        gw_respond_error(c, 500, "Something went wrong", 0);
         return;
     }
     json_t *item = gw_session_item(s);

@@ -65,12 +65,14 @@ is "$CODE" 401 "an unknown key is 401 before anything else"
 
 # --- the create race: 50 concurrent first calls with one externalId
 RACE="race-$S"
+PIDS=()
 for i in $(seq 1 50); do
   curl -s -o /dev/null -w '%{http_code}\n' -X POST -H "Authorization: Bearer $KEY" \
     --data-binary "{\"type\":\"chat\",\"externalId\":\"$RACE\",\"taskIdentifier\":\"echo\",$TC}" \
     "$TREE_URL/api/v1/sessions" &
+  PIDS+=($!)
 done >"$TREE_DIR/race.codes"
-wait
+wait "${PIDS[@]}" # not a bare wait: that would wait for the tree too
 is "$(grep -c '^201$' "$TREE_DIR/race.codes")" 1 "50 concurrent creates: exactly one 201"
 is "$(grep -c '^200$' "$TREE_DIR/race.codes")" 49 "and 49 cached 200s"
 RSID=$(PSQL "SELECT id FROM sessions WHERE external_id = '$RACE'")
@@ -137,12 +139,14 @@ api POST "/api/v1/sessions/chat-$S/end-and-continue" "{\"callingRunId\":\"$RUN\"
 is "$CODE" 400 "end-and-continue on a closed session is 400"
 
 CR="close-race-$S"
+PIDS=()
 api POST /api/v1/sessions "{\"type\":\"chat\",\"externalId\":\"$CR\",\"taskIdentifier\":\"echo\",$TC}"
 for i in $(seq 1 10); do
   curl -s -X POST -H "Authorization: Bearer $KEY" --data-binary "{\"reason\":\"r$i\"}" \
     "$TREE_URL/api/v1/sessions/$CR/close" | jq -r '[.closedAt,.closedReason]|join(",")' &
+  PIDS+=($!)
 done >"$TREE_DIR/close.out"
-wait
+wait "${PIDS[@]}"
 is "$(sort -u "$TREE_DIR/close.out" | wc -l)" 1 "10 concurrent closes all return the winner's closedAt and reason"
 
 api POST /api/v1/sessions "{\"type\":\"chat\",\"externalId\":\"exp-$S\",\"taskIdentifier\":\"echo\",$TC,\"expiresAt\":\"2020-01-01T00:00:00.000Z\"}"
@@ -151,11 +155,13 @@ is "$CODE" 409 "create of an expired session is 409"
 # --- end-and-continue: one winner; a caller that is not current gets swapped: false
 api POST /api/v1/sessions "{\"type\":\"chat\",\"externalId\":\"eac-$S\",\"taskIdentifier\":\"echo\",$TC}"
 CUR=$(jq -r .runId <<<"$BODY")
+PIDS=()
 for i in 1 2; do
   curl -s -X POST -H "Authorization: Bearer $KEY" --data-binary "{\"callingRunId\":\"$CUR\",\"reason\":\"upgrade\"}" \
     "$TREE_URL/api/v1/sessions/eac-$S/end-and-continue" | jq -r .swapped &
+  PIDS+=($!)
 done >"$TREE_DIR/eac.out"
-wait
+wait "${PIDS[@]}"
 is "$(sort "$TREE_DIR/eac.out" | tr '\n' ' ')" "false true " "two racing end-and-continue callers: one wins"
 api POST "/api/v1/sessions/eac-$S/end-and-continue" "{\"callingRunId\":\"$CUR\",\"reason\":\"upgrade\"}"
 is "$(jq -r .swapped <<<"$BODY")" false "the old run is no longer current: swapped false"
