@@ -170,4 +170,35 @@ is "$CODE" 404 "an unknown callingRunId is 404"
 
 tree_stop
 is "$TREE_LEFT" "" "nothing left running"
+
+# --- kill -9 of the run-manager in the middle of a burst of creates (clients retry, as the SDK
+# does on 5xx): afterwards every session has at most one live run, and no queued run is left
+# that no session points at once the orphan sweep has run
+tree_start TETHER_RM_ORPHAN_GRACE=2s
+KEY=$(ctl env create --org "chaos-$S" --project p --type dev)
+PIDS=()
+for i in $(seq 1 30); do
+  curl -s -o /dev/null -w '%{http_code}\n' --retry 5 --retry-delay 1 --retry-all-errors -X POST \
+    -H "Authorization: Bearer $KEY" \
+    --data-binary "{\"type\":\"chat\",\"externalId\":\"burst-$S-$i\",\"taskIdentifier\":\"echo\",$TC}" \
+    "$TREE_URL/api/v1/sessions" &
+  PIDS+=($!)
+  ((i == 10)) && kill -9 "$(child_field run-manager pid)"
+done >"$TREE_DIR/burst.codes"
+wait "${PIDS[@]}"
+is "$(grep -cE '^20[01]$' "$TREE_DIR/burst.codes")" 30 "every create of the burst eventually succeeded"
+ENVID=$(PSQL "SELECT id FROM runtime_environments WHERE api_key = '$KEY'")
+LIVE="status NOT IN ('CANCELED','INTERRUPTED','COMPLETED_SUCCESSFULLY','COMPLETED_WITH_ERRORS','SYSTEM_FAILURE','CRASHED','EXPIRED','TIMED_OUT')"
+is "$(PSQL "SELECT count(*) FROM (SELECT session_id FROM task_runs WHERE runtime_environment_id = '$ENVID' AND $LIVE GROUP BY session_id HAVING count(*) > 1) x")" \
+  0 "no session has more than one live run"
+orphans() {
+  PSQL "SELECT count(*) FROM task_runs r JOIN sessions s ON s.id = r.session_id
+        WHERE r.runtime_environment_id = '$ENVID' AND r.status = 'PENDING'
+          AND s.current_run_id IS DISTINCT FROM r.id"
+}
+diag "queued runs no session points at, right after the burst: $(orphans)"
+ok "none survive the orphan grace plus a sweep" wait_for 6000 bash -c "[[ \$(psql -tA '$TETHER_PG_URL' -c \"SELECT count(*) FROM task_runs r JOIN sessions s ON s.id = r.session_id WHERE r.runtime_environment_id = '$ENVID' AND r.status = 'PENDING' AND s.current_run_id IS DISTINCT FROM r.id\") == 0 ]]"
+is "$(PSQL "SELECT count(*) FROM sessions WHERE runtime_environment_id = '$ENVID' AND current_run_id IS NULL")" \
+  0 "every session of the burst points at a run"
+tree_stop
 done_testing
