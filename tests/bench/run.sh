@@ -25,3 +25,6 @@ echo "summary: tap off ${best[off]}/s, tap idle (nobody listening) ${best[idle]}
 
 echo
 "$ROOT/tests/bench/http_auth.sh" "$BUILD"
+
+echo
+"$ROOT/tests/bench/session_create.sh" "$BUILD"

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# session_create.sh BUILD_DIR: session creates per second through Tether (wrk, 32 connections,
+# a new externalId per request: create + ensure-run + token) next to the same PostgreSQL work as
+# raw SQL from pgbench with 32 clients, on the same stores in the same run.
+set -euo pipefail
+ROOT=$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/../.." && pwd -P)
+BUILD=$(cd -- "${1:?usage: session_create.sh BUILD_DIR}" && pwd -P)
+DUR=${TETHER_BENCH_SECONDS:-5}
+cd "$ROOT"
+T=$(mktemp -d /tmp/tether-bench.XXXXXX)
+chmod 755 "$T"
+cleanup() {
+  [[ -n ${SV:-} ]] && kill -TERM "$SV" 2>/dev/null && wait "$SV" 2>/dev/null
+  compose/services.sh stop "$T/s" >/dev/null 2>&1 || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+TETHER_PORTS=auto TETHER_PG_FAST=1 compose/services.sh start "$T/s" >"$T/services.log" 2>&1 || {
+  cat "$T/services.log" >&2
+  exit 111
+}
+set -a && . "$T/s/services.env" && set +a
+compose/migrate.sh >/dev/null
+PORT=$((20000 + RANDOM % 12768))
+export TETHER_RUN_DIR=$T/run TETHER_HTTP_PORT=$PORT TETHER_LOG_LEVEL=warn
+"$BUILD/bin/supervisor" 2>"$T/tree.log" &
+SV=$!
+URL=http://127.0.0.1:$PORT
+for _ in $(seq 100); do curl -fs -o /dev/null "$URL/healthz" && break; sleep 0.1; done
+KEY=$("$BUILD/bin/tetherctl" env create --org bench --project bench --type dev)
+cat >"$T/create.lua" <<'LUA'
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format('{"type":"chat","externalId":"bench-%d-%d-%d","taskIdentifier":"echo",' ..
+    '"triggerConfig":{"basePayload":{"hello":"world"}}}', math.random(1, 1e9), os.time(), n)
+  return wrk.format("POST", "/api/v1/sessions", nil, body)
+end
+LUA
+echo "== session creates: Tether (wrk -t2 -c32 -d${DUR}s) vs the same SQL (pgbench -c32 -j2 -T${DUR})"
+out=$(wrk -t2 -c32 -d"${DUR}s" -s "$T/create.lua" -H "Authorization: Bearer $KEY" \
+  -H "Content-Type: application/json" "$URL")
+tether=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+printf '{"case":"tether_http_create","creates_per_s":%s,"non_2xx":%s}\n' "$tether" "${non2xx:-0}"
+pg=$(pgbench -n -c32 -j2 -T"$DUR" -f tests/bench/session_create.sql "$TETHER_PG_URL" 2>&1 |
+  awk '/^tps/ {print $3; exit}')
+printf '{"case":"pgbench_raw_sql","creates_per_s":%s}\n' "$pg"
+echo "summary: Tether ${tether} creates/s vs raw SQL ${pg}/s: ratio $(awk -v a="$tether" -v b="$pg" 'BEGIN{printf "%.2f", a/b}')"

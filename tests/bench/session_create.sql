@@ -1,0 +1,24 @@
+-- session_create.sql: what one POST /api/v1/sessions does in PostgreSQL, as raw SQL for pgbench
+-- (tests/bench/session_create.sh): the create upsert, the run trigger, the optimistic claim and
+-- the audit row. Ids are random, as the server's cuids are.
+\set n random(1, 1000000000)
+BEGIN;
+INSERT INTO sessions (id, friendly_id, external_id, type, project_id, runtime_environment_id,
+    organization_id, environment_type, task_identifier, trigger_config, tags)
+VALUES ('b' || :client_id || '-' || :n, 'session_b' || :client_id || '-' || :n,
+    'bench-' || :client_id || '-' || :n || '-' || random(), 'chat', 'p', 'bench-env', 'o',
+    'DEVELOPMENT', 'echo', '{"basePayload":{"hello":"world"}}', '{}')
+ON CONFLICT (runtime_environment_id, external_id)
+    DO UPDATE SET trigger_config = EXCLUDED.trigger_config, updated_at = now();
+COMMIT;
+INSERT INTO task_runs (id, friendly_id, runtime_environment_id, organization_id, project_id,
+    task_identifier, session_id, payload, max_attempts)
+VALUES ('r' || :client_id || '-' || :n, 'run_r' || :client_id || '-' || :n, 'bench-env', 'o', 'p',
+    'echo', 'b' || :client_id || '-' || :n,
+    '{"hello":"world","sessionId":"x"}', 1);
+UPDATE sessions SET current_run_id = 'r' || :client_id || '-' || :n,
+    current_run_version = current_run_version + 1, updated_at = now()
+WHERE id = 'b' || :client_id || '-' || :n AND current_run_version = 0;
+INSERT INTO session_runs (id, session_id, run_id, reason)
+VALUES ('sr' || :client_id || '-' || :n, 'b' || :client_id || '-' || :n,
+    'r' || :client_id || '-' || :n, 'initial');
