@@ -7,26 +7,8 @@ ROOT=$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/../.." && pw
 BUILD=$(cd -- "${1:?usage: session_create.sh BUILD_DIR}" && pwd -P)
 DUR=${TETHER_BENCH_SECONDS:-5}
 cd "$ROOT"
-T=$(mktemp -d /tmp/tether-bench.XXXXXX)
-chmod 755 "$T"
-cleanup() {
-  [[ -n ${SV:-} ]] && kill -TERM "$SV" 2>/dev/null && wait "$SV" 2>/dev/null
-  compose/services.sh stop "$T/s" >/dev/null 2>&1 || true
-  rm -rf "$T"
-}
-trap cleanup EXIT
-TETHER_PORTS=auto TETHER_PG_FAST=1 compose/services.sh start "$T/s" >"$T/services.log" 2>&1 || {
-  cat "$T/services.log" >&2
-  exit 111
-}
-set -a && . "$T/s/services.env" && set +a
-compose/migrate.sh >/dev/null
-PORT=$((20000 + RANDOM % 12768))
-export TETHER_RUN_DIR=$T/run TETHER_HTTP_PORT=$PORT TETHER_LOG_LEVEL=warn
-"$BUILD/bin/supervisor" 2>"$T/tree.log" &
-SV=$!
-URL=http://127.0.0.1:$PORT
-for _ in $(seq 100); do curl -fs -o /dev/null "$URL/healthz" && break; sleep 0.1; done
+. "$ROOT/tests/bench/lib.sh"
+bench_tree_start
 KEY=$("$BUILD/bin/tetherctl" env create --org bench --project bench --type dev)
 cat >"$T/create.lua" <<'LUA'
 local n = 0

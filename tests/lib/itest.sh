@@ -49,23 +49,9 @@ free_port() {
   done
 }
 
-# tree_start [VAR=VALUE ...]: starts a supervisor tree with extra environment; waits for healthz 200.
+# tree_start_nowait [VAR=VALUE ...]: starts a supervisor tree with extra environment (fresh run
+# dir, free HTTP port) and returns once its control socket answers.
 # Sets TREE_DIR, TREE_PORT, TREE_URL, TREE_PID, TREE_LOG.
-tree_start() {
-  TREE_DIR=$(mktemp -d "$TETHER_TEST_TMP/tree.XXXXXX")
-  TREE_PORT=$(free_port)
-  TREE_URL="http://127.0.0.1:$TREE_PORT"
-  TREE_LOG=$TREE_DIR/tree.log
-  export TETHER_RUN_DIR=$TREE_DIR/run
-  env TETHER_HTTP_PORT="$TREE_PORT" TETHER_BIN_DIR="$TETHER_TEST_BIN" \
-    TETHER_SHUTDOWN_GRACE=${TETHER_SHUTDOWN_GRACE:-2s} "$@" \
-    "$TETHER_TEST_BIN/supervisor" >"$TREE_LOG" 2>&1 &
-  TREE_PID=$!
-  TREES+=("$TREE_PID")
-  wait_for 15000 healthz_is 200
-}
-
-# tree_start_nowait: like tree_start but returns as soon as the control socket answers.
 tree_start_nowait() {
   TREE_DIR=$(mktemp -d "$TETHER_TEST_TMP/tree.XXXXXX")
   TREE_PORT=$(free_port)
@@ -78,6 +64,12 @@ tree_start_nowait() {
   TREE_PID=$!
   TREES+=("$TREE_PID")
   wait_for 10000 ctl_quiet status
+}
+
+# tree_start [VAR=VALUE ...]: tree_start_nowait, then waits for /healthz to answer 200.
+tree_start() {
+  tree_start_nowait "$@"
+  wait_for 15000 healthz_is 200
 }
 
 # tree_pids: every child pid the supervisor reports.
