@@ -62,7 +62,7 @@ bool db_ch_up(const struct db_ch *c)
 }
 
 static err_t db_ch_request(struct db_ch *c, const char *path, const char *post, size_t post_n,
-                           struct db_ch_body *body, long *status)
+                           unsigned timeout_ms, struct db_ch_body *body, long *status)
 {
     char url[1024];
     CURL *h = c->curl;
@@ -72,8 +72,8 @@ static err_t db_ch_request(struct db_ch *c, const char *path, const char *post, 
     snprintf(url, sizeof(url), "%s%s", c->url, path);
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout_ms < 2000 ? timeout_ms : 2000));
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, db_ch_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
@@ -108,7 +108,9 @@ err_t db_ch_ping(struct db_ch *c)
     err_t rc;
     if (!c->up && !backoff_ready(&c->backoff))
         return ERR_UNAVAIL;
-    rc = db_ch_request(c, "/ping", NULL, 0, &body, &status);
+    /* a liveness probe runs on the actor's loop: it must not hold the loop long */
+    rc = db_ch_request(c, "/ping", NULL, 0, c->timeout_ms < 1000 ? c->timeout_ms : 1000, &body,
+                       &status);
     if (rc == OK && (status != 200 || !body.p || strncmp(body.p, "Ok.", 3) != 0))
         rc = ERR_UNAVAIL;
     free(body.p);
@@ -129,7 +131,7 @@ err_t db_ch_query(struct db_ch *c, const char *query, const char *data, size_t d
     if (data_n)
         memcpy(post + ql + 1, data, data_n);
     post[ql + 1 + data_n] = '\0';
-    rc = db_ch_request(c, "/", post, ql + 1 + data_n, &body, &status);
+    rc = db_ch_request(c, "/", post, ql + 1 + data_n, c->timeout_ms, &body, &status);
     free(post);
     if (rc == OK && (status != 200 || body.too_big)) {
         LOG_WARN("db.ch_query_failed", "ClickHouse answered %ld: %.300s", status,

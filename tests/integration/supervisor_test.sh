@@ -32,7 +32,8 @@ done
 ok "tetherctl stop stream-broker" ctl_quiet stop stream-broker
 ok "stream-broker is stopped" wait_for 5000 child_state_is stream-broker stopped
 ok "/healthz is 503 while it is down" healthz_is 503
-is "$(curl -s "$TREE_URL/healthz" | jq -r '.failing | join(",")')" stream-broker "/healthz names the failing actor"
+failing_is() { [[ $(curl -s --max-time 2 "$TREE_URL/healthz" | jq -r '.failing | join(",")') == "$1" ]]; }
+ok "/healthz names the failing actor" wait_for 3000 failing_is stream-broker
 ok "tetherctl start stream-broker" ctl_quiet start stream-broker
 ok "stream-broker is up again" wait_for 5000 child_state_is stream-broker up
 old=$(child_field run-manager pid)
