@@ -62,7 +62,4 @@ struct gw *gw_of(h2o_req_t *req);
 /* healthz.c */
 int gw_on_healthz(struct gw *gw, h2o_req_t *req);
 
-/* Sends a JSON body with status and the given reason. */
-void gw_send_json(h2o_req_t *req, int status, const char *reason, const char *json, size_t n);
-
 #endif

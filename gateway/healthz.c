@@ -14,6 +14,7 @@
 
 #include "clock.h"
 #include "gw.h"
+#include "http.h"
 #include "log.h"
 #include "mem.h"
 #include "mp.h"
@@ -39,6 +40,7 @@ struct hz {
     h2o_req_t *req;        /* NULL once the client is gone */
     struct hz_ref *ref;    /* in req's pool; valid while req is */
     unsigned pending;
+    uint64_t started_mono;
     struct hz_result res[GW_NACTORS];
 };
 
@@ -126,7 +128,7 @@ static void hz_finish(struct hz *hz)
                           all_up ? "ok" : "degraded");
     if (o >= sizeof(body))
         o = sizeof(body) - 1;
-    gw_send_json(hz->req, all_up ? 200 : 503, all_up ? "OK" : "Service Unavailable", body, o);
+    gw_send_plain(hz->req, all_up ? 200 : 503, body, o, "/healthz", hz->started_mono, 0);
     free(hz);
 }
 
@@ -165,6 +167,7 @@ int gw_on_healthz(struct gw *gw, h2o_req_t *req)
     hz->gw = gw;
     hz->req = req;
     hz->pending = GW_NACTORS;
+    hz->started_mono = clock_mono_ms();
     gw->inflight++;
     for (unsigned i = 0; i < GW_NACTORS; i++) {
         struct hz_call *call = xmalloc(sizeof(*call));

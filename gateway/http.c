@@ -115,10 +115,11 @@ static void gw_access_log(h2o_req_t *req, const char *tmpl, int status, size_t b
              req->method.base, tmpl, status);
 }
 
-/* Sends a response built outside a call (before a route matched, or preflight). */
-static void gw_send_raw(h2o_req_t *req, int status, const char *body, size_t n, const char *tmpl,
-                        const char *request_id, uint64_t started, unsigned flags)
+void gw_send_plain(h2o_req_t *req, int status, const char *body, size_t n, const char *tmpl,
+                   uint64_t started, unsigned flags)
 {
+    char request_id[24];
+    gw_request_id(request_id, sizeof(request_id));
     char *copy = h2o_mem_alloc_pool(&req->pool, n ? n : 1);
     memcpy(copy, body, n);
     req->res.status = status;
@@ -356,12 +357,12 @@ int gw_http_on_req(struct gw *gw, h2o_req_t *req)
         hdr_bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
     if (req->path.len > GW_URL_MAX) {
         static const char b[] = "{\"error\":\"URI too long\"}";
-        gw_send_raw(req, 414, b, sizeof(b) - 1, "(too long)", rid, started, GW_NO_RETRY);
+        gw_send_plain(req, 414, b, sizeof(b) - 1, "(too long)", started, GW_NO_RETRY);
         return 0;
     }
     if (hdr_bytes > GW_HEADERS_MAX) {
         static const char b[] = "{\"error\":\"Request header fields too large\"}";
-        gw_send_raw(req, 431, b, sizeof(b) - 1, "(headers too large)", rid, started, GW_NO_RETRY);
+        gw_send_plain(req, 431, b, sizeof(b) - 1, "(headers too large)", started, GW_NO_RETRY);
         return 0;
     }
 
@@ -380,7 +381,7 @@ int gw_http_on_req(struct gw *gw, h2o_req_t *req)
     }
     if (!shape) {
         static const char b[] = "{\"error\":\"Not found\"}";
-        gw_send_raw(req, 404, b, sizeof(b) - 1, "(unmatched)", rid, started, GW_NO_RETRY);
+        gw_send_plain(req, 404, b, sizeof(b) - 1, "(unmatched)", started, GW_NO_RETRY);
         return 0;
     }
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"))) {
@@ -395,7 +396,7 @@ int gw_http_on_req(struct gw *gw, h2o_req_t *req)
                          allow[0] ? ", " : "", gw_method_name(bit));
         gw_hdr(req, "allow", allow, strlen(allow));
         static const char b[] = "{\"error\":\"Method not allowed\"}";
-        gw_send_raw(req, 405, b, sizeof(b) - 1, "(method)", rid, started, 0);
+        gw_send_plain(req, 405, b, sizeof(b) - 1, "(method)", started, 0);
         return 0;
     }
 

@@ -112,6 +112,15 @@ void gw_respond_forbidden(struct gw_call *c, const char *reason);
 /* Adds a response header before one of the gw_respond* calls. */
 void gw_add_header(struct gw_call *c, const char *name, const char *value);
 
+/*
+ * Sends a JSON body outside a call (no route matched, preflight, /healthz,
+ * /livez) with what every response carries: CORS, a request id, the access
+ * log line (tmpl names the path in it). started is the request's start
+ * (clock_mono_ms) for the logged duration.
+ */
+void gw_send_plain(h2o_req_t *req, int status, const char *body, size_t n, const char *tmpl,
+                   uint64_t started, unsigned flags);
+
 /* HTTP status for an err_t (errmap.c). */
 int gw_errmap_status(err_t rc);
 

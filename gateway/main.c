@@ -49,24 +49,13 @@ struct gw *gw_of(h2o_req_t *req)
     return gw_self;
 }
 
-void gw_send_json(h2o_req_t *req, int status, const char *reason, const char *json, size_t n)
-{
-    char *copy = h2o_mem_alloc_pool(&req->pool, n);
-    memcpy(copy, json, n);
-    req->res.status = status;
-    req->res.reason = reason;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("application/json; charset=utf-8"));
-    h2o_send_inline(req, copy, n);
-}
-
 static int gw_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct gw *gw = gw_of(req);
     (void)self;
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/livez"))) {
         static const char ok[] = "{\"status\":\"ok\"}";
-        gw_send_json(req, 200, "OK", ok, sizeof(ok) - 1);
+        gw_send_plain(req, 200, ok, sizeof(ok) - 1, "/livez", clock_mono_ms(), 0);
         return 0;
     }
     if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/healthz")))
@@ -77,7 +66,7 @@ static int gw_on_req(h2o_handler_t *self, h2o_req_t *req)
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
                            H2O_STRLIT("GET"));
             static const char body[] = "{\"error\":\"Method not allowed\"}";
-            gw_send_json(req, 405, "Method Not Allowed", body, sizeof(body) - 1);
+            gw_send_plain(req, 405, body, sizeof(body) - 1, "/healthz", clock_mono_ms(), 0);
             return 0;
         }
         return gw_on_healthz(gw, req);
@@ -211,10 +200,7 @@ static int gw_run(struct gw *gw, int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     char busdir[BUS_URL_MAX];
-    if (gw->cfg.bus_dir[0])
-        snprintf(busdir, sizeof(busdir), "%s", gw->cfg.bus_dir);
-    else
-        snprintf(busdir, sizeof(busdir), "%s/bus", gw->cfg.run_dir);
+    cfg_bus_dir(&gw->cfg, busdir, sizeof(busdir));
     struct bus_opts bo = {
         .proc = "gateway",
         .self = proc_child_name("gateway"),

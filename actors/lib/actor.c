@@ -166,10 +166,7 @@ static int actor_run(struct actor *a, int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     char busdir[BUS_URL_MAX];
-    if (a->cfg.bus_dir[0])
-        snprintf(busdir, sizeof(busdir), "%s", a->cfg.bus_dir);
-    else
-        snprintf(busdir, sizeof(busdir), "%s/bus", a->cfg.run_dir);
+    cfg_bus_dir(&a->cfg, busdir, sizeof(busdir));
     struct bus_opts bo = {
         .proc = spec->name,
         .self = proc_child_name(spec->name),

@@ -263,6 +263,14 @@ void cfg_free(const struct cfg_table *tables, size_t ntables)
         }
 }
 
+void cfg_bus_dir(const struct cfg_common *c, char *out, size_t cap)
+{
+    if (c->bus_dir && c->bus_dir[0])
+        snprintf(out, cap, "%s", c->bus_dir);
+    else
+        snprintf(out, cap, "%s/bus", c->run_dir);
+}
+
 err_t cfg_common_apply(const struct cfg_common *c, const char *proc)
 {
     enum log_level lvl;

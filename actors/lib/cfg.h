@@ -85,6 +85,9 @@ struct cfg_common {
 extern const struct cfg_def cfg_common_defs[];
 extern const size_t cfg_common_defs_len;
 
+/* The bus directory: TETHER_BUS_DIR, or <TETHER_RUN_DIR>/bus when that is empty. */
+void cfg_bus_dir(const struct cfg_common *c, char *out, size_t cap);
+
 /* Applies the logging settings of c (level, format) for process proc. */
 err_t cfg_common_apply(const struct cfg_common *c, const char *proc);
 

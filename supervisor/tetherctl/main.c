@@ -534,10 +534,7 @@ static int ctl_run(struct ctl *c, int argc, char **argv)
     log_init("tetherctl", LOG_LVL_WARN, false);
     if (cfg_load(tables, 1, 1, argv, "tetherctl", &action) != OK)
         return EXIT_PERMANENT;
-    if (c->cfg.bus_dir[0])
-        snprintf(c->bus_dir, sizeof(c->bus_dir), "%s", c->cfg.bus_dir);
-    else
-        snprintf(c->bus_dir, sizeof(c->bus_dir), "%s/bus", c->cfg.run_dir);
+    cfg_bus_dir(&c->cfg, c->bus_dir, sizeof(c->bus_dir));
     log_init("tetherctl", LOG_LVL_WARN, false);
     if (argc < 2)
         return ctl_usage();
