@@ -1,5 +1,6 @@
 /*
- * errmap.c - the one place an err_t becomes an HTTP status.
+ * errmap.c - the one place an err_t becomes an HTTP status, and a status
+ * the error text a client sees when no handler has a more precise one.
  */
 #include "http.h"
 
@@ -29,5 +30,28 @@ int gw_errmap_status(err_t rc)
         return 504;
     default:
         return 500;
+    }
+}
+
+const char *gw_errmap_text(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad request";
+    case 401:
+        return "Invalid API Key";
+    case 403:
+        return "Unauthorized";
+    case 404:
+        return "Resource not found";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Request body too large";
+    case 503:
+    case 504:
+        return "Service temporarily unavailable; retry";
+    default:
+        return "Internal Server Error";
     }
 }

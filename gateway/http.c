@@ -205,22 +205,20 @@ void gw_respond_error(struct gw_call *c, int status, const char *msg, unsigned f
     gw_respond_json(c, status, json_pack("{s:s}", "error", msg), flags);
 }
 
-void gw_respond_err(struct gw_call *c, err_t rc, const char *msg)
+void gw_respond_err(struct gw_call *c, err_t rc, const char *what)
 {
-    int status = gw_errmap_status(rc);
-    if (status >= 500) {
-        /* never leak internal detail; the log line has it */
-        LOG_WARN("gw.request_failed", "%s %s failed: %s%s%s", c->route ? "route" : "request",
-                 c->route ? c->route->pattern : "", err_str(rc), msg ? ": " : "", msg ? msg : "");
-        if (status == 503 || status == 504) {
-            gw_add_header(c, "x-should-retry", "true");
-            gw_respond_error(c, status, "Service temporarily unavailable; retry", 0);
-        } else {
-            gw_respond_error(c, 500, "Internal Server Error", 0);
-        }
-        return;
-    }
-    gw_respond_error(c, status, msg ? msg : err_str(rc), 0);
+    /* ERR_PROTO here is a malformed answer from an actor: the client did nothing wrong */
+    int status = rc == ERR_PROTO ? 500 : gw_errmap_status(rc);
+    if (status >= 500)
+        LOG_WARN("gw.request_failed", "%s failed in %s: %s", c->route->pattern, what ? what : "?",
+                 err_str(rc));
+    else
+        LOG_INFO("gw.request_refused", "%s refused in %s: %s", c->route->pattern,
+                 what ? what : "?", err_str(rc));
+    if (status == 503 || status == 504)
+        gw_add_header(c, "x-should-retry", "true");
+    /* the client gets the documented text for the status, never an internal label */
+    gw_respond_error(c, status == 504 ? 503 : status, gw_errmap_text(status), 0);
 }
 
 void gw_respond_forbidden(struct gw_call *c, const char *reason)

@@ -105,8 +105,11 @@ struct gw_call {
 void gw_respond_json(struct gw_call *c, int status, json_t *body, unsigned flags);
 /* Sends {"error": msg} with status, then ends the call. */
 void gw_respond_error(struct gw_call *c, int status, const char *msg, unsigned flags);
-/* Maps an err_t to a status (errmap.c) and sends {"error": msg or a generic text}. */
-void gw_respond_err(struct gw_call *c, err_t rc, const char *msg);
+/*
+ * Maps an err_t to a status (errmap.c) and sends {"error": <the documented text for that
+ * status>}. what names the failed step for the log line only; it never reaches the client.
+ */
+void gw_respond_err(struct gw_call *c, err_t rc, const char *what);
 /* The 403 body of the contract. reason is the text after "Unauthorized: ". */
 void gw_respond_forbidden(struct gw_call *c, const char *reason);
 /* Adds a response header before one of the gw_respond* calls. */
@@ -121,8 +124,9 @@ void gw_add_header(struct gw_call *c, const char *name, const char *value);
 void gw_send_plain(h2o_req_t *req, int status, const char *body, size_t n, const char *tmpl,
                    uint64_t started, unsigned flags);
 
-/* HTTP status for an err_t (errmap.c). */
+/* HTTP status for an err_t, and the client-facing error text of a status (errmap.c). */
 int gw_errmap_status(err_t rc);
+const char *gw_errmap_text(int status);
 
 /* Entry point from h2o for every request (http.c). */
 int gw_http_on_req(struct gw *gw, h2o_req_t *req);
