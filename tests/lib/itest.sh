@@ -19,6 +19,7 @@ ok() { # ok DESC CMD...  passes when CMD succeeds
   else
     T_FAILED=$((T_FAILED + 1))
     echo "not ok $T_N - $desc"
+    return 1
   fi
 }
 is() { # is GOT WANT DESC
