@@ -35,9 +35,12 @@ struct gw_cfg {
     long long req_timeout_ms;
     long long auth_cache_ttl_ms;
     long long max_body;
+    long long sse_buffer;
+    char *public_url;
 };
 
 struct gw_runs;
+struct gw_feeds;
 
 struct gw {
     struct cfg_common cfg;
@@ -51,6 +54,7 @@ struct gw {
     struct bus_peer *actors[GW_NACTORS];
     unsigned inflight;        /* HTTP requests waiting on the bus */
     struct gw_runs *runs;     /* long-polling dequeues (h_runs.c); made on first use */
+    struct gw_feeds *feeds;   /* SSE subscribers of record streams (feed.c); made on first use */
     bool stopping;
     uint64_t stop_deadline_mono;
     uint64_t started_mono;
@@ -58,6 +62,12 @@ struct gw {
 
 /* The process's gateway; handlers reach it through the h2o context. */
 struct gw *gw_of(h2o_req_t *req);
+
+/*
+ * The event sockets of every instance of actor, comma-separated, from its request endpoints:
+ * ipc://<dir>/<actor>.<n>.ipc publishes on ipc://<dir>/<actor>.events.<n>.ipc (events.c).
+ */
+void gw_events_urls(struct gw *gw, const char *actor, char *out, size_t cap);
 
 /* healthz.c */
 int gw_on_healthz(struct gw *gw, h2o_req_t *req);

@@ -511,26 +511,6 @@ static bool gw_dq_client_gone(struct gw_call *c)
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-/* The events socket of each run-manager instance, from its request endpoints. */
-static void gw_runs_events_urls(struct gw *gw, char *out, size_t cap)
-{
-    char peers[BUS_URL_MAX * 8], *save = NULL;
-    size_t o = 0;
-    bus_actor_peers(gw->bus, "run-manager", peers, sizeof(peers));
-    out[0] = '\0';
-    for (char *u = strtok_r(peers, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
-        /* ipc://<dir>/run-manager.<n>.ipc -> ipc://<dir>/run-manager.events.<n>.ipc */
-        char *base = strrchr(u, '/');
-        if (!base || strncmp(++base, "run-manager.", strlen("run-manager.")) != 0)
-            continue;
-        int w = snprintf(out + o, cap - o, "%s%.*srun-manager.events.%s", o ? "," : "",
-                         (int)(base - u), u, base + strlen("run-manager."));
-        if (w < 0 || (size_t)w >= cap - o)
-            break;
-        o += (size_t)w;
-    }
-}
-
 static void gw_runs_on_event(void *arg, const char *topic, const struct envelope *env);
 
 static struct gw_runs *gw_runs_get(struct gw *gw)
@@ -540,7 +520,7 @@ static struct gw_runs *gw_runs_get(struct gw *gw)
         return gw->runs;
     struct gw_runs *r = xcalloc(1, sizeof(*r));
     h2o_timeout_init(gw->ctx.loop, &r->tick, GW_DQ_TICK_MS);
-    gw_runs_events_urls(gw, urls, sizeof(urls));
+    gw_events_urls(gw, "run-manager", urls, sizeof(urls));
     /* without events a long-poll still works, at GW_DQ_POLL_MS's latency */
     if (!urls[0] || bus_sub_open(gw->bus, urls, gw_runs_on_event, gw, &r->sub) != OK) {
         LOG_WARN("gw.runs_events", "cannot follow the run-manager's events; dequeues poll");

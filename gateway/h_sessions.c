@@ -22,6 +22,7 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "sessref.h"
 
 /* A session object kept between two bus calls (its bytes are copied out of the reply). */
 struct gw_sess_state {
@@ -33,25 +34,6 @@ struct gw_sess_state {
 };
 
 /* ---- reading a session object ---- */
-
-static bool gw_sess_str(struct slice m, const char *k, char *out, size_t cap)
-{
-    struct mp_reader v;
-    struct slice s;
-    out[0] = '\0';
-    if (mp_map_find(m.p, m.n, k, &v) != OK || mp_read_str(&v, &s) != OK)
-        return false;
-    return slice_copy(s, out, cap) == OK;
-}
-
-static uint64_t gw_sess_u64(struct slice m, const char *k)
-{
-    struct mp_reader v;
-    uint64_t u = 0;
-    if (mp_map_find(m.p, m.n, k, &v) == OK)
-        (void)mp_read_uint(&v, &u);
-    return u;
-}
 
 static json_t *gw_sess_json(struct slice m, const char *k)
 {
@@ -103,14 +85,6 @@ static json_t *gw_session_item(struct slice m)
     json_object_set_new(item, "createdAt", gw_iso(gw_sess_u64(m, "created_at_ms")));
     json_object_set_new(item, "updatedAt", gw_iso(gw_sess_u64(m, "updated_at_ms")));
     return item;
-}
-
-/* The session object inside a reply {session: {...}}. */
-static bool gw_reply_session(const struct envelope *env, struct slice *out)
-{
-    struct mp_reader v;
-    return env && env->body.n && mp_map_find(env->body.p, env->body.n, "session", &v) == OK &&
-           mp_skip(&v, out) == OK;
 }
 
 static void gw_state_keep(struct gw_call *c, struct slice s)
@@ -549,41 +523,6 @@ void gw_on_session_create(struct gw_call *c)
 }
 
 /* ---- get (a loader: 404 before 403) ---- */
-
-static err_t gw_session_lookup(struct gw_call *c, bus_reply_fn cb)
-{
-    struct mp_writer w;
-    mp_writer_init(&w);
-    mp_put_map(&w, 2);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "ref", c->params.session);
-    err_t rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_SESSION_GET,
-                        mp_writer_data(&w), mp_writer_len(&w), &c->trace, cb, c);
-    mp_writer_fini(&w);
-    return rc;
-}
-
-/* Authorizes `action` on the row's ids (friendly and external) plus, optionally, the URL value. */
-static bool gw_session_authorize(struct gw_call *c, struct slice s, const char *action,
-                                 const char *const *super, bool with_url)
-{
-    char friendly[128], ext[GW_PARAM_MAX];
-    const char *ids[3];
-    unsigned n = 0;
-    char why[2048];
-    if (with_url)
-        ids[n++] = c->params.session;
-    if (s.n) {
-        gw_sess_str(s, "friendly_id", friendly, sizeof(friendly));
-        ids[n++] = friendly;
-        ids[n++] = gw_sess_str(s, "external_id", ext, sizeof(ext)) ? ext : "";
-    }
-    struct gw_resource res = {"sessions", ids, n};
-    if (gw_authorize(&c->auth, action, &res, 1, super, 3, why, sizeof(why)))
-        return true;
-    gw_respond_forbidden(c, why);
-    return false;
-}
 
 static void gw_get_on_session(void *arg, err_t rc, const struct envelope *env)
 {

@@ -200,6 +200,33 @@ void gw_respond_json(struct gw_call *c, int status, json_t *body, unsigned flags
     free(text);
 }
 
+h2o_req_t *gw_call_stream(struct gw_call *c, int status, const char *content_type)
+{
+    h2o_req_t *req = c->req;
+    if (req) {
+        ((struct gw_call_ref *)c->_ref)->call = NULL;
+        req->res.status = status;
+        req->res.reason = gw_reason(status);
+        ssize_t o = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
+        if (o >= 0) {
+            h2o_iovec_t v = req->headers.entries[o].value;
+            gw_hdr(req, "access-control-allow-origin", v.base, v.len);
+            gw_hdr(req, "vary", H2O_STRLIT("Origin"));
+        }
+        /* a stream's own headers (X-Stream-Version, X-Session-Settled) must reach a browser */
+        gw_hdr(req, "access-control-expose-headers", H2O_STRLIT("*"));
+        /* h2o keeps header values by reference and sends them after the call is freed */
+        gw_hdr(req, "x-request-id", h2o_strdup(&req->pool, c->request_id, SIZE_MAX).base,
+               strlen(c->request_id));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                       strlen(content_type));
+        gw_access_log(req, c->route->pattern, status, 0, c->started_mono, c->auth.env.id,
+                      c->request_id);
+    }
+    gw_call_free(c);
+    return req;
+}
+
 void gw_respond_error(struct gw_call *c, int status, const char *msg, unsigned flags)
 {
     gw_respond_json(c, status, json_pack("{s:s}", "error", msg), flags);

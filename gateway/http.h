@@ -112,6 +112,13 @@ void gw_respond_error(struct gw_call *c, int status, const char *msg, unsigned f
 void gw_respond_err(struct gw_call *c, err_t rc, const char *what);
 /* The 403 body of the contract. reason is the text after "Unauthorized: ". */
 void gw_respond_forbidden(struct gw_call *c, const char *reason);
+/*
+ * Ends the call for a streamed response: sets status, CORS (every header
+ * exposed), the request id and content type, writes the access log line
+ * (the stream's end is logged by its owner), and returns the request for
+ * the caller to h2o_start_response on; NULL when the client has gone.
+ */
+h2o_req_t *gw_call_stream(struct gw_call *c, int status, const char *content_type);
 /* Adds a response header before one of the gw_respond* calls. */
 void gw_add_header(struct gw_call *c, const char *name, const char *value);
 

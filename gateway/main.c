@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "feed.h"
 #include "gw.h"
 #include "http.h"
 #include "log.h"
@@ -39,6 +40,11 @@ static const struct cfg_def gw_cfg_defs[] = {
      "how long a resolved key, environment or validated token is reused without asking again"},
     {"TETHER_GW_MAX_BODY", CFG_INT, "2097152", 65536, 67108864, GW_OFF(max_body),
      "largest request body h2o buffers at all; just above the largest route cap"},
+    {"TETHER_GW_SSE_BUFFER", CFG_INT, "65536", 4096, 67108864, GW_OFF(sse_buffer),
+     "bytes an SSE client may leave unread before it is cut off (it reconnects with "
+     "Last-Event-ID)"},
+    {"TETHER_GW_PUBLIC_URL", CFG_STR, "", 0, 0, GW_OFF(public_url),
+     "base URL clients reach the gateway at, for X-S2-Endpoint; empty: http://<Host header>"},
 };
 
 static struct gw *gw_self;
@@ -105,6 +111,7 @@ static void gw_begin_stop(struct gw *gw, const char *why)
         h2o_socket_close(gw->listener);
         gw->listener = NULL;
     }
+    gw_feeds_stop(gw); /* SSE clients reconnect (to another gateway) with Last-Event-ID */
 }
 
 static void gw_on_signal(h2o_socket_t *sock, const char *err)

@@ -10,6 +10,7 @@
 
 #include "gw.h"
 #include "handlers.h"
+#include "stream.h"
 #include "http.h"
 
 #define KIB 1024
@@ -32,6 +33,18 @@ const struct gw_route gw_routes[] = {
     {GW_POST, "/api/v1/runs/:run/fail", 64 * KIB, false, ANY, gw_on_run_fail},
     {GW_POST, "/api/v2/runs/:run/cancel", 1 * KIB, false, ANY, gw_on_run_cancel},
     {GW_GET, "/api/v3/runs/:run", 0, false, ANY, gw_on_run_get},
+
+    /* realtime: a session's channels (feed.c streams the SSE answers) */
+    {GW_PUT, "/realtime/v1/sessions/:session/:io", 0, false, ANY, gw_on_stream_init},
+    {GW_GET, "/realtime/v1/sessions/:session/:io", 0, false, ANY, gw_on_stream_subscribe},
+    {GW_HEAD, "/realtime/v1/sessions/:session/:io", 0, false, ANY, gw_on_stream_subscribe},
+    {GW_POST, "/realtime/v1/sessions/:session/:io/append", STREAM_RECORD_MAX, false, ANY,
+     gw_on_stream_append},
+    {GW_GET, "/realtime/v1/sessions/:session/:io/records", 0, false, ANY, gw_on_stream_records},
+    /* the S2-compatible records endpoint that PUT above points agents at */
+    {GW_POST, "/s2/v1/streams/:stream/records", STREAM_RECORD_MAX + 64 * KIB, true, ANY,
+     gw_on_s2_append},
+    {GW_GET, "/s2/v1/streams/:stream/records", 0, false, ANY, gw_on_s2_read},
 };
 
 const size_t gw_nroutes = sizeof(gw_routes) / sizeof(gw_routes[0]);
@@ -95,6 +108,16 @@ bool gw_route_match(const char *pattern, const char *path, size_t n, struct gw_p
             } else if (plen == 4 && memcmp(p, ":run", 4) == 0) {
                 dst = params->run;
                 cap = sizeof(params->run);
+            } else if (plen == 7 && memcmp(p, ":stream", 7) == 0) {
+                /* an S2 stream name holds slashes (sessions/<key>/<io>), and clients may send
+                 * them encoded or not: it takes every segment up to the pattern's fixed tail */
+                const char *tail = p + plen;
+                size_t tl = strlen(tail);
+                if ((size_t)(end - s) <= tl || memcmp(end - tl, tail, tl) != 0)
+                    return false;
+                slen = (size_t)(end - tl - s);
+                dst = params->session;
+                cap = sizeof(params->session);
             }
             if (!dst || slen == 0)
                 return false;

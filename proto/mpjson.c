@@ -9,14 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "jbuf.h"
 #include "mp.h"
-
-struct jbuf {
-    char *p;
-    size_t n, cap;
-    err_t err;
-    bool mask; /* render secret-named values as "****" */
-};
 
 static bool mp_json_secret_key(struct slice k)
 {
@@ -30,99 +24,6 @@ static bool mp_json_secret_key(struct slice k)
     return false;
 }
 
-static void jb_put(struct jbuf *b, const char *s, size_t n)
-{
-    if (b->err != OK)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->err = ERR_NOMEM;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void jb_puts(struct jbuf *b, const char *s)
-{
-    jb_put(b, s, strlen(s));
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if it is not one. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    /* overlong 3/4-byte forms, surrogates and values above U+10FFFF */
-    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) ||
-        (c == 0xf4 && s[1] > 0x8f))
-        return 0;
-    return len;
-}
-
-/*
- * A JSON string of s: escapes what JSON needs, replaces bytes that are not
- * UTF-8 with U+FFFD, and cuts after max bytes (0 = no limit) on a character
- * boundary, marking the cut with an ellipsis.
- */
-static void jb_str(struct jbuf *b, const char *s, size_t n, size_t max)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    char esc[8];
-    size_t i = 0;
-    bool cut = false;
-    jb_put(b, "\"", 1);
-    while (i < n) {
-        size_t len = utf8_len(u + i, n - i);
-        if (max && i + (len ? len : 1) > max) {
-            cut = true;
-            break;
-        }
-        if (len == 0) {
-            jb_puts(b, "\xef\xbf\xbd");
-            i++;
-            continue;
-        }
-        if (len == 1 && (u[i] == '"' || u[i] == '\\')) {
-            esc[0] = '\\';
-            esc[1] = (char)u[i];
-            jb_put(b, esc, 2);
-        } else if (len == 1 && u[i] < 0x20) {
-            snprintf(esc, sizeof(esc), "\\u%04x", u[i]);
-            jb_put(b, esc, 6);
-        } else {
-            jb_put(b, s + i, len);
-        }
-        i += len;
-    }
-    if (cut)
-        jb_puts(b, "\xe2\x80\xa6");
-    jb_put(b, "\"", 1);
-}
-
 static err_t mp_json_value(struct mp_reader *r, struct jbuf *b, size_t max, unsigned depth);
 
 static err_t mp_json_container(struct mp_reader *r, struct jbuf *b, size_t max,
@@ -133,31 +34,31 @@ static err_t mp_json_container(struct mp_reader *r, struct jbuf *b, size_t max,
     if (t == MP_ARRAY) {
         if (mp_read_array(r, &n) != OK || (n > 0 && depth >= MP_MAX_DEPTH))
             return ERR_PROTO;
-        jb_put(b, "[", 1);
+        jbuf_put(b, "[", 1);
         for (uint32_t i = 0; i < n; i++) {
             if (i)
-                jb_put(b, ",", 1);
+                jbuf_put(b, ",", 1);
             if (mp_json_value(r, b, max, depth + 1) != OK)
                 return ERR_PROTO;
         }
-        jb_put(b, "]", 1);
+        jbuf_put(b, "]", 1);
         return OK;
     }
     if (mp_read_map(r, &n) != OK || (n > 0 && depth >= MP_MAX_DEPTH))
         return ERR_PROTO;
-    jb_put(b, "{", 1);
+    jbuf_put(b, "{", 1);
     for (uint32_t i = 0; i < n; i++) {
         struct slice k;
         if (i)
-            jb_put(b, ",", 1);
+            jbuf_put(b, ",", 1);
         if (mp_read_str(r, &k) == OK) {
-            jb_str(b, k.p, k.n, 0);
+            jbuf_str(b, k.p, k.n, 0);
             enum mp_type vt;
             if (b->mask && mp_json_secret_key(k) && mp_peek(r, &vt) == OK &&
                 (vt == MP_STR || vt == MP_ARRAY)) {
                 if (mp_skip_depth(r, NULL, MP_MAX_DEPTH - depth - 1) != OK)
                     return ERR_PROTO;
-                jb_puts(b, ":\"****\"");
+                jbuf_puts(b, ":\"****\"");
                 continue;
             }
         } else {
@@ -170,12 +71,12 @@ static err_t mp_json_container(struct mp_reader *r, struct jbuf *b, size_t max,
             if (kt == MP_ARRAY || kt == MP_MAP || kt == MP_BIN || kt == MP_EXT) {
                 if (mp_skip(r, NULL) != OK)
                     return ERR_PROTO;
-                jb_puts(b, "\"$key\"");
+                jbuf_puts(b, "\"$key\"");
             } else {
                 struct jbuf kb = {0};
                 err_t rc = mp_json_value(r, &kb, max, depth + 1);
                 if (rc == OK && kb.err == OK)
-                    jb_str(b, kb.p, kb.n, 0);
+                    jbuf_str(b, kb.p, kb.n, 0);
                 else if (rc == OK)
                     b->err = kb.err;
                 free(kb.p);
@@ -183,11 +84,11 @@ static err_t mp_json_container(struct mp_reader *r, struct jbuf *b, size_t max,
                     return rc;
             }
         }
-        jb_put(b, ":", 1);
+        jbuf_put(b, ":", 1);
         if (mp_json_value(r, b, max, depth + 1) != OK)
             return ERR_PROTO;
     }
-    jb_put(b, "}", 1);
+    jbuf_put(b, "}", 1);
     return OK;
 }
 
@@ -202,19 +103,19 @@ static err_t mp_json_value(struct mp_reader *r, struct jbuf *b, size_t max, unsi
     switch (t) {
     case MP_NIL:
         (void)mp_read_nil(r);
-        jb_puts(b, "null");
+        jbuf_puts(b, "null");
         return OK;
     case MP_BOOL: {
         bool v;
         (void)mp_read_bool(r, &v);
-        jb_puts(b, v ? "true" : "false");
+        jbuf_puts(b, v ? "true" : "false");
         return OK;
     }
     case MP_UINT: {
         uint64_t v;
         (void)mp_read_uint(r, &v);
         snprintf(num, sizeof(num), "%" PRIu64, v);
-        jb_puts(b, num);
+        jbuf_puts(b, num);
         return OK;
     }
     case MP_INT: {
@@ -222,33 +123,33 @@ static err_t mp_json_value(struct mp_reader *r, struct jbuf *b, size_t max, unsi
         if (mp_read_int(r, &v) != OK)
             return ERR_PROTO;
         snprintf(num, sizeof(num), "%" PRId64, v);
-        jb_puts(b, num);
+        jbuf_puts(b, num);
         return OK;
     }
     case MP_FLOAT: {
         double v;
         (void)mp_read_float(r, &v);
         if (v != v || v - v != 0)
-            jb_puts(b, "null"); /* NaN and infinities have no JSON form */
+            jbuf_puts(b, "null"); /* NaN and infinities have no JSON form */
         else {
             snprintf(num, sizeof(num), "%.17g", v);
-            jb_puts(b, num);
+            jbuf_puts(b, num);
         }
         return OK;
     }
     case MP_STR:
         (void)mp_read_str(r, &s);
-        jb_str(b, s.p, s.n, max);
+        jbuf_str(b, s.p, s.n, max);
         return OK;
     case MP_BIN:
         (void)mp_read_bin(r, &s);
         snprintf(num, sizeof(num), "{\"$bin\":%zu}", s.n);
-        jb_puts(b, num);
+        jbuf_puts(b, num);
         return OK;
     case MP_EXT:
         if (mp_skip(r, &s) != OK)
             return ERR_PROTO;
-        jb_puts(b, "{\"$ext\":true}");
+        jbuf_puts(b, "{\"$ext\":true}");
         return OK;
     case MP_ARRAY:
     case MP_MAP:

@@ -130,6 +130,32 @@ const struct msg_def msg_catalogue[] = {
      "{task_identifier: str} on topic \"run.queued.<env_id>\" (a run became dequeueable: "
      "claimed, retried or released)",
      ""},
+
+    /* A stream is named by {env: environment id, key: the session's addressing key, io: "in" |
+     * "out"}. A record object: {seq: uint (dense from 0 per stream), ts: uint (ms since the
+     * epoch), headers: [[name: str, value: str]], body: bin}. Sizes: a record's metered size
+     * (8 + 2 x headers + their bytes + body) is at most 1 MiB (proto/stream.h). */
+    {MSG_STREAM_APPEND, "stream.append", MSG_K_REQUEST, "stream-broker",
+     "{env, key, io, records: [{part_id: str|nil, headers: [[name, value]], body: bin}] (1-1000, "
+     "appended atomically in order)}",
+     "{seqs: [uint], dups: [bool] (true: part_id was seen within 5 min; seq is the original "
+     "record's and nothing was appended), tail: uint (the next seq), ts: uint} | ERR_TOOBIG | "
+     "ERR_INVAL | ERR_UNAVAIL (Redis)"},
+    {MSG_STREAM_READ, "stream.read", MSG_K_REQUEST, "stream-broker",
+     "{env, key, io, from: uint (first seq wanted), count: uint 1-1000}",
+     "{records: [record] (seq >= from, oldest first; trimmed records are skipped), tail: uint "
+     "(the next seq), tail_ts: uint (ms of the last record, 0 when none)}"},
+    {MSG_STREAM_PEEK, "stream.peek", MSG_K_REQUEST, "stream-broker",
+     "{env, key, io, count: uint 1-16}",
+     "{records: [record] (the last count, oldest first), tail: uint, tail_ts: uint}"},
+    {MSG_STREAM_TRIM, "stream.trim", MSG_K_REQUEST, "stream-broker",
+     "{env, key, io, before: uint}",
+     "{tail: uint} (records with seq < before are deleted; seqs are never reused)"},
+    {MSG_STREAM_RECORD, "stream.record", MSG_K_EVENT,
+     "stream-broker (published on stream-broker.events.<instance>.ipc)",
+     "{env, key, io, record} on the stream's topic (proto/stream.h); a latency path only: "
+     "subscribers back-fill gaps with stream.read",
+     ""},
 };
 
 const size_t msg_catalogue_len = sizeof(msg_catalogue) / sizeof(msg_catalogue[0]);

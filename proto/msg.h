@@ -51,6 +51,13 @@ enum msg_type {
     MSG_RUN_FAIL = 167,
     MSG_RUN_RELEASE = 168,
     MSG_RUN_QUEUED = 169, /* event from the run-manager: a run became dequeueable */
+
+    /* stream-broker: the .in/.out record streams */
+    MSG_STREAM_APPEND = 180,
+    MSG_STREAM_READ = 181,
+    MSG_STREAM_PEEK = 182,
+    MSG_STREAM_TRIM = 183,
+    MSG_STREAM_RECORD = 184, /* event from the stream-broker: one appended record */
 };
 
 enum msg_kind {

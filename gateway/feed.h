@@ -1,0 +1,61 @@
+/*
+ * feed.h - an SSE response that follows one record stream (the contract's §6).
+ *
+ * A feed reads the stream from a sequence number (stream.read), sends what
+ * it finds as S2-shaped `event: batch` frames, then follows live records
+ * from the stream-broker's events. Events only make delivery fast: a feed
+ * delivers records strictly in sequence order, and a record that arrives
+ * out of order (an event lost, or two brokers racing) makes it read the gap
+ * from the broker first, so a lost event delays a record, never drops it.
+ * Feeds also re-read on every ping, which catches a lost last event.
+ *
+ * While idle at the tail it sends `event: ping` every 5-15 s; after `wait_ms`
+ * without a new record (or at once when `drain`) it sends `data: [DONE]`
+ * and ends the response. A client that does not read is cut off when what
+ * waits for it passes TETHER_GW_SSE_BUFFER; a client that leaves frees
+ * everything at once (bus calls in flight finish into nothing).
+ *
+ * Every gateway process subscribes to the topics (proto/stream.h) of the
+ * streams its feeds follow, and to no others. Runs on the gateway's loop.
+ */
+#ifndef TETHER_GW_FEED_H
+#define TETHER_GW_FEED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "http.h"
+#include "jbuf.h"
+#include "mp.h"
+#include "stream.h"
+
+struct gw_feed_opts {
+    char env[STREAM_ENV_MAX + 1];
+    char key[STREAM_KEY_MAX + 1];
+    char io[4];
+    uint64_t start;   /* first sequence number wanted (clamped to the tail) */
+    uint64_t wait_ms; /* idle time at the tail before [DONE] */
+    bool drain;       /* send what exists, then [DONE] (wait=0, settled peek) */
+};
+
+/*
+ * Takes c over (it is finished here) and starts the SSE response with the
+ * headers already added to it. Never fails visibly: a client gone before
+ * the start is simply released.
+ */
+void gw_feed_start(struct gw_call *c, const struct gw_feed_opts *o);
+
+/* Ends every feed of the process (the gateway stops): each gets `event: error` and its end. */
+void gw_feeds_stop(struct gw *gw);
+
+/* Feeds open in this process (metrics, tests). */
+unsigned gw_feeds_count(const struct gw *gw);
+
+/*
+ * Renders one record object (proto/msg.c) as the S2 JSON record
+ * {"seq_num", "timestamp", "headers"?, "body"?} into b; *seq is its
+ * sequence number. ERR_PROTO when the object is malformed.
+ */
+err_t gw_record_json(struct mp_reader *r, struct jbuf *b, uint64_t *seq);
+
+#endif

@@ -1,0 +1,919 @@
+/*
+ * h_streams.c - the realtime routes of a session's channels (the contract's
+ * §5.7-§5.9, §6, §7 and the /records row of §15), and the S2-compatible
+ * records endpoint agents write through.
+ *
+ * Every route resolves the URL's session first (session.get). Where the
+ * contract makes the row optional (subscribe, records), a URL value that is
+ * not a friendly id and has no row addresses the stream of that externalId
+ * (it may be empty). Streams are named by (environment, addressing key, io)
+ * and served by the stream-broker (proto/stream.h); SSE responses are feeds
+ * (feed.h).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+
+#include "auth.h"
+#include "clock.h"
+#include "feed.h"
+#include "gw.h"
+#include "handlers.h"
+#include "jbuf.h"
+#include "log.h"
+#include "mem.h"
+#include "msg.h"
+#include "sessref.h"
+
+#define GW_S2_BASIN "tether"
+#define GW_S2_TOKEN_TTL_S 86400
+#define GW_SSE_WAIT_DEFAULT_S 60
+#define GW_RECORDS_MAX 10000 /* records one /records answer carries at most */
+
+/* What a route learned about its stream between bus calls (c->state). */
+struct gw_stream_state {
+    struct gw_feed_opts feed;
+    char part_id[STREAM_PART_ID_MAX + 1];
+    struct jbuf acc;   /* /records: the answer so far */
+    unsigned nrecs;
+    uint64_t from;
+    bool s2;           /* the S2 endpoint's JSON read */
+};
+
+static struct gw_stream_state *gw_st(struct gw_call *c)
+{
+    if (!c->state)
+        c->state = xcalloc(1, sizeof(struct gw_stream_state));
+    return c->state;
+}
+
+static bool gw_is_friendly_session(const char *v)
+{
+    return strncmp(v, "session_", 8) == 0;
+}
+
+/* The addressing key: the row's externalId, else its friendly id; without a row, the URL value. */
+static void gw_addressing_key(struct gw_call *c, struct slice s, char *out, size_t cap)
+{
+    if (s.n && gw_sess_str(s, "external_id", out, cap) && out[0])
+        return;
+    if (s.n && gw_sess_str(s, "friendly_id", out, cap) && out[0])
+        return;
+    snprintf(out, cap, "%s", c->params.session);
+}
+
+static void gw_stream_name(struct gw_call *c, struct slice s)
+{
+    struct gw_stream_state *st = gw_st(c);
+    snprintf(st->feed.env, sizeof(st->feed.env), "%s", c->auth.env.id);
+    gw_addressing_key(c, s, st->feed.key, sizeof(st->feed.key));
+    snprintf(st->feed.io, sizeof(st->feed.io), "%s", c->params.io);
+}
+
+static const char *gw_header(h2o_req_t *req, const char *name, size_t *n)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    if (i < 0)
+        return NULL;
+    *n = req->headers.entries[i].value.len;
+    return req->headers.entries[i].value.base;
+}
+
+/* The value of ?name= in the request's query (percent-decoding '+' and %XX), or false. */
+static bool gw_query(h2o_req_t *req, const char *name, char *out, size_t cap)
+{
+    if (req->query_at == SIZE_MAX)
+        return false;
+    const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    size_t nl = strlen(name);
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *e = amp ? amp : end;
+        if ((size_t)(e - q) >= nl && memcmp(q, name, nl) == 0 && (q + nl == e || q[nl] == '=')) {
+            const char *v = q + nl + (q + nl < e ? 1 : 0);
+            size_t o = 0;
+            for (; v < e && o + 1 < cap; v++) {
+                if (*v == '%' && e - v >= 3 && isxdigit((unsigned char)v[1]) &&
+                    isxdigit((unsigned char)v[2])) {
+                    char hex[3] = {v[1], v[2], 0};
+                    out[o++] = (char)strtol(hex, NULL, 16);
+                    v += 2;
+                } else {
+                    out[o++] = *v == '+' ? ' ' : *v;
+                }
+            }
+            out[o] = '\0';
+            return v == e;
+        }
+        q = e + 1;
+    }
+    return false;
+}
+
+/* A plain non-negative decimal (what the contract's ^\d+$ allows); false otherwise. */
+static bool gw_parse_u64(const char *s, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (n == 0 || n > 19)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/*
+ * `.out` is the agent's channel: besides the secret key only a run token
+ * (which carries write:runs:<id>) of this very session may write it; a session
+ * token a browser holds may not.
+ */
+static bool gw_out_writer_ok(struct gw_call *c, struct slice s)
+{
+    static const char *const none[] = {NULL};
+    bool run_token = false;
+    if (strcmp(c->params.io, "out") != 0 || c->auth.kind == GW_AUTH_SECRET)
+        return true;
+    for (unsigned i = 0; i < c->auth.nscopes; i++)
+        if (strncmp(c->auth.scopes[i], "write:runs:", 11) == 0)
+            run_token = true;
+    if (!run_token) {
+        gw_respond_forbidden(c, "writing a session's .out channel needs the secret key or a run "
+                                "token of the session");
+        return false;
+    }
+    return gw_session_authorize(c, s, "write", none, true);
+}
+
+/* ---- POST /realtime/v1/sessions/:session/:io/append ---- */
+
+static void gw_append_send(struct gw_call *c);
+
+static void gw_append_on_appended(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct mp_reader v;
+    uint32_t n;
+    uint64_t seq;
+    if (rc == ERR_TOOBIG) {
+        gw_respond_json(c, 413,
+                        json_pack("{s:b,s:s}", "ok", 0, "error", "Record exceeds the 1 MiB limit"),
+                        GW_NO_RETRY);
+        return;
+    }
+    if (rc != OK) {
+        gw_respond_err(c, rc, "stream.append");
+        return;
+    }
+    if (mp_map_find(env->body.p, env->body.n, "seqs", &v) != OK || mp_read_array(&v, &n) != OK ||
+        n != 1 || mp_read_uint(&v, &seq) != OK) {
+        gw_respond_err(c, ERR_PROTO, "stream.append");
+        return;
+    }
+    gw_respond_json(c, 200, json_pack("{s:b,s:I}", "ok", 1, "seq", (json_int_t)seq), 0);
+}
+
+static void gw_append_on_ensure(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    (void)env;
+    /* as upstream: a failed ensure is logged and the append goes on; the message waits on
+     * .in for the next run (the next append, or the orphan sweep's continuation) */
+    if (rc != OK)
+        LOG_WARN("gw.ensure_failed", "run.ensure before an .in append failed: %s", err_str(rc));
+    gw_append_send(c);
+}
+
+static void gw_append_send(struct gw_call *c)
+{
+    struct gw_stream_state *st = c->state;
+    struct mp_writer w;
+    struct jbuf env = {0};
+    if (!c->req) { /* the client left: nothing is written for it */
+        gw_respond_err(c, ERR_CLOSED, "client gone");
+        return;
+    }
+    size_t n = c->req->entity.base ? c->req->entity.len : 0;
+    /* the contract's envelope: the raw body as a string, and the part id */
+    jbuf_puts(&env, "{\"data\":");
+    jbuf_str(&env, n ? c->req->entity.base : "", n, 0);
+    jbuf_puts(&env, ",\"id\":");
+    jbuf_str(&env, st->part_id, strlen(st->part_id), 0);
+    jbuf_put(&env, "}", 1);
+    if (env.err != OK) {
+        jbuf_free(&env);
+        gw_respond_err(c, ERR_NOMEM, "append envelope");
+        return;
+    }
+    if (stream_metered_size(0, 0, env.n) > STREAM_RECORD_MAX) {
+        jbuf_free(&env);
+        gw_respond_json(c, 413,
+                        json_pack("{s:b,s:s}", "ok", 0, "error", "Record exceeds the 1 MiB limit"),
+                        GW_NO_RETRY);
+        return;
+    }
+    mp_writer_init(&w);
+    mp_put_map(&w, 4);
+    mp_put_kv_str(&w, "env", st->feed.env);
+    mp_put_kv_str(&w, "key", st->feed.key);
+    mp_put_kv_str(&w, "io", st->feed.io);
+    mp_put_str(&w, "records");
+    mp_put_array(&w, 1);
+    mp_put_map(&w, 3);
+    mp_put_kv_str(&w, "part_id", st->part_id);
+    mp_put_str(&w, "headers");
+    mp_put_array(&w, 0);
+    mp_put_str(&w, "body");
+    mp_put_bin(&w, env.p, env.n);
+    jbuf_free(&env);
+    err_t rc = mp_writer_err(&w);
+    if (rc == OK)
+        rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_APPEND,
+                      mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_append_on_appended, c);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        gw_respond_err(c, rc, "stream.append");
+}
+
+static void gw_append_on_session(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct slice s;
+    char reason[512], id[128];
+    static const char *const super[] = {"write:sessions", "write:all", "admin"};
+    if (rc == ERR_NOTFOUND) {
+        gw_respond_json(c, 404, json_pack("{s:b,s:s}", "ok", 0, "error", "Session not found"),
+                        GW_NO_RETRY);
+        return;
+    }
+    if (rc != OK || !gw_reply_session(env, &s)) {
+        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.get");
+        return;
+    }
+    if (!gw_session_authorize(c, s, "write", super, true) || !gw_out_writer_ok(c, s))
+        return;
+    uint64_t closed = gw_sess_u64(s, "closed_at_ms"), expires = gw_sess_u64(s, "expires_at_ms");
+    if (closed || (expires && expires < clock_wall_ms())) {
+        json_t *b = json_pack("{s:b,s:s,s:s}", "ok", 0, "error",
+                              closed ? "Cannot append to a closed session"
+                                     : "Cannot append to an expired session",
+                              "code", "session_closed");
+        if (closed && gw_sess_str(s, "closed_reason", reason, sizeof(reason)))
+            json_object_set_new(b, "closedReason", json_string(reason));
+        else
+            json_object_set_new(b, "closedReason", closed ? json_null() : json_string("expired"));
+        gw_respond_json(c, 409, b, GW_NO_RETRY);
+        return;
+    }
+    gw_stream_name(c, s);
+    if (strcmp(c->params.io, "in") != 0) {
+        gw_append_send(c);
+        return;
+    }
+    /* a message on .in needs a live run to read it: continuation when the last one ended */
+    struct mp_writer w;
+    gw_sess_str(s, "id", id, sizeof(id));
+    mp_writer_init(&w);
+    mp_put_map(&w, 3);
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "session_id", id);
+    mp_put_kv_str(&w, "reason", "continuation");
+    rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], MSG_RUN_ENSURE, mp_writer_data(&w),
+                  mp_writer_len(&w), &c->trace, gw_append_on_ensure, c);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        gw_append_on_ensure(c, rc, NULL);
+}
+
+void gw_on_stream_append(struct gw_call *c)
+{
+    struct gw_stream_state *st = gw_st(c);
+    size_t n;
+    const char *pid = gw_header(c->req, "x-part-id", &n);
+    if (pid && (n == 0 || n > STREAM_PART_ID_MAX || memchr(pid, '\0', n))) {
+        gw_respond_json(c, 400, json_pack("{s:b,s:s}", "ok", 0, "error", "Invalid X-Part-Id"),
+                        GW_NO_RETRY);
+        return;
+    }
+    if (pid) {
+        memcpy(st->part_id, pid, n);
+        st->part_id[n] = '\0';
+    } else {
+        /* no part id: a fresh one, so the record has one and a retry is simply a new record */
+        static const char abc[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        for (int i = 0; i < 21; i++)
+            st->part_id[i] = abc[nng_random() % 62];
+        st->part_id[21] = '\0';
+    }
+    err_t rc = gw_session_lookup(c, gw_append_on_session);
+    if (rc != OK)
+        gw_respond_err(c, rc, "session.get");
+}
+
+/* ---- GET/HEAD /realtime/v1/sessions/:session/:io (SSE) ---- */
+
+/* Last-Event-ID as the contract parses it: the text before the first '-', a number >= 0. */
+static uint64_t gw_last_event_start(h2o_req_t *req)
+{
+    size_t n;
+    uint64_t v;
+    const char *s = gw_header(req, "last-event-id", &n);
+    if (!s)
+        return 0;
+    const char *dash = memchr(s, '-', n);
+    if (dash)
+        n = (size_t)(dash - s);
+    while (n && (*s == ' ' || *s == '\t'))
+        s++, n--;
+    return gw_parse_u64(s, n, &v) && v < UINT64_MAX ? v + 1 : 0;
+}
+
+/* Settled: the last non-command record of .out is a turn-complete control record. */
+static bool gw_peek_settled(const struct envelope *env)
+{
+    struct mp_reader v, r;
+    uint32_t n;
+    struct slice recs[16];
+    if (!env || mp_map_find(env->body.p, env->body.n, "records", &v) != OK ||
+        mp_read_array(&v, &n) != OK || n > 16)
+        return false;
+    for (uint32_t i = 0; i < n; i++)
+        if (mp_skip(&v, &recs[i]) != OK)
+            return false;
+    for (uint32_t i = n; i-- > 0;) {
+        struct slice hn, hv, body = SLICE_NULL;
+        uint32_t nh, two;
+        bool command = false, turn_complete = false;
+        if (mp_map_find(recs[i].p, recs[i].n, "headers", &r) == OK && mp_read_array(&r, &nh) == OK) {
+            for (uint32_t h = 0; h < nh; h++) {
+                if (mp_read_array(&r, &two) != OK || two != 2 || mp_read_str(&r, &hn) != OK ||
+                    mp_read_str(&r, &hv) != OK)
+                    return false;
+                if (h == 0 && hn.n == 0)
+                    command = true;
+                if (slice_eq(hn, "trigger-control") && slice_eq(hv, "turn-complete"))
+                    turn_complete = true;
+            }
+        }
+        if (command)
+            continue;
+        if (turn_complete)
+            return true;
+        /* the legacy form: a data record whose chunk is {"type": "trigger:turn-complete"} */
+        if (mp_map_find(recs[i].p, recs[i].n, "body", &r) != OK || mp_read_bin(&r, &body) != OK)
+            return false;
+        json_t *e = json_loadb(body.p, body.n, 0, NULL), *d = json_object_get(e, "data");
+        json_t *parsed = json_is_string(d) ? json_loads(json_string_value(d), 0, NULL) : NULL;
+        json_t *chunk = parsed ? parsed : d;
+        bool legacy = json_is_object(chunk) &&
+                      json_is_string(json_object_get(chunk, "type")) &&
+                      strcmp(json_string_value(json_object_get(chunk, "type")),
+                             "trigger:turn-complete") == 0;
+        json_decref(parsed);
+        json_decref(e);
+        return legacy;
+    }
+    return false;
+}
+
+static void gw_sub_on_peek(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct gw_stream_state *st = c->state;
+    if (rc == OK && gw_peek_settled(env)) {
+        st->feed.drain = true;
+        gw_add_header(c, "x-session-settled", "true");
+    }
+    gw_feed_start(c, &st->feed);
+}
+
+static void gw_sub_on_session(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct gw_stream_state *st = c->state;
+    struct slice s = SLICE_NULL;
+    static const char *const super[] = {"read:sessions", "read:all", "admin"};
+    size_t n;
+    if (rc == ERR_NOTFOUND && gw_is_friendly_session(c->params.session)) {
+        gw_respond_error(c, 404, "Not found", GW_NO_RETRY);
+        return;
+    }
+    if (rc != OK && rc != ERR_NOTFOUND) {
+        gw_respond_err(c, rc, "session.get");
+        return;
+    }
+    if (rc == OK && !gw_reply_session(env, &s)) {
+        gw_respond_err(c, ERR_PROTO, "session.get");
+        return;
+    }
+    if (!gw_session_authorize(c, s, "read", super, true))
+        return;
+    if (h2o_memis(c->req->method.base, c->req->method.len, H2O_STRLIT("HEAD"))) {
+        gw_add_header(c, "x-last-chunk-index", "0");
+        gw_respond_json(c, 200, json_object(), 0);
+        return;
+    }
+    gw_stream_name(c, s);
+    const char *peek = gw_header(c->req, "x-peek-settled", &n);
+    if (peek && n == 1 && peek[0] == '1' && strcmp(c->params.io, "out") == 0) {
+        struct mp_writer w;
+        mp_writer_init(&w);
+        mp_put_map(&w, 4);
+        mp_put_kv_str(&w, "env", st->feed.env);
+        mp_put_kv_str(&w, "key", st->feed.key);
+        mp_put_kv_str(&w, "io", st->feed.io);
+        mp_put_kv_uint(&w, "count", 2);
+        rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_PEEK, mp_writer_data(&w),
+                      mp_writer_len(&w), &c->trace, gw_sub_on_peek, c);
+        mp_writer_fini(&w);
+        if (rc == OK)
+            return;
+        /* a failed peek is "not settled", as upstream */
+    }
+    gw_feed_start(c, &st->feed);
+}
+
+void gw_on_stream_subscribe(struct gw_call *c)
+{
+    struct gw_stream_state *st = gw_st(c);
+    size_t n;
+    uint64_t secs = GW_SSE_WAIT_DEFAULT_S;
+    const char *ts = gw_header(c->req, "timeout-seconds", &n);
+    if (ts) {
+        if (!gw_parse_u64(ts, n, &secs)) {
+            gw_respond_error(c, 400, "Invalid Timeout-Seconds header", GW_NO_RETRY);
+            return;
+        }
+        if (secs < 1 || secs > 600) {
+            gw_respond_error(c, 400, "Timeout-Seconds must be between 1 and 600", GW_NO_RETRY);
+            return;
+        }
+    }
+    st->feed.wait_ms = secs * 1000;
+    st->feed.start = gw_last_event_start(c->req);
+    err_t rc = gw_session_lookup(c, gw_sub_on_session);
+    if (rc != OK)
+        gw_respond_err(c, rc, "session.get");
+}
+
+/* ---- GET /realtime/v1/sessions/:session/:io/records?afterEventId=N ---- */
+
+static void gw_records_read(struct gw_call *c);
+
+/* One record as the /records answer shows it: the envelope unwrapped. */
+static void gw_records_put(struct gw_stream_state *st, struct slice rec)
+{
+    struct mp_reader r;
+    struct slice body = SLICE_NULL, hn, hv;
+    uint64_t seq = 0;
+    uint32_t nh = 0, two;
+    bool control = false;
+    json_t *headers = json_array();
+    if (mp_map_find(rec.p, rec.n, "seq", &r) == OK)
+        (void)mp_read_uint(&r, &seq);
+    if (mp_map_find(rec.p, rec.n, "body", &r) == OK)
+        (void)mp_read_bin(&r, &body);
+    if (mp_map_find(rec.p, rec.n, "headers", &r) == OK && mp_read_array(&r, &nh) == OK) {
+        for (uint32_t h = 0; h < nh; h++) {
+            if (mp_read_array(&r, &two) != OK || two != 2 || mp_read_str(&r, &hn) != OK ||
+                mp_read_str(&r, &hv) != OK)
+                break;
+            if (h == 0 && hn.n == 0) { /* a stream command record: not for readers */
+                json_decref(headers);
+                return;
+            }
+            if (slice_eq(hn, "trigger-control"))
+                control = true;
+            json_array_append_new(headers, json_pack("[s#,s#]", hn.p, (int)hn.n, hv.p, (int)hv.n));
+        }
+    }
+    json_t *item = json_object(), *data = NULL, *id = NULL;
+    if (!control && body.n) {
+        json_t *e = json_loadb(body.p, body.n, 0, NULL);
+        if (json_is_object(e) && json_object_get(e, "data")) {
+            data = json_incref(json_object_get(e, "data"));
+            id = json_incref(json_object_get(e, "id"));
+        } else {
+            data = json_stringn_nocheck(body.p, body.n);
+        }
+        json_decref(e);
+    }
+    json_object_set_new(item, "data", data ? data : json_string(""));
+    json_object_set_new(item, "id", json_is_string(id) ? id : (json_decref(id), json_string("")));
+    json_object_set_new(item, "seqNum", json_integer((json_int_t)seq));
+    if (json_array_size(headers))
+        json_object_set_new(item, "headers", headers);
+    else
+        json_decref(headers);
+    char *text = json_dumps(item, JSON_COMPACT);
+    json_decref(item);
+    if (!text) {
+        st->acc.err = ERR_NOMEM;
+        return;
+    }
+    if (st->nrecs++)
+        jbuf_put(&st->acc, ",", 1);
+    jbuf_puts(&st->acc, text);
+    free(text);
+}
+
+static void gw_records_finish(struct gw_call *c)
+{
+    struct gw_stream_state *st = c->state;
+    jbuf_puts(&st->acc, "]}");
+    if (st->acc.err != OK) {
+        gw_respond_err(c, ERR_NOMEM, "records");
+        return;
+    }
+    json_t *j = json_loadb(st->acc.p, st->acc.n, 0, NULL);
+    jbuf_free(&st->acc);
+    if (!j) {
+        gw_respond_err(c, ERR_INTERNAL, "records");
+        return;
+    }
+    gw_respond_json(c, 200, j, 0);
+}
+
+static void gw_records_on_read(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct gw_stream_state *st = c->state;
+    struct mp_reader v;
+    uint32_t n = 0;
+    uint64_t tail = 0, last = 0;
+    if (rc != OK) {
+        jbuf_free(&st->acc);
+        gw_respond_err(c, rc, "stream.read");
+        return;
+    }
+    if (mp_map_find(env->body.p, env->body.n, "tail", &v) == OK)
+        (void)mp_read_uint(&v, &tail);
+    if (mp_map_find(env->body.p, env->body.n, "records", &v) == OK && mp_read_array(&v, &n) == OK) {
+        for (uint32_t i = 0; i < n; i++) {
+            struct slice rec;
+            struct mp_reader r;
+            if (mp_skip(&v, &rec) != OK)
+                break;
+            if (mp_map_find(rec.p, rec.n, "seq", &r) == OK)
+                (void)mp_read_uint(&r, &last);
+            gw_records_put(st, rec);
+        }
+    }
+    if (n > 0 && last + 1 < tail && st->nrecs < GW_RECORDS_MAX) {
+        st->from = last + 1;
+        gw_records_read(c);
+        return;
+    }
+    gw_records_finish(c);
+}
+
+static void gw_records_read(struct gw_call *c)
+{
+    struct gw_stream_state *st = c->state;
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 5);
+    mp_put_kv_str(&w, "env", st->feed.env);
+    mp_put_kv_str(&w, "key", st->feed.key);
+    mp_put_kv_str(&w, "io", st->feed.io);
+    mp_put_kv_uint(&w, "from", st->from);
+    mp_put_kv_uint(&w, "count", 1000);
+    err_t rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_READ, mp_writer_data(&w),
+                        mp_writer_len(&w), &c->trace, gw_records_on_read, c);
+    mp_writer_fini(&w);
+    if (rc != OK) {
+        jbuf_free(&st->acc);
+        gw_respond_err(c, rc, "stream.read");
+    }
+}
+
+static void gw_records_on_session(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct gw_stream_state *st = c->state;
+    struct slice s = SLICE_NULL;
+    static const char *const super[] = {"read:sessions", "read:all", "admin"};
+    if (rc == ERR_NOTFOUND && gw_is_friendly_session(c->params.session)) {
+        gw_respond_error(c, 404, "Not found", GW_NO_RETRY);
+        return;
+    }
+    if (rc != OK && rc != ERR_NOTFOUND) {
+        gw_respond_err(c, rc, "session.get");
+        return;
+    }
+    if (rc == OK && !gw_reply_session(env, &s)) {
+        gw_respond_err(c, ERR_PROTO, "session.get");
+        return;
+    }
+    if (!gw_session_authorize(c, s, "read", super, true))
+        return;
+    gw_stream_name(c, s);
+    jbuf_puts(&st->acc, "{\"records\":[");
+    gw_records_read(c);
+}
+
+void gw_on_stream_records(struct gw_call *c)
+{
+    struct gw_stream_state *st = gw_st(c);
+    char after[32];
+    uint64_t v;
+    if (gw_query(c->req, "afterEventId", after, sizeof(after))) {
+        if (!gw_parse_u64(after, strlen(after), &v)) {
+            gw_respond_error(c, 400, "afterEventId must be a non-negative integer", GW_NO_RETRY);
+            return;
+        }
+        st->from = v + 1;
+    }
+    err_t rc = gw_session_lookup(c, gw_records_on_session);
+    if (rc != OK)
+        gw_respond_err(c, rc, "session.get");
+}
+
+/* ---- PUT /realtime/v1/sessions/:session/:io: S2 credentials for writing the channel ---- */
+
+/* Where clients reach this gateway: TETHER_GW_PUBLIC_URL, else the request's Host. */
+static void gw_public_base(struct gw_call *c, char *out, size_t cap)
+{
+    const char *pub = c->gw->gw.public_url;
+    if (pub && *pub) {
+        size_t l = strlen(pub);
+        snprintf(out, cap, "%.*s", (int)(l && pub[l - 1] == '/' ? l - 1 : l), pub);
+        return;
+    }
+    h2o_iovec_t host = c->req->authority;
+    snprintf(out, cap, "http://%.*s", (int)host.len, host.base);
+}
+
+/* The one scope an S2 access token carries: its stream. */
+static void gw_s2_scope(char *out, size_t cap, const char *key, const char *io)
+{
+    snprintf(out, cap, "s2:append:sessions/%s/%s", key, io);
+}
+
+static void gw_init_on_session(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct gw_stream_state *st = c->state;
+    struct slice s = SLICE_NULL;
+    static const char *const super[] = {"write:sessions", "write:all", "admin"};
+    char base[512], endpoint[600], name[STREAM_KEY_MAX + 32], scope[STREAM_KEY_MAX + 64];
+    if (rc == ERR_NOTFOUND && gw_is_friendly_session(c->params.session)) {
+        gw_respond_error(c, 404, "Session not found", GW_NO_RETRY);
+        return;
+    }
+    if (rc != OK && rc != ERR_NOTFOUND) {
+        gw_respond_err(c, rc, "session.get");
+        return;
+    }
+    if (rc == OK && !gw_reply_session(env, &s)) {
+        gw_respond_err(c, ERR_PROTO, "session.get");
+        return;
+    }
+    if (!gw_session_authorize(c, s, "write", super, true) || !gw_out_writer_ok(c, s))
+        return;
+    if (s.n && gw_sess_u64(s, "closed_at_ms")) {
+        gw_respond_error(c, 400, "Cannot initialize a stream on a closed session", GW_NO_RETRY);
+        return;
+    }
+    gw_stream_name(c, s);
+    gw_s2_scope(scope, sizeof(scope), st->feed.key, st->feed.io);
+    const char *const scopes[] = {scope};
+    char *token = gw_jwt_mint(c->auth.env.signing_key, c->auth.env.id, scopes, 1,
+                              GW_S2_TOKEN_TTL_S);
+    if (!token) {
+        gw_respond_err(c, ERR_INTERNAL, "could not mint the stream token");
+        return;
+    }
+    gw_public_base(c, base, sizeof(base));
+    snprintf(endpoint, sizeof(endpoint), "%s/s2/v1", base);
+    snprintf(name, sizeof(name), "sessions/%s/%s", st->feed.key, st->feed.io);
+    gw_add_header(c, "x-s2-access-token", token);
+    gw_add_header(c, "x-s2-stream-name", name);
+    gw_add_header(c, "x-s2-basin", GW_S2_BASIN);
+    gw_add_header(c, "x-s2-endpoint", endpoint);
+    gw_add_header(c, "x-s2-flush-interval-ms", "100");
+    gw_add_header(c, "x-s2-max-retries", "10");
+    gw_add_header(c, "access-control-expose-headers", "*");
+    free(token);
+    gw_respond_json(c, 202, json_pack("{s:s}", "version", "v2"), 0);
+}
+
+void gw_on_stream_init(struct gw_call *c)
+{
+    (void)gw_st(c);
+    err_t rc = gw_session_lookup(c, gw_init_on_session);
+    if (rc != OK)
+        gw_respond_err(c, rc, "session.get");
+}
+
+/* ---- the S2-compatible records endpoint: /s2/v1/streams/:stream/records ---- */
+
+/*
+ * The stream of an S2 request: "sessions/<key>/<io>" in the URL, allowed by a
+ * token minted for exactly that stream (or the secret key).
+ */
+static bool gw_s2_stream(struct gw_call *c)
+{
+    struct gw_stream_state *st = gw_st(c);
+    const char *name = c->params.session, *slash;
+    char scope[STREAM_KEY_MAX + 64];
+    size_t l = strlen(name);
+    if (strncmp(name, "sessions/", 9) != 0 || !(slash = strrchr(name, '/')) || slash == name + 8 ||
+        !stream_io_valid(slash + 1) || (size_t)(slash - (name + 9)) > STREAM_KEY_MAX) {
+        gw_respond_json(c, 404, json_pack("{s:s,s:s}", "code", "stream_not_found", "message",
+                                          "no such stream"),
+                        GW_NO_RETRY);
+        return false;
+    }
+    (void)l;
+    snprintf(st->feed.env, sizeof(st->feed.env), "%s", c->auth.env.id);
+    snprintf(st->feed.key, sizeof(st->feed.key), "%.*s", (int)(slash - (name + 9)), name + 9);
+    snprintf(st->feed.io, sizeof(st->feed.io), "%s", slash + 1);
+    if (c->auth.kind == GW_AUTH_SECRET)
+        return true;
+    gw_s2_scope(scope, sizeof(scope), st->feed.key, st->feed.io);
+    for (unsigned i = 0; i < c->auth.nscopes; i++)
+        if (strcmp(c->auth.scopes[i], scope) == 0)
+            return true;
+    gw_respond_json(c, 403, json_pack("{s:s,s:s}", "code", "permission_denied", "message",
+                                      "the access token does not cover this stream"),
+                    GW_NO_RETRY);
+    return false;
+}
+
+static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct mp_reader v;
+    uint32_t n;
+    uint64_t first = 0, tail = 0, ts = 0;
+    if (rc == ERR_TOOBIG || rc == ERR_INVAL) {
+        gw_respond_json(c, rc == ERR_TOOBIG ? 413 : 422,
+                        json_pack("{s:s,s:s}", "code", "invalid", "message",
+                                  env && env->err_msg.p ? "invalid records" : "invalid records"),
+                        GW_NO_RETRY);
+        return;
+    }
+    if (rc != OK) {
+        gw_respond_err(c, rc, "stream.append");
+        return;
+    }
+    if (mp_map_find(env->body.p, env->body.n, "seqs", &v) != OK || mp_read_array(&v, &n) != OK ||
+        n == 0 || mp_read_uint(&v, &first) != OK) {
+        gw_respond_err(c, ERR_PROTO, "stream.append");
+        return;
+    }
+    if (mp_map_find(env->body.p, env->body.n, "tail", &v) == OK)
+        (void)mp_read_uint(&v, &tail);
+    if (mp_map_find(env->body.p, env->body.n, "ts", &v) == OK)
+        (void)mp_read_uint(&v, &ts);
+    gw_respond_json(c, 200,
+                    json_pack("{s:{s:I,s:I},s:{s:I,s:I},s:{s:I,s:I}}", "start", "seq_num",
+                              (json_int_t)first, "timestamp", (json_int_t)ts, "end", "seq_num",
+                              (json_int_t)(first + n), "timestamp", (json_int_t)ts, "tail",
+                              "seq_num", (json_int_t)tail, "timestamp", (json_int_t)ts),
+                    0);
+}
+
+void gw_on_s2_append(struct gw_call *c)
+{
+    struct gw_stream_state *st;
+    json_t *recs = json_object_get(c->body, "records");
+    size_t i;
+    json_t *r;
+    struct mp_writer w;
+    if (!gw_s2_stream(c))
+        return;
+    st = c->state;
+    if (!json_is_array(recs) || json_array_size(recs) == 0 ||
+        json_array_size(recs) > STREAM_BATCH_MAX) {
+        gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message",
+                                          "records must be an array of 1-1000 records"),
+                        GW_NO_RETRY);
+        return;
+    }
+    mp_writer_init(&w);
+    mp_put_map(&w, 4);
+    mp_put_kv_str(&w, "env", st->feed.env);
+    mp_put_kv_str(&w, "key", st->feed.key);
+    mp_put_kv_str(&w, "io", st->feed.io);
+    mp_put_str(&w, "records");
+    mp_put_array(&w, (uint32_t)json_array_size(recs));
+    json_array_foreach(recs, i, r) {
+        json_t *h = json_object_get(r, "headers"), *b = json_object_get(r, "body"), *x;
+        size_t j;
+        bool ok = json_is_object(r) && (!h || json_is_array(h)) && (!b || json_is_string(b));
+        json_array_foreach(h, j, x) ok = ok && json_is_array(x) && json_array_size(x) == 2 &&
+                                         json_is_string(json_array_get(x, 0)) &&
+                                         json_is_string(json_array_get(x, 1));
+        if (!ok) {
+            mp_writer_fini(&w);
+            gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message",
+                                              "a record is {headers?: [[name, value]], body?: "
+                                              "string}"),
+                            GW_NO_RETRY);
+            return;
+        }
+        mp_put_map(&w, 2);
+        mp_put_str(&w, "headers");
+        mp_put_array(&w, (uint32_t)json_array_size(h));
+        json_array_foreach(h, j, x) {
+            mp_put_array(&w, 2);
+            mp_put_strn(&w, json_string_value(json_array_get(x, 0)),
+                        json_string_length(json_array_get(x, 0)));
+            mp_put_strn(&w, json_string_value(json_array_get(x, 1)),
+                        json_string_length(json_array_get(x, 1)));
+        }
+        mp_put_str(&w, "body");
+        mp_put_bin(&w, b ? json_string_value(b) : "", b ? json_string_length(b) : 0);
+    }
+    err_t rc = mp_writer_err(&w);
+    if (rc == OK)
+        rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_APPEND,
+                      mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_s2_on_appended, c);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        gw_respond_err(c, rc, "stream.append");
+}
+
+static void gw_s2_on_read(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct mp_reader v;
+    uint32_t n = 0;
+    uint64_t tail = 0, tail_ts = 0, seq;
+    struct jbuf b = {0};
+    if (rc != OK) {
+        gw_respond_err(c, rc, "stream.read");
+        return;
+    }
+    if (mp_map_find(env->body.p, env->body.n, "tail", &v) == OK)
+        (void)mp_read_uint(&v, &tail);
+    if (mp_map_find(env->body.p, env->body.n, "tail_ts", &v) == OK)
+        (void)mp_read_uint(&v, &tail_ts);
+    jbuf_puts(&b, "{\"records\":[");
+    if (mp_map_find(env->body.p, env->body.n, "records", &v) == OK && mp_read_array(&v, &n) == OK)
+        for (uint32_t i = 0; i < n; i++) {
+            if (i)
+                jbuf_put(&b, ",", 1);
+            if (gw_record_json(&v, &b, &seq) != OK)
+                break;
+        }
+    jbuf_fmt(&b, "],\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "}}", tail, tail_ts);
+    json_t *j = b.err == OK ? json_loadb(b.p, b.n, 0, NULL) : NULL;
+    jbuf_free(&b);
+    if (!j) {
+        gw_respond_err(c, ERR_PROTO, "stream.read");
+        return;
+    }
+    gw_respond_json(c, 200, j, 0);
+}
+
+void gw_on_s2_read(struct gw_call *c)
+{
+    char q[32];
+    uint64_t seq = 0, count = 1000, wait = 0;
+    size_t n;
+    if (!gw_s2_stream(c))
+        return;
+    struct gw_stream_state *st = c->state;
+    if ((gw_query(c->req, "seq_num", q, sizeof(q)) && !gw_parse_u64(q, strlen(q), &seq)) ||
+        (gw_query(c->req, "count", q, sizeof(q)) &&
+         (!gw_parse_u64(q, strlen(q), &count) || count == 0 || count > 1000)) ||
+        (gw_query(c->req, "wait", q, sizeof(q)) &&
+         (!gw_parse_u64(q, strlen(q), &wait) || wait > 600))) {
+        gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message",
+                                          "seq_num, count (1-1000) and wait (0-600) are integers"),
+                        GW_NO_RETRY);
+        return;
+    }
+    const char *accept = gw_header(c->req, "accept", &n);
+    if (accept && n >= 17 && memmem(accept, n, "text/event-stream", 17)) {
+        st->feed.start = seq;
+        st->feed.wait_ms = wait * 1000;
+        st->feed.drain = wait == 0;
+        gw_feed_start(c, &st->feed);
+        return;
+    }
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 5);
+    mp_put_kv_str(&w, "env", st->feed.env);
+    mp_put_kv_str(&w, "key", st->feed.key);
+    mp_put_kv_str(&w, "io", st->feed.io);
+    mp_put_kv_uint(&w, "from", seq);
+    mp_put_kv_uint(&w, "count", count);
+    err_t rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_READ, mp_writer_data(&w),
+                        mp_writer_len(&w), &c->trace, gw_s2_on_read, c);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        gw_respond_err(c, rc, "stream.read");
+}

@@ -1,0 +1,34 @@
+/*
+ * sessref.h - a session as the gateway's handlers see it: the session object
+ * of a session-manager reply (proto/msg.c), looked up by the URL's
+ * :session value, and authorized on its ids.
+ *
+ * Shared by the sessions API (h_sessions.c) and the realtime routes
+ * (h_streams.c). Slices point into a reply or a copy the caller owns.
+ */
+#ifndef TETHER_GW_SESSREF_H
+#define TETHER_GW_SESSREF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "http.h"
+#include "mp.h"
+
+/* A string field of a session object into out; false when absent (out is then ""). */
+bool gw_sess_str(struct slice m, const char *k, char *out, size_t cap);
+/* An unsigned field; 0 when absent. */
+uint64_t gw_sess_u64(struct slice m, const char *k);
+/* The session object inside a reply {session: {...}}. */
+bool gw_reply_session(const struct envelope *env, struct slice *out);
+/* session.get of the URL's :session value (friendly id or externalId) in the caller's environment. */
+err_t gw_session_lookup(struct gw_call *c, bus_reply_fn cb);
+/*
+ * Authorizes `action` on the row's ids (friendly and external) plus, optionally, the URL
+ * value; on refusal answers the contract's 403 and returns false.
+ */
+bool gw_session_authorize(struct gw_call *c, struct slice s, const char *action,
+                          const char *const *super, bool with_url);
+
+#endif

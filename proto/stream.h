@@ -1,0 +1,44 @@
+/*
+ * stream.h - how a session channel's record stream is named, and its limits.
+ *
+ * Shared by the stream-broker (which owns the Redis keys and publishes on
+ * the topic) and the gateway (which subscribes to the topic of every stream
+ * one of its clients reads). Every name is a pure function of (environment
+ * id, addressing key, io), so all gateway and broker instances agree on it.
+ */
+#ifndef TETHER_PROTO_STREAM_H
+#define TETHER_PROTO_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+
+/* A record's metered size (8 + 2 per header + header bytes + body) is capped here. */
+#define STREAM_RECORD_MAX (1024u * 1024u)
+/* Records per stream.append, and per stream.read. */
+#define STREAM_BATCH_MAX 1000u
+/* Headers per record, and the length of one part id. */
+#define STREAM_HEADERS_MAX 64u
+#define STREAM_PART_ID_MAX 256u
+/* How long an X-Part-Id is remembered for de-duplication. */
+#define STREAM_PART_TTL_S 300u
+/* Longest environment id and addressing key a stream name accepts. */
+#define STREAM_ENV_MAX 64u
+#define STREAM_KEY_MAX 1024u
+/* Room for any name below. */
+#define STREAM_NAME_MAX (STREAM_ENV_MAX + STREAM_KEY_MAX + 64u)
+
+/* "in" or "out". */
+bool stream_io_valid(const char *io);
+
+/*
+ * The event topic of a stream: "stream.<env>.<io>.<key>" (the key last: it may hold dots).
+ * ERR_INVAL when env or key is empty, too long or holds a NUL, or io is not valid.
+ */
+err_t stream_topic(char *out, size_t cap, const char *env, const char *key, const char *io);
+
+/* The metered size of a record (what STREAM_RECORD_MAX bounds). */
+size_t stream_metered_size(size_t nheaders, size_t header_bytes, size_t body_n);
+
+#endif
