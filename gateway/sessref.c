@@ -53,7 +53,7 @@ err_t gw_session_lookup(struct gw_call *c, bus_reply_fn cb)
 
 /* Authorizes `action` on the row's ids (friendly and external) plus, optionally, the URL value. */
 bool gw_session_authorize(struct gw_call *c, struct slice s, const char *action,
-                                 const char *const *super, bool with_url)
+                          const char *const *super, bool with_url)
 {
     char friendly[128], ext[GW_PARAM_MAX];
     const char *ids[3];
@@ -66,8 +66,11 @@ bool gw_session_authorize(struct gw_call *c, struct slice s, const char *action,
         ids[n++] = friendly;
         ids[n++] = gw_sess_str(s, "external_id", ext, sizeof(ext)) ? ext : "";
     }
+    unsigned nsuper = 0;
+    while (nsuper < 3 && super[nsuper]) /* a NULL ends the list early: no super-scope counts */
+        nsuper++;
     struct gw_resource res = {"sessions", ids, n};
-    if (gw_authorize(&c->auth, action, &res, 1, super, 3, why, sizeof(why)))
+    if (gw_authorize(&c->auth, action, &res, 1, super, nsuper, why, sizeof(why)))
         return true;
     gw_respond_forbidden(c, why);
     return false;

@@ -26,7 +26,8 @@ bool gw_reply_session(const struct envelope *env, struct slice *out);
 err_t gw_session_lookup(struct gw_call *c, bus_reply_fn cb);
 /*
  * Authorizes `action` on the row's ids (friendly and external) plus, optionally, the URL
- * value; on refusal answers the contract's 403 and returns false.
+ * value; on refusal answers the contract's 403 and returns false. super lists up to three
+ * super-scopes; a NULL entry ends it early ({NULL}: none counts).
  */
 bool gw_session_authorize(struct gw_call *c, struct slice s, const char *action,
                           const char *const *super, bool with_url);

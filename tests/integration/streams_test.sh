@@ -138,6 +138,16 @@ OUT=$(curl -s -N --max-time 8 -H "Authorization: Bearer $KEY" -H 'Timeout-Second
 is "$(grep '^data: {"records"' <<<"$OUT" | sed 's/^data: //' | jq -r '.records[].body | fromjson | .data' | paste -sd, -)" \
   "$(seq 0 59 | sed 's/^/b/' | paste -sd, -)" "after a kill -9 of the broker every record is there once, in order"
 
+# --- the agent's run token writes .out (PUT and append)
+api POST /api/v1/workers/dequeue '{"taskIdentifiers":["echo"],"maxRuns":50}' "$KEY" -H 'Content-Type: application/json'
+RT=$(jq -r --arg s "$SID" '[.runs[] | select(.sessionId == $s)][0].token' <<<"$BODY")
+ok "the session's run was dequeued with a run token" test -n "$RT" -a "$RT" != null
+api PUT "/realtime/v1/sessions/chat-$S/out" "" "$RT"
+is "$CODE" 202 "PUT on .out with the session's run token is 202"
+append out rt1 'from the agent' "$RT"
+is "$CODE" 200 "the run token appends to .out"
+ok "the gateways are still the same processes" bash -c "[[ \$($TETHER_TEST_BIN/tetherctl status --json | jq '[.children[] | select(.name | startswith(\"gateway\")) | .restarts] | add') == 0 ]]"
+
 # --- a closed session takes nothing
 api POST "/api/v1/sessions/$SID/close" '{"reason":"done"}' "$KEY" -H 'Content-Type: application/json'
 append in p9 'late'
