@@ -269,10 +269,15 @@ static void gw_feed_on_stop(h2o_generator_t *gen, h2o_req_t *req)
     (void)req; /* the pool's dispose (gw_feed_ref_dispose) follows and does the work */
 }
 
-static void gw_feed_schedule_ping(struct gw_feed *f, uint64_t now)
+/* Sends `event: ping` and picks the next one 5-15 s on, randomised so that 10,000 idle feeds
+ * do not ping in step. */
+static void gw_feed_ping(struct gw_feed *f, uint64_t now)
 {
-    /* 5-15 s, randomised so that 10,000 idle feeds do not ping in step */
+    char ping[96];
+    int w = snprintf(ping, sizeof(ping), "event: ping\ndata: {\"timestamp\":%" PRIu64 "}\n\n",
+                     clock_wall_ms());
     f->next_ping_mono = now + 5000 + nng_random() % 10000;
+    gw_feed_put(f, ping, (size_t)w);
 }
 
 /* Appends an `event: batch` frame of records already rendered as a JSON array body. */
@@ -296,7 +301,15 @@ static void gw_feed_batch(struct gw_feed *f, const char *records, size_t n, unsi
 
 /* ---- records ---- */
 
-err_t gw_record_json(struct mp_reader *r, struct jbuf *b, uint64_t *seq)
+void gw_stream_put_name(struct mp_writer *w, const struct gw_feed_opts *o, uint32_t extra)
+{
+    mp_put_map(w, 3 + extra);
+    mp_put_kv_str(w, "env", o->env);
+    mp_put_kv_str(w, "key", o->key);
+    mp_put_kv_str(w, "io", o->io);
+}
+
+err_t gw_record_json(struct mp_reader *r, struct jbuf *b, uint64_t *seq, uint64_t *ts_out)
 {
     uint32_t nk, nh;
     uint64_t ts = 0;
@@ -330,6 +343,8 @@ err_t gw_record_json(struct mp_reader *r, struct jbuf *b, uint64_t *seq)
     }
     if (*seq == UINT64_MAX)
         return ERR_PROTO;
+    if (ts_out)
+        *ts_out = ts;
     jbuf_fmt(b, "{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64, *seq, ts);
     if (have_headers) {
         if (mp_read_array(&headers, &nh) != OK)
@@ -390,7 +405,7 @@ static void gw_feed_on_read(void *arg, err_t rc, const struct envelope *env)
             size_t mark = recs.n;
             if (count)
                 jbuf_put(&recs, ",", 1);
-            if (gw_record_json(&v, &recs, &seq) != OK) {
+            if (gw_record_json(&v, &recs, &seq, NULL) != OK) {
                 jbuf_free(&recs);
                 LOG_WARN("sse.read_failed", "the stream-broker sent a malformed record");
                 gw_feed_end(f, "malformed record from the stream store");
@@ -425,12 +440,8 @@ static void gw_feed_on_read(void *arg, err_t rc, const struct envelope *env)
     }
     if (!f->live) {
         /* at the tail: the first ping says so, as S2 does */
-        char ping[96];
-        int w = snprintf(ping, sizeof(ping), "event: ping\ndata: {\"timestamp\":%" PRIu64 "}\n\n",
-                         clock_wall_ms());
         f->live = true;
-        gw_feed_schedule_ping(f, clock_mono_ms());
-        gw_feed_put(f, ping, (size_t)w);
+        gw_feed_ping(f, clock_mono_ms());
     }
 }
 
@@ -444,10 +455,7 @@ static void gw_feed_read(struct gw_feed *f)
     }
     bus_trace_new(&trace);
     mp_writer_init(&w);
-    mp_put_map(&w, 5);
-    mp_put_kv_str(&w, "env", f->o.env);
-    mp_put_kv_str(&w, "key", f->o.key);
-    mp_put_kv_str(&w, "io", f->o.io);
+    gw_stream_put_name(&w, &f->o, 2);
     mp_put_kv_uint(&w, "from", f->next_seq);
     mp_put_kv_uint(&w, "count", GW_FEED_READ_COUNT);
     err_t rc = mp_writer_err(&w);
@@ -477,16 +485,11 @@ static void gw_feeds_on_event(void *arg, const char *topic, const struct envelop
         return;
     /* render once for every feed of the topic */
     struct jbuf rec = {0};
-    uint64_t seq, ts = 0;
-    struct mp_reader tsr;
-    struct mp_reader start = v;
-    if (gw_record_json(&v, &rec, &seq) != OK) {
+    uint64_t seq, ts;
+    if (gw_record_json(&v, &rec, &seq, &ts) != OK) {
         jbuf_free(&rec);
         return;
     }
-    struct slice m;
-    if (mp_skip(&start, &m) == OK && mp_map_find(m.p, m.n, "ts", &tsr) == OK)
-        (void)mp_read_uint(&tsr, &ts);
     for (struct gw_feed *f = t->feeds, *next; f; f = next) {
         next = f->tnext; /* delivering may end (and unlink) f */
         if (f->ending)
@@ -516,11 +519,7 @@ static void gw_feed_on_tick(h2o_timeout_entry_t *entry)
         return;
     }
     if (f->live && now >= f->next_ping_mono) {
-        char ping[96];
-        int w = snprintf(ping, sizeof(ping), "event: ping\ndata: {\"timestamp\":%" PRIu64 "}\n\n",
-                         clock_wall_ms());
-        gw_feed_schedule_ping(f, now);
-        gw_feed_put(f, ping, (size_t)w);
+        gw_feed_ping(f, now);
         if (!f->req)
             return;
         gw_feed_read(f); /* catches a record whose event was lost and none followed */

@@ -51,11 +51,14 @@ void gw_feeds_stop(struct gw *gw);
 /* Feeds open in this process (metrics, tests). */
 unsigned gw_feeds_count(const struct gw *gw);
 
+/* Starts a stream.* request body: a map of 3 + extra pairs, the first three naming o's stream. */
+void gw_stream_put_name(struct mp_writer *w, const struct gw_feed_opts *o, uint32_t extra);
+
 /*
  * Renders one record object (proto/msg.c) as the S2 JSON record
- * {"seq_num", "timestamp", "headers"?, "body"?} into b; *seq is its
- * sequence number. ERR_PROTO when the object is malformed.
+ * {"seq_num", "timestamp", "headers"?, "body"?} into b; *seq and *ts (may be
+ * NULL) are its sequence number and timestamp. ERR_PROTO when the object is malformed.
  */
-err_t gw_record_json(struct mp_reader *r, struct jbuf *b, uint64_t *seq);
+err_t gw_record_json(struct mp_reader *r, struct jbuf *b, uint64_t *seq, uint64_t *ts);
 
 #endif

@@ -397,22 +397,7 @@ static void gw_create_on_session(void *arg, err_t rc, const struct envelope *env
     ((struct gw_sess_state *)c->state)->is_cached = cached;
 
     /* a live run: the run-manager ensures one (trigger first, then the optimistic claim) */
-    char id[128];
-    struct mp_writer w;
-    uint16_t t = gw_msg("run.ensure");
-    gw_sess_str(s, "id", id, sizeof(id));
-    if (!t) {
-        gw_respond_err(c, ERR_UNAVAIL, "run.ensure is not in the catalogue");
-        return;
-    }
-    mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "session_id", id);
-    mp_put_kv_str(&w, "reason", cached ? "continuation" : "initial");
-    rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], t, mp_writer_data(&w), mp_writer_len(&w),
-                  &c->trace, gw_create_on_ensure, c);
-    mp_writer_fini(&w);
+    rc = gw_run_ensure(c, s, cached ? "continuation" : "initial", gw_create_on_ensure);
     if (rc != OK)
         gw_respond_err(c, rc, "run.ensure");
 }

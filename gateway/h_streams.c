@@ -132,6 +132,33 @@ static bool gw_parse_u64(const char *s, size_t n, uint64_t *out)
 }
 
 /*
+ * The row of a route where the contract makes it optional (subscribe, records, PUT), then the
+ * authorization of action on it: a friendly id without a row is 404 with not_found; an
+ * externalId without one addresses its own (maybe empty) stream and leaves *s empty. False
+ * when the call has been answered.
+ */
+static bool gw_stream_row(struct gw_call *c, err_t rc, const struct envelope *env, struct slice *s,
+                          const char *action, const char *not_found)
+{
+    static const char *const rsuper[] = {"read:sessions", "read:all", "admin"};
+    static const char *const wsuper[] = {"write:sessions", "write:all", "admin"};
+    *s = SLICE_NULL;
+    if (rc == ERR_NOTFOUND && gw_is_friendly_session(c->params.session)) {
+        gw_respond_error(c, 404, not_found, GW_NO_RETRY);
+        return false;
+    }
+    if (rc != OK && rc != ERR_NOTFOUND) {
+        gw_respond_err(c, rc, "session.get");
+        return false;
+    }
+    if (rc == OK && !gw_reply_session(env, s)) {
+        gw_respond_err(c, ERR_PROTO, "session.get");
+        return false;
+    }
+    return gw_session_authorize(c, *s, action, action[0] == 'r' ? rsuper : wsuper, true);
+}
+
+/*
  * `.out` is the agent's channel: besides the secret key only a run token
  * (which carries write:runs:<id>) of this very session may write it; a session
  * token a browser holds may not.
@@ -221,10 +248,7 @@ static void gw_append_send(struct gw_call *c)
         return;
     }
     mp_writer_init(&w);
-    mp_put_map(&w, 4);
-    mp_put_kv_str(&w, "env", st->feed.env);
-    mp_put_kv_str(&w, "key", st->feed.key);
-    mp_put_kv_str(&w, "io", st->feed.io);
+    gw_stream_put_name(&w, &st->feed, 1);
     mp_put_str(&w, "records");
     mp_put_array(&w, 1);
     mp_put_map(&w, 3);
@@ -247,7 +271,7 @@ static void gw_append_on_session(void *arg, err_t rc, const struct envelope *env
 {
     struct gw_call *c = arg;
     struct slice s;
-    char reason[512], id[128];
+    char reason[512];
     static const char *const super[] = {"write:sessions", "write:all", "admin"};
     if (rc == ERR_NOTFOUND) {
         gw_respond_json(c, 404, json_pack("{s:b,s:s}", "ok", 0, "error", "Session not found"),
@@ -279,16 +303,7 @@ static void gw_append_on_session(void *arg, err_t rc, const struct envelope *env
         return;
     }
     /* a message on .in needs a live run to read it: continuation when the last one ended */
-    struct mp_writer w;
-    gw_sess_str(s, "id", id, sizeof(id));
-    mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "session_id", id);
-    mp_put_kv_str(&w, "reason", "continuation");
-    rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], MSG_RUN_ENSURE, mp_writer_data(&w),
-                  mp_writer_len(&w), &c->trace, gw_append_on_ensure, c);
-    mp_writer_fini(&w);
+    rc = gw_run_ensure(c, s, "continuation", gw_append_on_ensure);
     if (rc != OK)
         gw_append_on_ensure(c, rc, NULL);
 }
@@ -399,22 +414,9 @@ static void gw_sub_on_session(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
     struct gw_stream_state *st = c->state;
-    struct slice s = SLICE_NULL;
-    static const char *const super[] = {"read:sessions", "read:all", "admin"};
+    struct slice s;
     size_t n;
-    if (rc == ERR_NOTFOUND && gw_is_friendly_session(c->params.session)) {
-        gw_respond_error(c, 404, "Not found", GW_NO_RETRY);
-        return;
-    }
-    if (rc != OK && rc != ERR_NOTFOUND) {
-        gw_respond_err(c, rc, "session.get");
-        return;
-    }
-    if (rc == OK && !gw_reply_session(env, &s)) {
-        gw_respond_err(c, ERR_PROTO, "session.get");
-        return;
-    }
-    if (!gw_session_authorize(c, s, "read", super, true))
+    if (!gw_stream_row(c, rc, env, &s, "read", "Not found"))
         return;
     if (h2o_memis(c->req->method.base, c->req->method.len, H2O_STRLIT("HEAD"))) {
         gw_add_header(c, "x-last-chunk-index", "0");
@@ -426,10 +428,7 @@ static void gw_sub_on_session(void *arg, err_t rc, const struct envelope *env)
     if (peek && n == 1 && peek[0] == '1' && strcmp(c->params.io, "out") == 0) {
         struct mp_writer w;
         mp_writer_init(&w);
-        mp_put_map(&w, 4);
-        mp_put_kv_str(&w, "env", st->feed.env);
-        mp_put_kv_str(&w, "key", st->feed.key);
-        mp_put_kv_str(&w, "io", st->feed.io);
+        gw_stream_put_name(&w, &st->feed, 1);
         mp_put_kv_uint(&w, "count", 2);
         rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_PEEK, mp_writer_data(&w),
                       mp_writer_len(&w), &c->trace, gw_sub_on_peek, c);
@@ -580,10 +579,7 @@ static void gw_records_read(struct gw_call *c)
     struct gw_stream_state *st = c->state;
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 5);
-    mp_put_kv_str(&w, "env", st->feed.env);
-    mp_put_kv_str(&w, "key", st->feed.key);
-    mp_put_kv_str(&w, "io", st->feed.io);
+    gw_stream_put_name(&w, &st->feed, 2);
     mp_put_kv_uint(&w, "from", st->from);
     mp_put_kv_uint(&w, "count", 1000);
     err_t rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_READ, mp_writer_data(&w),
@@ -599,21 +595,8 @@ static void gw_records_on_session(void *arg, err_t rc, const struct envelope *en
 {
     struct gw_call *c = arg;
     struct gw_stream_state *st = c->state;
-    struct slice s = SLICE_NULL;
-    static const char *const super[] = {"read:sessions", "read:all", "admin"};
-    if (rc == ERR_NOTFOUND && gw_is_friendly_session(c->params.session)) {
-        gw_respond_error(c, 404, "Not found", GW_NO_RETRY);
-        return;
-    }
-    if (rc != OK && rc != ERR_NOTFOUND) {
-        gw_respond_err(c, rc, "session.get");
-        return;
-    }
-    if (rc == OK && !gw_reply_session(env, &s)) {
-        gw_respond_err(c, ERR_PROTO, "session.get");
-        return;
-    }
-    if (!gw_session_authorize(c, s, "read", super, true))
+    struct slice s;
+    if (!gw_stream_row(c, rc, env, &s, "read", "Not found"))
         return;
     gw_stream_name(c, s);
     jbuf_puts(&st->acc, "{\"records\":[");
@@ -662,22 +645,9 @@ static void gw_init_on_session(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
     struct gw_stream_state *st = c->state;
-    struct slice s = SLICE_NULL;
-    static const char *const super[] = {"write:sessions", "write:all", "admin"};
+    struct slice s;
     char base[512], endpoint[600], name[STREAM_KEY_MAX + 32], scope[STREAM_KEY_MAX + 64];
-    if (rc == ERR_NOTFOUND && gw_is_friendly_session(c->params.session)) {
-        gw_respond_error(c, 404, "Session not found", GW_NO_RETRY);
-        return;
-    }
-    if (rc != OK && rc != ERR_NOTFOUND) {
-        gw_respond_err(c, rc, "session.get");
-        return;
-    }
-    if (rc == OK && !gw_reply_session(env, &s)) {
-        gw_respond_err(c, ERR_PROTO, "session.get");
-        return;
-    }
-    if (!gw_session_authorize(c, s, "write", super, true) || !gw_out_writer_ok(c, s))
+    if (!gw_stream_row(c, rc, env, &s, "write", "Session not found") || !gw_out_writer_ok(c, s))
         return;
     if (s.n && gw_sess_u64(s, "closed_at_ms")) {
         gw_respond_error(c, 400, "Cannot initialize a stream on a closed session", GW_NO_RETRY);
@@ -725,7 +695,6 @@ static bool gw_s2_stream(struct gw_call *c)
     struct gw_stream_state *st = gw_st(c);
     const char *name = c->params.session, *slash;
     char scope[STREAM_KEY_MAX + 64];
-    size_t l = strlen(name);
     if (strncmp(name, "sessions/", 9) != 0 || !(slash = strrchr(name, '/')) || slash == name + 8 ||
         !stream_io_valid(slash + 1) || (size_t)(slash - (name + 9)) > STREAM_KEY_MAX) {
         gw_respond_json(c, 404, json_pack("{s:s,s:s}", "code", "stream_not_found", "message",
@@ -733,7 +702,6 @@ static bool gw_s2_stream(struct gw_call *c)
                         GW_NO_RETRY);
         return false;
     }
-    (void)l;
     snprintf(st->feed.env, sizeof(st->feed.env), "%s", c->auth.env.id);
     snprintf(st->feed.key, sizeof(st->feed.key), "%.*s", (int)(slash - (name + 9)), name + 9);
     snprintf(st->feed.io, sizeof(st->feed.io), "%s", slash + 1);
@@ -756,10 +724,12 @@ static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
     uint32_t n;
     uint64_t first = 0, tail = 0, ts = 0;
     if (rc == ERR_TOOBIG || rc == ERR_INVAL) {
+        /* the broker's validation text names what is wrong with the records */
+        char msg[256] = "invalid records";
+        if (env && env->err_msg.p)
+            (void)slice_copy(env->err_msg, msg, sizeof(msg));
         gw_respond_json(c, rc == ERR_TOOBIG ? 413 : 422,
-                        json_pack("{s:s,s:s}", "code", "invalid", "message",
-                                  env && env->err_msg.p ? "invalid records" : "invalid records"),
-                        GW_NO_RETRY);
+                        json_pack("{s:s,s:s}", "code", "invalid", "message", msg), GW_NO_RETRY);
         return;
     }
     if (rc != OK) {
@@ -801,10 +771,7 @@ void gw_on_s2_append(struct gw_call *c)
         return;
     }
     mp_writer_init(&w);
-    mp_put_map(&w, 4);
-    mp_put_kv_str(&w, "env", st->feed.env);
-    mp_put_kv_str(&w, "key", st->feed.key);
-    mp_put_kv_str(&w, "io", st->feed.io);
+    gw_stream_put_name(&w, &st->feed, 1);
     mp_put_str(&w, "records");
     mp_put_array(&w, (uint32_t)json_array_size(recs));
     json_array_foreach(recs, i, r) {
@@ -864,7 +831,7 @@ static void gw_s2_on_read(void *arg, err_t rc, const struct envelope *env)
         for (uint32_t i = 0; i < n; i++) {
             if (i)
                 jbuf_put(&b, ",", 1);
-            if (gw_record_json(&v, &b, &seq) != OK)
+            if (gw_record_json(&v, &b, &seq, NULL) != OK)
                 break;
         }
     jbuf_fmt(&b, "],\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "}}", tail, tail_ts);
@@ -905,10 +872,7 @@ void gw_on_s2_read(struct gw_call *c)
     }
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 5);
-    mp_put_kv_str(&w, "env", st->feed.env);
-    mp_put_kv_str(&w, "key", st->feed.key);
-    mp_put_kv_str(&w, "io", st->feed.io);
+    gw_stream_put_name(&w, &st->feed, 2);
     mp_put_kv_uint(&w, "from", seq);
     mp_put_kv_uint(&w, "count", count);
     err_t rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_READ, mp_writer_data(&w),

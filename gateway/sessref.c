@@ -75,3 +75,21 @@ bool gw_session_authorize(struct gw_call *c, struct slice s, const char *action,
     gw_respond_forbidden(c, why);
     return false;
 }
+
+err_t gw_run_ensure(struct gw_call *c, struct slice s, const char *reason, bus_reply_fn cb)
+{
+    char id[128];
+    struct mp_writer w;
+    gw_sess_str(s, "id", id, sizeof(id));
+    mp_writer_init(&w);
+    mp_put_map(&w, 3);
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "session_id", id);
+    mp_put_kv_str(&w, "reason", reason);
+    err_t rc = mp_writer_err(&w);
+    if (rc == OK)
+        rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], MSG_RUN_ENSURE, mp_writer_data(&w),
+                      mp_writer_len(&w), &c->trace, cb, c);
+    mp_writer_fini(&w);
+    return rc;
+}

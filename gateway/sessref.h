@@ -31,5 +31,10 @@ err_t gw_session_lookup(struct gw_call *c, bus_reply_fn cb);
  */
 bool gw_session_authorize(struct gw_call *c, struct slice s, const char *action,
                           const char *const *super, bool with_url);
+/*
+ * run.ensure for the session object s (its internal id) in the caller's environment: the
+ * session's live run, triggered first when it has none. cb gets c as its argument.
+ */
+err_t gw_run_ensure(struct gw_call *c, struct slice s, const char *reason, bus_reply_fn cb);
 
 #endif
