@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -27,6 +28,9 @@
 #include "proc.h"
 
 #define GW_OFF(f) offsetof(struct gw_cfg, f)
+
+/* 10,000 subscribers plus the bus, stores and headroom */
+#define GW_FDS_WANTED 16384
 
 static const struct cfg_def gw_cfg_defs[] = {
     {"TETHER_HTTP_HOST", CFG_STR, "127.0.0.1", 0, 0, GW_OFF(http_host),
@@ -177,6 +181,27 @@ static h2o_socket_t *gw_watch_fd(struct gw *gw, int fd, h2o_socket_cb cb)
     return s;
 }
 
+/* Every SSE subscriber holds a socket for as long as it watches, so the soft descriptor limit
+ * (1024 by default) and not memory is what caps a gateway: raise it to the hard limit. */
+static void gw_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t before = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = before;
+    }
+    if (rl.rlim_cur < GW_FDS_WANTED)
+        LOG_WARN("gw.fd_limit", "descriptor limit %llu (hard %llu) caps concurrent connections "
+                 "below %d; raise the hard limit (ulimit -Hn)",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, GW_FDS_WANTED);
+    else
+        LOG_INFO("gw.fd_limit", "descriptor limit %llu", (unsigned long long)rl.rlim_cur);
+}
+
 static int gw_run(struct gw *gw, int argc, char **argv)
 {
     struct cfg_table tables[] = {
@@ -195,6 +220,7 @@ static int gw_run(struct gw *gw, int argc, char **argv)
     if (cfg_common_apply(&gw->cfg, proc_child_name("gateway")) != OK)
         return EXIT_PERMANENT;
     gw->started_mono = clock_mono_ms();
+    gw_raise_fd_limit();
 
     /* block before nng starts its threads, so the signals reach the signalfd */
     sigemptyset(&set);
