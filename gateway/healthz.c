@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "feed.h"
 #include "gw.h"
 #include "http.h"
 #include "log.h"
@@ -123,8 +124,9 @@ static void hz_finish(struct hz *hz)
             o = sizeof(body) - 1;
     }
     o += (size_t)snprintf(body + o, sizeof(body) - o,
-                          "],\"gateway\":{\"pid\":%ld,\"uptime_ms\":%" PRIu64 "},\"status\":\"%s\"}",
-                          (long)getpid(), clock_mono_ms() - gw->started_mono,
+                          "],\"gateway\":{\"pid\":%ld,\"uptime_ms\":%" PRIu64
+                          ",\"feeds\":%u},\"status\":\"%s\"}",
+                          (long)getpid(), clock_mono_ms() - gw->started_mono, gw_feeds_count(gw),
                           all_up ? "ok" : "degraded");
     if (o >= sizeof(body))
         o = sizeof(body) - 1;
