@@ -143,8 +143,9 @@ const struct msg_def msg_catalogue[] = {
      "ERR_INVAL | ERR_UNAVAIL (Redis)"},
     {MSG_STREAM_READ, "stream.read", MSG_K_REQUEST, "stream-broker",
      "{env, key, io, from: uint (first seq wanted), count: uint 1-1000}",
-     "{records: [record] (seq >= from, oldest first; trimmed records are skipped), tail: uint "
-     "(the next seq), tail_ts: uint (ms of the last record, 0 when none)}"},
+     "{records: [record] (seq >= from, oldest first; trimmed records are skipped; cut short to "
+     "fit TETHER_BUS_RECV_MAX, at least one: continue from the last seq + 1 while below tail), "
+     "tail: uint (the next seq), tail_ts: uint (ms of the last record, 0 when none)}"},
     {MSG_STREAM_PEEK, "stream.peek", MSG_K_REQUEST, "stream-broker",
      "{env, key, io, count: uint 1-16}",
      "{records: [record] (the last count, oldest first), tail: uint, tail_ts: uint}"},

@@ -25,8 +25,9 @@ const struct cfg_def cfg_common_defs[] = {
      "directory of the ipc:// bus endpoints; empty means <TETHER_RUN_DIR>/bus"},
     {"TETHER_BUS_TIMEOUT", CFG_MS, "5s", 10, 600000, CFG_OFF(bus_timeout_ms),
      "default deadline of a bus request"},
-    {"TETHER_BUS_RECV_MAX", CFG_INT, "4194304", 1049856, 268435456, CFG_OFF(bus_recv_max),
-     "largest bus message accepted, in bytes (must exceed a 1 MiB record plus its envelope)"},
+    {"TETHER_BUS_RECV_MAX", CFG_INT, "4194304", 1114112, 268435456, CFG_OFF(bus_recv_max),
+     "largest bus message accepted, in bytes (at least 1 MiB + 64 KiB: a 1 MiB batch of records "
+     "with its encoding and envelope)"},
     {"TETHER_BUS_INFLIGHT", CFG_INT, "64", 1, 4096, CFG_OFF(bus_inflight),
      "requests one actor instance accepts at once (nng contexts)"},
     {"TETHER_BUS_TAP", CFG_BOOL, "1", 0, 0, CFG_OFF(bus_tap),

@@ -1,0 +1,210 @@
+/*
+ * h_stream.c - stream.append, stream.read, stream.peek and stream.trim,
+ * and the stream.record event of every appended record.
+ *
+ * Each handler validates the whole request before touching Redis (bad
+ * input is ERR_INVAL / ERR_TOOBIG with a message saying what is wrong),
+ * runs one store call and replies. Events are published before the reply
+ * because the records they carry borrow from the request; a lost event
+ * costs latency only, since subscribers back-fill with stream.read.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "msg.h"
+#include "sb.h"
+
+static void sb_reply_writer(struct bus_req *req, struct mp_writer *w)
+{
+    if (mp_writer_err(w) == OK)
+        (void)bus_reply(req, mp_writer_data(w), mp_writer_len(w));
+    else
+        (void)bus_reply_err(req, ERR_NOMEM, "could not encode the reply");
+}
+
+/* store.c has logged the cause; this says what the caller may do. */
+static void sb_reply_store_err(struct bus_req *req, err_t rc)
+{
+    if (rc == ERR_UNAVAIL)
+        (void)bus_reply_err(req, ERR_UNAVAIL,
+                            "the stream store (Redis) is unavailable; retry later");
+    else
+        (void)bus_reply_err(req, ERR_INTERNAL, "unexpected result from the stream store");
+}
+
+/* Publishes one stream.record per appended (non-duplicate) record; failures are only logged. */
+static void sb_publish_appended(struct sb *sb, const struct sb_append *ap)
+{
+    char topic[STREAM_NAME_MAX];
+    struct mp_writer w;
+    unsigned failed = 0;
+    err_t last = OK;
+    if (!sb->events)
+        return;
+    if (stream_topic(topic, sizeof(topic), ap->s.env, ap->s.key, ap->s.io) != OK) {
+        /* sb_parse_stream checked the same limits */
+        LOG_ERROR("stream.publish_failed", "no topic for a validated stream name");
+        return;
+    }
+    mp_writer_init(&w);
+    for (uint32_t i = 0; i < ap->n; i++) {
+        if (ap->dups[i])
+            continue;
+        mp_writer_reset(&w);
+        mp_put_map(&w, 4);
+        mp_put_kv_str(&w, "env", ap->s.env);
+        mp_put_kv_str(&w, "key", ap->s.key);
+        mp_put_kv_str(&w, "io", ap->s.io);
+        mp_put_str(&w, "record");
+        sb_record_put(&w, &ap->recs[i], ap->seqs[i], ap->ts);
+        err_t rc = mp_writer_err(&w);
+        if (rc == OK)
+            rc = bus_publish(sb->events, topic, MSG_STREAM_RECORD, mp_writer_data(&w),
+                             mp_writer_len(&w));
+        if (rc != OK) {
+            failed++;
+            last = rc;
+        }
+    }
+    mp_writer_fini(&w);
+    /* one line per batch: a stuck socket must not turn 1000 records into 1000 lines */
+    if (failed)
+        LOG_WARN("stream.publish_failed",
+                 "could not publish %u stream.record events of environment %s (%s): %s", failed,
+                 ap->s.env, ap->s.io, err_str(last));
+}
+
+void sb_on_stream_append(struct actor *a, struct bus_req *req)
+{
+    struct sb *sb = sb_of(a);
+    struct sb_append ap;
+    struct mp_writer w;
+    char why[SB_WHY_MAX];
+    unsigned ndup = 0;
+    err_t rc = sb_parse_append(bus_req_env(req)->body, &ap, why, sizeof(why));
+    if (rc != OK) {
+        sb_append_fini(&ap);
+        (void)bus_reply_err(req, rc, why);
+        return;
+    }
+    rc = sb_store_append(sb, &ap);
+    if (rc != OK) {
+        sb_append_fini(&ap);
+        sb_reply_store_err(req, rc);
+        return;
+    }
+    sb_publish_appended(sb, &ap);
+    mp_writer_init(&w);
+    mp_put_map(&w, 4);
+    mp_put_str(&w, "seqs");
+    mp_put_array(&w, ap.n);
+    for (uint32_t i = 0; i < ap.n; i++)
+        mp_put_uint(&w, ap.seqs[i]);
+    mp_put_str(&w, "dups");
+    mp_put_array(&w, ap.n);
+    for (uint32_t i = 0; i < ap.n; i++) {
+        mp_put_bool(&w, ap.dups[i]);
+        ndup += ap.dups[i];
+    }
+    mp_put_kv_uint(&w, "tail", ap.tail);
+    mp_put_kv_uint(&w, "ts", ap.ts);
+    sb_reply_writer(req, &w);
+    mp_writer_fini(&w);
+    LOG_DEBUG("stream.appended", "%" PRIu32 " records (%u duplicates) on %s/%s, tail %" PRIu64,
+              ap.n, ndup, ap.s.env, ap.s.io, ap.tail);
+    sb_append_fini(&ap);
+}
+
+static void sb_reply_range(struct bus_req *req, const struct sb_range *rg)
+{
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 3);
+    mp_put_str(&w, "records");
+    mp_put_array(&w, (uint32_t)rg->n);
+    for (size_t i = 0; i < rg->n; i++)
+        sb_entry_put(&w, &rg->entries[i]);
+    mp_put_kv_uint(&w, "tail", rg->tail);
+    mp_put_kv_uint(&w, "tail_ts", rg->tail_ts);
+    sb_reply_writer(req, &w);
+    mp_writer_fini(&w);
+}
+
+void sb_on_stream_read(struct actor *a, struct bus_req *req)
+{
+    struct slice body = bus_req_env(req)->body;
+    struct sb_stream s;
+    struct sb_range rg;
+    uint64_t from, count;
+    char why[SB_WHY_MAX];
+    err_t rc = sb_parse_stream(body, &s, why, sizeof(why));
+    if (rc == OK)
+        rc = sb_parse_uint(body, "from", 0, UINT64_MAX, &from, why, sizeof(why));
+    if (rc == OK)
+        rc = sb_parse_uint(body, "count", 1, STREAM_BATCH_MAX, &count, why, sizeof(why));
+    if (rc != OK) {
+        (void)bus_reply_err(req, rc, why);
+        return;
+    }
+    rc = sb_store_read(sb_of(a), &s, from, count, &rg);
+    if (rc != OK) {
+        sb_reply_store_err(req, rc);
+        return;
+    }
+    sb_reply_range(req, &rg);
+    sb_range_fini(&rg);
+}
+
+void sb_on_stream_peek(struct actor *a, struct bus_req *req)
+{
+    struct slice body = bus_req_env(req)->body;
+    struct sb_stream s;
+    struct sb_range rg;
+    uint64_t count;
+    char why[SB_WHY_MAX];
+    err_t rc = sb_parse_stream(body, &s, why, sizeof(why));
+    if (rc == OK)
+        rc = sb_parse_uint(body, "count", 1, SB_PEEK_MAX, &count, why, sizeof(why));
+    if (rc != OK) {
+        (void)bus_reply_err(req, rc, why);
+        return;
+    }
+    rc = sb_store_peek(sb_of(a), &s, count, &rg);
+    if (rc != OK) {
+        sb_reply_store_err(req, rc);
+        return;
+    }
+    sb_reply_range(req, &rg);
+    sb_range_fini(&rg);
+}
+
+void sb_on_stream_trim(struct actor *a, struct bus_req *req)
+{
+    struct slice body = bus_req_env(req)->body;
+    struct sb_stream s;
+    struct mp_writer w;
+    uint64_t before, tail;
+    char why[SB_WHY_MAX];
+    err_t rc = sb_parse_stream(body, &s, why, sizeof(why));
+    if (rc == OK)
+        rc = sb_parse_uint(body, "before", 0, UINT64_MAX, &before, why, sizeof(why));
+    if (rc != OK) {
+        (void)bus_reply_err(req, rc, why);
+        return;
+    }
+    rc = sb_store_trim(sb_of(a), &s, before, &tail);
+    if (rc != OK) {
+        sb_reply_store_err(req, rc);
+        return;
+    }
+    mp_writer_init(&w);
+    mp_put_map(&w, 1);
+    mp_put_kv_uint(&w, "tail", tail);
+    sb_reply_writer(req, &w);
+    mp_writer_fini(&w);
+    LOG_DEBUG("stream.trimmed", "records before %" PRIu64 " of %s/%s deleted, tail %" PRIu64,
+              before, s.env, s.io, tail);
+}

@@ -1,0 +1,199 @@
+/*
+ * sb.h - the stream-broker's internal contracts: the record streams of a
+ * session's channels (.in, .out) in Redis Streams.
+ *
+ * Layers, one file each:
+ *   main.c     the actor: routes, the events socket;
+ *   h_stream.c stream.append/read/peek/trim handlers and stream.record events;
+ *   store.c    the Lua scripts and every Redis call (one script per request);
+ *   wire.c     pure: request validation, Redis key names, entry parsing,
+ *              record encoding.
+ * Everything runs on the actor's single loop thread; Redis calls block
+ * (bounded by db_redis's socket timeout). Several broker instances may run
+ * at once: every request is one script, atomic in Redis, so nothing is
+ * held between calls. Record bodies and headers are never logged.
+ *
+ * Redis data model, for a stream (env, key, io) with T = "{env:key}" (a
+ * Cluster hash tag: every key of one session lives in one slot):
+ *   tether:stream:T:io           the records; seq N is entry id "N-1",
+ *                                fields t <ms>, b <body>, then one pair per header;
+ *   tether:stream:T:io:next      the next seq (records ever appended);
+ *   tether:part:<len>:T:io:<part_id>  a part id's original seq, for STREAM_PART_TTL_S
+ *                                (len: the key's byte length, so no two keys' part ids meet).
+ */
+#ifndef TETHER_SB_H
+#define TETHER_SB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis.h>
+
+#include "actor.h"
+#include "db_redis.h"
+#include "err.h"
+#include "mp.h"
+#include "stream.h"
+
+/* Room for any Redis key of a stream: prefix, tag, io, suffix or part id. */
+#define SB_KEY_MAX (64u + STREAM_ENV_MAX + STREAM_KEY_MAX + STREAM_PART_ID_MAX)
+/* Records one stream.peek returns at most. */
+#define SB_PEEK_MAX 16u
+/* Room for a validation message sent back with ERR_INVAL / ERR_TOOBIG. */
+#define SB_WHY_MAX 160
+
+/* A stream's name, validated (sb_parse_stream): NUL-free, non-empty, within limits. */
+struct sb_stream {
+    char env[STREAM_ENV_MAX + 1];
+    char key[STREAM_KEY_MAX + 1];
+    char io[4]; /* "in" | "out" */
+};
+
+/* One record of a stream.append request; slices borrow from the request body. */
+struct sb_record_in {
+    struct slice part_id; /* SLICE_NULL: none (no de-duplication) */
+    struct slice body;
+    struct slice headers; /* raw msgpack array of [str, str]; empty when none */
+    uint32_t nheaders;
+};
+
+/* A parsed stream.append: the request (sb_parse_append) and, after the store, its outcome. */
+struct sb_append {
+    struct sb_stream s;
+    uint32_t n;                /* 1..STREAM_BATCH_MAX */
+    struct sb_record_in *recs; /* n of them */
+    uint64_t *seqs;            /* per record: its seq (a duplicate's is the original's) */
+    bool *dups;                /* per record: a part id seen within STREAM_PART_TTL_S */
+    uint64_t tail;             /* the next seq after the append */
+    uint64_t ts;               /* ms timestamp given to every record of the batch */
+};
+
+/* One stream entry as read back (sb_entry_parse); borrows from the redisReply. */
+struct sb_entry {
+    uint64_t seq;
+    uint64_t ts;
+    struct slice body;
+    const redisReply *fields; /* t, ts, b, body, then nheaders name/value pairs */
+    size_t nheaders;
+};
+
+/* A Lua script run with EVALSHA (EVAL when Redis forgot it). */
+struct sb_script {
+    const char *name; /* for logs */
+    const char *text;
+    char sha[41]; /* "" until SCRIPT LOAD answered */
+};
+
+/* The process's state (actor.state). */
+struct sb {
+    struct db_redis *redis;
+    struct bus_pub *events; /* NULL: nothing is published (tests) */
+    size_t reply_max;       /* bytes a reply body may take (what a receiver accepts) */
+    struct sb_script append, read, peek, trim;
+};
+
+/* The records a read or peek found, oldest first; owns the Redis reply. */
+struct sb_range {
+    redisReply *reply;
+    struct sb_entry *entries; /* n of them, borrowing from reply */
+    size_t n;
+    uint64_t tail;    /* the next seq */
+    uint64_t tail_ts; /* ms of the last record, 0 when none */
+};
+
+/* ---- main.c ---- */
+
+struct sb *sb_of(struct actor *a);
+
+/* ---- h_stream.c: handlers ---- */
+
+void sb_on_stream_append(struct actor *a, struct bus_req *req);
+void sb_on_stream_read(struct actor *a, struct bus_req *req);
+void sb_on_stream_peek(struct actor *a, struct bus_req *req);
+void sb_on_stream_trim(struct actor *a, struct bus_req *req);
+
+/* ---- store.c: Redis ----
+ * Every function returns OK, ERR_UNAVAIL (Redis unreachable, loading,
+ * out of memory or read-only: retry later; logged as a warning) or
+ * ERR_INTERNAL (an unexpected reply or script error; logged as an error).
+ */
+
+/* Sets up the scripts of sb (their texts; loaded into Redis on first use). */
+void sb_store_init(struct sb *sb, struct db_redis *redis);
+
+/*
+ * Appends ap's records in one script (all or none), filling ap->seqs,
+ * ap->dups, ap->tail and ap->ts. A record whose part id is remembered is
+ * not appended: its seq is the stored one and its dup flag is set.
+ */
+err_t sb_store_append(struct sb *sb, struct sb_append *ap);
+
+/*
+ * Up to count records with seq >= from, oldest first, cut short so that
+ * they fit in sb->reply_max (at least one record is always returned when
+ * there is one). On OK the caller finishes out with sb_range_fini.
+ */
+err_t sb_store_read(struct sb *sb, const struct sb_stream *s, uint64_t from, uint64_t count,
+                    struct sb_range *out);
+/* The last count (1..SB_PEEK_MAX) records, oldest first (newest kept when cut short). */
+err_t sb_store_peek(struct sb *sb, const struct sb_stream *s, uint64_t count,
+                    struct sb_range *out);
+void sb_range_fini(struct sb_range *r);
+
+/* Deletes the records with seq < before; *tail is the next seq. */
+err_t sb_store_trim(struct sb *sb, const struct sb_stream *s, uint64_t before, uint64_t *tail);
+
+/* ---- wire.c: pure ---- */
+
+/*
+ * Reads and checks env, key and io of a request body. ERR_INVAL with a
+ * message in why (cap bytes) when the body is not a map, or a name is
+ * missing, of the wrong type, empty, too long, holding a NUL, or (io) not
+ * "in" or "out".
+ */
+err_t sb_parse_stream(struct slice body, struct sb_stream *s, char *why, size_t cap);
+
+/*
+ * The unsigned integer field key of body (required). ERR_INVAL (why set)
+ * when absent or not a non-negative integer, or outside [min, max].
+ */
+err_t sb_parse_uint(struct slice body, const char *key, uint64_t min, uint64_t max,
+                    uint64_t *out, char *why, size_t cap);
+
+/*
+ * Parses a whole stream.append body into ap (sb_parse_stream, then records:
+ * 1..STREAM_BATCH_MAX maps {part_id: str|nil, headers: [[str, str]]|nil,
+ * body: bin|str}). ERR_INVAL or ERR_TOOBIG (a record's metered size over
+ * STREAM_RECORD_MAX) with why set. ap's arrays are allocated once the
+ * record count is checked; sb_append_fini frees them whatever the result.
+ */
+err_t sb_parse_append(struct slice body, struct sb_append *ap, char *why, size_t cap);
+void sb_append_fini(struct sb_append *ap);
+
+/* Key names (see the data model above); out holds SB_KEY_MAX bytes. Return the length. */
+size_t sb_key_stream(const struct sb_stream *s, char *out);
+size_t sb_key_next(const struct sb_stream *s, char *out);
+/* The de-dup key without its part id: append the part id to get the key. */
+size_t sb_key_part_prefix(const struct sb_stream *s, char *out);
+
+/* Parses a plain decimal (no sign, no spaces, no overflow); false otherwise. */
+bool sb_parse_u64(const char *p, size_t n, uint64_t *out);
+
+/*
+ * Parses one stream entry ([id, [t, ts, b, body, name, value, ...]]) as
+ * XRANGE returns it. ERR_PROTO when it is not one this broker writes (id
+ * not "<seq>-1", fields not starting with t and b, an odd field count).
+ */
+err_t sb_entry_parse(const redisReply *e, struct sb_entry *out);
+
+/* An upper bound of what sb_entry_put writes for e. */
+size_t sb_entry_size(const struct sb_entry *e);
+
+/* Writes e as a record object {seq, ts, headers: [[name, value]], body: bin}. */
+void sb_entry_put(struct mp_writer *w, const struct sb_entry *e);
+
+/* Writes an appended record as a record object (headers copied as they came). */
+void sb_record_put(struct mp_writer *w, const struct sb_record_in *r, uint64_t seq, uint64_t ts);
+
+#endif
