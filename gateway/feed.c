@@ -44,6 +44,7 @@ struct gw_feed {
     uint64_t delivered, bytes;
     unsigned calls;       /* bus calls in flight: the feed outlives its client until they end */
     bool reading, read_again, live, sending, final_sent, ending, cut;
+    bool read_later; /* a read waits until the client has taken what is in flight */
     struct jbuf out, pend;
 };
 
@@ -217,13 +218,15 @@ static void gw_feed_flush(struct gw_feed *f)
     }
 }
 
-/* Queues text for the client; a client that has not read what waits is cut off. */
-static void gw_feed_put(struct gw_feed *f, const char *s, size_t n)
+/*
+ * Sends or keeps what was just added to pend (which held `before` bytes). Reads wait for the
+ * client (gw_feed_read), so what piles up in pend is live records and pings only: a client
+ * that does not take them is cut off once they pass the bound. A frame of any size may wait
+ * alone, so one large record does not cut off a client that reads.
+ */
+static void gw_feed_queued(struct gw_feed *f, size_t before)
 {
-    if (!f->req || f->final_sent)
-        return;
-    jbuf_put(&f->pend, s, n);
-    if (f->pend.n + f->out.n > f->gw->feeds->buffer_max && f->sending) {
+    if (f->sending && before > 0 && f->pend.n > f->gw->feeds->buffer_max) {
         /* h2o still holds earlier bytes: shutting the socket fails that write, and h2o then
          * closes the connection and disposes of the request (which detaches the feed) */
         h2o_conn_t *conn = f->req->conn;
@@ -235,6 +238,16 @@ static void gw_feed_put(struct gw_feed *f, const char *s, size_t n)
         return;
     }
     gw_feed_flush(f);
+}
+
+/* Queues text for the client. */
+static void gw_feed_put(struct gw_feed *f, const char *s, size_t n)
+{
+    if (!f->req || f->final_sent)
+        return;
+    size_t before = f->pend.n;
+    jbuf_put(&f->pend, s, n);
+    gw_feed_queued(f, before);
 }
 
 static void gw_feed_end(struct gw_feed *f, const char *error)
@@ -261,6 +274,10 @@ static void gw_feed_on_proceed(h2o_generator_t *gen, h2o_req_t *req)
     f->sending = false;
     f->out.n = 0;
     gw_feed_flush(f);
+    if (f->read_later && !f->sending && f->req && !f->ending) {
+        f->read_later = false;
+        gw_feed_read(f);
+    }
 }
 
 static void gw_feed_on_stop(h2o_generator_t *gen, h2o_req_t *req)
@@ -286,6 +303,9 @@ static void gw_feed_batch(struct gw_feed *f, const char *records, size_t n, unsi
 {
     char head[128], tailj[96];
     uint64_t now = clock_mono_ms();
+    size_t before = f->pend.n;
+    if (!f->req || f->final_sent)
+        return;
     f->delivered += count;
     int w = snprintf(head, sizeof(head), "event: batch\nid: %" PRIu64 ",%" PRIu64 ",%" PRIu64
                      "\ndata: {\"records\":[",
@@ -295,8 +315,9 @@ static void gw_feed_batch(struct gw_feed *f, const char *records, size_t n, unsi
     w = snprintf(tailj, sizeof(tailj), "],\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64
                  "}}\n\n",
                  tail, tail_ts);
+    jbuf_put(&f->pend, tailj, (size_t)w);
     f->deadline_mono = now + f->o.wait_ms; /* the idle wait restarts after every batch */
-    gw_feed_put(f, tailj, (size_t)w);
+    gw_feed_queued(f, before);
 }
 
 /* ---- records ---- */
@@ -451,6 +472,12 @@ static void gw_feed_read(struct gw_feed *f)
     struct bus_trace trace;
     if (f->reading) {
         f->read_again = true;
+        return;
+    }
+    if (f->sending) {
+        /* pull, not push: a backlog of megabytes reaches the client at its pace, and only
+         * one read's worth is ever held for it */
+        f->read_later = true;
         return;
     }
     bus_trace_new(&trace);

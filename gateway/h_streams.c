@@ -34,7 +34,11 @@
 #define GW_S2_BASIN "tether"
 #define GW_S2_TOKEN_TTL_S 86400
 #define GW_SSE_WAIT_DEFAULT_S 60
-#define GW_RECORDS_MAX 10000 /* records one /records answer carries at most */
+/* One /records answer stops after whichever comes first; the caller continues with the last
+ * seqNum as afterEventId. The byte bound keeps a stream of large records from costing the
+ * gateway gigabytes for one request. */
+#define GW_RECORDS_MAX 10000
+#define GW_RECORDS_BYTES_MAX (8u << 20)
 
 /* What a route learned about its stream between bus calls (c->state). */
 struct gw_stream_state {
@@ -566,7 +570,8 @@ static void gw_records_on_read(void *arg, err_t rc, const struct envelope *env)
             gw_records_put(st, rec);
         }
     }
-    if (n > 0 && last + 1 < tail && st->nrecs < GW_RECORDS_MAX) {
+    if (n > 0 && last + 1 < tail && st->nrecs < GW_RECORDS_MAX &&
+        st->acc.n < GW_RECORDS_BYTES_MAX) {
         st->from = last + 1;
         gw_records_read(c);
         return;
@@ -767,6 +772,22 @@ void gw_on_s2_append(struct gw_call *c)
         json_array_size(recs) > STREAM_BATCH_MAX) {
         gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message",
                                           "records must be an array of 1-1000 records"),
+                        GW_NO_RETRY);
+        return;
+    }
+    /* S2 caps a whole batch at 1 MiB metered; it also keeps the bus request under the
+     * receive limit whatever the record count */
+    size_t metered = 0;
+    json_array_foreach(recs, i, r) {
+        json_t *h = json_object_get(r, "headers"), *b = json_object_get(r, "body"), *x;
+        size_t j, hbytes = 0;
+        json_array_foreach(h, j, x) hbytes += json_string_length(json_array_get(x, 0)) +
+                                              json_string_length(json_array_get(x, 1));
+        metered += stream_metered_size(json_array_size(h), hbytes, json_string_length(b));
+    }
+    if (metered > STREAM_RECORD_MAX) {
+        gw_respond_json(c, 413, json_pack("{s:s,s:s}", "code", "invalid", "message",
+                                          "a batch may hold at most 1 MiB of metered records"),
                         GW_NO_RETRY);
         return;
     }

@@ -45,8 +45,8 @@ static const struct cfg_def gw_cfg_defs[] = {
     {"TETHER_GW_MAX_BODY", CFG_INT, "2097152", 65536, 67108864, GW_OFF(max_body),
      "largest request body h2o buffers at all; just above the largest route cap"},
     {"TETHER_GW_SSE_BUFFER", CFG_INT, "65536", 4096, 67108864, GW_OFF(sse_buffer),
-     "bytes an SSE client may leave unread before it is cut off (it reconnects with "
-     "Last-Event-ID)"},
+     "bytes of live records an SSE client may leave waiting behind a write it is not taking "
+     "before it is cut off (it reconnects with Last-Event-ID); history is read at its pace"},
     {"TETHER_GW_PUBLIC_URL", CFG_STR, "", 0, 0, GW_OFF(public_url),
      "base URL clients reach the gateway at, for X-S2-Endpoint; empty: http://<Host header>"},
 };

@@ -148,6 +148,63 @@ append out rt1 'from the agent' "$RT"
 is "$CODE" 200 "the run token appends to .out"
 ok "the gateways are still the same processes" bash -c "[[ \$($TETHER_TEST_BIN/tetherctl status --json | jq '[.children[] | select(.name | startswith(\"gateway\")) | .restarts] | add') == 0 ]]"
 
+# --- large records: reads are cut to the bus limit and continued; readers take them at their pace
+api POST /api/v1/sessions "{\"type\":\"chat\",\"externalId\":\"big-$S\",\"taskIdentifier\":\"echo\",\"triggerConfig\":{\"basePayload\":{}}}" "$KEY" -H 'Content-Type: application/json'
+head -c 900000 /dev/zero | tr '\0' b >"$TETHER_TEST_TMP/big.$S"
+for i in 0 1 2 3 4 5; do
+  curl -s -o /dev/null -H "Authorization: Bearer $KEY" -H "X-Part-Id: big-$i" \
+    --data-binary "@$TETHER_TEST_TMP/big.$S" "$TREE_URL/realtime/v1/sessions/big-$S/out/append"
+done
+rm -f "$TETHER_TEST_TMP/big.$S"
+api GET "/realtime/v1/sessions/big-$S/out/records" "" "$KEY" -G
+is "$(jq -c '[.records[] | [.seqNum, (.data | length)]] | map(.[0]), (map(.[1]) | unique)' <<<"$BODY" | paste -sd' ')" \
+  '[0,1,2,3,4,5] [900000]' "/records returns 5.4 MB of records over several broker reads"
+OUT=$(curl -s -N --max-time 20 --limit-rate 3M -H "Authorization: Bearer $KEY" -H 'Timeout-Seconds: 1' \
+  "$TREE_URL/realtime/v1/sessions/big-$S/out")
+is "$(seqs <<<"$OUT")" "0,1,2,3,4,5" "a slow SSE reader gets the whole 5.4 MB history, in order"
+ok "and its [DONE]" grep -q '^data: \[DONE\]' <<<"$OUT"
+python3 -c 'import json; b = "c" * 600000; print(json.dumps({"records": [{"body": b}, {"body": b}]}))' \
+  >"$TETHER_TEST_TMP/s2big.$S"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+  --data-binary "@$TETHER_TEST_TMP/s2big.$S" "$TREE_URL/s2/v1/streams/sessions%2Fbig-$S%2Fout/records")
+rm -f "$TETHER_TEST_TMP/s2big.$S"
+is "$CODE" 413 "an S2 batch over 1 MiB metered is 413"
+# A client that stops reading: a tiny receive window, then appends until what waits for it
+# passes TETHER_GW_SSE_BUFFER. The gateway cuts it off, so reading afterwards reaches the end
+# long before Timeout-Seconds would.
+python3 - "$TREE_URL" "$KEY" "big-$S" >"$TETHER_TEST_TMP/stall.$S" <<'PY' &
+import socket, sys, time, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect((u.hostname, u.port))
+s.sendall(("GET /realtime/v1/sessions/%s/out HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+           "Timeout-Seconds: 600\r\nLast-Event-ID: 5\r\n\r\n" % (sys.argv[3], sys.argv[2])).encode())
+time.sleep(6)
+s.settimeout(20)
+n, t0 = 0, time.time()
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        n += len(b)
+except OSError:
+    pass
+print("ended" if time.time() - t0 < 15 else "hung", n)
+PY
+STALL=$!
+sleep 1
+for i in $(seq 1 40); do
+  head -c 200000 /dev/zero | tr '\0' d | curl -s -o /dev/null -H "Authorization: Bearer $KEY" \
+    --data-binary @- "$TREE_URL/realtime/v1/sessions/big-$S/out/append"
+done
+wait "$STALL"
+read -r how got <"$TETHER_TEST_TMP/stall.$S"
+is "$how" ended "a client that stops reading is cut off (not held until Timeout-Seconds)"
+ok "before it had everything (got $got of ~8 MB)" test "${got:-0}" -lt 8000000
+rm -f "$TETHER_TEST_TMP/stall.$S"
+
 # --- a closed session takes nothing
 api POST "/api/v1/sessions/$SID/close" '{"reason":"done"}' "$KEY" -H 'Content-Type: application/json'
 append in p9 'late'
