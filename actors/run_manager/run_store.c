@@ -337,23 +337,25 @@ err_t rm_store_dequeue(struct db_pg *pg, const char *env_id, const char *tasks_a
     snprintf(n, sizeof(n), "%u", max);
     snprintf(lease, sizeof(lease), "%" PRIu64, lease_ms);
     const char *params[] = {env_id, tasks_array, n, worker_id, lease};
-    /* A run of a session is handed out only once the session points at it (or after it has
+    /* The candidates are one MATERIALIZED step: as an IN (... LIMIT ... SKIP LOCKED) subquery
+     * the planner may run them once per row and hand out more than max runs.
+     * A run of a session is handed out only once the session points at it (or after it has
      * started once): a run that lost its claim, or whose claim a crash prevented, is never
      * executed, and the orphan sweep cancels it. An expired ttl is never handed out either. */
     return db_pg_exec(
         pg,
-        "WITH d AS (UPDATE task_runs r SET status = 'DEQUEUED', lease_owner = $4,"
-        "  lease_expires_at = now() + make_interval(secs => $5::double precision / 1000),"
-        "  started_at = COALESCE(r.started_at, now()), updated_at = now()"
-        "  WHERE r.id IN (SELECT q.id FROM task_runs q"
+        "WITH q AS MATERIALIZED (SELECT q.id FROM task_runs q"
         "   WHERE q.runtime_environment_id = $1 AND q.task_identifier = ANY($2::text[])"
         "   AND q.status = 'PENDING'"
         "   AND (q.ttl_s IS NULL OR q.started_at IS NOT NULL"
         "        OR q.created_at + make_interval(secs => q.ttl_s) > now())"
         "   AND (q.session_id IS NULL OR q.started_at IS NOT NULL OR EXISTS (SELECT 1 FROM"
         "        sessions s WHERE s.id = q.session_id AND s.current_run_id = q.id))"
-        "   ORDER BY q.created_at, q.id LIMIT $3::integer FOR UPDATE OF q SKIP LOCKED)"
-        "  AND r.status = 'PENDING'"
+        "   ORDER BY q.created_at, q.id LIMIT $3::integer FOR UPDATE OF q SKIP LOCKED),"
+        " d AS (UPDATE task_runs r SET status = 'DEQUEUED', lease_owner = $4,"
+        "  lease_expires_at = now() + make_interval(secs => $5::double precision / 1000),"
+        "  started_at = COALESCE(r.started_at, now()), updated_at = now()"
+        "  FROM q WHERE r.id = q.id AND r.status = 'PENDING'"
         "  RETURNING r.*)"
         " SELECT d.friendly_id, d.task_identifier, d.payload::text, d.attempt, d.max_attempts,"
         "  s.friendly_id, COALESCE(s.external_id, s.friendly_id), d.idle_timeout_s,"

@@ -174,8 +174,12 @@ is "$CODE" 400 "waitSeconds above 60 is 400"
 api POST /api/v1/workers/dequeue '{"taskIdentifiers":[]}'
 is "$CODE" 400 "an empty taskIdentifiers is 400"
 
+dequeue "agent-$U" '"maxRuns":1,"workerId":"w1"'
+is "$CODE/$(j '.runs | length')" "200/1" "maxRuns 1 hands out one run of the two queued"
+FIRST=$BODY
 dequeue "agent-$U" '"maxRuns":5,"workerId":"w1"'
 is "$CODE" 200 "dequeue answers 200"
+BODY=$(jq -sc '{runs: (.[0].runs + .[1].runs), workerId: .[1].workerId}' <<<"$FIRST$BODY")
 is "$(j '[.runs[].id] | sort | join(",")')" "$(printf '%s\n' "$R1" "$R2" | sort | paste -sd,)" \
   "it hands out the two claimed runs, never a loser's"
 is "$(j .workerId)" w1 "the answer names the worker"
