@@ -99,7 +99,7 @@ static json_t *gw_iso_or_null(uint64_t ms)
 
 /* ---- requests ---- */
 
-/* The body of a route without json_body: empty is {}, else it must be a JSON object. */
+/* The body of a GW_BODY_RAW route: empty is {}, else it must be a JSON object. */
 static json_t *gw_runs_body(struct gw_call *c)
 {
     h2o_req_t *req = c->req;

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "s2proto.h"
 #include "sessref.h"
 
 #define GW_S2_BASIN "tether"
@@ -48,6 +49,7 @@ struct gw_stream_state {
     unsigned nrecs;
     uint64_t from;
     bool s2;           /* the S2 endpoint's JSON read */
+    bool proto;        /* the S2 append came (and is answered) as protobuf */
 };
 
 static struct gw_stream_state *gw_st(struct gw_call *c)
@@ -725,6 +727,7 @@ static bool gw_s2_stream(struct gw_call *c)
 static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
+    struct gw_stream_state *st = c->state;
     struct mp_reader v;
     uint32_t n;
     uint64_t first = 0, tail = 0, ts = 0;
@@ -750,6 +753,12 @@ static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
         (void)mp_read_uint(&v, &tail);
     if (mp_map_find(env->body.p, env->body.n, "ts", &v) == OK)
         (void)mp_read_uint(&v, &ts);
+    if (st->proto) {
+        uint8_t ack[S2_ACK_MAX];
+        size_t len = s2_ack_encode(ack, first, first + n, tail, ts);
+        gw_respond_bytes(c, 200, "application/protobuf", ack, len);
+        return;
+    }
     gw_respond_json(c, 200,
                     json_pack("{s:{s:I,s:I},s:{s:I,s:I},s:{s:I,s:I}}", "start", "seq_num",
                               (json_int_t)first, "timestamp", (json_int_t)ts, "end", "seq_num",
@@ -758,34 +767,60 @@ static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
                     0);
 }
 
+/* The stream.append request of an S2 batch (headers and bodies as they came). */
+static void gw_s2_put_records(struct mp_writer *w, const struct s2_input *in)
+{
+    mp_put_str(w, "records");
+    mp_put_array(w, (uint32_t)in->nrecords);
+    for (size_t i = 0; i < in->nrecords; i++) {
+        const struct s2_record *r = &in->records[i];
+        mp_put_map(w, 2);
+        mp_put_str(w, "headers");
+        mp_put_array(w, (uint32_t)r->nheaders);
+        for (size_t h = r->first_header; h < r->first_header + r->nheaders; h++) {
+            mp_put_array(w, 2);
+            mp_put_strn(w, in->headers[h].name.p, in->headers[h].name.n);
+            mp_put_strn(w, in->headers[h].value.p, in->headers[h].value.n);
+        }
+        mp_put_str(w, "body");
+        mp_put_bin(w, r->body.p, r->body.n);
+    }
+}
+
+/*
+ * S2 append, JSON or protobuf (s2proto.h). A trim command record in the batch is stored like
+ * any record and makes the stream-broker trim the stream (docs/stream-broker.md).
+ */
 void gw_on_s2_append(struct gw_call *c)
 {
     struct gw_stream_state *st;
-    json_t *recs = json_object_get(c->body, "records");
-    size_t i;
-    json_t *r;
+    struct s2_input in;
     struct mp_writer w;
+    char why[160];
+    err_t rc;
     if (!gw_s2_stream(c))
         return;
     st = c->state;
-    if (!json_is_array(recs) || json_array_size(recs) == 0 ||
-        json_array_size(recs) > STREAM_BATCH_MAX) {
-        gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message",
-                                          "records must be an array of 1-1000 records"),
+    st->proto = c->body == NULL; /* the pipeline left a protobuf body unparsed */
+    if (st->proto)
+        rc = s2_input_from_proto((const uint8_t *)c->req->entity.base, c->req->entity.len, &in,
+                                 why, sizeof(why));
+    else
+        rc = s2_input_from_json(c->body, &in, why, sizeof(why));
+    if (rc == OK && in.conditional) {
+        snprintf(why, sizeof(why), "match_seq_num and fencing_token are not supported");
+        rc = ERR_INVAL;
+    }
+    if (rc != OK) {
+        s2_input_fini(&in);
+        gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message", why),
                         GW_NO_RETRY);
         return;
     }
     /* S2 caps a whole batch at 1 MiB metered; it also keeps the bus request under the
      * receive limit whatever the record count */
-    size_t metered = 0;
-    json_array_foreach(recs, i, r) {
-        json_t *h = json_object_get(r, "headers"), *b = json_object_get(r, "body"), *x;
-        size_t j, hbytes = 0;
-        json_array_foreach(h, j, x) hbytes += json_string_length(json_array_get(x, 0)) +
-                                              json_string_length(json_array_get(x, 1));
-        metered += stream_metered_size(json_array_size(h), hbytes, json_string_length(b));
-    }
-    if (metered > STREAM_RECORD_MAX) {
+    if (in.metered > STREAM_RECORD_MAX) {
+        s2_input_fini(&in);
         gw_respond_json(c, 413, json_pack("{s:s,s:s}", "code", "invalid", "message",
                                           "a batch may hold at most 1 MiB of metered records"),
                         GW_NO_RETRY);
@@ -793,37 +828,9 @@ void gw_on_s2_append(struct gw_call *c)
     }
     mp_writer_init(&w);
     gw_stream_put_name(&w, &st->feed, 1);
-    mp_put_str(&w, "records");
-    mp_put_array(&w, (uint32_t)json_array_size(recs));
-    json_array_foreach(recs, i, r) {
-        json_t *h = json_object_get(r, "headers"), *b = json_object_get(r, "body"), *x;
-        size_t j;
-        bool ok = json_is_object(r) && (!h || json_is_array(h)) && (!b || json_is_string(b));
-        json_array_foreach(h, j, x) ok = ok && json_is_array(x) && json_array_size(x) == 2 &&
-                                         json_is_string(json_array_get(x, 0)) &&
-                                         json_is_string(json_array_get(x, 1));
-        if (!ok) {
-            mp_writer_fini(&w);
-            gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message",
-                                              "a record is {headers?: [[name, value]], body?: "
-                                              "string}"),
-                            GW_NO_RETRY);
-            return;
-        }
-        mp_put_map(&w, 2);
-        mp_put_str(&w, "headers");
-        mp_put_array(&w, (uint32_t)json_array_size(h));
-        json_array_foreach(h, j, x) {
-            mp_put_array(&w, 2);
-            mp_put_strn(&w, json_string_value(json_array_get(x, 0)),
-                        json_string_length(json_array_get(x, 0)));
-            mp_put_strn(&w, json_string_value(json_array_get(x, 1)),
-                        json_string_length(json_array_get(x, 1)));
-        }
-        mp_put_str(&w, "body");
-        mp_put_bin(&w, b ? json_string_value(b) : "", b ? json_string_length(b) : 0);
-    }
-    err_t rc = mp_writer_err(&w);
+    gw_s2_put_records(&w, &in);
+    s2_input_fini(&in);
+    rc = mp_writer_err(&w);
     if (rc == OK)
         rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_APPEND,
                       mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_s2_on_appended, c);

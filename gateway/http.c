@@ -162,8 +162,8 @@ void gw_add_header(struct gw_call *c, const char *name, const char *value)
         gw_hdr(c->req, name, h2o_strdup(&c->req->pool, value, SIZE_MAX).base, strlen(value));
 }
 
-static void gw_call_send(struct gw_call *c, int status, const char *body, size_t n,
-                         unsigned flags)
+static void gw_call_send(struct gw_call *c, int status, const char *content_type,
+                         const char *body, size_t n, unsigned flags)
 {
     h2o_req_t *req = c->req;
     if (req) {
@@ -176,8 +176,8 @@ static void gw_call_send(struct gw_call *c, int status, const char *body, size_t
         gw_hdr(req, "x-request-id", c->request_id, strlen(c->request_id));
         if (flags & GW_NO_RETRY)
             gw_hdr(req, "x-should-retry", H2O_STRLIT("false"));
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                       H2O_STRLIT("application/json; charset=utf-8"));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                       strlen(content_type));
         gw_access_log(req, c->route->pattern, status, n, c->started_mono, c->auth.env.id,
                       c->request_id);
         if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
@@ -193,11 +193,17 @@ void gw_respond_json(struct gw_call *c, int status, json_t *body, unsigned flags
     json_decref(body);
     if (!text) {
         static const char err[] = "{\"error\":\"Internal Server Error\"}";
-        gw_call_send(c, 500, err, sizeof(err) - 1, 0);
+        gw_call_send(c, 500, GW_CT_JSON, err, sizeof(err) - 1, 0);
         return;
     }
-    gw_call_send(c, status, text, strlen(text), flags);
+    gw_call_send(c, status, GW_CT_JSON, text, strlen(text), flags);
     free(text);
+}
+
+void gw_respond_bytes(struct gw_call *c, int status, const char *content_type, const void *body,
+                      size_t n)
+{
+    gw_call_send(c, status, content_type, body, n, 0);
 }
 
 h2o_req_t *gw_call_stream(struct gw_call *c, int status, const char *content_type)
@@ -286,7 +292,8 @@ static void gw_after_auth(struct gw_call *c, int status, const char *error)
                         0);
         return;
     }
-    if (c->route->json_body) {
+    if (c->route->body == GW_BODY_JSON ||
+        (c->route->body == GW_BODY_JSON_PROTO && !gw_is_protobuf(req))) {
         json_error_t jerr;
         if (body_n == 0) {
             gw_respond_error(c, 400, "Request body is empty", 0);
@@ -305,6 +312,15 @@ static void gw_after_auth(struct gw_call *c, int status, const char *error)
         }
     }
     c->route->handler(c);
+}
+
+bool gw_is_protobuf(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i < 0)
+        return false;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    return v.len >= 20 && h2o_lcstris(v.base, 20, H2O_STRLIT("application/protobuf"));
 }
 
 /* ---- entry ---- */

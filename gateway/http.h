@@ -49,13 +49,22 @@ enum gw_authkind {
 typedef void (*gw_handler_fn)(struct gw_call *c);
 
 struct gw_route {
-    unsigned method;            /* one enum gw_method */
-    const char *pattern;        /* "/api/v1/sessions/:session/close" */
-    size_t body_cap;            /* bytes; 0 = the route reads no body */
-    bool json_body;             /* a JSON object body is required */
-    unsigned auth;              /* enum gw_authkind bits */
+    unsigned method;     /* one enum gw_method */
+    const char *pattern; /* "/api/v1/sessions/:session/close" */
+    size_t body_cap;     /* bytes; 0 = the route reads no body */
+    unsigned body;       /* enum gw_body */
+    unsigned auth;       /* enum gw_authkind bits */
     gw_handler_fn handler;
 };
+
+enum gw_body {
+    GW_BODY_RAW = 0,   /* the handler reads req->entity, if anything */
+    GW_BODY_JSON,      /* a JSON object is required: c->body */
+    GW_BODY_JSON_PROTO /* the same, unless it is application/protobuf: then c->body is NULL */
+};
+
+/* The request's Content-Type is application/protobuf. */
+bool gw_is_protobuf(h2o_req_t *req);
 
 #define GW_PARAM_MAX 1024
 
@@ -69,40 +78,45 @@ struct gw_params {
 /* The environment a request acts in (from env.resolve_key / env.get). */
 struct gw_env {
     char id[64];
-    char type[16];              /* DEVELOPMENT, STAGING, PRODUCTION, PREVIEW */
+    char type[16]; /* DEVELOPMENT, STAGING, PRODUCTION, PREVIEW */
     char org_id[64];
     char project_id[64];
-    char signing_key[128];      /* what tokens for this environment are signed with */
+    char signing_key[128]; /* what tokens for this environment are signed with */
 };
 
 #define GW_MAX_SCOPES 64
 
 struct gw_auth {
-    enum gw_authkind kind;      /* GW_AUTH_SECRET or GW_AUTH_JWT */
+    enum gw_authkind kind; /* GW_AUTH_SECRET or GW_AUTH_JWT */
     struct gw_env env;
-    char *scopes[GW_MAX_SCOPES];/* JWT only; owned by the call */
+    char *scopes[GW_MAX_SCOPES]; /* JWT only; owned by the call */
     unsigned nscopes;
 };
 
 struct gw_call {
     struct gw *gw;
-    h2o_req_t *req;             /* NULL once the client is gone */
-    void *_ref;                 /* the pool-side half of the disconnect link */
+    h2o_req_t *req; /* NULL once the client is gone */
+    void *_ref;     /* the pool-side half of the disconnect link */
     const struct gw_route *route;
     struct gw_params params;
     struct gw_auth auth;
     struct bus_trace trace;
     char request_id[24];
     uint64_t started_mono;
-    json_t *body;               /* the parsed body when route->json_body */
-    void *state;                /* the handler's own, freed with free() at the end */
+    json_t *body; /* the parsed body (route->body GW_BODY_JSON*) */
+    void *state;  /* the handler's own, freed with free() at the end */
 };
 
 /* Response flags. */
 #define GW_NO_RETRY 1u /* x-should-retry: false: a terminal error the SDK must not retry */
 
+#define GW_CT_JSON "application/json; charset=utf-8"
+
 /* Sends a JSON value (stolen: the call frees it) with status, then ends the call. */
 void gw_respond_json(struct gw_call *c, int status, json_t *body, unsigned flags);
+/* Sends n bytes (copied) of content_type with status, then ends the call. */
+void gw_respond_bytes(struct gw_call *c, int status, const char *content_type, const void *body,
+                      size_t n);
 /* Sends {"error": msg} with status, then ends the call. */
 void gw_respond_error(struct gw_call *c, int status, const char *msg, unsigned flags);
 /*

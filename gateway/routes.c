@@ -17,34 +17,36 @@
 #define ANY (GW_AUTH_SECRET | GW_AUTH_JWT)
 
 const struct gw_route gw_routes[] = {
-    {GW_POST, "/api/v1/auth/jwt/claims", 0, false, GW_AUTH_SECRET, gw_on_jwt_claims},
-    {GW_GET, "/api/v1/auth/whoami", 0, false, ANY, gw_on_whoami},
+    {GW_POST, "/api/v1/auth/jwt/claims", 0, GW_BODY_RAW, GW_AUTH_SECRET, gw_on_jwt_claims},
+    {GW_GET, "/api/v1/auth/whoami", 0, GW_BODY_RAW, ANY, gw_on_whoami},
 
-    {GW_POST, "/api/v1/sessions", 32 * KIB, true, ANY, gw_on_session_create},
-    {GW_GET, "/api/v1/sessions/:session", 0, false, ANY, gw_on_session_get},
-    {GW_PATCH, "/api/v1/sessions/:session", 32 * KIB, true, ANY, gw_on_session_update},
-    {GW_POST, "/api/v1/sessions/:session/close", 1 * KIB, true, ANY, gw_on_session_close},
-    {GW_POST, "/api/v1/sessions/:session/end-and-continue", 1 * KIB, true, ANY,
+    {GW_POST, "/api/v1/sessions", 32 * KIB, GW_BODY_JSON, ANY, gw_on_session_create},
+    {GW_GET, "/api/v1/sessions/:session", 0, GW_BODY_RAW, ANY, gw_on_session_get},
+    {GW_PATCH, "/api/v1/sessions/:session", 32 * KIB, GW_BODY_JSON, ANY, gw_on_session_update},
+    {GW_POST, "/api/v1/sessions/:session/close", 1 * KIB, GW_BODY_JSON, ANY, gw_on_session_close},
+    {GW_POST, "/api/v1/sessions/:session/end-and-continue", 1 * KIB, GW_BODY_JSON, ANY,
      gw_on_session_end_and_continue},
 
-    {GW_POST, "/api/v1/workers/dequeue", 16 * KIB, true, GW_AUTH_SECRET, gw_on_worker_dequeue},
-    {GW_POST, "/api/v1/runs/:run/heartbeat", 4 * KIB, false, ANY, gw_on_run_heartbeat},
-    {GW_POST, "/api/v1/runs/:run/complete", 1024 * KIB, false, ANY, gw_on_run_complete},
-    {GW_POST, "/api/v1/runs/:run/fail", 64 * KIB, false, ANY, gw_on_run_fail},
-    {GW_POST, "/api/v2/runs/:run/cancel", 1 * KIB, false, ANY, gw_on_run_cancel},
-    {GW_GET, "/api/v3/runs/:run", 0, false, ANY, gw_on_run_get},
+    {GW_POST, "/api/v1/workers/dequeue", 16 * KIB, GW_BODY_JSON, GW_AUTH_SECRET,
+     gw_on_worker_dequeue},
+    {GW_POST, "/api/v1/runs/:run/heartbeat", 4 * KIB, GW_BODY_RAW, ANY, gw_on_run_heartbeat},
+    {GW_POST, "/api/v1/runs/:run/complete", 1024 * KIB, GW_BODY_RAW, ANY, gw_on_run_complete},
+    {GW_POST, "/api/v1/runs/:run/fail", 64 * KIB, GW_BODY_RAW, ANY, gw_on_run_fail},
+    {GW_POST, "/api/v2/runs/:run/cancel", 1 * KIB, GW_BODY_RAW, ANY, gw_on_run_cancel},
+    {GW_GET, "/api/v3/runs/:run", 0, GW_BODY_RAW, ANY, gw_on_run_get},
 
     /* realtime: a session's channels (feed.c streams the SSE answers) */
-    {GW_PUT, "/realtime/v1/sessions/:session/:io", 0, false, ANY, gw_on_stream_init},
-    {GW_GET, "/realtime/v1/sessions/:session/:io", 0, false, ANY, gw_on_stream_subscribe},
-    {GW_HEAD, "/realtime/v1/sessions/:session/:io", 0, false, ANY, gw_on_stream_subscribe},
-    {GW_POST, "/realtime/v1/sessions/:session/:io/append", STREAM_RECORD_MAX, false, ANY,
+    {GW_PUT, "/realtime/v1/sessions/:session/:io", 0, GW_BODY_RAW, ANY, gw_on_stream_init},
+    {GW_GET, "/realtime/v1/sessions/:session/:io", 0, GW_BODY_RAW, ANY, gw_on_stream_subscribe},
+    {GW_HEAD, "/realtime/v1/sessions/:session/:io", 0, GW_BODY_RAW, ANY, gw_on_stream_subscribe},
+    {GW_POST, "/realtime/v1/sessions/:session/:io/append", STREAM_RECORD_MAX, GW_BODY_RAW, ANY,
      gw_on_stream_append},
-    {GW_GET, "/realtime/v1/sessions/:session/:io/records", 0, false, ANY, gw_on_stream_records},
+    {GW_GET, "/realtime/v1/sessions/:session/:io/records", 0, GW_BODY_RAW, ANY,
+     gw_on_stream_records},
     /* the S2-compatible records endpoint that PUT above points agents at */
-    {GW_POST, "/s2/v1/streams/:stream/records", STREAM_RECORD_MAX + 64 * KIB, true, ANY,
-     gw_on_s2_append},
-    {GW_GET, "/s2/v1/streams/:stream/records", 0, false, ANY, gw_on_s2_read},
+    {GW_POST, "/s2/v1/streams/:stream/records", STREAM_RECORD_MAX + 64 * KIB, GW_BODY_JSON_PROTO,
+     ANY, gw_on_s2_append},
+    {GW_GET, "/s2/v1/streams/:stream/records", 0, GW_BODY_RAW, ANY, gw_on_s2_read},
 };
 
 const size_t gw_nroutes = sizeof(gw_routes) / sizeof(gw_routes[0]);
@@ -148,9 +150,9 @@ bool gw_params_valid(const struct gw_route *r, const struct gw_params *p, json_t
         char msg[96];
         snprintf(msg, sizeof(msg), "Invalid enum value. Expected 'in' | 'out', received '%.16s'",
                  p->io);
-        json_t *i = json_pack("{s:s,s:s,s:[s],s:[s,s],s:s}", "code", "invalid_enum_value",
-                              "message", msg, "path", "io", "options", "in", "out", "received",
-                              p->io);
+        json_t *i =
+            json_pack("{s:s,s:s,s:[s],s:[s,s],s:s}", "code", "invalid_enum_value", "message", msg,
+                      "path", "io", "options", "in", "out", "received", p->io);
         json_array_append_new(issues, i);
     }
     if (strstr(r->pattern, ":run") && (p->run[0] == '\0' || strlen(p->run) > 256))

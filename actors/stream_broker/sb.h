@@ -193,6 +193,12 @@ size_t sb_entry_size(const struct sb_entry *e);
 /* Writes e as a record object {seq, ts, headers: [[name, value]], body: bin}. */
 void sb_entry_put(struct mp_writer *w, const struct sb_entry *e);
 
+/*
+ * S2's trim command: one header with an empty name and the value "trim", and an 8-byte
+ * big-endian body, the first seq to keep. True (and *point) when r is one.
+ */
+bool sb_record_trim_point(const struct sb_record_in *r, uint64_t *point);
+
 /* Writes an appended record as a record object (headers copied as they came). */
 void sb_record_put(struct mp_writer *w, const struct sb_record_in *r, uint64_t seq, uint64_t ts);
 

@@ -334,3 +334,23 @@ void sb_record_put(struct mp_writer *w, const struct sb_record_in *r, uint64_t s
     mp_put_str(w, "body");
     mp_put_bin(w, r->body.p, r->body.n);
 }
+
+bool sb_record_trim_point(const struct sb_record_in *r, uint64_t *point)
+{
+    struct mp_reader hr;
+    uint32_t nh, two;
+    struct slice name, value;
+    if (r->nheaders != 1 || r->body.n != 8)
+        return false;
+    mp_reader_init(&hr, r->headers.p, r->headers.n);
+    if (mp_read_array(&hr, &nh) != OK || nh != 1 || mp_read_array(&hr, &two) != OK || two != 2 ||
+        mp_read_str(&hr, &name) != OK || mp_read_str(&hr, &value) != OK || name.n != 0 ||
+        !slice_eq(value, "trim"))
+        return false;
+    const unsigned char *b = (const unsigned char *)r->body.p;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    *point = v;
+    return true;
+}

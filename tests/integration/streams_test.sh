@@ -205,6 +205,27 @@ is "$how" ended "a client that stops reading is cut off (not held until Timeout-
 ok "before it had everything (got $got of ~8 MB)" test "${got:-0}" -lt 8000000
 rm -f "$TETHER_TEST_TMP/stall.$S"
 
+# --- S2 protobuf appends (what the S2 client sends for bytes records): a trim command
+api POST /api/v1/sessions "{\"type\":\"chat\",\"externalId\":\"trim-$S\",\"taskIdentifier\":\"echo\",\"triggerConfig\":{\"basePayload\":{}}}" "$KEY" -H 'Content-Type: application/json'
+for i in 0 1 2 3 4; do
+  curl -s -o /dev/null -H "Authorization: Bearer $KEY" --data-binary "t$i" "$TREE_URL/realtime/v1/sessions/trim-$S/out/append"
+done
+python3 -c 'import sys; sys.stdout.buffer.write(b"\x0a\x12\x12\x06\x12\x04trim\x1a\x08" + (3).to_bytes(8, "big"))' >"$TETHER_TEST_TMP/trim.$S"
+curl -s -D "$TETHER_TEST_TMP/trim.$S.h" -o "$TETHER_TEST_TMP/trim.$S.ack" -H "Authorization: Bearer $KEY" \
+  -H 'Content-Type: application/protobuf' -H 'Accept: application/protobuf' \
+  --data-binary "@$TETHER_TEST_TMP/trim.$S" "$TREE_URL/s2/v1/streams/sessions%2Ftrim-$S%2Fout/records"
+ok "a protobuf append is answered in protobuf" grep -qi '^content-type: application/protobuf' "$TETHER_TEST_TMP/trim.$S.h"
+is "$(od -An -tx1 "$TETHER_TEST_TMP/trim.$S.ack" | tr -d ' \n' | cut -c1-2,5-8)" "0a0805" "the ack's start is the trim record's seq (5)"
+api GET "/realtime/v1/sessions/trim-$S/out/records" "" "$KEY" -G
+is "$(jq -c '[.records[].seqNum]' <<<"$BODY")" '[3,4]' "the trim command deleted the records before 3 (and is itself skipped)"
+is "$(curl -s -N --max-time 8 -H "Authorization: Bearer $KEY" -H 'Timeout-Seconds: 1' "$TREE_URL/realtime/v1/sessions/trim-$S/out" | seqs)" \
+  "3,4,5" "SSE from 0 starts at the trim point"
+printf '\x0a\x7f\x12' >"$TETHER_TEST_TMP/trim.$S"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/protobuf' \
+  --data-binary "@$TETHER_TEST_TMP/trim.$S" "$TREE_URL/s2/v1/streams/sessions%2Ftrim-$S%2Fout/records")
+is "$CODE" 422 "a malformed protobuf body is 422"
+rm -f "$TETHER_TEST_TMP/trim.$S" "$TETHER_TEST_TMP/trim.$S.h" "$TETHER_TEST_TMP/trim.$S.ack"
+
 # --- a closed session takes nothing
 api POST "/api/v1/sessions/$SID/close" '{"reason":"done"}' "$KEY" -H 'Content-Type: application/json'
 append in p9 'late'

@@ -527,6 +527,41 @@ T_TEST(entries)
     T_ERR(sb_entry_parse(NULL, &e), ERR_PROTO);
 }
 
+/* A record with the given single header and body, headers encoded into w. */
+static struct sb_record_in trim_rec(struct mp_writer *w, const char *name, const char *value,
+                                    const char *body, size_t body_n)
+{
+    mp_writer_reset(w);
+    mp_put_array(w, 1);
+    mp_put_array(w, 2);
+    mp_put_str(w, name);
+    mp_put_str(w, value);
+    return (struct sb_record_in){.part_id = SLICE_NULL,
+                                 .body = {body, body_n},
+                                 .headers = {(const char *)mp_writer_data(w), mp_writer_len(w)},
+                                 .nheaders = 1};
+}
+
+T_TEST(trim_commands)
+{
+    struct mp_writer w;
+    uint64_t p = 0;
+    static const char be300[8] = {0, 0, 0, 0, 0, 0, 1, 0x2c};
+    mp_writer_init(&w);
+    struct sb_record_in r = trim_rec(&w, "", "trim", be300, 8);
+    T_ASSERT(sb_record_trim_point(&r, &p));
+    T_EQ(p, 300u);
+    r = trim_rec(&w, "", "fence", be300, 8);
+    T_ASSERT(!sb_record_trim_point(&r, &p));
+    r = trim_rec(&w, "x", "trim", be300, 8);
+    T_ASSERT(!sb_record_trim_point(&r, &p));
+    r = trim_rec(&w, "", "trim", be300, 7);
+    T_ASSERT(!sb_record_trim_point(&r, &p));
+    r.nheaders = 0;
+    T_ASSERT(!sb_record_trim_point(&r, &p));
+    mp_writer_fini(&w);
+}
+
 int main(void)
 {
     T_RUN(stream_names);
@@ -535,5 +570,6 @@ int main(void)
     T_RUN(append_invalid);
     T_RUN(keys);
     T_RUN(entries);
+    T_RUN(trim_commands);
     return T_DONE();
 }
