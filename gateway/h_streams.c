@@ -34,6 +34,7 @@
 
 #define GW_S2_BASIN "tether"
 #define GW_S2_TOKEN_TTL_S 86400
+#define GW_S2_TAIL_OFFSET_MAX 16 /* stream.peek's bound */
 #define GW_SSE_WAIT_DEFAULT_S 60
 /* One /records answer stops after whichever comes first; the caller continues with the last
  * seqNum as afterEventId. The byte bound keeps a stream of large records from costing the
@@ -46,7 +47,7 @@ struct gw_stream_state {
     struct gw_feed_opts feed;
     char part_id[STREAM_PART_ID_MAX + 1];
     struct jbuf acc;   /* /records: the answer so far */
-    unsigned nrecs;
+    unsigned nrecs;    /* /records: records so far; S2 tail read: records to answer */
     uint64_t from;
     bool s2;           /* the S2 endpoint's JSON read */
     bool proto;        /* the S2 append came (and is answered) as protobuf */
@@ -842,6 +843,7 @@ void gw_on_s2_append(struct gw_call *c)
 static void gw_s2_on_read(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
+    struct gw_stream_state *st = c->state;
     struct mp_reader v;
     uint32_t n = 0;
     uint64_t tail = 0, tail_ts = 0, seq;
@@ -856,7 +858,7 @@ static void gw_s2_on_read(void *arg, err_t rc, const struct envelope *env)
         (void)mp_read_uint(&v, &tail_ts);
     jbuf_puts(&b, "{\"records\":[");
     if (mp_map_find(env->body.p, env->body.n, "records", &v) == OK && mp_read_array(&v, &n) == OK)
-        for (uint32_t i = 0; i < n; i++) {
+        for (uint32_t i = 0; i < n && (!st->nrecs || i < st->nrecs); i++) {
             if (i)
                 jbuf_put(&b, ",", 1);
             if (gw_record_json(&v, &b, &seq, NULL) != OK)
@@ -888,6 +890,27 @@ void gw_on_s2_read(struct gw_call *c)
         gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message",
                                           "seq_num, count (1-1000) and wait (0-600) are integers"),
                         GW_NO_RETRY);
+        return;
+    }
+    if (gw_query(c->req, "tail_offset", q, sizeof(q))) {
+        /* the last records, as a tail peek: S2's tail_offset, within what stream.peek serves */
+        uint64_t off;
+        if (!gw_parse_u64(q, strlen(q), &off) || off == 0 || off > GW_S2_TAIL_OFFSET_MAX) {
+            gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message",
+                                              "tail_offset must be an integer from 1 to 16"),
+                            GW_NO_RETRY);
+            return;
+        }
+        struct mp_writer w;
+        mp_writer_init(&w);
+        gw_stream_put_name(&w, &st->feed, 1);
+        mp_put_kv_uint(&w, "count", off);
+        st->nrecs = (unsigned)count; /* of those, the first count */
+        err_t rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_PEEK,
+                            mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_s2_on_read, c);
+        mp_writer_fini(&w);
+        if (rc != OK)
+            gw_respond_err(c, rc, "stream.peek");
         return;
     }
     const char *accept = gw_header(c->req, "accept", &n);

@@ -220,6 +220,9 @@ api GET "/realtime/v1/sessions/trim-$S/out/records" "" "$KEY" -G
 is "$(jq -c '[.records[].seqNum]' <<<"$BODY")" '[3,4]' "the trim command deleted the records before 3 (and is itself skipped)"
 is "$(curl -s -N --max-time 8 -H "Authorization: Bearer $KEY" -H 'Timeout-Seconds: 1' "$TREE_URL/realtime/v1/sessions/trim-$S/out" | seqs)" \
   "3,4,5" "SSE from 0 starts at the trim point"
+OUT=$(curl -s -H "Authorization: Bearer $KEY" -H 'Accept: application/json' \
+  "$TREE_URL/s2/v1/streams/sessions%2Ftrim-$S%2Fout/records?tail_offset=2&count=1&wait=0")
+is "$(jq -c '[.records[].seq_num, .tail.seq_num]' <<<"$OUT")" '[4,6]' "an S2 read with tail_offset=2&count=1 answers the record at tail - 2"
 printf '\x0a\x7f\x12' >"$TETHER_TEST_TMP/trim.$S"
 CODE=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/protobuf' \
   --data-binary "@$TETHER_TEST_TMP/trim.$S" "$TREE_URL/s2/v1/streams/sessions%2Ftrim-$S%2Fout/records")
