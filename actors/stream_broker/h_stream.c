@@ -159,23 +159,26 @@ static void sb_reply_range(struct bus_req *req, const struct sb_range *rg)
     mp_writer_fini(&w);
 }
 
-void sb_on_stream_read(struct actor *a, struct bus_req *req)
+/* stream.read (from, count) and stream.peek (count): the same answer from two scripts. */
+static void sb_on_range(struct actor *a, struct bus_req *req, bool peek)
 {
     struct slice body = bus_req_env(req)->body;
     struct sb_stream s;
     struct sb_range rg;
-    uint64_t from, count;
+    uint64_t from = 0, count;
     char why[SB_WHY_MAX];
     err_t rc = sb_parse_stream(body, &s, why, sizeof(why));
-    if (rc == OK)
+    if (rc == OK && !peek)
         rc = sb_parse_uint(body, "from", 0, UINT64_MAX, &from, why, sizeof(why));
     if (rc == OK)
-        rc = sb_parse_uint(body, "count", 1, STREAM_BATCH_MAX, &count, why, sizeof(why));
+        rc = sb_parse_uint(body, "count", 1, peek ? SB_PEEK_MAX : STREAM_BATCH_MAX, &count, why,
+                           sizeof(why));
     if (rc != OK) {
         (void)bus_reply_err(req, rc, why);
         return;
     }
-    rc = sb_store_read(sb_of(a), &s, from, count, &rg);
+    rc = peek ? sb_store_peek(sb_of(a), &s, count, &rg)
+              : sb_store_read(sb_of(a), &s, from, count, &rg);
     if (rc != OK) {
         sb_reply_store_err(req, rc);
         return;
@@ -184,27 +187,14 @@ void sb_on_stream_read(struct actor *a, struct bus_req *req)
     sb_range_fini(&rg);
 }
 
+void sb_on_stream_read(struct actor *a, struct bus_req *req)
+{
+    sb_on_range(a, req, false);
+}
+
 void sb_on_stream_peek(struct actor *a, struct bus_req *req)
 {
-    struct slice body = bus_req_env(req)->body;
-    struct sb_stream s;
-    struct sb_range rg;
-    uint64_t count;
-    char why[SB_WHY_MAX];
-    err_t rc = sb_parse_stream(body, &s, why, sizeof(why));
-    if (rc == OK)
-        rc = sb_parse_uint(body, "count", 1, SB_PEEK_MAX, &count, why, sizeof(why));
-    if (rc != OK) {
-        (void)bus_reply_err(req, rc, why);
-        return;
-    }
-    rc = sb_store_peek(sb_of(a), &s, count, &rg);
-    if (rc != OK) {
-        sb_reply_store_err(req, rc);
-        return;
-    }
-    sb_reply_range(req, &rg);
-    sb_range_fini(&rg);
+    sb_on_range(a, req, true);
 }
 
 void sb_on_stream_trim(struct actor *a, struct bus_req *req)

@@ -401,25 +401,34 @@ static err_t sb_range_take(const struct sb_script *s, redisReply *r, bool newest
     return OK;
 }
 
-err_t sb_store_read(struct sb *sb, const struct sb_stream *s, uint64_t from, uint64_t count,
-                    struct sb_range *out)
+/* Runs sc with the stream's two keys (stream, counter) and nargs (≤ 3) string arguments. */
+static err_t sb_eval_stream(struct sb *sb, struct sb_script *sc, const struct sb_stream *s,
+                            int nargs, char args[][32], redisReply **out)
 {
-    char skey[SB_KEY_MAX], nkey[SB_KEY_MAX], start[32], cnt[24], budget[24];
+    char skey[SB_KEY_MAX], nkey[SB_KEY_MAX];
     const char *argv[8];
     size_t lens[8];
-    redisReply *r;
-    size_t room = sb->reply_max > SB_REPLY_OVERHEAD ? sb->reply_max - SB_REPLY_OVERHEAD : 0;
     argv[3] = skey;
     lens[3] = sb_key_stream(s, skey);
     argv[4] = nkey;
     lens[4] = sb_key_next(s, nkey);
-    argv[5] = start;
-    lens[5] = (size_t)snprintf(start, sizeof(start), "%" PRIu64 "-0", from);
-    argv[6] = cnt;
-    lens[6] = (size_t)snprintf(cnt, sizeof(cnt), "%" PRIu64, count);
-    argv[7] = budget;
-    lens[7] = (size_t)snprintf(budget, sizeof(budget), "%zu", room);
-    err_t rc = sb_eval(sb, &sb->read, 8, argv, lens, 2, &r);
+    for (int i = 0; i < nargs && i < 3; i++) {
+        argv[5 + i] = args[i];
+        lens[5 + i] = strlen(args[i]);
+    }
+    return sb_eval(sb, sc, 5 + (nargs < 3 ? nargs : 3), argv, lens, 2, out);
+}
+
+err_t sb_store_read(struct sb *sb, const struct sb_stream *s, uint64_t from, uint64_t count,
+                    struct sb_range *out)
+{
+    char args[3][32];
+    redisReply *r;
+    size_t room = sb->reply_max > SB_REPLY_OVERHEAD ? sb->reply_max - SB_REPLY_OVERHEAD : 0;
+    snprintf(args[0], sizeof(args[0]), "%" PRIu64 "-0", from);
+    snprintf(args[1], sizeof(args[1]), "%" PRIu64, count);
+    snprintf(args[2], sizeof(args[2]), "%zu", room);
+    err_t rc = sb_eval_stream(sb, &sb->read, s, 3, args, &r);
     if (rc != OK)
         return rc;
     return sb_range_take(&sb->read, r, false, sb->reply_max, out);
@@ -428,17 +437,10 @@ err_t sb_store_read(struct sb *sb, const struct sb_stream *s, uint64_t from, uin
 err_t sb_store_peek(struct sb *sb, const struct sb_stream *s, uint64_t count,
                     struct sb_range *out)
 {
-    char skey[SB_KEY_MAX], nkey[SB_KEY_MAX], cnt[24];
-    const char *argv[6];
-    size_t lens[6];
+    char args[1][32];
     redisReply *r;
-    argv[3] = skey;
-    lens[3] = sb_key_stream(s, skey);
-    argv[4] = nkey;
-    lens[4] = sb_key_next(s, nkey);
-    argv[5] = cnt;
-    lens[5] = (size_t)snprintf(cnt, sizeof(cnt), "%" PRIu64, count);
-    err_t rc = sb_eval(sb, &sb->peek, 6, argv, lens, 2, &r);
+    snprintf(args[0], sizeof(args[0]), "%" PRIu64, count);
+    err_t rc = sb_eval_stream(sb, &sb->peek, s, 1, args, &r);
     if (rc != OK)
         return rc;
     return sb_range_take(&sb->peek, r, true, sb->reply_max, out);
@@ -448,17 +450,10 @@ err_t sb_store_peek(struct sb *sb, const struct sb_stream *s, uint64_t count,
 
 err_t sb_store_trim(struct sb *sb, const struct sb_stream *s, uint64_t before, uint64_t *tail)
 {
-    char skey[SB_KEY_MAX], nkey[SB_KEY_MAX], minid[32];
-    const char *argv[6];
-    size_t lens[6];
+    char args[1][32];
     redisReply *r;
-    argv[3] = skey;
-    lens[3] = sb_key_stream(s, skey);
-    argv[4] = nkey;
-    lens[4] = sb_key_next(s, nkey);
-    argv[5] = minid;
-    lens[5] = (size_t)snprintf(minid, sizeof(minid), "%" PRIu64 "-0", before);
-    err_t rc = sb_eval(sb, &sb->trim, 6, argv, lens, 2, &r);
+    snprintf(args[0], sizeof(args[0]), "%" PRIu64 "-0", before);
+    err_t rc = sb_eval_stream(sb, &sb->trim, s, 1, args, &r);
     if (rc != OK)
         return rc;
     if (!sb_reply_u64(r, tail))
