@@ -191,6 +191,28 @@ static void gw_feed_ref_dispose(void *p)
 
 /* ---- output ---- */
 
+static h2o_socket_t *gw_feed_socket(struct gw_feed *f)
+{
+    h2o_conn_t *conn = f->req ? f->req->conn : NULL;
+    return conn && conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
+}
+
+/*
+ * True when the client has closed its side. h2o does not read an HTTP/1 connection while its
+ * response streams, so an idle feed would only learn of a departed client when a ping fails
+ * (5-15 s on), holding the socket and the feed meanwhile; under connect/disconnect churn that
+ * ran a gateway out of descriptors. A pipelined request or HTTP/2 frames are data, not an end.
+ */
+static bool gw_feed_client_gone(struct gw_feed *f)
+{
+    h2o_socket_t *sock = gw_feed_socket(f);
+    char c;
+    if (!sock)
+        return false;
+    ssize_t r = recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static void gw_feed_flush(struct gw_feed *f)
 {
     if (!f->req || f->sending || f->final_sent)
@@ -229,9 +251,7 @@ static void gw_feed_queued(struct gw_feed *f, size_t before)
     if (f->sending && before > 0 && f->pend.n > f->gw->feeds->buffer_max) {
         /* h2o still holds earlier bytes: shutting the socket fails that write, and h2o then
          * closes the connection and disposes of the request (which detaches the feed) */
-        h2o_conn_t *conn = f->req->conn;
-        h2o_socket_t *sock =
-            conn && conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
+        h2o_socket_t *sock = gw_feed_socket(f);
         f->cut = true;
         if (sock)
             (void)shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
@@ -541,6 +561,13 @@ static void gw_feed_on_tick(h2o_timeout_entry_t *entry)
     uint64_t now = clock_mono_ms();
     if (!f->req || f->ending)
         return;
+    if (!f->sending && gw_feed_client_gone(f)) {
+        /* ends the response; h2o disposes of the request, which detaches (and may free) f */
+        f->ending = true;
+        f->final_sent = true;
+        h2o_send(f->req, NULL, 0, H2O_SEND_STATE_ERROR);
+        return;
+    }
     if (f->live && now >= f->deadline_mono) {
         gw_feed_end(f, NULL);
         return;

@@ -17,14 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <nng/nng.h>
-#include <nng/supplemental/util/platform.h>
-
 #include "auth.h"
 #include "clock.h"
 #include "feed.h"
 #include "gw.h"
 #include "handlers.h"
+#include "ids.h"
 #include "jbuf.h"
 #include "log.h"
 #include "mem.h"
@@ -32,7 +30,8 @@
 #include "s2proto.h"
 #include "sessref.h"
 
-#define GW_S2_BASIN "tether"
+/* S2 clients refuse a basin name outside 8-48 of [a-z0-9-] before sending anything */
+#define GW_S2_BASIN "tether-sessions"
 #define GW_S2_TOKEN_TTL_S 86400
 #define GW_S2_TAIL_OFFSET_MAX 16 /* stream.peek's bound */
 #define GW_SSE_WAIT_DEFAULT_S 60
@@ -331,9 +330,14 @@ void gw_on_stream_append(struct gw_call *c)
     } else {
         /* no part id: a fresh one, so the record has one and a retry is simply a new record */
         static const char abc[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-        for (int i = 0; i < 21; i++)
-            st->part_id[i] = abc[nng_random() % 62];
-        st->part_id[21] = '\0';
+        unsigned char r[21];
+        if (random_bytes(r, sizeof(r)) != OK) {
+            gw_respond_err(c, ERR_INTERNAL, "random part id");
+            return;
+        }
+        for (size_t i = 0; i < sizeof(r); i++)
+            st->part_id[i] = abc[r[i] % 62];
+        st->part_id[sizeof(r)] = '\0';
     }
     err_t rc = gw_session_lookup(c, gw_append_on_session);
     if (rc != OK)
