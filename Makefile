@@ -43,6 +43,7 @@ LDFLAGS := $(LDSAN)
 LIBS_CORE := -lnng -lmsgpackc -lpthread
 LIBS_STORE := $(shell pkg-config --libs libpq hiredis libcurl 2>/dev/null || echo -lpq -lhiredis -lcurl)
 LIBS_GW := -lh2o-evloop -ljwt -ljansson -lssl -lcrypto -lz
+LIBS_ECHO := $(shell pkg-config --libs libcurl jansson 2>/dev/null || echo -lcurl -ljansson) -lpthread
 
 # ---- sources ----
 PROTO_SRC := $(wildcard proto/*.c)
@@ -52,6 +53,7 @@ ACTOR_BINS := $(foreach a,$(ACTOR_DIRS),$(BUILD)/bin/$(subst _,-,$(a)))
 GW_SRC := $(wildcard gateway/*.c)
 SV_SRC := $(wildcard supervisor/*.c)
 CTL_SRC := $(wildcard supervisor/tetherctl/*.c)
+ECHO_SRC := $(wildcard examples/echo-agent/*.c)
 UNIT_SRC := $(shell find tests/unit -name '*_test.c' 2>/dev/null)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_SRC := $(wildcard tests/bench/*.c)
@@ -60,7 +62,8 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIBTETHER := $(BUILD)/libtether.a
 
-BINS := $(ACTOR_BINS) $(BUILD)/bin/gateway $(BUILD)/bin/supervisor $(BUILD)/bin/tetherctl
+BINS := $(ACTOR_BINS) $(BUILD)/bin/gateway $(BUILD)/bin/supervisor $(BUILD)/bin/tetherctl \
+        $(BUILD)/bin/echo-agent
 
 .PHONY: all test unit itest run bench docs format clean deps check
 .DEFAULT_GOAL := all
@@ -99,6 +102,12 @@ $(BUILD)/bin/tetherctl: $(call obj,$(CTL_SRC)) $(LIBTETHER)
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_STORE) $(LIBS_CORE)
+
+# An example worker: standalone, so it links no Tether code (see examples/echo-agent/README.md).
+$(BUILD)/bin/echo-agent: $(call obj,$(ECHO_SRC))
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_ECHO)
 
 # Unit tests may #include the .c under test to reach statics; they link the library too.
 $(BUILD)/tests/%: tests/unit/%.c $(LIBTETHER)

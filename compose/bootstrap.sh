@@ -2,7 +2,8 @@
 # bootstrap.sh BIN_DIR URL: run by compose/run.sh once the tree is healthy. Makes sure the
 # development environment of org/project "default" exists (`tetherctl env bootstrap`, idempotent:
 # every later run finds the same environment) and prints its secret key with two commands to try
-# it, on stderr. Retries for a few seconds while the session-manager is not answering yet.
+# it on stderr, and the key alone on stdout (run.sh hands it to the echo-agent). Retries for a few
+# seconds while the session-manager is not answering yet.
 # TETHER_RUN_DIR must name the running tree's run directory (run.sh exports it).
 # Exit: 0 printed; 100 usage; 111 the session-manager never answered; 1 it refused.
 set -uo pipefail
@@ -40,5 +41,7 @@ cat >&2 <<MSG
     curl -X POST -H "Authorization: Bearer $key" $URL/api/v1/auth/jwt/claims
     curl -H "Authorization: Bearer $key" $URL/healthz
   More keys:      TETHER_RUN_DIR=$TETHER_RUN_DIR $BIN/tetherctl env create --org ORG --project PROJ --type dev
+  An echo agent serves task "echo" with this key: see "Try it" in README.md.
 
 MSG
+printf '%s\n' "$key"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # run.sh BUILD_DIR: what `make run` does after building. Starts PostgreSQL, Redis and ClickHouse
 # with their data in ./var/services (kept across runs), applies migrations, then runs the
-# supervisor (and through it the whole tree) in the foreground. Ctrl-C or SIGTERM stops the tree
-# in order, then the stores; nothing is left running.
+# supervisor (and through it the whole tree) in the foreground, and once the tree is healthy one
+# example worker (BUILD_DIR/bin/echo-agent, task "echo") with the development environment's
+# secret key. Ctrl-C or SIGTERM stops the worker, the tree in order, then the stores; nothing is
+# left running.
 # Exit: the supervisor's exit code; 100 usage; 111 the stores could not be started.
 set -euo pipefail
 
@@ -20,9 +22,10 @@ mkdir -p "$VAR"
 
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 
-"$ROOT/compose/services.sh" start "$VAR/services" || exit 111
+# set before the start: a start that fails half-way leaves no store running either
 stop_stores() { "$ROOT/compose/services.sh" stop "$VAR/services" || true; }
 trap stop_stores EXIT
+"$ROOT/compose/services.sh" start "$VAR/services" || exit 111
 
 set -a
 # shellcheck disable=SC1091
@@ -39,10 +42,32 @@ URL="http://$TETHER_HTTP_HOST:$TETHER_HTTP_PORT"
 
 "$BIN/supervisor" &
 SV=$!
-# Ctrl-C reaches the supervisor too (same process group); forwarding covers SIGTERM and the
-# case where we run without a terminal. The supervisor stops its children in reverse order.
-forward() { kill -TERM "$SV" 2>/dev/null || true; }
-trap forward INT TERM
+AGENT=
+STOPPING=0
+# Ctrl-C reaches the supervisor and the worker too (same process group): the supervisor stops
+# the tree in reverse order, the worker completes the runs it holds if the tree still answers
+# (else they are left to their leases). SIGTERM and SIGHUP are forwarded, to the worker first,
+# which completes its runs (at most 5 s) before the tree stops. A second signal passes on: the
+# worker abandons its runs, the supervisor kills its children.
+forward() { # forward SIGNAL
+  if ((STOPPING)); then
+    [[ -z $AGENT ]] || kill -TERM "$AGENT" 2>/dev/null || true
+    kill -TERM "$SV" 2>/dev/null || true
+    return 0 # a bare return in a trap answers the interrupted wait's status: set -e would exit
+  fi
+  STOPPING=1
+  # after a Ctrl-C both had the SIGINT already: another stop request would be a second one
+  [[ $1 == INT ]] && return 0
+  if [[ -n $AGENT ]]; then
+    kill -TERM "$AGENT" 2>/dev/null || true
+    wait "$AGENT" 2>/dev/null || true
+    AGENT=
+  fi
+  kill -TERM "$SV" 2>/dev/null || true
+}
+trap 'forward INT' INT
+trap 'forward TERM' TERM
+trap 'forward HUP' HUP
 
 for _ in $(seq 1 150); do
   if curl -fsS -o /dev/null "$URL/healthz" 2>/dev/null; then
@@ -54,7 +79,12 @@ for _ in $(seq 1 150); do
   Stop:           Ctrl-C
 
 MSG
-    [[ -x $BIN/tetherctl ]] && [[ -f $ROOT/compose/bootstrap.sh ]] && "$ROOT/compose/bootstrap.sh" "$BIN" "$URL" || true
+    key=$("$ROOT/compose/bootstrap.sh" "$BIN" "$URL") || key=
+    if [[ -n $key && -x $BIN/echo-agent ]] && ((!STOPPING)); then
+      # short leases: runs it leaves behind at a Ctrl-C are taken back soon after the next start
+      TETHER_URL=$URL TETHER_SECRET_KEY=$key TETHER_ECHO_LEASE_SECONDS=10 "$BIN/echo-agent" &
+      AGENT=$!
+    fi
     break
   fi
   kill -0 "$SV" 2>/dev/null || break
@@ -65,5 +95,9 @@ code=0
 while kill -0 "$SV" 2>/dev/null; do
   wait "$SV" && code=0 || code=$?
 done
+if [[ -n $AGENT ]]; then # the tree stopped (a Ctrl-C, or on its own): so does the worker
+  kill -TERM "$AGENT" 2>/dev/null || true
+  wait "$AGENT" 2>/dev/null || true
+fi
 say "supervisor exited ($code); stopping the stores"
 exit "$code"
