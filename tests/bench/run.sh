@@ -28,3 +28,12 @@ echo
 
 echo
 "$ROOT/tests/bench/session_create.sh" "$BUILD"
+
+echo
+"$ROOT/tests/bench/stream_append.sh" "$BUILD"
+
+echo
+"$ROOT/tests/bench/sse_latency.sh" "$BUILD"
+
+echo
+"$ROOT/tests/bench/sse_memory.sh" "$BUILD"
