@@ -27,6 +27,7 @@
 #define GW_FEED_TICK_MS 1000
 #define GW_FEED_READ_COUNT 1000
 #define GW_FEED_BUCKETS 4096
+#define GW_FEED_STALL_MS 60000 /* a write the client has not taken by then cuts it off */
 
 struct gw_feed_topic;
 
@@ -45,6 +46,8 @@ struct gw_feed {
     unsigned calls;       /* bus calls in flight: the feed outlives its client until they end */
     bool reading, read_again, live, sending, final_sent, ending, cut;
     bool read_later; /* a read waits until the client has taken what is in flight */
+    size_t owed;     /* bytes of live records waiting in the broker for a read_later */
+    uint64_t send_started_mono;
     struct jbuf out, pend;
 };
 
@@ -232,6 +235,7 @@ static void gw_feed_flush(struct gw_feed *f)
     h2o_iovec_t iov = h2o_iovec_init(f->out.p ? f->out.p : "", f->out.n);
     f->bytes += f->out.n;
     f->sending = true;
+    f->send_started_mono = clock_mono_ms();
     if (f->ending) {
         f->final_sent = true;
         h2o_send(f->req, &iov, 1, H2O_SEND_STATE_FINAL);
@@ -240,21 +244,27 @@ static void gw_feed_flush(struct gw_feed *f)
     }
 }
 
+/* Ends a client that does not read. h2o still holds a write for it: shutting the socket fails
+ * that write, and h2o then closes the connection and disposes of the request (which detaches
+ * the feed). */
+static void gw_feed_cut(struct gw_feed *f)
+{
+    h2o_socket_t *sock = gw_feed_socket(f);
+    f->cut = true;
+    if (sock)
+        (void)shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+}
+
 /*
- * Sends or keeps what was just added to pend (which held `before` bytes). Reads wait for the
- * client (gw_feed_read), so what piles up in pend is live records and pings only: a client
- * that does not take them is cut off once they pass the bound. A frame of any size may wait
- * alone, so one large record does not cut off a client that reads.
+ * Sends or keeps what was just added to pend (which held `before` bytes). What waits behind a
+ * write the client has not taken is live records, in pend or owed (left in the broker for a
+ * read), and pings: past the bound the client is cut off. A frame of any size may wait alone,
+ * so one large record does not cut off a client that reads.
  */
 static void gw_feed_queued(struct gw_feed *f, size_t before)
 {
-    if (f->sending && before > 0 && f->pend.n > f->gw->feeds->buffer_max) {
-        /* h2o still holds earlier bytes: shutting the socket fails that write, and h2o then
-         * closes the connection and disposes of the request (which detaches the feed) */
-        h2o_socket_t *sock = gw_feed_socket(f);
-        f->cut = true;
-        if (sock)
-            (void)shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+    if (f->sending && before > 0 && f->pend.n + f->owed > f->gw->feeds->buffer_max) {
+        gw_feed_cut(f);
         return;
     }
     gw_feed_flush(f);
@@ -500,6 +510,7 @@ static void gw_feed_read(struct gw_feed *f)
         f->read_later = true;
         return;
     }
+    f->owed = 0; /* this read brings them */
     bus_trace_new(&trace);
     mp_writer_init(&w);
     gw_stream_put_name(&w, &f->o, 2);
@@ -549,6 +560,13 @@ static void gw_feeds_on_event(void *arg, const char *topic, const struct envelop
             f->next_seq = seq + 1;
             gw_feed_batch(f, rec.p, rec.n, 1, seq, seq + 1, ts);
         } else if (seq > f->next_seq) {
+            if (f->sending) { /* the read waits for the client: count what it will owe */
+                f->owed += rec.n;
+                if (f->pend.n + f->owed > fs->buffer_max) {
+                    gw_feed_cut(f);
+                    continue;
+                }
+            }
             gw_feed_read(f); /* a gap: read it from the store, in order */
         }
     }
@@ -561,7 +579,10 @@ static void gw_feed_on_tick(h2o_timeout_entry_t *entry)
     uint64_t now = clock_mono_ms();
     if (!f->req || f->ending)
         return;
-    if (!f->sending && gw_feed_client_gone(f)) {
+    if (f->sending && !f->cut && now - f->send_started_mono > GW_FEED_STALL_MS) {
+        /* a write untaken this long: the client has stopped reading, whatever it is owed */
+        gw_feed_cut(f);
+    } else if (!f->sending && gw_feed_client_gone(f)) {
         /* ends the response; h2o disposes of the request, which detaches (and may free) f */
         f->ending = true;
         f->final_sent = true;
@@ -617,6 +638,7 @@ void gw_feed_start(struct gw_call *c, const struct gw_feed_opts *o)
     h2o_start_response(req, &f->gen);
     /* the headers go out now: the client's fetch gives up on headers after 30 s */
     f->sending = true;
+    f->send_started_mono = clock_mono_ms();
     h2o_send(req, NULL, 0, H2O_SEND_STATE_IN_PROGRESS);
     if (!o->drain)
         h2o_timeout_link(gw->ctx.loop, &fs->tick, &f->tick);
