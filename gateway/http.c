@@ -131,6 +131,7 @@ void gw_send_plain(h2o_req_t *req, int status, const char *body, size_t n, const
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("application/json; charset=utf-8"));
     gw_access_log(req, tmpl, status, n, started, NULL, request_id);
+    req->res.content_length = n; /* h2o_send_inline leaves it unset, and h2o then closes */
     h2o_send_inline(req, copy, n);
 }
 
@@ -180,6 +181,9 @@ static void gw_call_send(struct gw_call *c, int status, const char *content_type
                        strlen(content_type));
         gw_access_log(req, c->route->pattern, status, n, c->started_mono, c->auth.env.id,
                       c->request_id);
+        /* h2o_send_inline leaves the length unset, and an HTTP/1 response without one ends
+         * its connection: every answer would cost the client a new one */
+        req->res.content_length = n;
         if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
             n = 0;
         h2o_send_inline(req, copy, n);
@@ -379,6 +383,7 @@ static void gw_preflight(h2o_req_t *req, const char *tmpl, const char *rid, uint
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("application/json; charset=utf-8"));
     gw_access_log(req, tmpl, 200, 2, started, NULL, rid);
+    req->res.content_length = 2;
     h2o_send_inline(req, H2O_STRLIT("{}"));
 }
 

@@ -127,6 +127,12 @@ ctl_quiet start session-manager
 wait_for 5000 child_state_is session-manager up
 ok "and recovers" wait_for 3000 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer $NEW' $TREE_URL/api/v1/auth/whoami) == 200 ]]"
 
+# every answer carries its length, so a client keeps its connection whatever the status
+KA=$(curl -sv -o /dev/null -o /dev/null -H "Authorization: Bearer $KEY" "$TREE_URL/api/v1/sessions/nope-1" \
+  "$TREE_URL/api/v1/sessions/nope-2" 2>&1)
+ok "a 404 keeps the connection for the next request" grep -q 'Re-using existing connection' <<<"$KA"
+is "$(grep -ci '^< content-length: [0-9]' <<<"$KA")" 2 "with Content-Length"
+
 tree_stop
 ok "no secret key or token in the gateway's logs" \
   bash -c "! grep -E 'tr_(dev|stg|prod|preview)_[0-9A-Za-z]{20}|eyJ[A-Za-z0-9_-]{8,}\.eyJ' '$TREE_LOG'"
