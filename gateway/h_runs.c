@@ -224,19 +224,32 @@ static void gw_on_empty_reply(void *arg, err_t rc, const struct envelope *env)
         gw_respond_json(c, 200, json_object(), 0);
 }
 
+/*
+ * What heartbeat, complete and fail start with: write access to the run (an action: 403
+ * before anything about the run is known), the body, its workerId. NULL when the call has
+ * been answered; else the body, which the caller releases (*worker borrows from it).
+ */
+static json_t *gw_runs_worker_body(struct gw_call *c, const char **worker)
+{
+    if (!gw_runs_authorize(c, "write"))
+        return NULL;
+    json_t *o = gw_runs_body(c);
+    if (o && !gw_runs_worker(c, o, worker)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 void gw_on_run_heartbeat(struct gw_call *c)
 {
     const char *worker;
     long long lease_s;
     struct mp_writer w;
-    /* an action: 403 before anything about the run is known */
-    if (!gw_runs_authorize(c, "write"))
-        return;
-    json_t *o = gw_runs_body(c);
+    json_t *o = gw_runs_worker_body(c, &worker);
     if (!o)
         return;
-    if (!gw_runs_worker(c, o, &worker) ||
-        !gw_runs_int(c, o, "leaseSeconds", 1, GW_LEASE_MAX_S, GW_LEASE_DEFAULT_S, &lease_s)) {
+    if (!gw_runs_int(c, o, "leaseSeconds", 1, GW_LEASE_MAX_S, GW_LEASE_DEFAULT_S, &lease_s)) {
         json_decref(o);
         return;
     }
@@ -251,15 +264,9 @@ void gw_on_run_complete(struct gw_call *c)
 {
     const char *worker;
     struct mp_writer w;
-    if (!gw_runs_authorize(c, "write"))
-        return;
-    json_t *o = gw_runs_body(c);
+    json_t *o = gw_runs_worker_body(c, &worker);
     if (!o)
         return;
-    if (!gw_runs_worker(c, o, &worker)) {
-        json_decref(o);
-        return;
-    }
     gw_runs_begin(c, &w, 2);
     mp_put_kv_str(&w, "worker_id", worker);
     /* an absent output is JSON null: the run completed with nothing to say */
@@ -283,15 +290,9 @@ void gw_on_run_fail(struct gw_call *c)
 {
     const char *worker;
     struct mp_writer w;
-    if (!gw_runs_authorize(c, "write"))
-        return;
-    json_t *o = gw_runs_body(c);
+    json_t *o = gw_runs_worker_body(c, &worker);
     if (!o)
         return;
-    if (!gw_runs_worker(c, o, &worker)) {
-        json_decref(o);
-        return;
-    }
     gw_runs_begin(c, &w, 2);
     mp_put_kv_str(&w, "worker_id", worker);
     gw_put_json_text(&w, "error", json_object_get(o, "error"));

@@ -46,7 +46,8 @@ struct gw_stream_state {
     struct gw_feed_opts feed;
     char part_id[STREAM_PART_ID_MAX + 1];
     struct jbuf acc;   /* /records: the answer so far */
-    unsigned nrecs;    /* /records: records so far; S2 tail read: records to answer */
+    unsigned nrecs;    /* /records: records so far */
+    unsigned limit;    /* S2 tail read: records to answer of those peeked (0: all) */
     uint64_t from;
     bool s2;           /* the S2 endpoint's JSON read */
     bool proto;        /* the S2 append came (and is answered) as protobuf */
@@ -862,7 +863,7 @@ static void gw_s2_on_read(void *arg, err_t rc, const struct envelope *env)
         (void)mp_read_uint(&v, &tail_ts);
     jbuf_puts(&b, "{\"records\":[");
     if (mp_map_find(env->body.p, env->body.n, "records", &v) == OK && mp_read_array(&v, &n) == OK)
-        for (uint32_t i = 0; i < n && (!st->nrecs || i < st->nrecs); i++) {
+        for (uint32_t i = 0; i < n && (!st->limit || i < st->limit); i++) {
             if (i)
                 jbuf_put(&b, ",", 1);
             if (gw_record_json(&v, &b, &seq, NULL) != OK)
@@ -909,7 +910,7 @@ void gw_on_s2_read(struct gw_call *c)
         mp_writer_init(&w);
         gw_stream_put_name(&w, &st->feed, 1);
         mp_put_kv_uint(&w, "count", off);
-        st->nrecs = (unsigned)count; /* of those, the first count */
+        st->limit = (unsigned)count; /* of those, the first count */
         err_t rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_PEEK,
                             mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_s2_on_read, c);
         mp_writer_fini(&w);

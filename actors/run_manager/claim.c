@@ -20,9 +20,10 @@
 #define RM_LOST_WHY "lost session-run claim race"
 #define RM_NO_CALLING_RUN "callingRunId not found in this environment"
 
-/* After a won claim: the audit row (best effort, as upstream) and the wake-up for workers. */
+/* After a won claim: the audit row (best effort, as upstream), the wake-up for workers, and
+ * the answer (the new run, triggered). */
 static void rm_claim_won(struct rm *rm, const char *env_id, const struct rm_session *s,
-                         const char *run_id, const char *reason)
+                         const char *run_id, const char *reason, struct rm_claim *out)
 {
     err_t rc = rm_store_session_run_add(rm->pg, s->id, run_id, reason);
     if (rc != OK)
@@ -31,6 +32,8 @@ static void rm_claim_won(struct rm *rm, const char *env_id, const struct rm_sess
     LOG_INFO("run.claimed", "session %s now runs run_%s (%s, version %lld)", s->id, run_id, reason,
              (long long)s->version + 1);
     rm_publish_queued(rm, env_id, s->task_identifier);
+    snprintf(out->run_id, sizeof(out->run_id), "run_%s", run_id);
+    out->triggered = true;
 }
 
 /* After a lost claim: our run must never execute. */
@@ -80,9 +83,7 @@ err_t rm_ensure(struct rm *rm, const char *env_id, const char *session_id, const
         if (rc != OK)
             return rc;
         if (won) {
-            rm_claim_won(rm, env_id, &s, run_id, reason);
-            snprintf(out->run_id, sizeof(out->run_id), "run_%s", run_id);
-            out->triggered = true;
+            rm_claim_won(rm, env_id, &s, run_id, reason, out);
             return OK;
         }
         rm_claim_lost(rm, &s, run_id, attempt);
@@ -133,9 +134,7 @@ err_t rm_swap(struct rm *rm, const char *env_id, const char *session_id, const c
     if (rc != OK)
         return rc;
     if (won) {
-        rm_claim_won(rm, env_id, &s, run_id, reason);
-        snprintf(out->run_id, sizeof(out->run_id), "run_%s", run_id);
-        out->triggered = true;
+        rm_claim_won(rm, env_id, &s, run_id, reason, out);
         return OK;
     }
     rm_claim_lost(rm, &s, run_id, 1);

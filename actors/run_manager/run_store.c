@@ -56,6 +56,21 @@ static long long rm_col_ll(PGresult *r, int row, int col)
 
 /* ---- sessions and the claim ---- */
 
+/* Runs a statement that answers one id (a row of one column); ERR_NOTFOUND for no row. */
+static err_t rm_exec_id(struct db_pg *pg, const char *sql, int n, const char *const *params,
+                        char *id)
+{
+    PGresult *r;
+    err_t rc = db_pg_exec(pg, sql, n, params, &r);
+    if (rc != OK)
+        return rc;
+    rc = PQntuples(r) == 1 ? OK : ERR_NOTFOUND;
+    if (rc == OK)
+        rm_col(r, 0, 0, id, RM_ID_MAX);
+    PQclear(r);
+    return rc;
+}
+
 err_t rm_store_session_read(struct db_pg *pg, const char *env_id, const char *session_id,
                             struct rm_session *s)
 {
@@ -95,14 +110,13 @@ err_t rm_store_run_insert(struct db_pg *pg, const char *env_id, const char *sess
                           const char *prev_run, long long ttl_s, char *run_id)
 {
     char id[CUID_LEN + 1], ttl[24];
-    PGresult *r;
     if (cuid_new(id) != OK)
         return ERR_UNAVAIL;
     snprintf(ttl, sizeof(ttl), "%lld", ttl_s);
     const char *params[] = {id, session_id, env_id, prev_run, ttl_s >= 0 ? ttl : NULL};
     /* The payload rule of §11.2 (and its 2026-05-10 additions), in jsonb: the right operand of
      * || wins, so sessionId and the continuation keys override basePayload's. */
-    err_t rc = db_pg_exec(
+    return rm_exec_id(
         pg,
         "INSERT INTO task_runs (id, friendly_id, runtime_environment_id, organization_id,"
         "  project_id, task_identifier, session_id, payload, max_attempts, machine, queue, tags,"
@@ -134,14 +148,7 @@ err_t rm_store_run_insert(struct db_pg *pg, const char *env_id, const char *sess
         "   ELSE '{}'::jsonb END AS idle) c"
         " WHERE s.id = $2::text AND s.runtime_environment_id = $3::text"
         " RETURNING id",
-        5, params, &r);
-    if (rc != OK)
-        return rc;
-    rc = PQntuples(r) == 1 ? OK : ERR_NOTFOUND;
-    if (rc == OK)
-        rm_col(r, 0, 0, run_id, RM_ID_MAX);
-    PQclear(r);
-    return rc;
+        5, params, run_id);
 }
 
 err_t rm_store_session_claim(struct db_pg *pg, const char *session_id, const char *run_id,
@@ -200,17 +207,10 @@ err_t rm_store_run_cancel_id(struct db_pg *pg, const char *run_id, const char *w
 err_t rm_store_run_lookup(struct db_pg *pg, const char *env_id, const char *friendly, char *id)
 {
     const char *params[] = {friendly, env_id};
-    PGresult *r;
-    err_t rc = db_pg_exec(pg,
+    err_t rc = rm_exec_id(pg,
                           "SELECT id FROM task_runs"
                           " WHERE friendly_id = $1 AND runtime_environment_id = $2",
-                          2, params, &r);
-    if (rc != OK)
-        return rc;
-    rc = PQntuples(r) == 1 ? OK : ERR_NOTFOUND;
-    if (rc == OK)
-        rm_col(r, 0, 0, id, RM_ID_MAX);
-    PQclear(r);
+                          2, params, id);
     return rc == OK && !id[0] ? ERR_INTERNAL : rc;
 }
 
