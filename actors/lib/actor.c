@@ -187,7 +187,7 @@ static int actor_run(struct actor *a, int argc, char **argv)
     }
 
     if (spec->stores & ACTOR_STORE_PG)
-        db_pg_init(&a->pg, a->cfg.pg_url, 5000);
+        db_pg_init(&a->pg, a->cfg.pg_url, (unsigned)a->cfg.pg_statement_timeout_ms);
     if ((spec->stores & ACTOR_STORE_REDIS) && db_redis_init(&a->redis, a->cfg.redis_url, 2000) != OK) {
         LOG_ERROR("cfg.invalid", "invalid TETHER_REDIS_URL (redis://[:password@]host:port[/db])");
         return EXIT_PERMANENT;
@@ -241,4 +241,27 @@ int actor_main(const struct actor_spec *spec, int argc, char **argv)
     if (code == 0)
         LOG_INFO("actor.stopped", "stopped");
     return code;
+}
+
+void actor_reply_store_err(struct bus_req *req, const char *what, err_t rc)
+{
+    char msg[128];
+    switch (rc) {
+    case ERR_UNAVAIL:
+    case ERR_TIMEOUT:
+        snprintf(msg, sizeof(msg), "the %s store is unavailable; retry later", what);
+        (void)bus_reply_err(req, rc, msg);
+        return;
+    case ERR_INVAL:
+        snprintf(msg, sizeof(msg), "the %s store refused a value", what);
+        (void)bus_reply_err(req, ERR_INVAL, msg);
+        return;
+    default:
+        break;
+    }
+    char ev[48];
+    snprintf(ev, sizeof(ev), "%s.store_failed", what);
+    LOG_ERROR(ev, "unexpected store result: %s", err_name(rc));
+    snprintf(msg, sizeof(msg), "unexpected result from the %s store", what);
+    (void)bus_reply_err(req, ERR_INTERNAL, msg);
 }

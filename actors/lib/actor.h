@@ -65,6 +65,15 @@ struct actor {
     void *state;       /* the actor's own */
 };
 
+/*
+ * The one reply to a failed store call of a handler: transient trouble (ERR_UNAVAIL,
+ * ERR_TIMEOUT) goes back as itself with "the <store> store is unavailable; retry later", so
+ * the gateway answers 503 with x-should-retry: true; ERR_INVAL (a value the store refused)
+ * as itself; anything else is logged here once as <what>.store_failed and answered
+ * ERR_INTERNAL. The store wrapper has logged the native detail already.
+ */
+void actor_reply_store_err(struct bus_req *req, const char *what, err_t rc);
+
 /* Runs the actor; returns the process exit code (0, EXIT_PERMANENT or EXIT_TEMPORARY). */
 int actor_main(const struct actor_spec *spec, int argc, char **argv);
 

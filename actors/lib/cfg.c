@@ -42,6 +42,9 @@ const struct cfg_def cfg_common_defs[] = {
      "how long a process finishes in-flight work after SIGTERM"},
     {"TETHER_NODE_ID", CFG_STR, "", 0, 0, CFG_OFF(node_id),
      "name of this node in leader locks and logs; empty means the host name"},
+    {"TETHER_PG_STATEMENT_TIMEOUT", CFG_MS, "5s", 100, 600000, CFG_OFF(pg_statement_timeout_ms),
+     "PostgreSQL statement_timeout of an actor's connection; a statement cut off by it answers "
+     "503 with x-should-retry: true"},
 };
 
 const size_t cfg_common_defs_len = sizeof(cfg_common_defs) / sizeof(cfg_common_defs[0]);

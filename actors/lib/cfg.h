@@ -80,6 +80,7 @@ struct cfg_common {
     char *ch_url;
     long long shutdown_grace_ms;
     char *node_id;
+    long long pg_statement_timeout_ms;
 };
 
 extern const struct cfg_def cfg_common_defs[];

@@ -97,9 +97,31 @@ err_t db_pg_exec(struct db_pg *db, const char *sql, int nparams, const char *con
     /* only the SQLSTATE and the primary message: DETAIL lines can quote row values (keys) */
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    LOG_WARN("db.pg_query_failed", "statement failed (%s): %s", state ? state : "?",
-             primary ? primary : "no result");
+    err_t rc = db_pg_err_of_sqlstate(state);
+    LOG_WARN("db.pg_query_failed", "statement failed (%s, %s): %s", state ? state : "?",
+             err_name(rc), primary ? primary : "no result");
     PQclear(r);
+    return rc;
+}
+
+err_t db_pg_err_of_sqlstate(const char *state)
+{
+    if (!state || strlen(state) != 5)
+        return ERR_INTERNAL;
+    if (strcmp(state, "57014") == 0) /* query_canceled: statement_timeout fired */
+        return ERR_TIMEOUT;
+    if (strcmp(state, "23505") == 0) /* unique_violation */
+        return ERR_EXISTS;
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) /* serialization, deadlock */
+        return ERR_UNAVAIL;
+    if (strcmp(state, "55P03") == 0) /* lock_not_available */
+        return ERR_UNAVAIL;
+    /* 08 connection exception, 53 insufficient resources, 57P0x shutdown / starting up */
+    if (strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+        strncmp(state, "57P", 3) == 0)
+        return ERR_UNAVAIL;
+    if (strncmp(state, "22", 2) == 0) /* data exception: a malformed value (e.g. bad JSON) */
+        return ERR_INVAL;
     return ERR_INTERNAL;
 }
 

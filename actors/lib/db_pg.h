@@ -4,7 +4,7 @@
  * Blocking libpq calls, always bounded: connect_timeout on connect and
  * statement_timeout on every statement. Errors are logged here once, with
  * libpq's detail, and reported as ERR_UNAVAIL (the store is unreachable)
- * or ERR_INTERNAL (the statement failed).
+ * or by the statement's SQLSTATE class (db_pg_err_of_sqlstate).
  */
 #ifndef TETHER_LIB_DB_PG_H
 #define TETHER_LIB_DB_PG_H
@@ -40,9 +40,18 @@ bool db_pg_up(const struct db_pg *db);
 /*
  * Runs a statement with parameters (text format). On OK *res is the result
  * (PGRES_TUPLES_OK or PGRES_COMMAND_OK), which the caller PQclear()s. A
- * connection failure drops the connection and returns ERR_UNAVAIL.
+ * connection failure drops the connection and returns ERR_UNAVAIL; a failed
+ * statement returns db_pg_err_of_sqlstate() of its SQLSTATE.
  */
 err_t db_pg_exec(struct db_pg *db, const char *sql, int nparams, const char *const *params,
                  PGresult **res);
+
+/*
+ * The one translation of a SQLSTATE into an err_t: 57014 (statement timeout) ERR_TIMEOUT;
+ * 23505 ERR_EXISTS; 40001, 40P01, 55P03, 08xxx, 53xxx, 57P0x ERR_UNAVAIL (transient: the
+ * client may retry); 22xxx ERR_INVAL (a malformed value); anything else, or NULL,
+ * ERR_INTERNAL.
+ */
+err_t db_pg_err_of_sqlstate(const char *state);
 
 #endif

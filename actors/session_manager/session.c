@@ -81,9 +81,7 @@ static void sm_reply_session(struct bus_req *req, err_t rc, PGresult *r, int is_
 {
     struct mp_writer w;
     if (rc != OK) {
-        bus_reply_err(req, rc == ERR_UNAVAIL ? ERR_UNAVAIL : ERR_INVAL,
-                      rc == ERR_UNAVAIL ? "the session store (PostgreSQL) is unavailable; retry"
-                                        : "the session could not be stored");
+        actor_reply_store_err(req, "session", rc);
         return;
     }
     if (PQntuples(r) == 0) {
