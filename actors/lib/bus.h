@@ -34,6 +34,8 @@
 
 #define BUS_URL_MAX 256
 #define BUS_NAME_MAX 32
+/* Longest event topic, NUL included: room for any stream's topic (proto/stream.h). */
+#define BUS_TOPIC_MAX 2048
 
 struct bus;
 struct bus_server;

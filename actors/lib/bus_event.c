@@ -18,8 +18,10 @@
 #include "clock.h"
 #include "log.h"
 #include "mem.h"
+#include "stream.h"
 
-#define BUS_TOPIC_MAX 512
+/* a stream's topic is its name plus a prefix: every stream must be followable */
+_Static_assert(BUS_TOPIC_MAX > STREAM_NAME_MAX + 16, "BUS_TOPIC_MAX holds no stream topic");
 
 struct bus_pub {
     struct bus_pub *next;

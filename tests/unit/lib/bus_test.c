@@ -16,6 +16,7 @@
 #include "bus.h"
 #include "clock.h"
 #include "log.h"
+#include "stream.h"
 #include "mp.h"
 #include "msg.h"
 #include "t.h"
@@ -200,6 +201,29 @@ T_TEST(events_exact_topic)
     T_STREQ(ev.last, "a");
 }
 
+/* The topic of a stream with the longest addressing key can be followed. */
+T_TEST(events_long_topic)
+{
+    struct bus_pub *pub;
+    struct bus_sub *sub;
+    struct events ev = {0};
+    char purl[256], topic[STREAM_NAME_MAX], key[STREAM_KEY_MAX + 1];
+    snprintf(purl, sizeof(purl), "ipc://%s/events-long.ipc", dir);
+    memset(key, 'k', STREAM_KEY_MAX);
+    key[STREAM_KEY_MAX] = '\0';
+    T_OK(stream_topic(topic, sizeof(topic), "cm0envaaaaaaaaaaaaaaaaaaaa", key, "out"));
+    T_OK(bus_pub_open(client, purl, &pub));
+    T_OK(bus_sub_open(client, purl, on_event, &ev, &sub));
+    T_OK(bus_sub_add(sub, topic));
+    usleep(100000); /* PUB/SUB slow joiner */
+    T_OK(bus_publish(pub, topic, MSG_BUS_ECHO, NULL, 0));
+    int done = 0;
+    uint64_t t0 = clock_mono_ms();
+    while (ev.n < 1 && clock_mono_ms() - t0 < 2000)
+        pump_until(client, &done, 50);
+    T_EQ(ev.n, 1);
+}
+
 T_TEST(fault_parse)
 {
     struct bus_fault f;
@@ -278,6 +302,7 @@ int main(void)
     T_RUN(deadline);
     T_RUN(malformed_from_raw_peer);
     T_RUN(events_exact_topic);
+    T_RUN(events_long_topic);
     T_RUN(fault_parse);
     T_RUN(fault_drop_times_out_cleanly);
     T_RUN(traceparent);
