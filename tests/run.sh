@@ -16,6 +16,14 @@ PASSED=0 FAILED=0
 FAILURES=()
 ONLY=${TETHER_TEST_ONLY:-} # substring filter on test file paths
 
+# tap_plan FILE: N of the plan line "1..N" (optionally "# ..."), empty when there is none or
+# more than one.
+tap_plan() {
+  local plans
+  plans=$(grep -E '^1\.\.[0-9]+( *#.*)?$' "$1" | sed -E 's/^1\.\.([0-9]+).*/\1/')
+  [[ $(printf '%s\n' "$plans" | grep -c .) == 1 ]] && printf '%s' "$plans"
+}
+
 # run_tap NAME TIMEOUT CMD...: runs one TAP producer, echoes its output, tallies its lines.
 run_tap() {
   local name=$1 limit=$2 out rc ok notok
@@ -36,6 +44,24 @@ run_tap() {
     FAILED=$((FAILED + 1))
     FAILURES+=("$name (exit $rc$( ((rc == 124)) && echo ', timed out'))")
     printf '    not ok - %s exited %d without reporting a failure\n' "$name" "$rc"
+  elif ((rc == 0)); then
+    # an exit code alone proves nothing: a script that stops early exits 0 too. The plan
+    # (1..N, first or last) must be there and match what ran.
+    local plan
+    plan=$(tap_plan "$out")
+    if [[ -z $plan ]]; then
+      FAILED=$((FAILED + 1))
+      FAILURES+=("$name (no TAP plan)")
+      printf '    not ok - %s printed no TAP plan (1..N)\n' "$name"
+    elif ((plan != ok + notok)); then
+      FAILED=$((FAILED + 1))
+      FAILURES+=("$name (planned $plan, ran $((ok + notok)))")
+      printf '    not ok - %s planned %d tests and ran %d\n' "$name" "$plan" "$((ok + notok))"
+    elif ((plan == 0)); then
+      FAILED=$((FAILED + 1))
+      FAILURES+=("$name (ran no test)")
+      printf '    not ok - %s ran no test\n' "$name"
+    fi
   fi
   if ((rc != 0)) && [[ -s $out.err ]]; then
     printf '    --- stderr (last 40 lines) ---\n'
