@@ -9,36 +9,42 @@
 
 #include "log.h"
 
-err_t db_redis_init(struct db_redis *r, const char *url, unsigned timeout_ms)
+err_t db_redis_addr_parse(struct db_redis_addr *a, const char *url)
 {
     const char *p;
     const char *at, *colon, *slash;
-    memset(r, 0, sizeof(*r));
-    r->backoff = (struct backoff)BACKOFF_INIT(100, 5000);
-    r->timeout_ms = timeout_ms ? timeout_ms : 2000;
+    memset(a, 0, sizeof(*a));
     if (strncmp(url, "redis://", 8) != 0)
         return ERR_INVAL;
     p = url + 8;
     at = strchr(p, '@');
     if (at) {
         const char *pw = memchr(p, ':', (size_t)(at - p));
-        if (pw && snprintf(r->password, sizeof(r->password), "%.*s", (int)(at - pw - 1), pw + 1) >=
-                      (int)sizeof(r->password))
+        if (pw && snprintf(a->password, sizeof(a->password), "%.*s", (int)(at - pw - 1), pw + 1) >=
+                      (int)sizeof(a->password))
             return ERR_INVAL;
         p = at + 1;
     }
     colon = strchr(p, ':');
     slash = strchr(p, '/');
     size_t hl = colon ? (size_t)(colon - p) : slash ? (size_t)(slash - p) : strlen(p);
-    if (hl == 0 || hl >= sizeof(r->host))
+    if (hl == 0 || hl >= sizeof(a->host))
         return ERR_INVAL;
-    memcpy(r->host, p, hl);
-    r->host[hl] = '\0';
-    r->port = colon ? atoi(colon + 1) : 6379;
-    if (r->port <= 0 || r->port > 65535)
+    memcpy(a->host, p, hl);
+    a->host[hl] = '\0';
+    a->port = colon ? atoi(colon + 1) : 6379;
+    if (a->port <= 0 || a->port > 65535)
         return ERR_INVAL;
-    r->db = slash ? atoi(slash + 1) : 0;
+    a->db = slash ? atoi(slash + 1) : 0;
     return OK;
+}
+
+err_t db_redis_init(struct db_redis *r, const char *url, unsigned timeout_ms)
+{
+    memset(r, 0, sizeof(*r));
+    r->backoff = (struct backoff)BACKOFF_INIT(100, 5000);
+    r->timeout_ms = timeout_ms ? timeout_ms : 2000;
+    return db_redis_addr_parse(&r->addr, url);
 }
 
 void db_redis_fini(struct db_redis *r)
@@ -89,27 +95,27 @@ err_t db_redis_ensure(struct db_redis *r)
         db_redis_drop(r, r->ctx->errstr);
     if (!backoff_ready(&r->backoff))
         return ERR_UNAVAIL;
-    r->ctx = redisConnectWithTimeout(r->host, r->port, db_redis_tv(r->timeout_ms));
+    r->ctx = redisConnectWithTimeout(r->addr.host, r->addr.port, db_redis_tv(r->timeout_ms));
     if (!r->ctx || r->ctx->err) {
         if (r->backoff.cur_ms == 0)
-            LOG_WARN("db.redis_connect_failed", "could not connect to Redis at %s:%d: %s", r->host,
-                     r->port, r->ctx ? r->ctx->errstr : "out of memory");
+            LOG_WARN("db.redis_connect_failed", "could not connect to Redis at %s:%d: %s", r->addr.host,
+                     r->addr.port, r->ctx ? r->ctx->errstr : "out of memory");
         if (r->ctx)
             redisFree(r->ctx);
         r->ctx = NULL;
         backoff_fail(&r->backoff);
         return ERR_UNAVAIL;
     }
-    snprintf(dbs, sizeof(dbs), "%d", r->db);
+    snprintf(dbs, sizeof(dbs), "%d", r->addr.db);
     if (redisSetTimeout(r->ctx, db_redis_tv(r->timeout_ms)) != REDIS_OK ||
-        (r->password[0] && !db_redis_setup(r, "AUTH %s", r->password)) ||
-        (r->db && !db_redis_setup(r, "SELECT %s", dbs))) {
+        (r->addr.password[0] && !db_redis_setup(r, "AUTH %s", r->addr.password)) ||
+        (r->addr.db && !db_redis_setup(r, "SELECT %s", dbs))) {
         db_redis_drop(r, "could not authenticate or select the database");
         return ERR_UNAVAIL;
     }
     backoff_reset(&r->backoff);
     if (!r->was_up)
-        LOG_INFO("db.redis_up", "connected to Redis at %s:%d", r->host, r->port);
+        LOG_INFO("db.redis_up", "connected to Redis at %s:%d", r->addr.host, r->addr.port);
     r->was_up = true;
     return OK;
 }

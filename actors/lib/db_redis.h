@@ -17,11 +17,19 @@
 #include "backoff.h"
 #include "err.h"
 
-struct db_redis {
+/* Where a Redis is and how to log in: parsed from redis://[:password@]host:port[/db]. */
+struct db_redis_addr {
     char host[256];
     int port;
     char password[256];
     int db;
+};
+
+/* Parses url into a; ERR_INVAL if malformed. */
+err_t db_redis_addr_parse(struct db_redis_addr *a, const char *url);
+
+struct db_redis {
+    struct db_redis_addr addr;
     unsigned timeout_ms;
     redisContext *ctx;
     struct backoff backoff;
