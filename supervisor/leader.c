@@ -6,10 +6,12 @@
  * Renew every TTL/6 only if the value is still ours. The lock is treated as
  * lost when a renewal says so, or when no renewal has succeeded for half the
  * TTL (Redis unreachable): the leader-only children are then killed at once.
- * Detection comes at the latest TTL/2 + TTL/6 + one Redis timeout after the
- * last renewal, before the key can expire (TTL >= 3 s is enforced) and
- * another node take over. On a clean
- * stop they are stopped first and the lock released after.
+ * Detection comes at the latest TTL/2 + TTL/6 after the last renewal, before
+ * the key can expire (TTL >= 3 s is enforced) and another node take over.
+ * On a clean stop they are stopped first and the lock released after.
+ *
+ * Every command goes through the non-blocking client (db_redis_async.h):
+ * its answer is an event on the loop, so a hung Redis never delays reaping.
  */
 #include "sv.h"
 
@@ -55,25 +57,31 @@ static bool sv_has_leader_children(const struct sv *sv)
     return false;
 }
 
-/* Runs a script with the lock key (and its fence key); *out is its integer reply. */
-static err_t sv_leader_eval(struct sv *sv, const char *script, const char *arg1, long long *out)
+/* What the one leader command in flight is doing. */
+enum sv_leader_op {
+    SV_LEADER_IDLE,
+    SV_LEADER_ACQUIRE,
+    SV_LEADER_RENEW,
+    SV_LEADER_RELEASE,
+};
+
+static void sv_leader_answer(void *arg, err_t rc, const redisReply *rep);
+
+/*
+ * Sends a script with the lock key (and its fence key); its answer arrives in
+ * sv_leader_answer on the loop, so reaping and the control socket never wait on Redis.
+ */
+static err_t sv_leader_eval(struct sv *sv, enum sv_leader_op op, const char *script,
+                            const char *arg1)
 {
     char fence[300], ttl[32];
-    redisReply *r;
     snprintf(fence, sizeof(fence), "%s:fence", sv->sv.leader_key);
     snprintf(ttl, sizeof(ttl), "%lld", sv->sv.leader_ttl_ms);
     const char *argv[] = {"EVAL", script, "2", sv->sv.leader_key, fence, arg1, ttl};
-    err_t rc = db_redis_cmd(&sv->redis, 7, argv, NULL, &r);
-    if (rc == ERR_INTERNAL) {
-        LOG_WARN("sv.leader_error", "leader lock script failed: %s", r->str ? r->str : "?");
-        freeReplyObject(r);
-        return rc;
-    }
-    if (rc != OK)
-        return rc;
-    *out = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-    freeReplyObject(r);
-    return OK;
+    err_t rc = db_redis_async_cmd(sv->redis, 7, argv, NULL, sv_leader_answer, sv);
+    if (rc == OK)
+        sv->leader_op = op;
+    return rc;
 }
 
 static void sv_leader_lost(struct sv *sv, const char *why)
@@ -88,44 +96,89 @@ static void sv_leader_lost(struct sv *sv, const char *why)
     sv_reconcile(sv);
 }
 
+static void sv_leader_answer(void *arg, err_t rc, const redisReply *rep)
+{
+    struct sv *sv = arg;
+    enum sv_leader_op op = sv->leader_op;
+    long long v = rc == OK && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+    sv->leader_op = SV_LEADER_IDLE;
+    if (rc == ERR_INTERNAL)
+        LOG_WARN("sv.leader_error", "leader lock script failed: %s", rep->str ? rep->str : "?");
+    switch (op) {
+    case SV_LEADER_ACQUIRE:
+        /* a stop or a loss may have come while the answer was on its way */
+        if (rc != OK || v <= 0 || sv->leader || sv->stopping)
+            return;
+        sv->leader = true;
+        sv->fencing_token = (uint64_t)v;
+        snprintf(sv->lock_value, sizeof(sv->lock_value), "%s:%lld", sv->lock_owner, v);
+        sv->leader_renewed_mono = clock_mono_ms();
+        LOG_INFO("sv.leader_acquired", "this node holds the leader lock (fencing token %lld)", v);
+        sv_reconcile(sv);
+        return;
+    case SV_LEADER_RENEW:
+        if (!sv->leader)
+            return;
+        if (rc == OK && v == 1)
+            sv->leader_renewed_mono = clock_mono_ms();
+        else if (rc == OK)
+            sv_leader_lost(sv, "another node holds it");
+        /* a failed renewal is judged by time, in sv_leader_tick */
+        return;
+    case SV_LEADER_RELEASE:
+        if (rc == OK)
+            LOG_INFO("sv.leader_released", "released the leader lock");
+        return;
+    case SV_LEADER_IDLE:
+        return;
+    }
+}
+
+err_t sv_leader_open(struct sv *sv)
+{
+    snprintf(sv->lock_owner, sizeof(sv->lock_owner), "%s:%ld", sv->node, (long)getpid());
+    /* a renewal must answer well within the TTL's sixth it is sent at */
+    unsigned timeout = (unsigned)(sv->sv.leader_ttl_ms / 12);
+    return db_redis_async_new(&sv->loop, sv->cfg.redis_url, timeout < 250 ? 250 : timeout,
+                              &sv->redis);
+}
+
+void sv_leader_close(struct sv *sv)
+{
+    db_redis_async_free(sv->redis);
+    sv->redis = NULL;
+}
+
 void sv_leader_tick(struct sv *sv)
 {
-    char owner[96];
-    long long v = 0;
     uint64_t now = clock_mono_ms();
 
     if (sv->stopping || !sv_has_leader_children(sv))
         return;
-    if (!sv->leader) {
-        snprintf(owner, sizeof(owner), "%s:%ld", sv->node, (long)getpid());
-        if (sv_leader_eval(sv, sv_lua_acquire, owner, &v) == OK && v > 0) {
-            sv->leader = true;
-            sv->fencing_token = (uint64_t)v;
-            snprintf(sv->lock_value, sizeof(sv->lock_value), "%s:%lld", owner, v);
-            sv->leader_renewed_mono = now;
-            LOG_INFO("sv.leader_acquired", "this node holds the leader lock (fencing token %lld)",
-                     v);
-            sv_reconcile(sv);
-        }
-        return;
-    }
-    err_t rc = sv_leader_eval(sv, sv_lua_renew, sv->lock_value, &v);
-    if (rc == OK && v == 1) {
-        sv->leader_renewed_mono = now;
-        return;
-    }
-    if (rc == OK)
-        sv_leader_lost(sv, "another node holds it");
-    else if (now - sv->leader_renewed_mono > (uint64_t)sv->sv.leader_ttl_ms / 2)
+    /* judged on every tick, even while a renewal is still on its way */
+    if (sv->leader && now - sv->leader_renewed_mono > (uint64_t)sv->sv.leader_ttl_ms / 2) {
         sv_leader_lost(sv, "Redis unreachable for too long to be sure");
+        return;
+    }
+    if (sv->leader_op != SV_LEADER_IDLE)
+        return; /* one at a time: its answer (or its timeout) comes first */
+    if (!sv->leader)
+        (void)sv_leader_eval(sv, SV_LEADER_ACQUIRE, sv_lua_acquire, sv->lock_owner);
+    else
+        (void)sv_leader_eval(sv, SV_LEADER_RENEW, sv_lua_renew, sv->lock_value);
 }
 
-void sv_leader_release(struct sv *sv)
+bool sv_leader_release(struct sv *sv)
 {
-    long long v;
     if (!sv->leader)
-        return;
-    if (sv_leader_eval(sv, sv_lua_release, sv->lock_value, &v) == OK)
-        LOG_INFO("sv.leader_released", "released the leader lock");
+        return false;
     sv->leader = false;
+    if (sv->leader_op != SV_LEADER_IDLE)
+        return false; /* the lock expires with its TTL */
+    return sv_leader_eval(sv, SV_LEADER_RELEASE, sv_lua_release, sv->lock_value) == OK;
+}
+
+bool sv_leader_busy(const struct sv *sv)
+{
+    return sv->leader_op != SV_LEADER_IDLE;
 }

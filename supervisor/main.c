@@ -208,12 +208,12 @@ static int sv_run(struct sv *sv, int argc, char **argv)
         return EXIT_PERMANENT;
     if (sv_children_build(sv) != OK)
         return EXIT_PERMANENT;
-    if (db_redis_init(&sv->redis, sv->cfg.redis_url, 500) != OK) {
+    if (loop_init(&sv->loop) != OK || loop_signals(&sv->loop, sigs, 4, sv_on_signal, sv) != OK)
+        return EXIT_TEMPORARY;
+    if (sv_leader_open(sv) != OK) {
         LOG_ERROR("cfg.invalid", "invalid TETHER_REDIS_URL");
         return EXIT_PERMANENT;
     }
-    if (loop_init(&sv->loop) != OK || loop_signals(&sv->loop, sigs, 4, sv_on_signal, sv) != OK)
-        return EXIT_TEMPORARY;
     signal(SIGPIPE, SIG_IGN);
     /* the write end stays with us (close-on-exec); children hold the read end as fd 4 */
     if (pipe(sv->parent_pipe) != 0 || fcntl(sv->parent_pipe[1], F_SETFD, FD_CLOEXEC) != 0 ||
@@ -243,7 +243,11 @@ static int sv_run(struct sv *sv, int argc, char **argv)
     while (!(sv->stopping && sv_all_down(sv)))
         loop_run_once(&sv->loop, 1000);
 
-    sv_leader_release(sv); /* only now: every leader-only child is gone */
+    /* only now: every leader-only child is gone. The loop runs on until Redis answers (or the
+     * command's timeout): the lock then frees at once instead of with its TTL */
+    if (sv_leader_release(sv))
+        while (sv_leader_busy(sv))
+            loop_run_once(&sv->loop, 100);
     LOG_INFO("sv.stopped", "every child stopped");
     return 0;
 }
@@ -257,7 +261,7 @@ int main(int argc, char **argv)
     if (code != 0 && sv.nchildren > 0 && !sv_all_down(&sv))
         sv_kill_all(&sv);
     bus_close(sv.bus);
-    db_redis_fini(&sv.redis);
+    sv_leader_close(&sv);
     loop_fini(&sv.loop);
     struct cfg_table tables[] = {
         {cfg_common_defs, cfg_common_defs_len, &sv.cfg},

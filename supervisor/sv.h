@@ -16,7 +16,7 @@
 
 #include "bus.h"
 #include "cfg.h"
-#include "db_redis.h"
+#include "db_redis_async.h"
 #include "loop.h"
 
 #define SV_MAX_CHILDREN 32
@@ -99,7 +99,9 @@ struct sv {
     unsigned nfaults;
 
     /* leader lock */
-    struct db_redis redis;
+    struct db_redis_async *redis;     /* the lock's own connection; never blocks the loop */
+    int leader_op;                    /* enum sv_leader_op in flight (leader.c), 0 = none */
+    char lock_owner[96];              /* "<node>:<pid>" */
     bool leader;
     uint64_t fencing_token;
     char lock_value[128];
@@ -127,8 +129,12 @@ bool sv_all_down(const struct sv *sv);
 void sv_kill_all(struct sv *sv);                /* SIGKILL everything still alive */
 
 /* leader.c */
+err_t sv_leader_open(struct sv *sv);             /* after the loop exists; connects lazily */
+void sv_leader_close(struct sv *sv);
 void sv_leader_tick(struct sv *sv);              /* acquire or renew; stops leader children on loss */
-void sv_leader_release(struct sv *sv);
+/* Sends the release if the lock is ours; true when an answer is to come (sv_leader_busy). */
+bool sv_leader_release(struct sv *sv);
+bool sv_leader_busy(const struct sv *sv);        /* a leader command awaits its answer */
 
 /* control.c */
 err_t sv_control_open(struct sv *sv);
