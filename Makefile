@@ -56,6 +56,8 @@ CTL_SRC := $(wildcard supervisor/tetherctl/*.c)
 ECHO_SRC := $(wildcard examples/echo-agent/*.c)
 UNIT_SRC := $(shell find tests/unit -name '*_test.c' 2>/dev/null)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+DRIVER_SRC := $(wildcard tests/drivers/*.c)
+DRIVER_BINS := $(patsubst tests/drivers/%.c,$(BUILD)/drivers/%,$(DRIVER_SRC))
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
@@ -116,6 +118,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBTETHER)
 	$(Q)$(CC) $(CPPFLAGS) -Itests/lib $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBTETHER) \
 		$(LIBS_GW) $(LIBS_STORE) $(LIBS_CORE)
 
+# Programs the integration tests drive (they need a running tree, so they are no unit tests).
+$(BUILD)/drivers/%: tests/drivers/%.c $(LIBTETHER)
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  DRIVER  $@")
+	$(Q)$(CC) $(CPPFLAGS) -Itests/lib $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBTETHER) \
+		$(LIBS_STORE) $(LIBS_CORE)
+
 $(BUILD)/bench/%: tests/bench/%.c $(LIBTETHER)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CPPFLAGS) -Itests/lib $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBTETHER) \
@@ -129,7 +138,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory MODE=asan all unit-bins
 	$(Q)tests/run.sh build/asan
 
-unit-bins: $(UNIT_BINS) $(BENCH_BINS)
+unit-bins: $(UNIT_BINS) $(BENCH_BINS) $(DRIVER_BINS)
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory MODE=release all

@@ -6,7 +6,7 @@
 # then CRASHED, maxDuration, ttl, tokens and scopes, env scoping); orphaned runs are swept; and a
 # kill -9 of run-managers in a burst of ensures leaves every session with at most one live run.
 # Sessions are inserted with psql (session creation over HTTP is tested by sessions_test.sh);
-# run.ensure and run.swap are driven by tests/unit/actors/run_manager/claim_test.c.
+# run.ensure and run.swap are driven by tests/drivers/claim_driver.c.
 . "$(dirname "$0")/../lib/itest.sh"
 
 PSQL=$(command -v psql || printf '%s\n' /usr/lib/postgresql/*/bin/psql | sort -V | tail -n 1)
@@ -17,7 +17,7 @@ sql() { # sql QUERY [VAR=VALUE ...]: one value per line; values reach SQL as psq
   for v in "$@"; do vars+=(-v "$v"); done
   "$PSQL" -X -qtA -d "$TETHER_PG_URL" "${vars[@]}" <<<"$q"
 }
-CLAIM=$(dirname "$TETHER_TEST_BIN")/tests/actors/run_manager/claim_test
+CLAIM=$(dirname "$TETHER_TEST_BIN")/drivers/claim_driver
 U="r$$x$RANDOM"
 MARK="payload-marker-$U" # put in payloads: must never reach a log line
 
@@ -36,7 +36,7 @@ mk_session() {
   printf '%s' "$id"
 }
 
-# claim MODE ARGS...: runs claim_test (the run-manager's claim, concurrently); output in $OUT.
+# claim MODE ARGS...: runs claim_driver (the run-manager's claim, concurrently); output in $OUT.
 claim() {
   OUT=$(env TETHER_BUS_PEERS_RUN_MANAGER="$RM_PEERS" "$CLAIM" "$@" 2>"$TREE_DIR/claim.err")
   CLAIM_RC=$?
@@ -93,7 +93,7 @@ live_runs() {
 }
 
 if [[ ! -x $CLAIM ]]; then
-  ok "claim_test is built ($CLAIM): make unit-bins" false
+  ok "claim_driver is built ($CLAIM): make unit-bins" false
   done_testing
   exit
 fi

@@ -1,33 +1,33 @@
 /*
- * claim_test.c - drives the run-manager's claim (run.ensure, run.swap)
+ * claim_driver.c - drives the run-manager's claim (run.ensure, run.swap)
  * concurrently, for tests/integration/runs_test.sh.
  *
- * It needs a database and, for the bus modes, a running tree, so as a
- * plain unit test (no arguments, or TETHER_TEST_BIN unset) it skips.
+ * It needs a database and, for the bus modes, a running tree, so it is no
+ * unit test: tests/drivers/ holds the programs integration tests drive.
  * runs_test.sh runs it with a mode and checks the database afterwards:
  *
- *   claim_test threads ENV SESSION N REASON
+ *   claim_driver threads ENV SESSION N REASON
  *       N threads, each with its own PostgreSQL connection, call rm_ensure()
  *       (claim.c, included here) at once: real races in the claim UPDATE.
- *   claim_test swap-threads ENV SESSION CALLING N REASON
+ *   claim_driver swap-threads ENV SESSION CALLING N REASON
  *       the same with rm_swap().
- *   claim_test bus ENV REASON N SESSION...
+ *   claim_driver bus ENV REASON N SESSION...
  *       N run.ensure calls over the bus at once (call i for SESSION i mod the
  *       count), retried on ERR_UNAVAIL/ERR_TIMEOUT/ERR_CLOSED for 30 s (the
  *       run-manager may be killed meanwhile). CT_SPREAD_MS=n sends call i
  *       i * n ms after the first instead of all at once.
- *   claim_test swap-bus ENV SESSION CALLING N REASON
+ *   claim_driver swap-bus ENV SESSION CALLING N REASON
  *       N run.swap calls over the bus at once.
  *
  * Output: one line per call, "ok <session> <run id> <0|1 triggered/swapped>"
  * or "err <session> <ERR_NAME> <message>", then "# ..." summaries. Exit 0
  * when every call answered OK, 1 otherwise, 100 on bad usage.
  */
-#include "../../../../actors/run_manager/check.c"
-#include "../../../../actors/run_manager/claim.c"
-#include "../../../../actors/run_manager/run_store.c"
-#include "../../../../actors/run_manager/trigger.c"
-#include "../../../../actors/run_manager/wire.c"
+#include "../../actors/run_manager/check.c"
+#include "../../actors/run_manager/claim.c"
+#include "../../actors/run_manager/run_store.c"
+#include "../../actors/run_manager/trigger.c"
+#include "../../actors/run_manager/wire.c"
 
 #include <poll.h>
 #include <pthread.h>
@@ -109,7 +109,7 @@ static int ct_threads(struct ct_call *calls, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         calls[i].barrier = &barrier;
         if (pthread_create(&th[i], NULL, ct_thread, &calls[i]) != 0) {
-            fprintf(stderr, "claim_test: cannot start thread %u\n", i);
+            fprintf(stderr, "claim_driver: cannot start thread %u\n", i);
             exit(111);
         }
     }
@@ -186,7 +186,7 @@ static int ct_bus(struct ct_call *calls, unsigned n)
     struct bus_opts bo = {
         .proc = "claim-test", .dir = dir, .recv_max = 4u << 20, .timeout_ms = 10000, .inflight = 1};
     if (bus_open(&b, &bo) != OK || bus_peer_open_actor(b, "run-manager", &ct_peer) != OK) {
-        fprintf(stderr, "claim_test: cannot open the bus in %s\n", dir);
+        fprintf(stderr, "claim_driver: cannot open the bus in %s\n", dir);
         return 111;
     }
     /* CT_SPREAD_MS: call i leaves i * spread ms after the first (a kill can land mid-burst) */
@@ -219,10 +219,10 @@ static int ct_bus(struct ct_call *calls, unsigned n)
 
 static int ct_usage(void)
 {
-    fprintf(stderr, "usage: claim_test threads ENV SESSION N REASON\n"
-                    "       claim_test swap-threads ENV SESSION CALLING N REASON\n"
-                    "       claim_test bus ENV REASON N SESSION...\n"
-                    "       claim_test swap-bus ENV SESSION CALLING N REASON\n");
+    fprintf(stderr, "usage: claim_driver threads ENV SESSION N REASON\n"
+                    "       claim_driver swap-threads ENV SESSION CALLING N REASON\n"
+                    "       claim_driver bus ENV REASON N SESSION...\n"
+                    "       claim_driver swap-bus ENV SESSION CALLING N REASON\n");
     return 100;
 }
 
@@ -236,10 +236,8 @@ int main(int argc, char **argv)
 {
     static struct ct_call calls[CT_MAX_CALLS];
     unsigned n;
-    if (argc < 2 || !getenv("TETHER_TEST_BIN")) {
-        printf("1..0 # SKIP needs a running tree (driven by tests/integration/runs_test.sh)\n");
-        return 0;
-    }
+    if (argc < 2)
+        return ct_usage();
     log_init("claim-test", LOG_LVL_WARN, false);
     const char *mode = argv[1];
     bool swap = strncmp(mode, "swap-", 5) == 0;
@@ -264,7 +262,7 @@ int main(int argc, char **argv)
                                     .reason = argv[swap ? 6 : 5],
                                     .swap = swap};
     if (threads && !getenv("TETHER_PG_URL")) {
-        fprintf(stderr, "claim_test: TETHER_PG_URL is not set\n");
+        fprintf(stderr, "claim_driver: TETHER_PG_URL is not set\n");
         return 100;
     }
     return threads ? ct_threads(calls, n) : ct_bus(calls, n);
