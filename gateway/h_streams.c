@@ -27,6 +27,7 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "path.h"
 #include "s2proto.h"
 #include "sessref.h"
 
@@ -710,6 +711,13 @@ static bool gw_s2_stream(struct gw_call *c)
     char scope[STREAM_KEY_MAX + 64];
     if (strncmp(name, "sessions/", 9) != 0 || !(slash = strrchr(name, '/')) || slash == name + 8 ||
         !stream_io_valid(slash + 1) || (size_t)(slash - (name + 9)) > STREAM_KEY_MAX) {
+        gw_respond_json(c, 404, json_pack("{s:s,s:s}", "code", "stream_not_found", "message",
+                                          "no such stream"),
+                        GW_NO_RETRY);
+        return false;
+    }
+    if (gw_id_problem(name + 9, (size_t)(slash - (name + 9)))) {
+        /* a key no session URL can carry (path.h): no session's stream has it */
         gw_respond_json(c, 404, json_pack("{s:s,s:s}", "code", "stream_not_found", "message",
                                           "no such stream"),
                         GW_NO_RETRY);
