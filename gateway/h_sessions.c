@@ -650,11 +650,8 @@ void gw_on_session_close(struct gw_call *c)
 {
     static const char *const super[] = {"admin:sessions", "admin:all", "admin"};
     json_t *reason = json_object_get(c->body, "reason");
-    if (reason && !json_is_null(reason) &&
-        (!json_is_string(reason) || json_string_length(reason) > 256)) {
-        gw_respond_error(c, 400, "Validation error: String must contain at most 256 character(s) "
-                                 "at \"reason\"",
-                         0);
+    if (reason && !json_is_null(reason) && !gw_opt_str(c->body, "reason", 0, 256, "reason")) {
+        gw_respond_error(c, 400, gw_verr, 0);
         return;
     }
     if (!gw_session_authorize(c, SLICE_NULL, "admin", super, true))
