@@ -146,8 +146,8 @@ static json_t *gw_issue(const char *path, const char *message)
 }
 
 /* One id parameter: decoded, within max bytes, and by the id rule (path.h). */
-static void gw_check_id(json_t *issues, const struct gw_params *p, const char *name,
-                        const char *v, size_t max, const char *what)
+static void gw_check_id(json_t *issues, const struct gw_params *p, const char *name, const char *v,
+                        size_t max, const char *what)
 {
     char msg[128];
     const char *why = NULL;
@@ -173,8 +173,7 @@ bool gw_params_valid(const struct gw_route *r, const struct gw_params *p, json_t
         /* what was received is echoed only when it is text */
         const char *got = gw_utf8_valid(p->io, strlen(p->io)) ? p->io : "";
         char msg[96];
-        snprintf(msg, sizeof(msg), "Invalid enum value. Expected 'in' | 'out', received '%s'",
-                 got);
+        snprintf(msg, sizeof(msg), "Invalid enum value. Expected 'in' | 'out', received '%s'", got);
         json_t *i =
             json_pack("{s:s,s:s,s:[s],s:[s,s],s:s}", "code", "invalid_enum_value", "message", msg,
                       "path", "io", "options", "in", "out", "received", got);
