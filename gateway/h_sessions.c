@@ -22,6 +22,7 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "path.h"
 #include "sessref.h"
 
 /* A session object kept between two bus calls (its bytes are copied out of the reply). */
@@ -204,10 +205,17 @@ static bool gw_external_id(json_t *body, bool allow_null)
         s++, n--;
     while (n && isspace((unsigned char)s[n - 1]))
         n--;
-    if (n < 1 || n > 256)
+    if (n < 1 || n > GW_EXTERNAL_ID_MAX)
         return gw_bad("externalId", "String must contain between 1 and 256 character(s)");
     if (n >= 8 && strncmp(s, "session_", 8) == 0)
         return gw_bad("externalId", "externalId must not start with \"session_\"");
+    /* an id the URLs of every route can carry back (path.h): a row no URL reaches is useless */
+    const char *why = gw_id_problem(s, n);
+    if (why) {
+        char m[96];
+        snprintf(m, sizeof(m), "externalId %s", why);
+        return gw_bad("externalId", m);
+    }
     json_object_set_new(body, "externalId", json_stringn(s, n));
     return true;
 }
@@ -642,11 +650,8 @@ void gw_on_session_close(struct gw_call *c)
 {
     static const char *const super[] = {"admin:sessions", "admin:all", "admin"};
     json_t *reason = json_object_get(c->body, "reason");
-    if (reason && !json_is_null(reason) &&
-        (!json_is_string(reason) || json_string_length(reason) > 256)) {
-        gw_respond_error(c, 400, "Validation error: String must contain at most 256 character(s) "
-                                 "at \"reason\"",
-                         0);
+    if (reason && !json_is_null(reason) && !gw_opt_str(c->body, "reason", 0, 256, "reason")) {
+        gw_respond_error(c, 400, gw_verr, 0);
         return;
     }
     if (!gw_session_authorize(c, SLICE_NULL, "admin", super, true))

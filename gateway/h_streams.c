@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "path.h"
 #include "s2proto.h"
 #include "sessref.h"
 
@@ -92,10 +94,16 @@ static const char *gw_header(h2o_req_t *req, const char *name, size_t *n)
     return req->headers.entries[i].value.base;
 }
 
-/* The value of ?name= in the request's query (percent-decoding '+' and %XX), or false. */
+/*
+ * The value of ?name= in the request's query, '+' and %XX decoded: the last one when the name
+ * repeats (the contract's §1.1 reads a query as a flat map, the last value winning), false when
+ * it is absent. A value that does not fit in out, or holds %00, comes back as "" (which no
+ * caller accepts) rather than cut short.
+ */
 static bool gw_query(h2o_req_t *req, const char *name, char *out, size_t cap)
 {
-    if (req->query_at == SIZE_MAX)
+    bool found = false;
+    if (req->query_at == SIZE_MAX || cap == 0)
         return false;
     const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
     size_t nl = strlen(name);
@@ -105,22 +113,26 @@ static bool gw_query(h2o_req_t *req, const char *name, char *out, size_t cap)
         if ((size_t)(e - q) >= nl && memcmp(q, name, nl) == 0 && (q + nl == e || q[nl] == '=')) {
             const char *v = q + nl + (q + nl < e ? 1 : 0);
             size_t o = 0;
-            for (; v < e && o + 1 < cap; v++) {
+            bool bad = false;
+            for (; v < e && !bad; v++) {
+                char ch = *v == '+' ? ' ' : *v;
                 if (*v == '%' && e - v >= 3 && isxdigit((unsigned char)v[1]) &&
                     isxdigit((unsigned char)v[2])) {
                     char hex[3] = {v[1], v[2], 0};
-                    out[o++] = (char)strtol(hex, NULL, 16);
+                    ch = (char)strtol(hex, NULL, 16);
                     v += 2;
-                } else {
-                    out[o++] = *v == '+' ? ' ' : *v;
                 }
+                if (ch == '\0' || o + 1 >= cap)
+                    bad = true;
+                else
+                    out[o++] = ch;
             }
-            out[o] = '\0';
-            return v == e;
+            out[bad ? 0 : o] = '\0';
+            found = true;
         }
         q = e + 1;
     }
-    return false;
+    return found;
 }
 
 /* A plain non-negative decimal (what the contract's ^\d+$ allows); false otherwise. */
@@ -347,20 +359,89 @@ void gw_on_stream_append(struct gw_call *c)
 
 /* ---- GET/HEAD /realtime/v1/sessions/:session/:io (SSE) ---- */
 
-/* Last-Event-ID as the contract parses it: the text before the first '-', a number >= 0. */
+static bool gw_is_js_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\v' || ch == '\f' || ch == '\r';
+}
+
+/*
+ * JavaScript's Number() of s[0..n) for the texts a cursor can be (no '-': the caller cut there):
+ * ASCII white space around, a decimal with fraction and exponent ("1.5", "1e3", "+7"), or a
+ * 0x / 0o / 0b integer ("0x10"). False for NaN and Infinity, and for an empty text, which
+ * Number() reads as 0 (see gw_last_event_start).
+ */
+static bool gw_js_number(const char *s, size_t n, double *out)
+{
+    char buf[64];
+    while (n && gw_is_js_space(*s))
+        s++, n--;
+    while (n && gw_is_js_space(s[n - 1]))
+        n--;
+    if (n == 0 || n >= sizeof(buf))
+        return false; /* 63 characters hold every finite double Number() could mean here */
+    if (n > 2 && s[0] == '0' && strchr("xXoObB", s[1])) {
+        unsigned base = (s[1] == 'x' || s[1] == 'X') ? 16 : (s[1] == 'o' || s[1] == 'O') ? 8 : 2;
+        double v = 0;
+        for (size_t i = 2; i < n; i++) {
+            int d = isdigit((unsigned char)s[i])    ? s[i] - '0'
+                    : isxdigit((unsigned char)s[i]) ? tolower((unsigned char)s[i]) - 'a' + 10
+                                                    : 99;
+            if (d >= (int)base)
+                return false;
+            v = v * base + d;
+        }
+        *out = v;
+        return true;
+    }
+    /* StrDecimalLiteral: [+] (digits [. digits*] | . digits) [(e|E) [+] digits] */
+    size_t i = 0, digits = 0;
+    if (s[i] == '+')
+        i++;
+    while (i < n && isdigit((unsigned char)s[i]))
+        i++, digits++;
+    if (i < n && s[i] == '.')
+        for (i++; i < n && isdigit((unsigned char)s[i]); i++)
+            digits++;
+    if (digits == 0)
+        return false; /* also "Infinity": not finite, so not a cursor */
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        size_t e = 0;
+        if (++i < n && s[i] == '+')
+            i++;
+        while (i < n && isdigit((unsigned char)s[i]))
+            i++, e++;
+        if (e == 0)
+            return false;
+    }
+    if (i != n)
+        return false;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    *out = strtod(buf, NULL); /* the grammar is checked: strtod's extras (hex, inf) cannot occur */
+    return true;
+}
+
+/*
+ * Where an SSE read resumes for Last-Event-ID, as the contract's §5.8 reads it: the text
+ * before the first '-' through Number(); a finite value >= 0 resumes at value + 1 (a fraction
+ * at the next whole seq), anything else starts at 0. Tether differs in one case: an empty text
+ * (a "-1", or a blank header) starts at 0, where Number("") is 0 and would skip record 0.
+ */
 static uint64_t gw_last_event_start(h2o_req_t *req)
 {
     size_t n;
-    uint64_t v;
+    double v;
     const char *s = gw_header(req, "last-event-id", &n);
     if (!s)
         return 0;
     const char *dash = memchr(s, '-', n);
     if (dash)
         n = (size_t)(dash - s);
-    while (n && (*s == ' ' || *s == '\t'))
-        s++, n--;
-    return gw_parse_u64(s, n, &v) && v < UINT64_MAX ? v + 1 : 0;
+    if (!gw_js_number(s, n, &v) || !(v >= 0) || isinf(v))
+        return 0;
+    if (v >= 18446744073709551616.0) /* 2^64: past any tail, so the read starts at the tail */
+        return UINT64_MAX;
+    return (uint64_t)v + 1; /* below 2^64 a double is at most 2^64 - 2048: no overflow */
 }
 
 /* Settled: the last non-command record of .out is a turn-complete control record. */
@@ -567,19 +648,35 @@ static void gw_records_on_read(void *arg, err_t rc, const struct envelope *env)
     }
     if (mp_map_find(env->body.p, env->body.n, "tail", &v) == OK)
         (void)mp_read_uint(&v, &tail);
+    bool full = false;
     if (mp_map_find(env->body.p, env->body.n, "records", &v) == OK && mp_read_array(&v, &n) == OK) {
-        for (uint32_t i = 0; i < n; i++) {
+        for (uint32_t i = 0; i < n && !full; i++) {
             struct slice rec;
             struct mp_reader r;
+            uint64_t seq = last;
             if (mp_skip(&v, &rec) != OK)
                 break;
             if (mp_map_find(rec.p, rec.n, "seq", &r) == OK)
-                (void)mp_read_uint(&r, &last);
+                (void)mp_read_uint(&r, &seq);
+            /* the byte bound is on the answer as rendered (escapes included), with its closing
+             * "]}": a record that would pass it is left for the caller's next request - unless
+             * it is the answer's first, or a large record could never be read */
+            size_t before = st->acc.n;
+            unsigned had = st->nrecs;
             gw_records_put(st, rec);
+            if (had > 0 && st->acc.n + 2 > GW_RECORDS_BYTES_MAX) {
+                st->acc.n = before;
+                if (st->acc.p)
+                    st->acc.p[before] = '\0';
+                st->nrecs = had;
+                full = true;
+                break;
+            }
+            last = seq;
+            full = st->nrecs >= GW_RECORDS_MAX;
         }
     }
-    if (n > 0 && last + 1 < tail && st->nrecs < GW_RECORDS_MAX &&
-        st->acc.n < GW_RECORDS_BYTES_MAX) {
+    if (!full && n > 0 && last + 1 < tail) {
         st->from = last + 1;
         gw_records_read(c);
         return;
@@ -710,6 +807,13 @@ static bool gw_s2_stream(struct gw_call *c)
     char scope[STREAM_KEY_MAX + 64];
     if (strncmp(name, "sessions/", 9) != 0 || !(slash = strrchr(name, '/')) || slash == name + 8 ||
         !stream_io_valid(slash + 1) || (size_t)(slash - (name + 9)) > STREAM_KEY_MAX) {
+        gw_respond_json(c, 404, json_pack("{s:s,s:s}", "code", "stream_not_found", "message",
+                                          "no such stream"),
+                        GW_NO_RETRY);
+        return false;
+    }
+    if (gw_id_problem(name + 9, (size_t)(slash - (name + 9)))) {
+        /* a key no session URL can carry (path.h): no session's stream has it */
         gw_respond_json(c, 404, json_pack("{s:s,s:s}", "code", "stream_not_found", "message",
                                           "no such stream"),
                         GW_NO_RETRY);

@@ -394,7 +394,10 @@ int gw_http_on_req(struct gw *gw, h2o_req_t *req)
     struct gw_params params;
     const struct gw_route *match = NULL;
     unsigned allowed = 0, m = gw_method_bit(req->method);
-    size_t plen = req->path_normalized.len;
+    /* the raw path without its query: path_normalized is already percent-decoded, and the
+     * parameters must be decoded once only (path.c) */
+    size_t plen = req->query_at != SIZE_MAX && req->query_at < req->path.len ? req->query_at
+                                                                               : req->path.len;
     size_t hdr_bytes = 0;
     bool shape = false;
 
@@ -412,11 +415,9 @@ int gw_http_on_req(struct gw *gw, h2o_req_t *req)
         return 0;
     }
 
-    /* path_normalized has no query string */
     for (size_t i = 0; i < gw_nroutes; i++) {
         struct gw_params p;
-        const char *bad = NULL;
-        if (!gw_route_match(gw_routes[i].pattern, req->path_normalized.base, plen, &p, &bad))
+        if (!gw_route_match(gw_routes[i].pattern, req->path.base, plen, &p))
             continue;
         shape = true;
         allowed |= gw_routes[i].method;

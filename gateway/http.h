@@ -68,11 +68,15 @@ bool gw_is_protobuf(h2o_req_t *req);
 
 #define GW_PARAM_MAX 1024
 
-/* Path parameters, percent-decoded; empty when the pattern has none. */
+/* Path parameters, each percent-decoded once from the raw path (path.c); empty when the pattern
+ * has none, or when the value did not decode. */
 struct gw_params {
-    char session[GW_PARAM_MAX];
+    char session[GW_PARAM_MAX]; /* :session, or the S2 endpoint's :stream */
     char io[16];
     char run[GW_PARAM_MAX];
+    const char *bad; /* the first parameter ("session", "io", "run", "stream") that did not
+                        decode, or NULL */
+    err_t bad_rc;    /* why: ERR_INVAL (a bad escape or %00) or ERR_TOOBIG */
 };
 
 /* The environment a request acts in (from env.resolve_key / env.get). */
@@ -157,14 +161,17 @@ extern const struct gw_route gw_routes[];
 extern const size_t gw_nroutes;
 
 /*
- * Matches path (without query) against pattern, filling params. Returns
- * false when the shapes differ; *bad_param names a parameter whose value is
- * unusable (too long, bad escape) when the shape matched.
+ * Matches path[0..n) - the raw path as the client sent it, without the query - against pattern
+ * (path.c), filling params. Fixed segments compare byte for byte (nothing is decoded or
+ * normalized); each :param is decoded once. Returns false when the shapes differ; when the
+ * shape matched but a value is unusable, params->bad names it.
  */
-bool gw_route_match(const char *pattern, const char *path, size_t n, struct gw_params *params,
-                    const char **bad_param);
+bool gw_route_match(const char *pattern, const char *path, size_t n, struct gw_params *params);
 
-/* Validates path parameters; on failure sets *details (a JSON array, caller owns). */
+/*
+ * Validates path parameters (path.c): :session and :run by the id rule (path.h), :io in|out.
+ * On failure sets *details (a JSON array, caller owns).
+ */
 bool gw_params_valid(const struct gw_route *r, const struct gw_params *p, json_t **details);
 
 #endif

@@ -1,13 +1,10 @@
 /*
- * routes.c - the route table and path parameters.
+ * routes.c - the route table.
  *
  * One row per (method, path): the pipeline answers 405 with Allow when the
  * path matches rows of other methods only. Later issues add their rows
- * here; handlers live in h_<area>.c.
+ * here; handlers live in h_<area>.c, matching and path parameters in path.c.
  */
-#include <stdio.h>
-#include <string.h>
-
 #include "gw.h"
 #include "handlers.h"
 #include "stream.h"
@@ -50,117 +47,3 @@ const struct gw_route gw_routes[] = {
 };
 
 const size_t gw_nroutes = sizeof(gw_routes) / sizeof(gw_routes[0]);
-
-static int gw_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes one path segment into out; false on a bad escape, a NUL or overflow. */
-static bool gw_pct_decode(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '%') {
-            int hi, lo;
-            if (i + 2 >= n || (hi = gw_hexval(s[i + 1])) < 0 || (lo = gw_hexval(s[i + 2])) < 0)
-                return false;
-            ch = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (ch == '\0' || o + 1 >= cap)
-            return false;
-        out[o++] = ch;
-    }
-    out[o] = '\0';
-    return true;
-}
-
-bool gw_route_match(const char *pattern, const char *path, size_t n, struct gw_params *params,
-                    const char **bad_param)
-{
-    const char *p = pattern, *s = path, *end = path + n;
-    memset(params, 0, sizeof(*params));
-    *bad_param = NULL;
-    while (*p && s <= end) {
-        if (*p != '/' || s == end || *s != '/')
-            return false;
-        p++;
-        s++;
-        const char *pe = strchr(p, '/');
-        size_t plen = pe ? (size_t)(pe - p) : strlen(p);
-        const char *se = memchr(s, '/', (size_t)(end - s));
-        size_t slen = se ? (size_t)(se - s) : (size_t)(end - s);
-        if (plen > 0 && p[0] == ':') {
-            char *dst = NULL;
-            size_t cap = 0;
-            if (plen == 8 && memcmp(p, ":session", 8) == 0) {
-                dst = params->session;
-                cap = sizeof(params->session);
-            } else if (plen == 3 && memcmp(p, ":io", 3) == 0) {
-                dst = params->io;
-                cap = sizeof(params->io);
-            } else if (plen == 4 && memcmp(p, ":run", 4) == 0) {
-                dst = params->run;
-                cap = sizeof(params->run);
-            } else if (plen == 7 && memcmp(p, ":stream", 7) == 0) {
-                /* an S2 stream name holds slashes (sessions/<key>/<io>), and clients may send
-                 * them encoded or not: it takes every segment up to the pattern's fixed tail */
-                const char *tail = p + plen;
-                size_t tl = strlen(tail);
-                if ((size_t)(end - s) <= tl || memcmp(end - tl, tail, tl) != 0)
-                    return false;
-                slen = (size_t)(end - tl - s);
-                dst = params->session;
-                cap = sizeof(params->session);
-            }
-            if (!dst || slen == 0)
-                return false;
-            if (!gw_pct_decode(s, slen, dst, cap)) {
-                *bad_param = p + 1;
-                dst[0] = '\0'; /* the shape matched; the value is unusable */
-            }
-        } else if (plen != slen || memcmp(p, s, slen) != 0) {
-            return false;
-        }
-        p += plen;
-        s += slen;
-    }
-    return *p == '\0' && s == end;
-}
-
-static json_t *gw_issue(const char *path, const char *message)
-{
-    return json_pack("{s:s,s:s,s:[s]}", "code", "custom", "message", message, "path", path);
-}
-
-bool gw_params_valid(const struct gw_route *r, const struct gw_params *p, json_t **details)
-{
-    json_t *issues = json_array();
-    if (strstr(r->pattern, ":session") && (p->session[0] == '\0' || strlen(p->session) > 512))
-        json_array_append_new(issues, gw_issue("session", "Invalid session id"));
-    if (strstr(r->pattern, ":io") && strcmp(p->io, "in") != 0 && strcmp(p->io, "out") != 0) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "Invalid enum value. Expected 'in' | 'out', received '%.16s'",
-                 p->io);
-        json_t *i =
-            json_pack("{s:s,s:s,s:[s],s:[s,s],s:s}", "code", "invalid_enum_value", "message", msg,
-                      "path", "io", "options", "in", "out", "received", p->io);
-        json_array_append_new(issues, i);
-    }
-    if (strstr(r->pattern, ":run") && (p->run[0] == '\0' || strlen(p->run) > 256))
-        json_array_append_new(issues, gw_issue("run", "Invalid run id"));
-    if (json_array_size(issues) == 0) {
-        json_decref(issues);
-        return true;
-    }
-    *details = issues;
-    return false;
-}

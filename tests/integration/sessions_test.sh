@@ -126,6 +126,10 @@ api PATCH /api/v1/sessions/nobody-here '{"tags":[]}'
 is "$CODE $BODY" '404 {"error":"Session not found"}' "PATCH of a missing session is 404"
 
 # --- close: write-once, and races keep the first
+api POST "/api/v1/sessions/chat-$S/close" '{"reason":7}'
+is "$CODE $BODY" '400 {"error":"Validation error: Expected string at \"reason\""}' "a close reason that is no string is 400 naming it"
+api POST "/api/v1/sessions/chat-$S/close" "{\"reason\":\"$(head -c 257 /dev/zero | tr '\0' r)\"}"
+is "$CODE $BODY" '400 {"error":"Validation error: String must contain at most 256 character(s) at \"reason\""}' "a reason over 256 is 400"
 api POST "/api/v1/sessions/chat-$S/close" '{"reason":"first"}'
 is "$CODE $(jq -r .closedReason <<<"$BODY")" "200 first" "close"
 AT=$(jq -r .closedAt <<<"$BODY")

@@ -51,6 +51,14 @@ api GET "/realtime/v1/sessions/chat-$S/in/records?afterEventId=0" "" "$KEY" -G
 is "$(jq -c '[.records[].seqNum]' <<<"$BODY")" '[1]' "/records resumes after afterEventId"
 api GET "/realtime/v1/sessions/chat-$S/in/records?afterEventId=x1" "" "$KEY" -G
 is "$CODE" 400 "a malformed afterEventId is 400"
+api GET "/realtime/v1/sessions/chat-$S/in/records?afterEventId=5&afterEventId=0" "" "$KEY" -G
+is "$CODE $(jq -c '[.records[].seqNum]' <<<"$BODY")" '200 [1]' "a repeated afterEventId: the last wins"
+api GET "/realtime/v1/sessions/chat-$S/in/records?afterEventId=0&afterEventId=x" "" "$KEY" -G
+is "$CODE" 400 "and a malformed last one is 400"
+api GET "/realtime/v1/sessions/chat-$S/in/records?afterEventId=$(printf '9%.0s' $(seq 1 40))" "" "$KEY" -G
+is "$CODE" 400 "an afterEventId too long for any seq is 400, not read as absent"
+api GET "/realtime/v1/sessions/chat-$S/in/records?afterEventId=0%00" "" "$KEY" -G
+is "$CODE" 400 "an afterEventId with %00 is 400"
 
 # --- the metered limit: 8 + len({"data":"<body>","id":"<part>"}) <= 1 MiB
 OVER=$((8 + 9 + 8 + 3 + 2))
@@ -72,6 +80,16 @@ is "$(seqs <<<"$OUT")" "0,1" "SSE sends the history as batches"
 ok "and ends with [DONE] after Timeout-Seconds" grep -q '^data: \[DONE\]' <<<"$OUT"
 is "$(sse in -H 'Timeout-Seconds: 1' -H 'Last-Event-ID: 0' | seqs)" "1" "Last-Event-ID resumes after it"
 is "$(sse in -H 'Timeout-Seconds: 1' -H 'Last-Event-ID: 99' | seqs)" "" "a cursor past the tail starts at the tail"
+# Last-Event-ID as the contract reads it: the text before the first '-' through Number()
+for c in '0 ' '0e0' '0x0' '0.5' '0-7'; do
+  is "$(sse in -H 'Timeout-Seconds: 1' -H "Last-Event-ID: $c" | seqs)" "1" "Last-Event-ID '$c' is 0: resumes at 1"
+done
+for c in '1e3' '0x10'; do
+  is "$(sse in -H 'Timeout-Seconds: 1' -H "Last-Event-ID: $c" | seqs)" "" "Last-Event-ID '$c' is past the tail"
+done
+for c in 'abc' '12,3,456' '-1'; do
+  is "$(sse in -H 'Timeout-Seconds: 1' -H "Last-Event-ID: $c" | seqs)" "0,1" "Last-Event-ID '$c' is no number: starts at 0"
+done
 H=$(curl -s -D - -o /dev/null --max-time 5 -H "Authorization: Bearer $KEY" -H 'Timeout-Seconds: 1' "$TREE_URL/realtime/v1/sessions/chat-$S/in")
 ok "SSE says X-Stream-Version: v2" grep -qi '^x-stream-version: v2' <<<"$H"
 for bad in 0 601 10abc; do
@@ -163,6 +181,24 @@ OUT=$(curl -s -N --max-time 20 --limit-rate 3M -H "Authorization: Bearer $KEY" -
   "$TREE_URL/realtime/v1/sessions/big-$S/out")
 is "$(seqs <<<"$OUT")" "0,1,2,3,4,5" "a slow SSE reader gets the whole 5.4 MB history, in order"
 ok "and its [DONE]" grep -q '^data: \[DONE\]' <<<"$OUT"
+# the 8 MiB bound of /records holds on the answer as sent: records of 450,000 '"' are 450 kB
+# stored and 900 kB rendered, so ten make a 9 MB history; a caller reads it in two answers
+api POST /api/v1/sessions "{\"type\":\"chat\",\"externalId\":\"bound-$S\",\"taskIdentifier\":\"echo\",\"triggerConfig\":{\"basePayload\":{}}}" "$KEY" -H 'Content-Type: application/json'
+head -c 450000 /dev/zero | tr '\0' '"' >"$TETHER_TEST_TMP/bound.$S"
+for i in 0 1 2 3 4 5 6 7 8 9; do
+  curl -s -o /dev/null -H "Authorization: Bearer $KEY" --data-binary "@$TETHER_TEST_TMP/bound.$S" \
+    "$TREE_URL/realtime/v1/sessions/bound-$S/out/append"
+done
+curl -s -o "$TETHER_TEST_TMP/bound.$S" -H "Authorization: Bearer $KEY" "$TREE_URL/realtime/v1/sessions/bound-$S/out/records"
+SIZE=$(stat -c %s "$TETHER_TEST_TMP/bound.$S")
+ok "one /records answer stays within 8 MiB (got $SIZE bytes)" test "$SIZE" -le 8388608
+FIRST=$(jq -c '[.records[].seqNum]' "$TETHER_TEST_TMP/bound.$S")
+LAST=$(jq '.records[-1].seqNum' "$TETHER_TEST_TMP/bound.$S")
+curl -s -o "$TETHER_TEST_TMP/bound.$S" -H "Authorization: Bearer $KEY" \
+  "$TREE_URL/realtime/v1/sessions/bound-$S/out/records?afterEventId=$LAST"
+is "$(jq -c --argjson a "$FIRST" '$a + [.records[].seqNum]' "$TETHER_TEST_TMP/bound.$S")" '[0,1,2,3,4,5,6,7,8,9]' \
+  "continuing after the last seqNum reads every record once"
+rm -f "$TETHER_TEST_TMP/bound.$S"
 python3 -c 'import json; b = "c" * 600000; print(json.dumps({"records": [{"body": b}, {"body": b}]}))' \
   >"$TETHER_TEST_TMP/s2big.$S"
 CODE=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
