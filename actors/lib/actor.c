@@ -117,8 +117,9 @@ static void actor_once_replay(struct bus_req *req, const struct actor_once_key *
         (void)bus_reply_err(req, ERR_CONFLICT, "request id already used by another request");
         return;
     }
-    LOG_INFO("bus.replayed", "%s request %s from %s (attempt %u) was handled already: its first "
-                             "answer again",
+    LOG_INFO("bus.replayed",
+             "%s request %s from %s (attempt %u) was handled already: its first "
+             "answer again",
              msg_name(env->type), k->key, env->sender, env->attempt);
     (void)bus_reply(req, prev->body, prev->n);
 }

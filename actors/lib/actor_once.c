@@ -99,8 +99,7 @@ err_t actor_once_claim(struct db_pg *pg, const struct actor_once_key *k, bool *f
     return OK;
 }
 
-err_t actor_once_save(struct db_pg *pg, const struct actor_once_key *k, const void *body,
-                      size_t n)
+err_t actor_once_save(struct db_pg *pg, const struct actor_once_key *k, const void *body, size_t n)
 {
     PGresult *r;
     if (n > INT32_MAX)
@@ -108,8 +107,9 @@ err_t actor_once_save(struct db_pg *pg, const struct actor_once_key *k, const vo
     const char *p[] = {k->key, n ? (const char *)body : ""};
     const int lens[] = {0, (int)n};
     const int bin[] = {0, 1};
-    err_t rc = db_pg_exec_bin(pg, "UPDATE bus_replies SET body = $2::bytea WHERE req_key = $1::uuid",
-                              2, p, lens, bin, &r);
+    err_t rc =
+        db_pg_exec_bin(pg, "UPDATE bus_replies SET body = $2::bytea WHERE req_key = $1::uuid", 2, p,
+                       lens, bin, &r);
     if (rc != OK)
         return rc;
     bool one = strcmp(PQcmdTuples(r), "1") == 0;
@@ -124,11 +124,12 @@ err_t actor_once_sweep(struct db_pg *pg, unsigned *n)
     snprintf(batch, sizeof(batch), "%d", ACTOR_ONCE_SWEEP_BATCH);
     const char *p[] = {batch};
     /* SKIP LOCKED: instances sweeping at once split the rows instead of waiting on each other */
-    err_t rc = db_pg_exec(pg,
-                          "DELETE FROM bus_replies WHERE req_key IN (SELECT req_key FROM bus_replies"
-                          " WHERE expires_at < now() ORDER BY expires_at LIMIT $1::integer"
-                          " FOR UPDATE SKIP LOCKED)",
-                          1, p, &r);
+    err_t rc =
+        db_pg_exec(pg,
+                   "DELETE FROM bus_replies WHERE req_key IN (SELECT req_key FROM bus_replies"
+                   " WHERE expires_at < now() ORDER BY expires_at LIMIT $1::integer"
+                   " FOR UPDATE SKIP LOCKED)",
+                   1, p, &r);
     if (rc != OK)
         return rc;
     *n = (unsigned)strtoul(PQcmdTuples(r), NULL, 10);

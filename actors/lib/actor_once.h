@@ -30,7 +30,7 @@
 struct actor_once_key {
     char key[ACTOR_ONCE_KEY_LEN + 1]; /* origin then req_id, 16 hex digits each (a uuid) */
     uint16_t type;
-    uint64_t body_hash; /* FNV-1a 64 of the request body */
+    uint64_t body_hash;  /* FNV-1a 64 of the request body */
     uint64_t expires_ms; /* wall clock: max(deadline, now) + keep */
 };
 
@@ -48,7 +48,7 @@ uint64_t actor_once_hash(const void *p, size_t n);
 struct actor_once_prev {
     unsigned char *body; /* raw msgpack (PQfreemem), NULL when the answer had no body */
     size_t n;
-    bool same;           /* type and body hash match: the same request */
+    bool same; /* type and body hash match: the same request */
 };
 void actor_once_prev_free(struct actor_once_prev *p);
 
@@ -64,8 +64,7 @@ err_t actor_once_claim(struct db_pg *pg, const struct actor_once_key *k, bool *f
                        struct actor_once_prev *prev);
 
 /* Inside the same transaction: keeps the answer body (n bytes, may be 0) for k. */
-err_t actor_once_save(struct db_pg *pg, const struct actor_once_key *k, const void *body,
-                      size_t n);
+err_t actor_once_save(struct db_pg *pg, const struct actor_once_key *k, const void *body, size_t n);
 
 /* Deletes up to ACTOR_ONCE_SWEEP_BATCH expired rows (outside a transaction); *n deleted. */
 err_t actor_once_sweep(struct db_pg *pg, unsigned *n);

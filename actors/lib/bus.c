@@ -336,8 +336,8 @@ struct bus_req {
     struct bus_server *srv;
     nng_msg *msg;
     struct envelope env;
-    bool hold;           /* bus_req_hold: the reply is built and kept, not sent */
-    nng_msg *held;       /* the reply kept (its envelope in held_env) */
+    bool hold;     /* bus_req_hold: the reply is built and kept, not sent */
+    nng_msg *held; /* the reply kept (its envelope in held_env) */
     struct envelope held_env;
 };
 

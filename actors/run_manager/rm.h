@@ -70,7 +70,7 @@ struct rm {
     struct bus_pub *events; /* NULL: nothing is published (tests) */
     struct loop *loop;      /* NULL: no sweep timer (tests) */
     uint64_t sweep_timer;
-    bool defer_events;      /* inside a once route's transaction: events wait for its commit */
+    bool defer_events; /* inside a once route's transaction: events wait for its commit */
     unsigned npending;
     struct rm_pending pending[RM_PENDING_MAX];
 };

@@ -24,9 +24,9 @@
 
 #define MSG_TEST_HOLD 60000 /* a type the server holds without replying */
 #define MSG_TEST_FAIL 60001
-#define MSG_TEST_HELD 60002  /* answered through bus_req_hold / bus_req_release */
+#define MSG_TEST_HELD 60002     /* answered through bus_req_hold / bus_req_release */
 #define MSG_TEST_HELD_ERR 60003 /* held, then replaced by an error */
-#define MSG_TEST_SEEN 60004  /* records (origin, req_id) of every arrival */
+#define MSG_TEST_SEEN 60004     /* records (origin, req_id) of every arrival */
 
 /* What the server saw (server thread writes, test reads after the call returned). */
 static struct {
