@@ -129,6 +129,7 @@ done
 wait $BURST
 OKS=$(grep -c '^201$' "$TREE_DIR/burst.codes")
 diag "burst: $OKS of $N created; others: $(grep -v '^201$' "$TREE_DIR/burst.codes" | sort | uniq -c | tr '\n' ' ')"
+diag "requests answered again after a re-send: $(grep -c '"bus.replayed"' "$TREE_LOG")"
 ok "most creates of the burst succeeded ($OKS of $N)" test "$OKS" -ge $((N * 9 / 10))
 cat "$TREE_DIR"/burst.[0-9]* | jq -r 'select(.id) | .id' | sort >"$TREE_DIR/burst.ids"
 is "$(sort -u "$TREE_DIR/burst.ids" | wc -l)" "$OKS" "every 201 named a session of its own"
