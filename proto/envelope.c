@@ -42,7 +42,7 @@ err_t env_encode(struct mp_writer *w, const struct envelope *env)
             return ERR_INVAL;
     }
 
-    mp_put_array(w, ENV_FIELDS);
+    mp_put_array(w, env->origin ? ENV_FIELDS + 1 : ENV_FIELDS);
     mp_put_uint(w, ENV_VERSION);
     mp_put_uint(w, env->kind);
     mp_put_uint(w, env->type);
@@ -60,6 +60,8 @@ err_t env_encode(struct mp_writer *w, const struct envelope *env)
         mp_put_raw(w, env->body.p, env->body.n);
     else
         mp_put_nil(w);
+    if (env->origin)
+        mp_put_uint(w, env->origin);
     return mp_writer_err(w);
 }
 
@@ -131,8 +133,15 @@ err_t env_decode(const void *buf, size_t n, struct envelope *env)
         return ERR_PROTO;
     }
 
+    /* The twelfth is origin when it is an unsigned integer; anything else is an extra. */
+    uint32_t i = ENV_FIELDS;
+    if (fields > ENV_FIELDS && mp_peek(&r, &t) == OK && t == MP_UINT) {
+        if (mp_read_uint(&r, &env->origin) != OK)
+            return ERR_PROTO;
+        i++;
+    }
     /* Later versions may append fields: skip them, but they must be well formed. */
-    for (uint32_t i = ENV_FIELDS; i < fields; i++)
+    for (; i < fields; i++)
         if (mp_skip(&r, NULL) != OK)
             return ERR_PROTO;
     if (mp_reader_left(&r) != 0)

@@ -1,17 +1,21 @@
 /*
  * envelope.h - the message envelope every bus message travels in.
  *
- * Wire form (msgpack), protocol version 1: an array of 11 elements
+ * Wire form (msgpack), protocol version 1: an array of 11 or 12 elements
  *   [version, kind, type, req_id, trace_id, sender, deadline_ms, attempt,
- *    err_code, err_msg, body]
+ *    err_code, err_msg, body(, origin)]
  * version u8 (= ENV_VERSION); kind u8 (enum env_kind); type u16 (proto/msg.h);
  * req_id u64; trace_id str (32 lower-case hex, or "" when none); sender str
  * (process name, at most ENV_SENDER_MAX bytes); deadline_ms u64 (absolute
  * Unix time in ms, 0 = none); attempt u32 (1 on the first try); err_code u16
  * (err_t, OK unless kind is ENV_ERROR); err_msg str or nil; body: one msgpack
- * object (a map, or nil) embedded as is.
- * A decoder accepts more than 11 elements and ignores the extra ones, so a
- * later version can append fields without breaking older readers.
+ * object (a map, or nil) embedded as is; origin u64 (random per sending
+ * process, drawn when its bus opens; written only when not 0).
+ * (origin, req_id) names one logical request across processes and restarts:
+ * a re-send keeps both, so a receiver can tell a second arrival (docs/bus.md).
+ * A decoder accepts more elements and ignores the extra ones (a twelfth
+ * that is not an unsigned integer included: origin is then 0), so a later
+ * version can append fields without breaking older readers.
  */
 #ifndef TETHER_PROTO_ENVELOPE_H
 #define TETHER_PROTO_ENVELOPE_H
@@ -48,6 +52,7 @@ struct envelope {
     err_t err_code;
     struct slice err_msg; /* borrowed; SLICE_NULL when absent */
     struct slice body;    /* borrowed raw msgpack of the body; empty when nil */
+    uint64_t origin;      /* the sender's random process id; 0 = unknown (not written) */
 };
 
 /* Encodes env into w (appending). Fails with ERR_INVAL on a field out of range. */

@@ -5,12 +5,14 @@
 
 #include <inttypes.h>
 #include <poll.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "actor_once.h"
 #include "clock.h"
 #include "log.h"
 #include "mp.h"
@@ -18,6 +20,17 @@
 #include "proc.h"
 
 #define ACTOR_PROBE_MS 1000
+#define ACTOR_OFF(f) offsetof(struct actor, f)
+
+/* Settings of actors with once routes (their --print-config-doc lists them). */
+static const struct cfg_def actor_once_defs[] = {
+    {"TETHER_BUS_REPLY_KEEP", CFG_MS, "10m", 1000, 86400000, ACTOR_OFF(reply_keep_ms),
+     "how long past its deadline the first answer of a non-idempotent request is kept, so that a "
+     "re-send of it gets that answer back (covers clock skew between hosts)"},
+    {"TETHER_BUS_REPLY_SWEEP", CFG_MS, "10s", 100, 3600000, ACTOR_OFF(reply_sweep_ms),
+     "how often expired first answers are deleted (1000 at a time; a full batch brings the next "
+     "pass forward)"},
+};
 
 static void actor_probe_stores(struct actor *a)
 {
@@ -71,6 +84,120 @@ static void actor_on_echo(struct actor *a, struct bus_req *req)
     bus_reply(req, env->body.p, env->body.n);
 }
 
+/* ---- once routes ---- */
+
+void actor_once_nothing_done(struct actor *a)
+{
+    a->once_nothing_done = true;
+}
+
+/* Ends the transaction of a once route (commit asks for a COMMIT); true when it committed. */
+static bool actor_tx_end(struct actor *a, bool commit)
+{
+    bool committed = false;
+    if (commit)
+        committed = db_pg_commit(&a->pg) == OK;
+    else
+        db_pg_rollback(&a->pg);
+    if (a->spec->on_tx)
+        a->spec->on_tx(a, committed ? ACTOR_TX_COMMIT : ACTOR_TX_ROLLBACK);
+    return committed;
+}
+
+/* A second arrival: the first answer, or a refusal when the key names another request. */
+static void actor_once_replay(struct bus_req *req, const struct actor_once_key *k,
+                              const struct actor_once_prev *prev)
+{
+    const struct envelope *env = bus_req_env(req);
+    if (!prev->same) {
+        LOG_ERROR("bus.req_key_reused",
+                  "request %s (%s from %s) has the key of an earlier request of another type or "
+                  "body; refused",
+                  k->key, msg_name(env->type), env->sender);
+        (void)bus_reply_err(req, ERR_CONFLICT, "request id already used by another request");
+        return;
+    }
+    LOG_INFO("bus.replayed",
+             "%s request %s from %s (attempt %u) was handled already: its first "
+             "answer again",
+             msg_name(env->type), k->key, env->sender, env->attempt);
+    (void)bus_reply(req, prev->body, prev->n);
+}
+
+/*
+ * Runs a once route: claim the request's key, handle it, keep the answer and
+ * commit, in one transaction; the answer leaves only after the commit, so a
+ * caller never sees an answer whose effect could still be rolled back.
+ */
+static void actor_serve_once(struct actor *a, const struct actor_route *rt, struct bus_req *req)
+{
+    struct actor_once_key k;
+    struct actor_once_prev prev;
+    bool first = false;
+
+    actor_once_key_of(bus_req_env(req), (uint64_t)a->reply_keep_ms, clock_wall_ms(), &k);
+    err_t rc = db_pg_begin(&a->pg);
+    if (rc == OK) {
+        rc = actor_once_claim(&a->pg, &k, &first, &prev);
+        if (rc != OK || !first)
+            db_pg_rollback(&a->pg);
+    }
+    if (rc != OK) {
+        (void)bus_reply_err(req, ERR_UNAVAIL,
+                            "the store (PostgreSQL) could not record the request; retry");
+        return;
+    }
+    if (!first) {
+        actor_once_replay(req, &k, &prev);
+        actor_once_prev_free(&prev);
+        return;
+    }
+
+    a->once_nothing_done = false;
+    if (a->spec->on_tx)
+        a->spec->on_tx(a, ACTOR_TX_BEGIN);
+    bus_req_hold(req);
+    rt->fn(a, req);
+    const struct envelope *ans = bus_req_held(req);
+    if (!ans) {
+        /* an ASSERT: a once route answers before it returns (actor.h) */
+        LOG_ERROR("actor.once_async", "the %s handler returned without answering",
+                  msg_name(k.type));
+        abort();
+    }
+    if (ans->kind != ENV_REPLY || a->once_nothing_done) {
+        actor_tx_end(a, false);
+        (void)bus_req_release(req);
+        return;
+    }
+    bool saved = actor_once_save(&a->pg, &k, ans->body.p, ans->body.n) == OK;
+    if (!actor_tx_end(a, saved)) {
+        /* the effect's fate is what PostgreSQL decided; the caller must not take it as done */
+        (void)bus_req_release_err(req, ERR_UNAVAIL,
+                                  "the store (PostgreSQL) could not commit the request; retry");
+        return;
+    }
+    (void)bus_req_release(req);
+}
+
+static void actor_once_sweep_timer(struct loop *l, void *arg)
+{
+    struct actor *a = arg;
+    unsigned n = 0;
+    if (db_pg_up(&a->pg) && actor_once_sweep(&a->pg, &n) == OK && n > 0)
+        LOG_DEBUG("bus.replies_swept", "deleted %u expired first answers", n);
+    (void)loop_timer_add(l, n >= ACTOR_ONCE_SWEEP_BATCH ? 100 : (uint64_t)a->reply_sweep_ms,
+                         actor_once_sweep_timer, a);
+}
+
+static bool actor_has_once(const struct actor_spec *spec)
+{
+    for (unsigned i = 0; i < spec->nroutes; i++)
+        if (spec->routes[i].once)
+            return (spec->stores & ACTOR_STORE_PG) != 0;
+    return false;
+}
+
 static void actor_on_request(struct bus_req *req, void *arg)
 {
     struct actor *a = arg;
@@ -87,8 +214,12 @@ static void actor_on_request(struct bus_req *req, void *arg)
         break;
     }
     for (unsigned i = 0; i < a->spec->nroutes; i++) {
-        if (a->spec->routes[i].type == env->type) {
-            a->spec->routes[i].fn(a, req);
+        const struct actor_route *rt = &a->spec->routes[i];
+        if (rt->type == env->type) {
+            if (rt->once && (a->spec->stores & ACTOR_STORE_PG) && actor_once_applies(env))
+                actor_serve_once(a, rt, req);
+            else
+                rt->fn(a, req);
             return;
         }
     }
@@ -141,11 +272,14 @@ static void actor_on_parent(struct loop *l, int fd, short revents, void *arg)
 static int actor_run(struct actor *a, int argc, char **argv)
 {
     const struct actor_spec *spec = a->spec;
-    struct cfg_table tables[2] = {
+    struct cfg_table tables[3] = {
         {cfg_common_defs, cfg_common_defs_len, &a->cfg},
-        {spec->cfg, spec->ncfg, spec->cfg_base},
     };
-    size_t ntables = spec->cfg ? 2 : 1;
+    size_t ntables = 1;
+    if (actor_has_once(spec))
+        tables[ntables++] = (struct cfg_table)CFG_TABLE(actor_once_defs, a);
+    if (spec->cfg)
+        tables[ntables++] = (struct cfg_table){spec->cfg, spec->ncfg, spec->cfg_base};
     enum cfg_action action;
     static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
     char url[BUS_URL_MAX];
@@ -207,6 +341,8 @@ static int actor_run(struct actor *a, int argc, char **argv)
     LOG_INFO("actor.started", "serving %s", listen);
 
     actor_probe_timer(&a->loop, a);
+    if (actor_has_once(spec))
+        (void)loop_timer_add(&a->loop, (uint64_t)a->reply_sweep_ms, actor_once_sweep_timer, a);
     while (!loop_stopping(&a->loop) ||
            (bus_inflight(a->bus) > 0 && clock_mono_ms() < a->stop_deadline_mono))
         loop_run_once(&a->loop, loop_stopping(&a->loop) ? 50 : -1);
@@ -233,11 +369,15 @@ int actor_main(const struct actor_spec *spec, int argc, char **argv)
     if (spec->stores & ACTOR_STORE_CH)
         db_ch_fini(&a.ch);
     loop_fini(&a.loop);
-    struct cfg_table tables[2] = {
+    struct cfg_table tables[3] = {
         {cfg_common_defs, cfg_common_defs_len, &a.cfg},
-        {spec->cfg, spec->ncfg, spec->cfg_base},
     };
-    cfg_free(tables, spec->cfg ? 2 : 1);
+    size_t ntables = 1;
+    if (actor_has_once(spec))
+        tables[ntables++] = (struct cfg_table)CFG_TABLE(actor_once_defs, &a);
+    if (spec->cfg)
+        tables[ntables++] = (struct cfg_table){spec->cfg, spec->ncfg, spec->cfg_base};
+    cfg_free(tables, ntables);
     if (code == 0)
         LOG_INFO("actor.stopped", "stopped");
     return code;

@@ -32,9 +32,27 @@ struct actor;
 /* A request handler: fills and sends the reply with bus_reply()/bus_reply_err(). */
 typedef void (*actor_handler_fn)(struct actor *a, struct bus_req *req);
 
+/*
+ * A route with once set is a non-idempotent write, handled once per request
+ * (docs/bus.md, "Requests handled once"): its handler runs inside a
+ * PostgreSQL transaction on a->pg that also records its answer under the
+ * request's key, and a second arrival of the request gets that answer back
+ * without running the handler. Such a handler must reply before it returns
+ * and must not end the transaction itself; an error answer rolls back all
+ * it wrote (a re-send then runs it again), as does actor_once_nothing_done.
+ * Effects outside PostgreSQL (events) must wait for the spec's on_tx.
+ */
 struct actor_route {
     uint16_t type;
     actor_handler_fn fn;
+    bool once;
+};
+
+/* How the transaction of a once route goes (actor_spec.on_tx). */
+enum actor_tx {
+    ACTOR_TX_BEGIN,    /* before the handler runs */
+    ACTOR_TX_COMMIT,   /* its effect and answer are committed; the answer is being sent */
+    ACTOR_TX_ROLLBACK, /* nothing it wrote remains */
 };
 
 struct actor_spec {
@@ -47,6 +65,7 @@ struct actor_spec {
     void *cfg_base;
     err_t (*init)(struct actor *a);    /* after the stores are declared, before serving */
     void (*fini)(struct actor *a);
+    void (*on_tx)(struct actor *a, enum actor_tx t); /* once routes only; may be NULL */
 };
 
 struct actor {
@@ -63,6 +82,10 @@ struct actor {
     uint64_t stop_deadline_mono;
     int parent_fd;
     void *state;       /* the actor's own */
+    /* once routes (actor.c) */
+    long long reply_keep_ms;  /* TETHER_BUS_REPLY_KEEP */
+    long long reply_sweep_ms; /* TETHER_BUS_REPLY_SWEEP */
+    bool once_nothing_done;   /* set by actor_once_nothing_done during the handler */
 };
 
 /*
@@ -73,6 +96,13 @@ struct actor {
  * ERR_INTERNAL. The store wrapper has logged the native detail already.
  */
 void actor_reply_store_err(struct bus_req *req, const char *what, err_t rc);
+
+/*
+ * Called by the handler of a once route whose answer changed nothing (a
+ * dequeue that found no run): the transaction is rolled back and no answer
+ * is kept, so a re-send runs the handler again, as harmlessly.
+ */
+void actor_once_nothing_done(struct actor *a);
 
 /* Runs the actor; returns the process exit code (0, EXIT_PERMANENT or EXIT_TEMPORARY). */
 int actor_main(const struct actor_spec *spec, int argc, char **argv);

@@ -21,6 +21,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "clock.h"
+#include "ids.h"
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
@@ -246,6 +247,11 @@ err_t bus_open(struct bus **out, const struct bus_opts *opts)
     b->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 5000;
     b->ctx_per_server = opts->inflight ? opts->inflight : 16;
     atomic_init(&b->next_req_id, ((uint64_t)nng_random() << 32) | 1);
+    /* 64 bits of the kernel's randomness: with req_id, unique across processes and restarts */
+    if (random_bytes(&b->origin, sizeof(b->origin)) != OK)
+        b->origin = ((uint64_t)nng_random() << 32) ^ nng_random() ^ clock_mono_ms();
+    if (b->origin == 0)
+        b->origin = 1;
     atomic_init(&b->tap_pipes, 0);
     atomic_init(&b->fault_on, false);
     b->efd = -1;
@@ -330,6 +336,9 @@ struct bus_req {
     struct bus_server *srv;
     nng_msg *msg;
     struct envelope env;
+    bool hold;     /* bus_req_hold: the reply is built and kept, not sent */
+    nng_msg *held; /* the reply kept (its envelope in held_env) */
+    struct envelope held_env;
 };
 
 struct bus_sctx {
@@ -353,6 +362,8 @@ struct bus_server {
 static void bus_sctx_recv(struct bus_sctx *sc)
 {
     sc->state = SCTX_RECV;
+    sc->req.hold = false;
+    sc->req.held = NULL;
     nng_aio_set_timeout(sc->aio, NNG_DURATION_INFINITE);
     nng_ctx_recv(sc->ctx, sc->aio);
 }
@@ -491,26 +502,20 @@ const struct envelope *bus_req_env(const struct bus_req *req)
     return &req->env;
 }
 
-static err_t bus_req_finish(struct bus_req *r, uint8_t kind, err_t code, const char *emsg,
-                            const void *body, size_t n)
+/* Sends the reply m (NULL: it could not be built, rc says why) and releases r. */
+static err_t bus_req_send(struct bus_req *r, nng_msg *m, err_t rc)
 {
-    struct envelope env = r->env;
-    nng_msg *m = NULL;
-    err_t rc;
-
-    env.kind = kind;
-    env.err_code = code;
-    env.err_msg = emsg ? (struct slice){emsg, strnlen(emsg, ENV_ERRMSG_MAX)} : SLICE_NULL;
-    memcpy(env.sender, r->bus->self, sizeof(env.sender));
-    rc = bus_msg_build(&env, NULL, body, n, &m);
-
     r->bus->inflight--;
     nng_msg_free(r->msg);
     r->msg = NULL;
+    r->hold = false;
+    r->held = NULL;
 
-    if (!r->sc) { /* a fault duplicate: its reply goes nowhere */
-        if (m)
+    if (!r->sc) { /* a fault duplicate: its reply goes nowhere, but the tap sees it */
+        if (m) {
+            bus_tap_emit(r->bus, "out", r->env.sender, NULL, nng_msg_body(m), nng_msg_len(m));
             nng_msg_free(m);
+        }
         free(r);
         return rc;
     }
@@ -526,6 +531,53 @@ static err_t bus_req_finish(struct bus_req *r, uint8_t kind, err_t code, const c
     nng_aio_set_timeout(sc->aio, r->bus->timeout_ms);
     nng_ctx_send(sc->ctx, sc->aio);
     return OK;
+}
+
+static err_t bus_req_finish(struct bus_req *r, uint8_t kind, err_t code, const char *emsg,
+                            const void *body, size_t n)
+{
+    struct envelope env = r->env;
+    nng_msg *m = NULL;
+    err_t rc;
+
+    env.kind = kind;
+    env.err_code = code;
+    env.err_msg = emsg ? (struct slice){emsg, strnlen(emsg, ENV_ERRMSG_MAX)} : SLICE_NULL;
+    memcpy(env.sender, r->bus->self, sizeof(env.sender));
+    rc = bus_msg_build(&env, NULL, body, n, &m);
+    if (r->hold && !r->held && rc == OK &&
+        env_decode(nng_msg_body(m), nng_msg_len(m), &r->held_env) == OK) {
+        r->held = m; /* kept for bus_req_release; the request stays valid until then */
+        return OK;
+    }
+    return bus_req_send(r, m, rc);
+}
+
+void bus_req_hold(struct bus_req *req)
+{
+    req->hold = true;
+}
+
+const struct envelope *bus_req_held(const struct bus_req *req)
+{
+    return req->held ? &req->held_env : NULL;
+}
+
+err_t bus_req_release(struct bus_req *req)
+{
+    nng_msg *m = req->held;
+    if (!m)
+        return ERR_INVAL;
+    return bus_req_send(req, m, OK);
+}
+
+err_t bus_req_release_err(struct bus_req *req, err_t code, const char *msg)
+{
+    if (req->held)
+        nng_msg_free(req->held);
+    req->held = NULL;
+    req->hold = false;
+    return bus_reply_err(req, code, msg);
 }
 
 err_t bus_reply(struct bus_req *req, const void *body, size_t n)
@@ -608,7 +660,10 @@ static void bus_servers_close(struct bus *b)
             /* a request the owner still holds is freed here; it never replies after close */
             if (s->ctxs[i].state == SCTX_OWNER && s->ctxs[i].req.msg)
                 nng_msg_free(s->ctxs[i].req.msg);
+            if (s->ctxs[i].state == SCTX_OWNER && s->ctxs[i].req.held)
+                nng_msg_free(s->ctxs[i].req.held);
             s->ctxs[i].req.msg = NULL;
+            s->ctxs[i].req.held = NULL;
         }
         free(s->ctxs);
         free(s);
@@ -863,6 +918,7 @@ static err_t bus_call_prepare(struct bus_peer *p, uint16_t type, const void *bod
     memcpy(env.sender, b->self, sizeof(env.sender));
     env.deadline_ms = clock_wall_ms() + tmo;
     env.attempt = 1;
+    env.origin = b->origin;
     if ((rc = bus_msg_build(&env, NULL, body, n, &c->req)) != OK) {
         free(c);
         return rc;
@@ -886,6 +942,41 @@ static void bus_call_ignore(void *arg, err_t rc, const struct envelope *env)
     (void)arg;
     (void)rc;
     (void)env;
+}
+
+/* Sends a copy of c's request as a call of its own, its reply ignored (a fault duplicate). */
+static void bus_call_twin(const struct bus_call *c)
+{
+    struct bus_peer *p = c->peer;
+    struct bus_call *d = xcalloc(1, sizeof(*d));
+    if (nng_msg_dup(&d->req, c->req) != 0) {
+        free(d);
+        return;
+    }
+    if (nng_ctx_open(&d->ctx, p->sock) != 0) {
+        nng_msg_free(d->req);
+        free(d);
+        return;
+    }
+    if (nng_aio_alloc(&d->aio, bus_call_cb, d) != 0) {
+        nng_ctx_close(d->ctx);
+        nng_msg_free(d->req);
+        free(d);
+        return;
+    }
+    d->peer = p;
+    d->attempt = c->attempt;
+    d->deadline_mono = c->deadline_mono;
+    d->cb = bus_call_ignore;
+    d->item.run = bus_call_run;
+    d->item.drop = bus_call_drop;
+    nng_mtx_lock(p->mtx);
+    d->next = p->calls;
+    if (p->calls)
+        p->calls->prev = d;
+    p->calls = d;
+    nng_mtx_unlock(p->mtx);
+    bus_call_send(d);
 }
 
 static err_t bus_call_start(struct bus_peer *p, uint16_t type, const void *body, size_t n,
@@ -923,8 +1014,9 @@ static err_t bus_call_start(struct bus_peer *p, uint16_t type, const void *body,
         nng_sleep_aio((nng_duration)delay, c->aio);
         break;
     case BUS_FAULT_DUP:
-        /* the duplicate travels as a call of its own whose reply is ignored */
-        (void)bus_call_start(p, type, body, n, trace, bus_call_ignore, NULL, false);
+        /* the duplicate is the same request (same req_id and origin, as a network would
+         * duplicate it), travelling as a call of its own whose reply is ignored */
+        bus_call_twin(c);
         bus_call_send(c);
         break;
     case BUS_FAULT_PASS:

@@ -120,6 +120,19 @@ err_t bus_reply(struct bus_req *req, const void *body, size_t n);
 /* Replies with an error and releases req. msg is optional. */
 err_t bus_reply_err(struct bus_req *req, err_t code, const char *msg);
 
+/*
+ * Holding a reply (the actor's once routes, actor.c): after bus_req_hold(req)
+ * the next bus_reply()/bus_reply_err() builds the reply and keeps it instead
+ * of sending it; req and its envelope stay valid. bus_req_held() is that
+ * reply (NULL before it), borrowed from req. bus_req_release() sends it and
+ * releases req (ERR_INVAL when nothing is held); bus_req_release_err() drops
+ * it and replies with an error instead. Owner's thread only.
+ */
+void bus_req_hold(struct bus_req *req);
+const struct envelope *bus_req_held(const struct bus_req *req);
+err_t bus_req_release(struct bus_req *req);
+err_t bus_req_release_err(struct bus_req *req, err_t code, const char *msg);
+
 /* Requests received and not yet replied to, over all servers. */
 unsigned bus_inflight(const struct bus *b);
 

@@ -34,6 +34,7 @@ struct bus {
     int efd;       /* eventfd: readable while the queue is non-empty */
 
     _Atomic uint64_t next_req_id;
+    uint64_t origin;   /* this process's random id, in every request it sends (never 0) */
     unsigned inflight; /* owner thread only */
 
     struct bus_server *servers;

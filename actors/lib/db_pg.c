@@ -29,6 +29,8 @@ void db_pg_fini(struct db_pg *db)
 
 static void db_pg_drop(struct db_pg *db, const char *why)
 {
+    if (db->in_tx)
+        db->tx_lost = true;
     if (db->was_up)
         LOG_WARN("db.pg_down", "lost the PostgreSQL connection: %s", why);
     db->was_up = false;
@@ -79,11 +81,20 @@ err_t db_pg_ensure(struct db_pg *db)
 err_t db_pg_exec(struct db_pg *db, const char *sql, int nparams, const char *const *params,
                  PGresult **res)
 {
+    return db_pg_exec_bin(db, sql, nparams, params, NULL, NULL, res);
+}
+
+err_t db_pg_exec_bin(struct db_pg *db, const char *sql, int nparams, const char *const *params,
+                     const int *lens, const int *binary, PGresult **res)
+{
     PGresult *r;
     ExecStatusType st;
+    /* a transaction whose connection broke is over: never run its rest on a new one */
+    if (db->tx_lost || (db->in_tx && !db_pg_up(db)))
+        return ERR_UNAVAIL;
     if (db_pg_ensure(db) != OK)
         return ERR_UNAVAIL;
-    r = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    r = PQexecParams(db->conn, sql, nparams, NULL, params, lens, binary, 0);
     st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
         *res = r;
@@ -123,6 +134,50 @@ err_t db_pg_err_of_sqlstate(const char *state)
     if (strncmp(state, "22", 2) == 0) /* data exception: a malformed value (e.g. bad JSON) */
         return ERR_INVAL;
     return ERR_INTERNAL;
+}
+
+err_t db_pg_begin(struct db_pg *db)
+{
+    PGresult *r;
+    db->in_tx = false;
+    db->tx_lost = false;
+    err_t rc = db_pg_exec(db, "BEGIN", 0, NULL, &r);
+    if (rc != OK)
+        return rc;
+    PQclear(r);
+    db->in_tx = true;
+    return OK;
+}
+
+err_t db_pg_commit(struct db_pg *db)
+{
+    PGresult *r;
+    err_t rc = db_pg_exec(db, "COMMIT", 0, NULL, &r);
+    if (rc == OK) {
+        /* COMMIT of an aborted transaction succeeds as a ROLLBACK */
+        if (strcmp(PQcmdStatus(r), "COMMIT") != 0)
+            rc = ERR_INTERNAL;
+        PQclear(r);
+    } else if (!db->tx_lost && db_pg_up(db)) {
+        db_pg_rollback(db);
+    }
+    db->in_tx = false;
+    db->tx_lost = false;
+    return rc;
+}
+
+void db_pg_rollback(struct db_pg *db)
+{
+    PGresult *r;
+    if (db->in_tx && !db->tx_lost && db_pg_up(db)) {
+        db->in_tx = false; /* ROLLBACK itself may reconnect nothing: checked just above */
+        if (db_pg_exec(db, "ROLLBACK", 0, NULL, &r) == OK)
+            PQclear(r);
+        else if (db->conn && PQtransactionStatus(db->conn) != PQTRANS_IDLE)
+            db_pg_drop(db, "could not roll back a transaction");
+    }
+    db->in_tx = false;
+    db->tx_lost = false;
 }
 
 err_t db_pg_ping(struct db_pg *db)

@@ -22,6 +22,8 @@ struct db_pg {
     struct backoff backoff;
     unsigned statement_timeout_ms;
     bool was_up; /* for logging transitions only */
+    bool in_tx;  /* between db_pg_begin and db_pg_commit/rollback */
+    bool tx_lost; /* the connection broke inside that transaction */
 };
 
 /* url is copied. No connection is attempted yet. */
@@ -53,5 +55,27 @@ err_t db_pg_exec(struct db_pg *db, const char *sql, int nparams, const char *con
  * ERR_INTERNAL.
  */
 err_t db_pg_err_of_sqlstate(const char *state);
+
+/*
+ * db_pg_exec with some parameters in binary: lens[i] and binary[i] (non-zero
+ * = bytes, for a bytea) as libpq's paramLengths/paramFormats; NULL arrays =
+ * every parameter text.
+ */
+err_t db_pg_exec_bin(struct db_pg *db, const char *sql, int nparams, const char *const *params,
+                     const int *lens, const int *binary, PGresult **res);
+
+/*
+ * A transaction on the connection: every db_pg_exec until db_pg_commit or
+ * db_pg_rollback is part of it. While it is open a lost connection is not
+ * re-made (the statements after it would run outside the transaction): they
+ * fail with ERR_UNAVAIL, and so does the commit. db_pg_commit returns OK
+ * only when PostgreSQL committed (a COMMIT of a transaction a failed
+ * statement aborted rolls back: ERR_INTERNAL). db_pg_rollback always ends
+ * the transaction (a failure to send it drops the connection, which rolls
+ * back too). Not nested.
+ */
+err_t db_pg_begin(struct db_pg *db);
+err_t db_pg_commit(struct db_pg *db);
+void db_pg_rollback(struct db_pg *db);
 
 #endif

@@ -35,16 +35,37 @@ static const struct cfg_def rm_cfg_defs[] = {
 static struct rm rm_state;
 
 static const struct actor_route rm_routes[] = {
-    {.type = MSG_RUN_ENSURE, .fn = rm_on_run_ensure},
-    {.type = MSG_RUN_SWAP, .fn = rm_on_run_swap},
+    {.type = MSG_RUN_ENSURE, .fn = rm_on_run_ensure, .once = true},
+    {.type = MSG_RUN_SWAP, .fn = rm_on_run_swap, .once = true},
     {.type = MSG_RUN_GET, .fn = rm_on_run_get},
-    {.type = MSG_RUN_CANCEL, .fn = rm_on_run_cancel},
-    {.type = MSG_RUN_DEQUEUE, .fn = rm_on_run_dequeue},
+    {.type = MSG_RUN_CANCEL, .fn = rm_on_run_cancel, .once = true},
+    {.type = MSG_RUN_DEQUEUE, .fn = rm_on_run_dequeue, .once = true},
     {.type = MSG_RUN_HEARTBEAT, .fn = rm_on_run_heartbeat},
-    {.type = MSG_RUN_COMPLETE, .fn = rm_on_run_complete},
-    {.type = MSG_RUN_FAIL, .fn = rm_on_run_fail},
-    {.type = MSG_RUN_RELEASE, .fn = rm_on_run_release},
+    {.type = MSG_RUN_COMPLETE, .fn = rm_on_run_complete, .once = true},
+    {.type = MSG_RUN_FAIL, .fn = rm_on_run_fail, .once = true},
+    {.type = MSG_RUN_RELEASE, .fn = rm_on_run_release, .once = true},
 };
+
+/* Once routes run in a transaction: run.queued waits for its commit (a worker woken earlier
+ * would not see the run yet) and is dropped with a rollback (there is no run). */
+static void rm_on_tx(struct actor *a, enum actor_tx t)
+{
+    struct rm *rm = rm_of(a);
+    switch (t) {
+    case ACTOR_TX_BEGIN:
+        rm->defer_events = true;
+        rm->npending = 0;
+        return;
+    case ACTOR_TX_COMMIT:
+        rm->defer_events = false;
+        rm_publish_pending(rm);
+        return;
+    case ACTOR_TX_ROLLBACK:
+        rm->defer_events = false;
+        rm->npending = 0;
+        return;
+    }
+}
 
 static err_t rm_init(struct actor *a)
 {
@@ -77,6 +98,7 @@ static const struct actor_spec rm_spec = {
     .ncfg = sizeof(rm_cfg_defs) / sizeof(rm_cfg_defs[0]),
     .cfg_base = &rm_state.cfg,
     .init = rm_init,
+    .on_tx = rm_on_tx,
 };
 
 int main(int argc, char **argv)

@@ -16,8 +16,11 @@
  * Everything runs on the actor's single loop thread; store calls block
  * (bounded by statement_timeout). Several run-manager instances may run at
  * once: every write is a single statement whose WHERE clause decides (the
- * optimistic claim, FOR UPDATE SKIP LOCKED for queues and sweeps), so no
- * lock or transaction is held across statements. Payloads, outputs and
+ * optimistic claim, FOR UPDATE SKIP LOCKED for queues and sweeps). The
+ * non-idempotent messages (main.c's once routes) run in one transaction
+ * that also keeps their answer for a re-send (actors/lib/actor.c), so the
+ * row locks their statements take are held until it commits; the decisions
+ * stay in the WHERE clauses, which read the latest committed rows. Payloads, outputs and
  * errors are never logged: logs name runs and sessions by id.
  */
 #ifndef TETHER_RM_H
@@ -52,6 +55,14 @@ struct rm_cfg {
     long long orphan_grace_ms;   /* TETHER_RM_ORPHAN_GRACE */
 };
 
+#define RM_PENDING_MAX 64 /* run.queued events one request defers (distinct env and task) */
+
+/* A run.queued event waiting for its request's commit. */
+struct rm_pending {
+    char env_id[RM_ID_MAX];
+    char task[RM_KEY_MAX];
+};
+
 /* The process's state (actor.state). */
 struct rm {
     struct rm_cfg cfg;
@@ -59,6 +70,9 @@ struct rm {
     struct bus_pub *events; /* NULL: nothing is published (tests) */
     struct loop *loop;      /* NULL: no sweep timer (tests) */
     uint64_t sweep_timer;
+    bool defer_events; /* inside a once route's transaction: events wait for its commit */
+    unsigned npending;
+    struct rm_pending pending[RM_PENDING_MAX];
 };
 
 /* A session as the claim reads it (from the writer: we have no replica). */
@@ -120,8 +134,16 @@ void rm_on_run_swap(struct actor *a, struct bus_req *req);
 err_t rm_trigger(struct rm *rm, const char *env_id, const struct rm_session *s,
                  const char *prev_run, char *run_id);
 
-/* Publishes run.queued.<env_id> {task_identifier}; failures are logged, never returned. */
+/*
+ * Publishes run.queued.<env_id> {task_identifier}; failures are logged, never
+ * returned. Inside a once route's transaction (rm->defer_events) the event is
+ * kept (once per environment and task) until rm_publish_pending, after the
+ * commit; when RM_PENDING_MAX are kept already it goes at once (an early
+ * wake-up costs a worker one empty dequeue).
+ */
 void rm_publish_queued(struct rm *rm, const char *env_id, const char *task_identifier);
+/* Publishes the kept events and forgets them. */
+void rm_publish_pending(struct rm *rm);
 
 /* ---- worker.c: handlers ---- */
 

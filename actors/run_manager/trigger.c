@@ -8,6 +8,7 @@
  * here. Only ttl is read in C: its string forms ("10m") are ours to parse.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "log.h"
 #include "msg.h"
@@ -30,12 +31,10 @@ err_t rm_trigger(struct rm *rm, const char *env_id, const struct rm_session *s,
     return rc;
 }
 
-void rm_publish_queued(struct rm *rm, const char *env_id, const char *task_identifier)
+static void rm_publish_now(struct rm *rm, const char *env_id, const char *task_identifier)
 {
     char topic[RM_ID_MAX + 16];
     struct mp_writer w;
-    if (!rm->events)
-        return;
     snprintf(topic, sizeof(topic), "run.queued.%s", env_id);
     mp_writer_init(&w);
     mp_put_map(&w, 1);
@@ -48,4 +47,30 @@ void rm_publish_queued(struct rm *rm, const char *env_id, const char *task_ident
         LOG_WARN("run.publish_failed", "could not publish run.queued for environment %s: %s",
                  env_id, err_str(rc));
     mp_writer_fini(&w);
+}
+
+void rm_publish_queued(struct rm *rm, const char *env_id, const char *task_identifier)
+{
+    if (!rm->events)
+        return;
+    if (rm->defer_events) {
+        for (unsigned i = 0; i < rm->npending; i++)
+            if (strcmp(rm->pending[i].env_id, env_id) == 0 &&
+                strcmp(rm->pending[i].task, task_identifier) == 0)
+                return;
+        if (rm->npending < RM_PENDING_MAX) {
+            struct rm_pending *p = &rm->pending[rm->npending++];
+            snprintf(p->env_id, sizeof(p->env_id), "%s", env_id);
+            snprintf(p->task, sizeof(p->task), "%s", task_identifier);
+            return;
+        }
+    }
+    rm_publish_now(rm, env_id, task_identifier);
+}
+
+void rm_publish_pending(struct rm *rm)
+{
+    for (unsigned i = 0; i < rm->npending; i++)
+        rm_publish_now(rm, rm->pending[i].env_id, rm->pending[i].task);
+    rm->npending = 0;
 }

@@ -190,6 +190,8 @@ void rm_on_run_dequeue(struct actor *a, struct bus_req *req)
         return;
     }
     int n = PQntuples(r);
+    if (n == 0)
+        actor_once_nothing_done(a); /* an empty poll leases nothing: no answer worth keeping */
     mp_writer_init(&w);
     mp_put_map(&w, 1);
     mp_put_str(&w, "runs");

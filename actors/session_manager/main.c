@@ -5,7 +5,9 @@
  * env.c) and session rows (session.* messages, session.c).
  * The skeleton (actors/lib/actor.c) joins the bus, connects the store,
  * reports ready and answers health.ping; this file only names the routes.
- * One thread: every handler runs on the actor's loop.
+ * One thread: every handler runs on the actor's loop. Routes marked once
+ * are the non-idempotent writes (docs/session-manager.md): a re-sent
+ * request gets its first answer back (actors/lib/actor.c).
  */
 #include "actor.h"
 #include "msg.h"
@@ -14,13 +16,13 @@
 static const struct actor_route sm_routes[] = {
     {.type = MSG_ENV_RESOLVE_KEY, .fn = sm_on_env_resolve_key},
     {.type = MSG_ENV_GET, .fn = sm_on_env_get},
-    {.type = MSG_ENV_CREATE, .fn = sm_on_env_create},
-    {.type = MSG_ENV_ROTATE_KEY, .fn = sm_on_env_rotate_key},
+    {.type = MSG_ENV_CREATE, .fn = sm_on_env_create, .once = true},
+    {.type = MSG_ENV_ROTATE_KEY, .fn = sm_on_env_rotate_key, .once = true},
     {.type = MSG_ENV_BOOTSTRAP, .fn = sm_on_env_bootstrap},
     {.type = MSG_ENV_LIST, .fn = sm_on_env_list},
-    {.type = MSG_SESSION_CREATE, .fn = sm_on_session_create},
+    {.type = MSG_SESSION_CREATE, .fn = sm_on_session_create, .once = true},
     {.type = MSG_SESSION_GET, .fn = sm_on_session_get},
-    {.type = MSG_SESSION_UPDATE, .fn = sm_on_session_update},
+    {.type = MSG_SESSION_UPDATE, .fn = sm_on_session_update, .once = true},
     {.type = MSG_SESSION_CLOSE, .fn = sm_on_session_close},
 };
 

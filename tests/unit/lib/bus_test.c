@@ -2,7 +2,9 @@
  * bus_test.c - the bus inside one process: a server thread and a client.
  * Round trips, error replies, deadlines, a request the server drops as
  * expired, malformed messages from a raw peer, exact-topic events, fault
- * parsing and injection, and the tap's listener count.
+ * parsing and injection, and the tap's listener count; a held reply (sent
+ * only when released, or replaced by an error) and a duplicated request
+ * that keeps its origin and req_id.
  */
 #include <poll.h>
 #include <pthread.h>
@@ -23,6 +25,16 @@
 
 #define MSG_TEST_HOLD 60000 /* a type the server holds without replying */
 #define MSG_TEST_FAIL 60001
+#define MSG_TEST_HELD 60002     /* answered through bus_req_hold / bus_req_release */
+#define MSG_TEST_HELD_ERR 60003 /* held, then replaced by an error */
+#define MSG_TEST_SEEN 60004     /* records (origin, req_id) of every arrival */
+
+/* What the server saw (server thread writes, test reads after the call returned). */
+static struct {
+    unsigned n;
+    uint64_t origin[4], req_id[4];
+    int held_ok; /* the held reply was visible before release, the request still valid */
+} seen;
 
 static char dir[128];
 static char url[256];
@@ -41,6 +53,27 @@ static void on_request(struct bus_req *req, void *arg)
     if (env->type == MSG_TEST_FAIL) {
         bus_reply_err(req, ERR_CONFLICT, "no way");
         return;
+    }
+    if (env->type == MSG_TEST_HELD || env->type == MSG_TEST_HELD_ERR) {
+        bus_req_hold(req);
+        int none_before = bus_req_held(req) == NULL;
+        bus_reply(req, env->body.p, env->body.n);
+        const struct envelope *h = bus_req_held(req);
+        /* the request is still ours: its body can be read after the reply was built */
+        seen.held_ok = none_before && h && h->kind == ENV_REPLY && h->body.n == env->body.n &&
+                       bus_req_env(req)->type == env->type;
+        if (env->type == MSG_TEST_HELD)
+            bus_req_release(req);
+        else
+            bus_req_release_err(req, ERR_UNAVAIL, "could not commit");
+        return;
+    }
+    if (env->type == MSG_TEST_SEEN) {
+        if (seen.n < 4) {
+            seen.origin[seen.n] = env->origin;
+            seen.req_id[seen.n] = env->req_id;
+        }
+        seen.n++;
     }
     bus_reply(req, env->body.p, env->body.n);
 }
@@ -255,6 +288,53 @@ T_TEST(fault_drop_times_out_cleanly)
     bus_msg_free(&m);
 }
 
+T_TEST(held_reply)
+{
+    struct mp_writer w;
+    struct result r = {0}, e = {0};
+    body_with(&w, "kept");
+    T_OK(bus_call(peer, MSG_TEST_HELD, mp_writer_data(&w), mp_writer_len(&w), NULL, on_reply, &r));
+    pump_until(client, &r.done, 3000);
+    T_OK(r.rc);
+    T_STREQ(r.data, "kept");
+    T_ASSERT(seen.held_ok);
+    seen.held_ok = 0;
+    T_OK(bus_call(peer, MSG_TEST_HELD_ERR, mp_writer_data(&w), mp_writer_len(&w), NULL, on_reply,
+                  &e));
+    pump_until(client, &e.done, 3000);
+    T_ERR(e.rc, ERR_UNAVAIL);
+    T_STREQ(e.errmsg, "could not commit");
+    T_ASSERT(seen.held_ok);
+    mp_writer_fini(&w);
+}
+
+T_TEST(duplicate_keeps_request_id)
+{
+    struct bus_fault f = {.dup = 1.0};
+    struct result r = {0};
+    seen.n = 0;
+    bus_fault_set(client, &f);
+    T_OK(bus_call(peer, MSG_TEST_SEEN, NULL, 0, NULL, on_reply, &r));
+    memset(&f, 0, sizeof(f));
+    bus_fault_set(client, &f);
+    pump_until(client, &r.done, 3000);
+    T_OK(r.rc);
+    uint64_t t0 = clock_mono_ms();
+    while (seen.n < 2 && clock_mono_ms() - t0 < 2000)
+        usleep(10000);
+    T_EQ(seen.n, 2u);
+    T_ASSERT(seen.origin[0] != 0);
+    T_EQ(seen.origin[0], seen.origin[1]);
+    T_EQ(seen.req_id[0], seen.req_id[1]);
+    /* the next call is another request: same origin, another id */
+    struct result r2 = {0};
+    T_OK(bus_call(peer, MSG_TEST_SEEN, NULL, 0, NULL, on_reply, &r2));
+    pump_until(client, &r2.done, 3000);
+    T_EQ(seen.n, 3u);
+    T_EQ(seen.origin[2], seen.origin[0]);
+    T_ASSERT(seen.req_id[2] != seen.req_id[0]);
+}
+
 T_TEST(traceparent)
 {
     struct bus_trace tr = {0};
@@ -305,6 +385,8 @@ int main(void)
     T_RUN(events_long_topic);
     T_RUN(fault_parse);
     T_RUN(fault_drop_times_out_cleanly);
+    T_RUN(held_reply);
+    T_RUN(duplicate_keeps_request_id);
     T_RUN(traceparent);
     T_RUN(log_escape);
     T_ASSERT(bus_tap_listeners(srv) == 0);

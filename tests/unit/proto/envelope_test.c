@@ -667,6 +667,49 @@ T_TEST(extra_fields)
     T_ERR(raw_decode_claim(&e, 12, &d), ERR_PROTO);
 }
 
+T_TEST(origin)
+{
+    static struct rawenv e;
+    struct envelope d, ref;
+    struct mp_writer w;
+    uint8_t *buf = NULL;
+
+    /* encoded only when set, as a twelfth field, and read back */
+    golden_env(&ref, ENV_REQUEST);
+    ref.origin = UINT64_C(0x8a3f00c1d2e3f405);
+    mp_writer_init(&w);
+    T_OK(env_encode(&w, &ref));
+    T_EQ(((const uint8_t *)mp_writer_data(&w))[0], 0x9c); /* array of 12 */
+    T_OK(env_decode(mp_writer_data(&w), mp_writer_len(&w), &d));
+    T_EQ(d.origin, ref.origin);
+    T_EQ(d.req_id, ref.req_id);
+    mp_writer_fini(&w);
+    ref.origin = 0;
+    mp_writer_init(&w);
+    T_OK(env_encode(&w, &ref));
+    T_EQ(((const uint8_t *)mp_writer_data(&w))[0], 0x9b); /* 11: the v1 bytes of before */
+    mp_writer_fini(&w);
+
+    /* a twelfth unsigned integer is the origin, followed by extras still ignored */
+    raw_default(&e);
+    raw_set(&e, 11, "\xcf\x01\x02\x03\x04\x05\x06\x07\x08", 9);
+    T_OK(raw_decode_keep(&e, 12, &d, &buf));
+    T_EQ(d.origin, UINT64_C(0x0102030405060708));
+    free(buf);
+    raw_set(&e, 12, "\xa2hi", 3);
+    T_OK(raw_decode_keep(&e, 13, &d, &buf));
+    T_EQ(d.origin, UINT64_C(0x0102030405060708));
+    free(buf);
+    /* anything else there is an extra field: no origin */
+    raw_default(&e);
+    raw_set(&e, 11, "\xd0\xff", 2); /* a negative integer */
+    T_OK(raw_decode_keep(&e, 12, &d, &buf));
+    T_EQ(d.origin, 0u);
+    free(buf);
+    raw_set(&e, 11, "\xcf\x01", 2); /* truncated */
+    T_ERR(raw_decode_claim(&e, 12, &d), ERR_PROTO);
+}
+
 T_TEST(trace_valid)
 {
     char buf[64];
@@ -711,6 +754,7 @@ int main(void)
     T_RUN(decode_rejects_kind_vs_err_code);
     T_RUN(decode_rejects_body);
     T_RUN(extra_fields);
+    T_RUN(origin);
     T_RUN(trace_valid);
     return T_DONE();
 }
