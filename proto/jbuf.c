@@ -207,14 +207,6 @@ err_t jbuf_base64_decode(const char *s, size_t n, char *out, size_t *len)
     return OK;
 }
 
-void jbuf_truncate(struct jbuf *b, size_t n)
-{
-    if (n < b->n) {
-        b->n = n;
-        b->p[n] = '\0';
-    }
-}
-
 void jbuf_free(struct jbuf *b)
 {
     free(b->p);

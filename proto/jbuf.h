@@ -52,8 +52,6 @@ void jbuf_base64(struct jbuf *b, const char *s, size_t n);
  */
 #define JBUF_BASE64_DECODED_MAX(n) ((n) / 4 * 3)
 err_t jbuf_base64_decode(const char *s, size_t n, char *out, size_t *len);
-/* Drops what follows the first n bytes (n <= b->n), e.g. a half-written element. */
-void jbuf_truncate(struct jbuf *b, size_t n);
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if it is not one. */
 size_t jbuf_utf8_len(const unsigned char *s, size_t n);
 void jbuf_free(struct jbuf *b);

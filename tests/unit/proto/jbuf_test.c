@@ -110,17 +110,6 @@ T_TEST(base64_decode_bad)
     T_EQ(len, 0u);
 }
 
-T_TEST(truncate)
-{
-    struct jbuf b = {0};
-    jbuf_puts(&b, "[1,2");
-    jbuf_truncate(&b, 2);
-    T_STREQ(b.p, "[1");
-    jbuf_truncate(&b, 5); /* never grows */
-    T_EQ(b.n, 2u);
-    jbuf_free(&b);
-}
-
 int main(void)
 {
     T_RUN(bytes_text);
@@ -130,6 +119,5 @@ int main(void)
     T_RUN(base64_encode);
     T_RUN(base64_roundtrip);
     T_RUN(base64_decode_bad);
-    T_RUN(truncate);
     return T_DONE();
 }
