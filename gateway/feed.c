@@ -360,7 +360,17 @@ void gw_stream_put_name(struct mp_writer *w, const struct gw_feed_opts *o, uint3
     mp_put_kv_str(w, "io", o->io);
 }
 
-err_t gw_record_json(struct mp_reader *r, struct jbuf *b, uint64_t *seq, uint64_t *ts_out)
+/* One of a record's byte strings as a JSON string, in format f. */
+static void gw_record_bytes(struct jbuf *b, enum gw_rec_format f, struct slice s)
+{
+    if (f == GW_REC_BASE64)
+        jbuf_base64(b, s.p, s.n);
+    else
+        jbuf_str(b, s.p, s.n, 0);
+}
+
+err_t gw_record_json(struct mp_reader *r, struct jbuf *b, enum gw_rec_format f, uint64_t *seq,
+                     uint64_t *ts_out)
 {
     uint32_t nk, nh;
     uint64_t ts = 0;
@@ -409,9 +419,9 @@ err_t gw_record_json(struct mp_reader *r, struct jbuf *b, uint64_t *seq, uint64_
                     mp_read_str(&headers, &hn) != OK || mp_read_str(&headers, &hv) != OK)
                     return ERR_PROTO;
                 jbuf_puts(b, i ? ",[" : "[");
-                jbuf_str(b, hn.p, hn.n, 0);
+                gw_record_bytes(b, f, hn);
                 jbuf_put(b, ",", 1);
-                jbuf_str(b, hv.p, hv.n, 0);
+                gw_record_bytes(b, f, hv);
                 jbuf_put(b, "]", 1);
             }
             jbuf_put(b, "]", 1);
@@ -419,7 +429,7 @@ err_t gw_record_json(struct mp_reader *r, struct jbuf *b, uint64_t *seq, uint64_
     }
     if (body.n > 0) {
         jbuf_puts(b, ",\"body\":");
-        jbuf_str(b, body.p, body.n, 0);
+        gw_record_bytes(b, f, body);
     }
     jbuf_put(b, "}", 1);
     return b->err;
@@ -456,7 +466,7 @@ static void gw_feed_on_read(void *arg, err_t rc, const struct envelope *env)
             size_t mark = recs.n;
             if (count)
                 jbuf_put(&recs, ",", 1);
-            if (gw_record_json(&v, &recs, &seq, NULL) != OK) {
+            if (gw_record_json(&v, &recs, f->o.format, &seq, NULL) != OK) {
                 jbuf_free(&recs);
                 LOG_WARN("sse.read_failed", "the stream-broker sent a malformed record");
                 gw_feed_end(f, "malformed record from the stream store");
@@ -541,27 +551,36 @@ static void gw_feeds_on_event(void *arg, const char *topic, const struct envelop
         return;
     if (mp_map_find(env->body.p, env->body.n, "record", &v) != OK)
         return;
-    /* render once for every feed of the topic */
-    struct jbuf rec = {0};
+    /* render once for every feed of the topic that wants that format */
+    struct jbuf recs[GW_REC_BASE64 + 1] = {{0}}, *rec;
+    bool rendered[GW_REC_BASE64 + 1] = {false};
     uint64_t seq, ts;
-    if (gw_record_json(&v, &rec, &seq, &ts) != OK) {
-        jbuf_free(&rec);
+    struct mp_reader start = v;
+    if (gw_record_json(&v, &recs[GW_REC_RAW], GW_REC_RAW, &seq, &ts) != OK) {
+        jbuf_free(&recs[GW_REC_RAW]);
         return;
     }
+    rendered[GW_REC_RAW] = true;
     for (struct gw_feed *f = t->feeds, *next; f; f = next) {
         next = f->tnext; /* delivering may end (and unlink) f */
         if (f->ending)
             continue;
+        rec = &recs[f->o.format];
+        if (!rendered[f->o.format]) {
+            struct mp_reader again = start;
+            rendered[f->o.format] = true;
+            (void)gw_record_json(&again, rec, f->o.format, &seq, &ts); /* parsed once already */
+        }
         if (f->reading) {
             f->read_again = true; /* its read may have run before this record: read once more */
         } else if (!f->live) {
             continue;
         } else if (seq == f->next_seq) {
             f->next_seq = seq + 1;
-            gw_feed_batch(f, rec.p, rec.n, 1, seq, seq + 1, ts);
+            gw_feed_batch(f, rec->p, rec->n, 1, seq, seq + 1, ts);
         } else if (seq > f->next_seq) {
             if (f->sending) { /* the read waits for the client: count what it will owe */
-                f->owed += rec.n;
+                f->owed += rec->n;
                 if (f->pend.n + f->owed > fs->buffer_max) {
                     gw_feed_cut(f);
                     continue;
@@ -570,7 +589,8 @@ static void gw_feeds_on_event(void *arg, const char *topic, const struct envelop
             gw_feed_read(f); /* a gap: read it from the store, in order */
         }
     }
-    jbuf_free(&rec);
+    for (unsigned i = 0; i <= GW_REC_BASE64; i++)
+        jbuf_free(&recs[i]);
 }
 
 static void gw_feed_on_tick(h2o_timeout_entry_t *entry)

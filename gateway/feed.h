@@ -29,6 +29,16 @@
 #include "mp.h"
 #include "stream.h"
 
+/*
+ * How a record's bytes (header names and values, body) appear in its S2 JSON: S2's
+ * S2-Format. Records are bytes; JSON strings are text.
+ */
+enum gw_rec_format {
+    GW_REC_RAW,    /* absent or "raw": as text, a byte that is not UTF-8 as U+FFFD (lossy, as
+                    * S2's raw format; every JSON parser takes it), NUL as \u0000 */
+    GW_REC_BASE64, /* "base64": every name, value and body in base64, exact */
+};
+
 struct gw_feed_opts {
     char env[STREAM_ENV_MAX + 1];
     char key[STREAM_KEY_MAX + 1];
@@ -36,6 +46,7 @@ struct gw_feed_opts {
     uint64_t start;   /* first sequence number wanted (clamped to the tail) */
     uint64_t wait_ms; /* idle time at the tail before [DONE] */
     bool drain;       /* send what exists, then [DONE] (wait=0, settled peek) */
+    enum gw_rec_format format;
 };
 
 /*
@@ -56,9 +67,11 @@ void gw_stream_put_name(struct mp_writer *w, const struct gw_feed_opts *o, uint3
 
 /*
  * Renders one record object (proto/msg.c) as the S2 JSON record
- * {"seq_num", "timestamp", "headers"?, "body"?} into b; *seq and *ts (may be
- * NULL) are its sequence number and timestamp. ERR_PROTO when the object is malformed.
+ * {"seq_num", "timestamp", "headers"?, "body"?} into b, its bytes in format f; *seq and *ts
+ * (may be NULL) are its sequence number and timestamp. ERR_PROTO when the object is
+ * malformed; never an error for what the record holds.
  */
-err_t gw_record_json(struct mp_reader *r, struct jbuf *b, uint64_t *seq, uint64_t *ts);
+err_t gw_record_json(struct mp_reader *r, struct jbuf *b, enum gw_rec_format f, uint64_t *seq,
+                     uint64_t *ts);
 
 #endif

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth.h"
 #include "clock.h"
@@ -25,6 +26,7 @@
 #include "handlers.h"
 #include "ids.h"
 #include "jbuf.h"
+#include "jscan.h"
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
@@ -248,11 +250,13 @@ static void gw_append_send(struct gw_call *c)
         return;
     }
     size_t n = c->req->entity.base ? c->req->entity.len : 0;
-    /* the contract's envelope: the raw body as a string, and the part id */
+    /* the contract's envelope: the raw body as a string, and the part id; jbuf_bytes keeps
+     * every byte (NUL as \u0000, a byte that is not UTF-8 as \udcXX), so data reads back as
+     * the body that came */
     jbuf_puts(&env, "{\"data\":");
-    jbuf_str(&env, n ? c->req->entity.base : "", n, 0);
+    jbuf_bytes(&env, n ? c->req->entity.base : "", n);
     jbuf_puts(&env, ",\"id\":");
-    jbuf_str(&env, st->part_id, strlen(st->part_id), 0);
+    jbuf_bytes(&env, st->part_id, strlen(st->part_id));
     jbuf_put(&env, "}", 1);
     if (env.err != OK) {
         jbuf_free(&env);
@@ -444,6 +448,8 @@ static uint64_t gw_last_event_start(h2o_req_t *req)
     return (uint64_t)v + 1; /* below 2^64 a double is at most 2^64 - 2048: no overflow */
 }
 
+static bool gw_s2_format(struct gw_call *c, enum gw_rec_format *f);
+
 /* Settled: the last non-command record of .out is a turn-complete control record. */
 static bool gw_peek_settled(const struct envelope *env)
 {
@@ -516,6 +522,9 @@ static void gw_sub_on_session(void *arg, err_t rc, const struct envelope *env)
         gw_respond_json(c, 200, json_object(), 0);
         return;
     }
+    /* the batches are S2's: S2-Format: base64 gives every record's bytes exactly */
+    if (!gw_s2_format(c, &st->feed.format))
+        return;
     gw_stream_name(c, s);
     const char *peek = gw_header(c->req, "x-peek-settled", &n);
     if (peek && n == 1 && peek[0] == '1' && strcmp(c->params.io, "out") == 0) {
@@ -560,61 +569,73 @@ void gw_on_stream_subscribe(struct gw_call *c)
 
 static void gw_records_read(struct gw_call *c);
 
-/* One record as the /records answer shows it: the envelope unwrapped. */
+/*
+ * One record as the /records answer shows it: the envelope unwrapped. A body that is a JSON
+ * object with "data" gives that value and its "id" (a string, else "") copied as written, so
+ * escapes such as \u0000 stay what they were; any other body is data as a string of its
+ * bytes (jbuf_bytes: lossless). Header names and values likewise. Nothing a record holds makes
+ * the answer fail.
+ */
 static void gw_records_put(struct gw_stream_state *st, struct slice rec)
 {
-    struct mp_reader r;
-    struct slice body = SLICE_NULL, hn, hv;
+    static const char *const envelope[] = {"data", "id"};
+    struct mp_reader r, hr;
+    struct slice body = SLICE_NULL, hn, hv, env[2];
     uint64_t seq = 0;
-    uint32_t nh = 0, two;
-    bool control = false;
-    json_t *headers = json_array();
+    uint32_t nh = 0, two, ok_headers = 0;
+    bool control = false, have_headers = false;
     if (mp_map_find(rec.p, rec.n, "seq", &r) == OK)
         (void)mp_read_uint(&r, &seq);
     if (mp_map_find(rec.p, rec.n, "body", &r) == OK)
         (void)mp_read_bin(&r, &body);
-    if (mp_map_find(rec.p, rec.n, "headers", &r) == OK && mp_read_array(&r, &nh) == OK) {
-        for (uint32_t h = 0; h < nh; h++) {
+    if (mp_map_find(rec.p, rec.n, "headers", &hr) == OK && mp_read_array(&hr, &nh) == OK) {
+        have_headers = true;
+        r = hr;
+        for (uint32_t h = 0; h < nh; h++, ok_headers++) {
             if (mp_read_array(&r, &two) != OK || two != 2 || mp_read_str(&r, &hn) != OK ||
                 mp_read_str(&r, &hv) != OK)
                 break;
-            if (h == 0 && hn.n == 0) { /* a stream command record: not for readers */
-                json_decref(headers);
+            if (h == 0 && hn.n == 0) /* a stream command record: not for readers */
                 return;
-            }
             if (slice_eq(hn, "trigger-control"))
                 control = true;
-            json_array_append_new(headers, json_pack("[s#,s#]", hn.p, (int)hn.n, hv.p, (int)hv.n));
         }
     }
-    json_t *item = json_object(), *data = NULL, *id = NULL;
-    if (!control && body.n) {
-        json_t *e = json_loadb(body.p, body.n, 0, NULL);
-        if (json_is_object(e) && json_object_get(e, "data")) {
-            data = json_incref(json_object_get(e, "data"));
-            id = json_incref(json_object_get(e, "id"));
-        } else {
-            data = json_stringn_nocheck(body.p, body.n);
-        }
-        json_decref(e);
-    }
-    json_object_set_new(item, "data", data ? data : json_string(""));
-    json_object_set_new(item, "id", json_is_string(id) ? id : (json_decref(id), json_string("")));
-    json_object_set_new(item, "seqNum", json_integer((json_int_t)seq));
-    if (json_array_size(headers))
-        json_object_set_new(item, "headers", headers);
-    else
-        json_decref(headers);
-    char *text = json_dumps(item, JSON_COMPACT);
-    json_decref(item);
-    if (!text) {
-        st->acc.err = ERR_NOMEM;
-        return;
-    }
+    struct jbuf *b = &st->acc;
     if (st->nrecs++)
-        jbuf_put(&st->acc, ",", 1);
-    jbuf_puts(&st->acc, text);
-    free(text);
+        jbuf_put(b, ",", 1);
+    jbuf_puts(b, "{\"data\":");
+    if (!control && body.n && jscan_members(body.p, body.n, envelope, env, 2) == OK &&
+        env[0].p) {
+        jbuf_put(b, env[0].p, env[0].n);
+        jbuf_puts(b, ",\"id\":");
+        if (env[1].p && env[1].p[0] == '"')
+            jbuf_put(b, env[1].p, env[1].n);
+        else
+            jbuf_puts(b, "\"\"");
+    } else {
+        if (!control && body.n)
+            jbuf_bytes(b, body.p, body.n);
+        else
+            jbuf_puts(b, "\"\"");
+        jbuf_puts(b, ",\"id\":\"\"");
+    }
+    jbuf_fmt(b, ",\"seqNum\":%" PRIu64, seq);
+    if (have_headers && ok_headers > 0) {
+        jbuf_puts(b, ",\"headers\":[");
+        for (uint32_t h = 0; h < ok_headers; h++) {
+            (void)mp_read_array(&hr, &two);
+            (void)mp_read_str(&hr, &hn);
+            (void)mp_read_str(&hr, &hv);
+            jbuf_puts(b, h ? ",[" : "[");
+            jbuf_bytes(b, hn.p, hn.n);
+            jbuf_put(b, ",", 1);
+            jbuf_bytes(b, hv.p, hv.n);
+            jbuf_put(b, "]", 1);
+        }
+        jbuf_put(b, "]", 1);
+    }
+    jbuf_put(b, "}", 1);
 }
 
 static void gw_records_finish(struct gw_call *c)
@@ -622,16 +643,14 @@ static void gw_records_finish(struct gw_call *c)
     struct gw_stream_state *st = c->state;
     jbuf_puts(&st->acc, "]}");
     if (st->acc.err != OK) {
+        jbuf_free(&st->acc);
         gw_respond_err(c, ERR_NOMEM, "records");
         return;
     }
-    json_t *j = json_loadb(st->acc.p, st->acc.n, 0, NULL);
-    jbuf_free(&st->acc);
-    if (!j) {
-        gw_respond_err(c, ERR_INTERNAL, "records");
-        return;
-    }
-    gw_respond_json(c, 200, j, 0);
+    struct jbuf acc = st->acc; /* c->state goes with the call */
+    st->acc = (struct jbuf){0};
+    gw_respond_bytes(c, 200, GW_CT_JSON, acc.p, acc.n);
+    jbuf_free(&acc);
 }
 
 static void gw_records_on_read(void *arg, err_t rc, const struct envelope *env)
@@ -834,6 +853,28 @@ static bool gw_s2_stream(struct gw_call *c)
     return false;
 }
 
+/*
+ * S2-Format: how record bytes travel in the JSON of S2 appends and reads (absent or "raw": as
+ * text, "base64"). Sets *f; false after answering 422 for any other value.
+ */
+static bool gw_s2_format(struct gw_call *c, enum gw_rec_format *f)
+{
+    size_t n;
+    const char *v = gw_header(c->req, "s2-format", &n);
+    if (!v || (n == 3 && strncasecmp(v, "raw", 3) == 0)) {
+        *f = GW_REC_RAW;
+        return true;
+    }
+    if (n == 6 && strncasecmp(v, "base64", 6) == 0) {
+        *f = GW_REC_BASE64;
+        return true;
+    }
+    gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message",
+                                      "S2-Format must be raw or base64"),
+                    GW_NO_RETRY);
+    return false;
+}
+
 static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
@@ -911,12 +952,15 @@ void gw_on_s2_append(struct gw_call *c)
     if (!gw_s2_stream(c))
         return;
     st = c->state;
+    if (!gw_s2_format(c, &st->feed.format))
+        return;
     st->proto = c->body == NULL; /* the pipeline left a protobuf body unparsed */
     if (st->proto)
         rc = s2_input_from_proto((const uint8_t *)c->req->entity.base, c->req->entity.len, &in,
                                  why, sizeof(why));
     else
-        rc = s2_input_from_json(c->body, &in, why, sizeof(why));
+        rc = s2_input_from_json(c->body, st->feed.format == GW_REC_BASE64, &in, why,
+                                sizeof(why));
     if (rc == OK && in.conditional) {
         snprintf(why, sizeof(why), "match_seq_num and fencing_token are not supported");
         rc = ERR_INVAL;
@@ -965,22 +1009,26 @@ static void gw_s2_on_read(void *arg, err_t rc, const struct envelope *env)
         (void)mp_read_uint(&v, &tail);
     if (mp_map_find(env->body.p, env->body.n, "tail_ts", &v) == OK)
         (void)mp_read_uint(&v, &tail_ts);
+    /* the records as S2 renders them in st->feed.format: valid JSON whatever their bytes */
     jbuf_puts(&b, "{\"records\":[");
     if (mp_map_find(env->body.p, env->body.n, "records", &v) == OK && mp_read_array(&v, &n) == OK)
         for (uint32_t i = 0; i < n && (!st->limit || i < st->limit); i++) {
             if (i)
                 jbuf_put(&b, ",", 1);
-            if (gw_record_json(&v, &b, &seq, NULL) != OK)
-                break;
+            if (gw_record_json(&v, &b, st->feed.format, &seq, NULL) != OK) {
+                jbuf_free(&b);
+                gw_respond_err(c, ERR_PROTO, "stream.read"); /* a malformed broker reply */
+                return;
+            }
         }
     jbuf_fmt(&b, "],\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "}}", tail, tail_ts);
-    json_t *j = b.err == OK ? json_loadb(b.p, b.n, 0, NULL) : NULL;
-    jbuf_free(&b);
-    if (!j) {
-        gw_respond_err(c, ERR_PROTO, "stream.read");
+    if (b.err != OK) {
+        jbuf_free(&b);
+        gw_respond_err(c, b.err, "stream.read");
         return;
     }
-    gw_respond_json(c, 200, j, 0);
+    gw_respond_bytes(c, 200, GW_CT_JSON, b.p, b.n);
+    jbuf_free(&b);
 }
 
 void gw_on_s2_read(struct gw_call *c)
@@ -991,6 +1039,8 @@ void gw_on_s2_read(struct gw_call *c)
     if (!gw_s2_stream(c))
         return;
     struct gw_stream_state *st = c->state;
+    if (!gw_s2_format(c, &st->feed.format))
+        return;
     if ((gw_query(c->req, "seq_num", q, sizeof(q)) && !gw_parse_u64(q, strlen(q), &seq)) ||
         (gw_query(c->req, "count", q, sizeof(q)) &&
          (!gw_parse_u64(q, strlen(q), &count) || count == 0 || count > 1000)) ||

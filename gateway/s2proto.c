@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jbuf.h"
 #include "mem.h"
 #include "stream.h"
 
@@ -164,10 +165,28 @@ err_t s2_input_from_proto(const uint8_t *p, size_t n, struct s2_input *in, char 
     return rc;
 }
 
-err_t s2_input_from_json(const json_t *body, struct s2_input *in, char *why, size_t cap)
+/* A JSON string's bytes: as they are, or base64-decoded into in->_bytes at *used. */
+static bool s2_json_bytes(const json_t *str, bool base64, struct s2_input *in, size_t *used,
+                          struct slice *out)
+{
+    const char *p = json_string_value(str);
+    size_t n = json_string_length(str), len;
+    if (!base64) {
+        *out = (struct slice){p, n};
+        return true;
+    }
+    if (jbuf_base64_decode(p, n, in->_bytes + *used, &len) != OK)
+        return false;
+    *out = (struct slice){in->_bytes + *used, len};
+    *used += len;
+    return true;
+}
+
+err_t s2_input_from_json(const json_t *body, bool base64, struct s2_input *in, char *why,
+                         size_t cap)
 {
     const json_t *recs = json_object_get(body, "records"), *r, *x;
-    size_t i, j, nhdr = 0;
+    size_t i, j, nhdr = 0, nbytes = 0, used = 0;
     memset(in, 0, sizeof(*in));
     if (!json_is_array(recs) || json_array_size(recs) == 0 ||
         json_array_size(recs) > STREAM_BATCH_MAX)
@@ -180,29 +199,39 @@ err_t s2_input_from_json(const json_t *body, struct s2_input *in, char *why, siz
         bool ok = json_is_object(r) && (!h || json_is_array(h)) && (!b || json_is_string(b));
         if (ok && json_array_size(h) > STREAM_HEADERS_MAX)
             return WHY("records[%zu] has more than %u headers", i, STREAM_HEADERS_MAX);
-        json_array_foreach(h, j, x) ok = ok && json_is_array(x) && json_array_size(x) == 2 &&
-                                         json_is_string(json_array_get(x, 0)) &&
-                                         json_is_string(json_array_get(x, 1));
+        json_array_foreach(h, j, x)
+        {
+            ok = ok && json_is_array(x) && json_array_size(x) == 2 &&
+                 json_is_string(json_array_get(x, 0)) && json_is_string(json_array_get(x, 1));
+            if (ok)
+                nbytes += JBUF_BASE64_DECODED_MAX(json_string_length(json_array_get(x, 0))) +
+                          JBUF_BASE64_DECODED_MAX(json_string_length(json_array_get(x, 1)));
+        }
         if (!ok)
             return WHY("a record is {headers?: [[name, value]], body?: string}");
         nhdr += json_array_size(h);
+        nbytes += b ? JBUF_BASE64_DECODED_MAX(json_string_length(b)) : 0;
     }
     in->records = xcalloc(json_array_size(recs), sizeof(*in->records));
     in->headers = nhdr ? xcalloc(nhdr, sizeof(*in->headers)) : NULL;
+    /* bounded by the request body, which the route caps */
+    in->_bytes = base64 ? xmalloc(nbytes ? nbytes : 1) : NULL;
     json_array_foreach(recs, i, r)
     {
         const json_t *h = json_object_get(r, "headers"), *b = json_object_get(r, "body");
         struct s2_record *rec = &in->records[in->nrecords++];
         size_t hbytes = 0;
-        rec->body = b ? (struct slice){json_string_value(b), json_string_length(b)} : SLICE_LIT("");
+        rec->body = SLICE_LIT("");
+        if (b && !s2_json_bytes(b, base64, in, &used, &rec->body))
+            return WHY("records[%zu].body is not base64", i);
         rec->first_header = in->nheaders;
         rec->nheaders = json_array_size(h);
         json_array_foreach(h, j, x)
         {
-            const json_t *n = json_array_get(x, 0), *v = json_array_get(x, 1);
             struct s2_header *hd = &in->headers[in->nheaders++];
-            hd->name = (struct slice){json_string_value(n), json_string_length(n)};
-            hd->value = (struct slice){json_string_value(v), json_string_length(v)};
+            if (!s2_json_bytes(json_array_get(x, 0), base64, in, &used, &hd->name) ||
+                !s2_json_bytes(json_array_get(x, 1), base64, in, &used, &hd->value))
+                return WHY("records[%zu].headers[%zu] is not base64", i, j);
             hbytes += hd->name.n + hd->value.n;
         }
         in->metered += stream_metered_size(rec->nheaders, hbytes, rec->body.n);
@@ -212,6 +241,7 @@ err_t s2_input_from_json(const json_t *body, struct s2_input *in, char *why, siz
 
 void s2_input_fini(struct s2_input *in)
 {
+    free(in->_bytes);
     free(in->records);
     free(in->headers);
     memset(in, 0, sizeof(*in));

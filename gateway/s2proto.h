@@ -16,7 +16,7 @@
  *   StreamPosition { uint64 seq_num = 1; uint64 timestamp = 2; }
  *
  * Pure: no I/O. Slices borrow from the decoded buffer (or JSON strings),
- * which must outlive the s2_input.
+ * which must outlive the s2_input, or from the s2_input itself (base64).
  */
 #ifndef TETHER_GW_S2PROTO_H
 #define TETHER_GW_S2PROTO_H
@@ -45,6 +45,7 @@ struct s2_input {
     size_t nheaders;
     bool conditional; /* match_seq_num or fencing_token given: Tether does not support them */
     size_t metered;   /* the batch's metered size (proto/stream.h), summed over records */
+    char *_bytes;     /* base64 JSON: the decoded names, values and bodies the slices point into */
 };
 
 /*
@@ -55,8 +56,13 @@ struct s2_input {
  */
 err_t s2_input_from_proto(const uint8_t *p, size_t n, struct s2_input *in, char *why, size_t cap);
 
-/* The same from a parsed JSON body {"records": [...]} (strings only), with the same checks. */
-err_t s2_input_from_json(const json_t *body, struct s2_input *in, char *why, size_t cap);
+/*
+ * The same from a parsed JSON body {"records": [...]} (strings only), with the same checks.
+ * With base64 (S2-Format: base64) every header name, value and body is base64 and is
+ * decoded (ERR_INVAL when one is not base64); otherwise they are the strings' UTF-8 bytes.
+ */
+err_t s2_input_from_json(const json_t *body, bool base64, struct s2_input *in, char *why,
+                         size_t cap);
 
 void s2_input_fini(struct s2_input *in);
 

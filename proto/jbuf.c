@@ -4,6 +4,7 @@
 #include "jbuf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +75,8 @@ size_t jbuf_utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
-void jbuf_str(struct jbuf *b, const char *s, size_t n, size_t max)
+/* jbuf_str and jbuf_bytes: a byte that is not UTF-8 is U+FFFD, or \udcXX when exact. */
+static void jbuf_str_any(struct jbuf *b, const char *s, size_t n, size_t max, bool exact)
 {
     const unsigned char *u = (const unsigned char *)s;
     char esc[8];
@@ -88,7 +90,12 @@ void jbuf_str(struct jbuf *b, const char *s, size_t n, size_t max)
             break;
         }
         if (len == 0) {
-            jbuf_puts(b, "\xef\xbf\xbd");
+            if (exact) {
+                snprintf(esc, sizeof(esc), "\\udc%02x", u[i]); /* u[i] >= 0x80 here */
+                jbuf_put(b, esc, 6);
+            } else {
+                jbuf_puts(b, "\xef\xbf\xbd");
+            }
             i++;
             continue;
         }
@@ -117,6 +124,87 @@ void jbuf_str(struct jbuf *b, const char *s, size_t n, size_t max)
     if (cut)
         jbuf_puts(b, "\xe2\x80\xa6");
     jbuf_put(b, "\"", 1);
+}
+
+void jbuf_str(struct jbuf *b, const char *s, size_t n, size_t max)
+{
+    jbuf_str_any(b, s, n, max, false);
+}
+
+void jbuf_bytes(struct jbuf *b, const char *s, size_t n)
+{
+    jbuf_str_any(b, s, n, 0, true);
+}
+
+static const char jbuf_b64_abc[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void jbuf_base64(struct jbuf *b, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    char q[4 * 64];
+    size_t k = 0;
+    jbuf_put(b, "\"", 1);
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)u[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)u[i + 1] << 8;
+        if (i + 2 < n)
+            v |= u[i + 2];
+        q[k++] = jbuf_b64_abc[v >> 18];
+        q[k++] = jbuf_b64_abc[(v >> 12) & 63];
+        q[k++] = i + 1 < n ? jbuf_b64_abc[(v >> 6) & 63] : '=';
+        q[k++] = i + 2 < n ? jbuf_b64_abc[v & 63] : '=';
+        if (k == sizeof(q)) {
+            jbuf_put(b, q, k);
+            k = 0;
+        }
+    }
+    jbuf_put(b, q, k);
+    jbuf_put(b, "\"", 1);
+}
+
+static int jbuf_b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+err_t jbuf_base64_decode(const char *s, size_t n, char *out, size_t *len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0;
+    *len = 0;
+    if (n % 4 != 0)
+        return ERR_INVAL;
+    for (size_t i = 0; i < n; i += 4) {
+        bool last = i + 4 == n;
+        /* "xx==" and "xxx=" only in the last quantum */
+        size_t pad = last ? (u[i + 3] == '=') + (u[i + 3] == '=' && u[i + 2] == '=') : 0;
+        uint32_t v = 0;
+        for (size_t j = 0; j < 4; j++) {
+            int d = j >= 4 - pad ? 0 : jbuf_b64_value(u[i + j]);
+            if (d < 0)
+                return ERR_INVAL;
+            v = v << 6 | (uint32_t)d;
+        }
+        out[o++] = (char)(v >> 16);
+        if (pad < 2)
+            out[o++] = (char)(v >> 8);
+        if (pad < 1)
+            out[o++] = (char)v;
+    }
+    *len = o;
+    return OK;
 }
 
 void jbuf_free(struct jbuf *b)

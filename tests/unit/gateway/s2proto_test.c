@@ -146,7 +146,7 @@ T_TEST(json)
     json_t *j = json_loads(
         "{\"records\":[{\"headers\":[[\"trigger-control\",\"turn-complete\"]]},{\"body\":\"x\"}]}", 0,
         &e);
-    T_OK(s2_input_from_json(j, &in, why, sizeof(why)));
+    T_OK(s2_input_from_json(j, false, &in, why, sizeof(why)));
     T_EQ(in.nrecords, 2u);
     T_EQ(in.records[0].nheaders, 1u);
     T_EQ(in.records[0].body.n, 0u);
@@ -159,15 +159,50 @@ T_TEST(json)
                          "{\"records\":[{\"headers\":[[\"a\",2]]}]}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         j = json_loads(bad[i], 0, &e);
-        T_ERR(s2_input_from_json(j, &in, why, sizeof(why)), ERR_INVAL);
+        T_ERR(s2_input_from_json(j, false, &in, why, sizeof(why)), ERR_INVAL);
         s2_input_fini(&in);
         json_decref(j);
     }
     j = json_loads("{\"records\":[{}],\"fencing_token\":\"f\"}", 0, &e);
-    T_OK(s2_input_from_json(j, &in, why, sizeof(why)));
+    T_OK(s2_input_from_json(j, false, &in, why, sizeof(why)));
     T_ASSERT(in.conditional);
     s2_input_fini(&in);
     json_decref(j);
+}
+
+/* S2-Format: base64: names, values and bodies are decoded, bytes S2's raw JSON cannot carry */
+T_TEST(json_base64)
+{
+    json_error_t e;
+    struct s2_input in;
+    char why[160];
+    json_t *j = json_loads("{\"records\":[{\"headers\":[[\"aA==\",\"YQBi\"],[\"Zw==\",\"//4=\"]],"
+                           "\"body\":\"eAB5/w==\"},{}]}",
+                           0, &e);
+    T_OK(s2_input_from_json(j, true, &in, why, sizeof(why)));
+    T_EQ(in.nrecords, 2u);
+    T_EQ(in.records[0].nheaders, 2u);
+    T_EQ(in.headers[0].name.n, 1u);
+    T_EQ(in.headers[0].value.n, 3u);
+    T_MEMEQ(in.headers[0].value.p, "a\0b", 3);
+    T_EQ(in.headers[1].value.n, 2u);
+    T_MEMEQ(in.headers[1].value.p, "\xff\xfe", 2);
+    T_EQ(in.records[0].body.n, 4u);
+    T_MEMEQ(in.records[0].body.p, "x\0y\xff", 4);
+    T_EQ(in.records[1].body.n, 0u);
+    /* metered on the decoded bytes */
+    T_EQ(in.metered, (8u + 2 * 2 + 1 + 3 + 1 + 2 + 4) + 8u);
+    s2_input_fini(&in);
+    json_decref(j);
+    const char *bad[] = {"{\"records\":[{\"body\":\"a*b=\"}]}", "{\"records\":[{\"body\":\"abc\"}]}",
+                         "{\"records\":[{\"headers\":[[\"aA==\",\"a=bc\"]]}]}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        j = json_loads(bad[i], 0, &e);
+        T_ERR(s2_input_from_json(j, true, &in, why, sizeof(why)), ERR_INVAL);
+        T_ASSERT(strstr(why, "base64") != NULL);
+        s2_input_fini(&in);
+        json_decref(j);
+    }
 }
 
 T_TEST(ack)
@@ -189,6 +224,7 @@ int main(void)
     T_RUN(proto_hostile);
     T_RUN(proto_limits);
     T_RUN(json);
+    T_RUN(json_base64);
     T_RUN(ack);
     return T_DONE();
 }
