@@ -376,6 +376,8 @@ static void gw_guard_on_read(h2o_socket_t *sock, const char *err)
 {
     struct gw_guard *g = sock->on_close.data;
     h2o_socket_cb inner = g->inner;
+    /* the evloop sets bytes_read to what this read appended to input (not a running total):
+     * the new bytes are the last ones, untouched by h2o, whatever it did to those before */
     size_t fresh = sock->bytes_read <= sock->input->size ? sock->bytes_read : sock->input->size;
 
     if (err != NULL) {
