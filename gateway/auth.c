@@ -229,7 +229,7 @@ static void gw_jwt_finish(struct gw_auth_op *op, const struct gw_env_entry *e)
     struct gw_token_entry *t = &gw_tokens[gw_slot(op->digest)];
     gw_token_entry_clear(t);
     uint64_t ttl = gw_cache_ttl(c);
-    if (op->claims.exp) {
+    if (op->claims.has_exp) { /* always, once the claims passed */
         int64_t left_ms = (op->claims.exp - (int64_t)time(NULL)) * 1000;
         if (left_ms < (int64_t)ttl)
             ttl = left_ms > 0 ? (uint64_t)left_ms : 0;

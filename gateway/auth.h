@@ -12,7 +12,9 @@
  * signing keys (the parent's for a preview branch, grace-window keys
  * included), with iss "https://id.trigger.dev" and aud
  * "https://api.trigger.dev"; exp and nbf are checked here, since libjwt
- * 1.10 checks no claim. Signatures are compared in constant time.
+ * 1.10 checks no claim. exp is required; exp, nbf and iat must be
+ * NumericDates (integral JSON numbers). Signatures are compared in constant
+ * time.
  */
 #ifndef TETHER_GW_AUTH_H
 #define TETHER_GW_AUTH_H
@@ -54,7 +56,9 @@ void gw_auth_clear(struct gw_auth *a);
 struct gw_jwt_claims {
     char sub[64];
     bool pub;
-    int64_t exp, nbf;           /* 0 when absent */
+    int64_t exp, nbf, iat;      /* NumericDates (s); meaningful when has_* */
+    bool has_exp, has_nbf, has_iat;
+    const char *bad_date;       /* "exp", "nbf" or "iat": present but not a NumericDate */
     char iss[64], aud[64];
     bool has_iss, has_aud;
     char *scopes[GW_MAX_SCOPES];/* malloc'd; gw_jwt_claims_clear */
@@ -72,7 +76,12 @@ void gw_jwt_claims_clear(struct gw_jwt_claims *claims);
 /* True when token's HS256 signature matches key (constant-time comparison). */
 bool gw_jwt_signature_ok(const char *token, size_t n, const char *key, size_t keylen);
 
-/* Checks exp/nbf (with 0 s leeway), iss and aud; returns NULL or the reason it fails. */
+/*
+ * Checks the claims (0 s leeway): exp, nbf and iat are NumericDates when
+ * present; exp is required and the token is expired from second exp on (exp 0
+ * expired at the epoch); it is valid from nbf on; iss and aud must match.
+ * Returns NULL or the reason it fails.
+ */
 const char *gw_jwt_claims_check(const struct gw_jwt_claims *claims, int64_t now_s);
 
 /*

@@ -16,6 +16,7 @@
 
 #include "bus.h"
 #include "cfg.h"
+#include "edge.h"
 
 /* The actors /healthz asks, in the order it reports them; also indexes gw->actors. */
 enum {
@@ -37,6 +38,7 @@ struct gw_cfg {
     long long max_body;
     long long sse_buffer;
     char *public_url;
+    char *allowed_hosts;
 };
 
 struct gw_runs;
@@ -45,6 +47,8 @@ struct gw_feeds;
 struct gw {
     struct cfg_common cfg;
     struct gw_cfg gw;
+    struct gw_hosts allowed;  /* TETHER_GW_ALLOWED_HOSTS; n = 0: every Host, none echoed */
+    char listen_base[64];     /* http://<listen address>:<port>, X-S2-Endpoint's default */
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;

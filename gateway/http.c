@@ -51,6 +51,8 @@ static const char *gw_reason(int status)
         return "Payload Too Large";
     case 414:
         return "URI Too Long";
+    case 421:
+        return "Misdirected Request";
     case 422:
         return "Unprocessable Entity";
     case 431:
@@ -412,6 +414,14 @@ int gw_http_on_req(struct gw *gw, h2o_req_t *req)
     if (hdr_bytes > GW_HEADERS_MAX) {
         static const char b[] = "{\"error\":\"Request header fields too large\"}";
         gw_send_plain(req, 431, b, sizeof(b) - 1, "(headers too large)", started, GW_NO_RETRY);
+        return 0;
+    }
+
+    /* with TETHER_GW_ALLOWED_HOSTS, a Host outside it is not ours to answer (h2o puts the
+     * Host header, or its own "default" when there is none, in authority) */
+    if (gw->allowed.n && !gw_hosts_match(&gw->allowed, req->authority.base, req->authority.len)) {
+        static const char b[] = "{\"error\":\"Misdirected Request\"}";
+        gw_send_plain(req, 421, b, sizeof(b) - 1, "(host)", started, GW_NO_RETRY);
         return 0;
     }
 

@@ -105,6 +105,33 @@ static void gw_jwt_copy_str(json_t *obj, const char *key, char *out, size_t cap,
     }
 }
 
+/*
+ * Reads a NumericDate claim: absent is fine (*has false); present, it must be
+ * an integral JSON number. JSON has one number type, so 1.0 is the integer 1;
+ * 0.5, "1", true or null are not dates, nor is a real beyond +-2^53 (no exact
+ * integer, and its conversion would overflow). False when present and invalid.
+ */
+static bool gw_jwt_date(json_t *payload, const char *key, int64_t *out, bool *has)
+{
+    json_t *v = json_object_get(payload, key);
+    *has = v != NULL;
+    *out = 0;
+    if (!v)
+        return true;
+    if (json_is_integer(v)) {
+        *out = (int64_t)json_integer_value(v);
+        return true;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d) {
+            *out = (int64_t)d;
+            return true;
+        }
+    }
+    return false;
+}
+
 err_t gw_jwt_parse(const char *token, size_t n, struct gw_jwt_claims *c)
 {
     size_t dots[2];
@@ -130,10 +157,12 @@ err_t gw_jwt_parse(const char *token, size_t n, struct gw_jwt_claims *c)
     }
     gw_jwt_copy_str(payload, "sub", c->sub, sizeof(c->sub), NULL);
     c->pub = json_is_true(json_object_get(payload, "pub"));
-    v = json_object_get(payload, "exp");
-    c->exp = json_is_number(v) ? (int64_t)json_number_value(v) : 0;
-    v = json_object_get(payload, "nbf");
-    c->nbf = json_is_number(v) ? (int64_t)json_number_value(v) : 0;
+    if (!gw_jwt_date(payload, "exp", &c->exp, &c->has_exp))
+        c->bad_date = "exp";
+    else if (!gw_jwt_date(payload, "nbf", &c->nbf, &c->has_nbf))
+        c->bad_date = "nbf";
+    else if (!gw_jwt_date(payload, "iat", &c->iat, &c->has_iat))
+        c->bad_date = "iat";
     gw_jwt_copy_str(payload, "iss", c->iss, sizeof(c->iss), &c->has_iss);
     v = json_object_get(payload, "aud");
     if (json_is_array(v) && json_array_size(v) > 0) /* aud may be an array: one must match */
@@ -196,9 +225,19 @@ bool gw_jwt_signature_ok(const char *token, size_t n, const char *key, size_t ke
 
 const char *gw_jwt_claims_check(const struct gw_jwt_claims *c, int64_t now_s)
 {
-    if (c->exp && now_s >= c->exp)
+    if (c->bad_date) {
+        if (strcmp(c->bad_date, "exp") == 0)
+            return "Public Access Token has an invalid exp claim";
+        if (strcmp(c->bad_date, "nbf") == 0)
+            return "Public Access Token has an invalid nbf claim";
+        return "Public Access Token has an invalid iat claim";
+    }
+    /* every token a real client holds has one (jose's would accept none: we do not) */
+    if (!c->has_exp)
+        return "Public Access Token has no exp claim";
+    if (now_s >= c->exp)
         return "Public Access Token has expired";
-    if (c->nbf && now_s < c->nbf)
+    if (c->has_nbf && now_s < c->nbf)
         return "Public Access Token is not yet valid";
     if (!c->has_iss || strcmp(c->iss, GW_JWT_ISSUER) != 0)
         return "Public Access Token has an invalid issuer claim";

@@ -43,12 +43,18 @@ static const struct cfg_def gw_cfg_defs[] = {
     {"TETHER_GW_AUTH_CACHE_TTL", CFG_MS, "5s", 0, 600000, GW_OFF(auth_cache_ttl_ms),
      "how long a resolved key, environment or validated token is reused without asking again"},
     {"TETHER_GW_MAX_BODY", CFG_INT, "2097152", 65536, 67108864, GW_OFF(max_body),
-     "largest request body h2o buffers at all; just above the largest route cap"},
+     "largest request body h2o buffers at all; just above the largest route cap; a "
+     "Content-Length or chunk sizes declaring more are refused (413) before the body is read"},
     {"TETHER_GW_SSE_BUFFER", CFG_INT, "65536", 4096, 67108864, GW_OFF(sse_buffer),
      "bytes of live records an SSE client may leave waiting behind a write it is not taking "
      "before it is cut off (it reconnects with Last-Event-ID); history is read at its pace"},
     {"TETHER_GW_PUBLIC_URL", CFG_STR, "", 0, 0, GW_OFF(public_url),
-     "base URL clients reach the gateway at, for X-S2-Endpoint; empty: http://<Host header>"},
+     "base URL clients reach the gateway at, for X-S2-Endpoint; empty: the request's Host if "
+     "TETHER_GW_ALLOWED_HOSTS admitted it, else http://<TETHER_HTTP_HOST>:<TETHER_HTTP_PORT> "
+     "(0.0.0.0 read as 127.0.0.1)"},
+    {"TETHER_GW_ALLOWED_HOSTS", CFG_STR, "", 0, 0, GW_OFF(allowed_hosts),
+     "comma list of host or host:port the API answers for (any other Host: 421); empty: every "
+     "Host, and none is ever echoed"},
 };
 
 static struct gw *gw_self;
@@ -91,6 +97,7 @@ static void gw_on_accept(h2o_socket_t *listener, const char *err)
         return;
     if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
         return;
+    gw_edge_guard(sock, (size_t)gw->gw.max_body); /* before h2o reads a byte */
     h2o_accept(&gw->accept_ctx, sock);
 }
 
@@ -220,6 +227,18 @@ static int gw_run(struct gw *gw, int argc, char **argv)
     if (cfg_common_apply(&gw->cfg, proc_child_name("gateway")) != OK)
         return EXIT_PERMANENT;
     gw->started_mono = clock_mono_ms();
+    char why[320];
+    if (gw_hosts_parse(gw->gw.allowed_hosts, &gw->allowed, why, sizeof(why)) != OK) {
+        LOG_ERROR("cfg.invalid", "TETHER_GW_ALLOWED_HOSTS: %s", why);
+        return EXIT_PERMANENT;
+    }
+    gw_listen_base(gw->gw.http_host, gw->gw.http_port, gw->listen_base, sizeof(gw->listen_base));
+    if (!gw->gw.public_url || !*gw->gw.public_url)
+        LOG_WARN("gw.public_url_unset",
+                 "TETHER_GW_PUBLIC_URL is not set: X-S2-Endpoint names %s; set it to the URL "
+                 "clients reach the gateway at",
+                 gw->allowed.n ? "the request's Host (one of TETHER_GW_ALLOWED_HOSTS)"
+                               : gw->listen_base);
     gw_raise_fd_limit();
 
     /* block before nng starts its threads, so the signals reach the signalfd */
@@ -255,6 +274,8 @@ static int gw_run(struct gw *gw, int argc, char **argv)
     gw->config.http1.req_timeout = (uint64_t)gw->gw.req_timeout_ms;
     /* h2o buffers a whole body before we see it: this bounds what a client can make it hold */
     gw->config.max_request_entity_size = (size_t)gw->gw.max_body;
+    /* HTTP/1 only: the framing guard (edge.h) reads HTTP/1, and no client needs h2c */
+    gw->config.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *host =
         h2o_config_register_host(&gw->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);

@@ -186,10 +186,10 @@ T_TEST(claims)
     T_ASSERT(gw_jwt_claims_check(&c, now) != NULL); /* no issuer */
     gw_jwt_claims_clear(&c);
 
-    payload(pl, "env1", 0, 0, true, true); /* no exp: accepted, as jose does */
+    payload(pl, "env1", 0, 0, true, true); /* no exp: refused (every real client sets one) */
     make_token("{\"alg\":\"HS256\"}", pl, "HS256", KEY_A, tok);
     T_OK(gw_jwt_parse(tok, strlen(tok), &c));
-    T_ASSERT(gw_jwt_claims_check(&c, now) == NULL);
+    T_STREQ(gw_jwt_claims_check(&c, now), "Public Access Token has no exp claim");
     gw_jwt_claims_clear(&c);
 
     /* scopes of the wrong shape become none at all */
@@ -200,6 +200,69 @@ T_TEST(claims)
     T_OK(gw_jwt_parse(tok, strlen(tok), &c));
     T_EQ(c.nscopes, 0u);
     gw_jwt_claims_clear(&c);
+}
+
+/* Parses a token whose payload is the standard one plus extra ("\"exp\":0"), then checks it. */
+static const char *check_with(const char *extra, int64_t now)
+{
+    char tok[4096], pl[1024];
+    struct gw_jwt_claims c;
+    static char why[128];
+    snprintf(pl, sizeof(pl),
+             "{\"pub\":true,\"sub\":\"env1\",\"iss\":\"https://id.trigger.dev\","
+             "\"aud\":\"https://api.trigger.dev\",%s}",
+             extra);
+    make_token("{\"alg\":\"HS256\"}", pl, "HS256", KEY_A, tok);
+    if (gw_jwt_parse(tok, strlen(tok), &c) != OK)
+        return "(parse failed)";
+    const char *r = gw_jwt_claims_check(&c, now);
+    snprintf(why, sizeof(why), "%s", r ? r : "");
+    gw_jwt_claims_clear(&c);
+    return why;
+}
+
+/* exp, nbf and iat are NumericDates: integral JSON numbers; anything else is refused */
+T_TEST(claim_types)
+{
+    int64_t now = (int64_t)time(NULL);
+    char extra[128];
+    static const char expired[] = "Public Access Token has expired";
+    static const char bad_exp[] = "Public Access Token has an invalid exp claim";
+
+    T_STREQ(check_with("\"exp\":0", now), expired); /* the epoch, not "absent" */
+    T_STREQ(check_with("\"exp\":-1", now), expired);
+    T_STREQ(check_with("\"exp\":0.5", now), bad_exp);
+    T_STREQ(check_with("\"exp\":\"1\"", now), bad_exp);
+    T_STREQ(check_with("\"exp\":\"99999999999\"", now), bad_exp);
+    T_STREQ(check_with("\"exp\":true", now), bad_exp);
+    T_STREQ(check_with("\"exp\":null", now), bad_exp);
+    T_STREQ(check_with("\"exp\":[1]", now), bad_exp);
+    T_STREQ(check_with("\"exp\":1e300", now), bad_exp); /* integral, but no date */
+    snprintf(extra, sizeof(extra), "\"exp\":%lld.5", (long long)now + 60);
+    T_STREQ(check_with(extra, now), bad_exp);
+    snprintf(extra, sizeof(extra), "\"exp\":%lld.0", (long long)now + 60);
+    T_STREQ(check_with(extra, now), ""); /* 1.0 is the integer 1 (JSON has one number type) */
+    snprintf(extra, sizeof(extra), "\"exp\":%lld", (long long)now + 60);
+    T_STREQ(check_with(extra, now), "");
+    snprintf(extra, sizeof(extra), "\"exp\":%lld", (long long)now);
+    T_STREQ(check_with(extra, now), expired); /* exp is the first second it is invalid */
+
+    snprintf(extra, sizeof(extra), "\"exp\":%lld,\"nbf\":\"%lld\"", (long long)now + 60,
+             (long long)now + 30);
+    T_STREQ(check_with(extra, now), "Public Access Token has an invalid nbf claim");
+    snprintf(extra, sizeof(extra), "\"exp\":%lld,\"nbf\":%lld.25", (long long)now + 60,
+             (long long)now - 30);
+    T_STREQ(check_with(extra, now), "Public Access Token has an invalid nbf claim");
+    snprintf(extra, sizeof(extra), "\"exp\":%lld,\"nbf\":0", (long long)now + 60);
+    T_STREQ(check_with(extra, now), ""); /* nbf at the epoch: valid since then */
+    snprintf(extra, sizeof(extra), "\"exp\":%lld,\"nbf\":%lld", (long long)now + 60,
+             (long long)now);
+    T_STREQ(check_with(extra, now), ""); /* valid from nbf on */
+    snprintf(extra, sizeof(extra), "\"exp\":%lld,\"iat\":\"yesterday\"", (long long)now + 60);
+    T_STREQ(check_with(extra, now), "Public Access Token has an invalid iat claim");
+    snprintf(extra, sizeof(extra), "\"exp\":%lld,\"iat\":%lld", (long long)now + 60,
+             (long long)now);
+    T_STREQ(check_with(extra, now), "");
 }
 
 static struct gw_auth jwt_with(const char *const *scopes, unsigned n)
@@ -268,6 +331,7 @@ int main(void)
     T_RUN(mint_and_verify);
     T_RUN(hostile_tokens);
     T_RUN(claims);
+    T_RUN(claim_types);
     T_RUN(scopes);
     return T_DONE();
 }
