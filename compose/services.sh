@@ -33,7 +33,7 @@ usage: $PROG start DIR [--fresh]
        $PROG env DIR
 env: TETHER_SERVICES="$ALL_SERVICES"  TETHER_PORTS=auto
      TETHER_PG_PORT=$DEF_PG_PORT  TETHER_REDIS_PORT=$DEF_REDIS_PORT  TETHER_CH_HTTP_PORT=$DEF_CH_HTTP_PORT  TETHER_CH_TCP_PORT=$DEF_CH_TCP_PORT
-     TETHER_PG_FAST=0  TETHER_REDIS_APPENDFSYNC=everysec  TETHER_SERVICES_TIMEOUT=30
+     TETHER_PG_FAST=0  TETHER_REDIS_APPENDFSYNC=everysec  TETHER_REDIS_MAXMEMORY=1gb  TETHER_SERVICES_TIMEOUT=30
 EOF
   exit "$EX_USAGE"
 }
@@ -466,13 +466,20 @@ pg_ensure_db() {
 
 redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]; }
 
+# Redis refuses writes (OOM, which Tether answers 503 + x-should-retry: true) rather than grow
+# past TETHER_REDIS_MAXMEMORY, and never evicts: every key is data (streams, leases, counters).
 redis_start() {
   local port=$1 d=$DIR/redis t0 fsync=${TETHER_REDIS_APPENDFSYNC:-everysec} mark
+  local maxmem=${TETHER_REDIS_MAXMEMORY:-1gb}
   t0=$(now_us)
   case $fsync in
     always | everysec | no) ;;
     *) die "$EX_USAGE" "TETHER_REDIS_APPENDFSYNC must be always, everysec or no: $fsync" ;;
   esac
+  shopt -s nocasematch
+  [[ $maxmem =~ ^[0-9]+(b|k|kb|m|mb|g|gb)?$ ]] ||
+    die "$EX_USAGE" "TETHER_REDIS_MAXMEMORY must be bytes or a size like 512mb, 1gb (0: no limit): $maxmem"
+  shopt -u nocasematch
   mkdir -p "$d"
   rm -f -- "$d/redis.pid"
   printf '%s\n' "$port" >"$d/ports"
@@ -480,13 +487,14 @@ redis_start() {
   mark=$(log_mark "$d/redis.log")
   if ! daemon redis-server --bind 127.0.0.1 --port "$port" --dir "$d" \
     --appendonly yes --appendfsync "$fsync" --save "" \
+    --maxmemory "$maxmem" --maxmemory-policy noeviction \
     --daemonize yes --pidfile "$d/redis.pid" --logfile "$d/redis.log" >/dev/null 2>&1 ||
     ! wait_until -a "^redis-server .*(127\.0\.0\.1:$port( |\$)|--port $port )" redis_ping "$port"; then
     bind_failure redis "$mark" "$d/redis.log" "$port TETHER_REDIS_PORT"
     show_logs "$d/redis.log"
     die "$EX_TEMP" "redis: server on 127.0.0.1:$port $WAIT_FAILURE; log: $d/redis.log"
   fi
-  say "redis: ready on 127.0.0.1:$port (appendfsync $fsync) in $(elapsed "$t0")s"
+  say "redis: ready on 127.0.0.1:$port (appendfsync $fsync, maxmemory $maxmem noeviction) in $(elapsed "$t0")s"
 }
 
 # ---------------------------------------------------------------------------------------------
