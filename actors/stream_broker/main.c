@@ -20,15 +20,13 @@
 #define SB_OFF(f) offsetof(struct sb_cfg, f)
 
 static const struct cfg_def sb_cfg_defs[] = {
-    {"TETHER_SB_STREAM_MAX_RECORDS", CFG_INT, "100000", 0, 1000000000,
-     SB_OFF(stream_max_records),
+    {"TETHER_SB_STREAM_MAX_RECORDS", CFG_INT, "100000", 0, 1000000000, SB_OFF(stream_max_records),
      "records one stream keeps; an append trims the oldest beyond it (0: no limit)"},
     {"TETHER_SB_STREAM_MAX_BYTES", CFG_INT, "67108864", 0, 1099511627776LL,
      SB_OFF(stream_max_bytes),
      "metered bytes one stream keeps; an append trims the oldest records beyond it, keeping "
      "at least the newest (0: no limit)"},
-    {"TETHER_SB_ENV_MAX_BYTES", CFG_INT, "536870912", 0, 1099511627776LL,
-     SB_OFF(env_max_bytes),
+    {"TETHER_SB_ENV_MAX_BYTES", CFG_INT, "536870912", 0, 1099511627776LL, SB_OFF(env_max_bytes),
      "metered bytes all streams of one environment may hold; an append that would pass it is "
      "refused with 507, writing nothing (0: no limit)"},
 };

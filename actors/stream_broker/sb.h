@@ -63,7 +63,7 @@ struct sb_record_in {
     struct slice body;
     struct slice headers; /* raw msgpack array of [str, str]; empty when none */
     uint32_t nheaders;
-    size_t metered;       /* stream_metered_size of the record */
+    size_t metered; /* stream_metered_size of the record */
 };
 
 /* A parsed stream.append: the request (sb_parse_append) and, after the store, its outcome. */

@@ -29,23 +29,23 @@
  * said (0 when it is missing: a stream written before the counter existed is counted
  * once, 16 entries at a time, and its bytes join the environment's counter then).
  */
-#define SB_LUA_LIB                                                                           \
-    "local function entry_size(f)\n"                                                         \
-    "  local n = 8 + #f[4]\n"                                                                \
-    "  for i = 5, #f - 1, 2 do n = n + 2 + #f[i] + #f[i + 1] end\n"                          \
-    "  return n\n"                                                                           \
-    "end\n"                                                                                  \
-    "local function entry_seq(e) return tonumber(string.match(e[1], '^%d+')) end\n"          \
-    "local function stream_bytes(skey, bkey)\n"                                              \
-    "  local b = redis.call('GET', bkey)\n"                                                  \
-    "  if b then return tonumber(b), tonumber(b) end\n"                                      \
-    "  local total, start = 0, '-'\n"                                                        \
-    "  while true do\n"                                                                      \
-    "    local chunk = redis.call('XRANGE', skey, start, '+', 'COUNT', 16)\n"                \
-    "    for _, e in ipairs(chunk) do total = total + entry_size(e[2]) end\n"                \
-    "    if #chunk < 16 then return total, 0 end\n"                                          \
-    "    start = '(' .. chunk[#chunk][1]\n"                                                  \
-    "  end\n"                                                                                \
+#define SB_LUA_LIB                                                                                 \
+    "local function entry_size(f)\n"                                                               \
+    "  local n = 8 + #f[4]\n"                                                                      \
+    "  for i = 5, #f - 1, 2 do n = n + 2 + #f[i] + #f[i + 1] end\n"                                \
+    "  return n\n"                                                                                 \
+    "end\n"                                                                                        \
+    "local function entry_seq(e) return tonumber(string.match(e[1], '^%d+')) end\n"                \
+    "local function stream_bytes(skey, bkey)\n"                                                    \
+    "  local b = redis.call('GET', bkey)\n"                                                        \
+    "  if b then return tonumber(b), tonumber(b) end\n"                                            \
+    "  local total, start = 0, '-'\n"                                                              \
+    "  while true do\n"                                                                            \
+    "    local chunk = redis.call('XRANGE', skey, start, '+', 'COUNT', 16)\n"                      \
+    "    for _, e in ipairs(chunk) do total = total + entry_size(e[2]) end\n"                      \
+    "    if #chunk < 16 then return total, 0 end\n"                                                \
+    "    start = '(' .. chunk[#chunk][1]\n"                                                        \
+    "  end\n"                                                                                      \
     "end\n"
 
 /*
@@ -466,9 +466,8 @@ struct sb_stream_keys {
  * Builds the argv (allowed: the growth the quota allows, -1 for any); false if the
  * validated headers no longer read back (cannot happen).
  */
-static bool sb_append_argv_build(const struct sb *sb, const struct sb_append *ap,
-                                 int64_t allowed, struct sb_stream_keys *keys,
-                                 struct sb_append_argv *x)
+static bool sb_append_argv_build(const struct sb *sb, const struct sb_append *ap, int64_t allowed,
+                                 struct sb_stream_keys *keys, struct sb_append_argv *x)
 {
     char prefix[SB_KEY_MAX];
     size_t plen = sb_key_part_prefix(&ap->s, prefix), parts_len = 0, total = 3 + 3 + 5;
