@@ -10,6 +10,11 @@ readonly EX_USAGE=100 EX_TEMP=111
 ROOT=$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/.." && pwd -P)
 readonly ROOT
 readonly ALL_SERVICES="pg redis clickhouse"
+# Default ports: below Linux's ephemeral range (32768-60999, net.ipv4.ip_local_port_range), so an
+# outgoing connection never holds one of them as its local port (a TIME-WAIT socket left by a
+# load test blocks a bind for 60 s), and below the 20000-32767 that TETHER_PORTS=auto and the
+# tests' free_port pick from. actors/lib/cfg.c's default URLs name the same ports.
+readonly DEF_PG_PORT=15432 DEF_REDIS_PORT=16379 DEF_CH_HTTP_PORT=18123 DEF_CH_TCP_PORT=19000
 readonly CH_SERVER=${TETHER_CH_SERVER:-/usr/sbin/clickhouse-server}
 WAIT_FAILURE=""
 
@@ -27,8 +32,8 @@ usage: $PROG start DIR [--fresh]
        $PROG status DIR
        $PROG env DIR
 env: TETHER_SERVICES="$ALL_SERVICES"  TETHER_PORTS=auto
-     TETHER_PG_PORT=55432  TETHER_REDIS_PORT=56379  TETHER_CH_HTTP_PORT=58123  TETHER_CH_TCP_PORT=59000
-     TETHER_PG_FAST=0  TETHER_REDIS_APPENDFSYNC=everysec  TETHER_SERVICES_TIMEOUT=30
+     TETHER_PG_PORT=$DEF_PG_PORT  TETHER_REDIS_PORT=$DEF_REDIS_PORT  TETHER_CH_HTTP_PORT=$DEF_CH_HTTP_PORT  TETHER_CH_TCP_PORT=$DEF_CH_TCP_PORT
+     TETHER_PG_FAST=0  TETHER_REDIS_APPENDFSYNC=everysec  TETHER_REDIS_MAXMEMORY=1gb  TETHER_SERVICES_TIMEOUT=30
 EOF
   exit "$EX_USAGE"
 }
@@ -184,21 +189,76 @@ ere_quote() { printf '%s' "$1" | sed 's/[][\\.*^$+?(){}|]/\\&/g'; }
 # ---------------------------------------------------------------------------------------------
 # ports
 
+# The TCP sockets whose local port is P, any state, one "STATE local -> peer" a line (needs ss).
+port_sockets() {
+  command -v ss >/dev/null 2>&1 || return 0
+  ss -Htan "sport = :$1" 2>/dev/null | awk '{ printf "%s %s -> %s\n", $1, $4, $5 }'
+}
+
+# True if P is held by a listener or a live connection (an outgoing one keeps its local port).
+# TIME-WAIT and closing sockets do not count: a server restarted on its port leaves its own
+# there, and those do not block it (SO_REUSEADDR); the ones an outgoing connection leaves do,
+# and bind_failure names them when a server could not listen.
 port_in_use() {
   local p=$1
   if command -v ss >/dev/null 2>&1; then
-    [[ -n $(ss -Hltn "sport = :$p" 2>/dev/null) ]]
+    [[ -n $(ss -Htan state listening state established state syn-sent state syn-recv \
+      "sport = :$p" 2>/dev/null) ]]
   else
     (: <>"/dev/tcp/127.0.0.1/$p") 2>/dev/null
   fi
 }
+
+# What holds port P, for a message: its first socket that is not TIME-WAIT, else the first.
+port_holder() {
+  local socks
+  socks=$(port_sockets "$1")
+  if [[ -z $socks ]]; then
+    printf 'a listener'
+  elif grep -qv '^TIME-WAIT ' <<<"$socks"; then
+    grep -v '^TIME-WAIT ' <<<"$socks" | head -n 1 | tr -d '\n'
+  else
+    head -n 1 <<<"$socks" | tr -d '\n'
+  fi
+}
+
+# Byte size of FILE (0 if none): where this start's lines of a log begin.
+log_mark() { stat -c %s -- "$1" 2>/dev/null || printf 0; }
+
+# bind_failure SVC MARK LOG "PORT VAR"...: when LOG (from byte MARK on: this start's lines) says
+# a bind failed with "Address already in use", dies with one line naming the port, its variable,
+# the sockets found on it and what to do. Otherwise returns (the caller reports the failure).
+bind_failure() {
+  local svc=$1 mark=$2 log=$3 new pv p var socks
+  shift 3
+  [[ -f $log ]] || return 0
+  new=$(tail -c +"$((mark + 1))" -- "$log" 2>/dev/null | grep -m 1 'Address already in use') || return 0
+  p=${1% *} var=${1#* }
+  for pv in "$@"; do # the port the log names (ClickHouse), else one with sockets on it
+    if [[ $new =~ :${pv% *}([^0-9]|$) ]] || [[ -n $(port_sockets "${pv% *}") ]]; then
+      p=${pv% *} var=${pv#* }
+      break
+    fi
+  done
+  socks=$(port_sockets "$p" | head -n 2 | paste -sd ';' | sed 's/;/; /g')
+  die "$EX_TEMP" "$svc: cannot listen on 127.0.0.1:$p ($var): address already in use, by ${socks:-a socket ss cannot show} (a port an outgoing connection used stays blocked while its socket is in TIME-WAIT, 60 s); set $var to another port, or TETHER_PORTS=auto; log: $log"
+}
+
+# The kernel's ephemeral range (local ports of outgoing connections) into EPH_LO and EPH_HI.
+EPH_LO=32768 EPH_HI=60999
+if read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && is_uint "$lo" && is_uint "$hi"; then
+  EPH_LO=$lo EPH_HI=$hi
+fi
+ephemeral() { (($1 >= EPH_LO && $1 <= EPH_HI)); }
 
 TAKEN=" " # ports handed out during this run
 port_ok() { [[ $TAKEN != *" $1 "* ]] && ! port_in_use "$1"; }
 
 # choose_port VAR DEFAULT OLD: sets PORT. Precedence: a number in $VAR; then "auto" (from $VAR
 # or TETHER_PORTS=auto): the OLD port from the last start if still free, else a random free one
-# in 20000-32767 (below the kernel's ephemeral range, so no outgoing connection holds it); unset: the OLD port, else DEFAULT. A fixed port that is busy is an error.
+# in 20000-32767 (below the kernel's ephemeral range, so no outgoing connection holds it);
+# unset: the OLD port (unless it lies in the ephemeral range), else DEFAULT. A fixed port that
+# is busy is an error, and one inside the ephemeral range is warned about.
 choose_port() {
   local var=$1 def=$2 old=$3 val i
   val=${!var-}
@@ -220,13 +280,22 @@ choose_port() {
     "" | [0-9]*)
       if [[ -z $val ]]; then
         PORT=${old:-$def}
+        # a data dir of an older Tether remembers a default of then (55432 ...), in the range
+        if [[ -n $old ]] && ephemeral "$old" && ! ephemeral "$def"; then
+          say "$var: the last start's port $old lies in the ephemeral range ($EPH_LO-$EPH_HI), where an outgoing connection can hold it; moving to $def"
+          PORT=$def
+        fi
       else
         PORT=$val
       fi
       if ! is_uint "$PORT" || ((PORT < 1 || PORT > 65535)); then
         die "$EX_USAGE" "$var: not a port number or auto: $PORT"
       fi
-      port_ok "$PORT" || die "$EX_TEMP" "port $PORT ($var) is already in use on this machine"
+      port_ok "$PORT" ||
+        die "$EX_TEMP" "port $PORT ($var) is already in use on this machine: $(port_holder "$PORT"); set $var to another port, or TETHER_PORTS=auto"
+      if ephemeral "$PORT"; then
+        say "$var: port $PORT lies in this machine's ephemeral range ($EPH_LO-$EPH_HI): an outgoing connection may hold it and make a later start fail"
+      fi
       ;;
     *) die "$EX_USAGE" "$var: not a port number or auto: $val" ;;
   esac
@@ -316,7 +385,7 @@ pg_psql() {
 }
 
 pg_start() {
-  local port=$1 d=$DIR/pg t0 sockdir
+  local port=$1 d=$DIR/pg t0 sockdir mark
   t0=$(now_us)
   PG_BIN=$(pg_bindir)
   mkdir -p "$d"
@@ -352,9 +421,11 @@ pg_start() {
   pg_wait_zombie "$d/data/postmaster.pid"
   printf '%s\n' "$port" >"$d/ports"
   WAIT_FAILURE="pg_ctl start failed"
+  mark=$(log_mark "$d/server.log")
   if ! daemon as_user postgres "$PG_BIN/pg_ctl" -D "$d/data" -l "$d/server.log" -w -t "$TIMEOUT" -s \
     start >"$d/pg_ctl.log" 2>&1 ||
     ! wait_until pg_psql "$port" -d postgres -c 'SELECT 1'; then
+    bind_failure pg "$mark" "$d/server.log" "$port TETHER_PG_PORT"
     show_logs "$d/pg_ctl.log" "$d/server.log"
     die "$EX_TEMP" "pg: server on 127.0.0.1:$port failed to start: $WAIT_FAILURE; logs in $d"
   fi
@@ -395,25 +466,35 @@ pg_ensure_db() {
 
 redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]; }
 
+# Redis refuses writes (OOM, which Tether answers 503 + x-should-retry: true) rather than grow
+# past TETHER_REDIS_MAXMEMORY, and never evicts: every key is data (streams, leases, counters).
 redis_start() {
-  local port=$1 d=$DIR/redis t0 fsync=${TETHER_REDIS_APPENDFSYNC:-everysec}
+  local port=$1 d=$DIR/redis t0 fsync=${TETHER_REDIS_APPENDFSYNC:-everysec} mark
+  local maxmem=${TETHER_REDIS_MAXMEMORY:-1gb}
   t0=$(now_us)
   case $fsync in
     always | everysec | no) ;;
     *) die "$EX_USAGE" "TETHER_REDIS_APPENDFSYNC must be always, everysec or no: $fsync" ;;
   esac
+  shopt -s nocasematch
+  [[ $maxmem =~ ^[0-9]+(b|k|kb|m|mb|g|gb)?$ ]] ||
+    die "$EX_USAGE" "TETHER_REDIS_MAXMEMORY must be bytes or a size like 512mb, 1gb (0: no limit): $maxmem"
+  shopt -u nocasematch
   mkdir -p "$d"
   rm -f -- "$d/redis.pid"
   printf '%s\n' "$port" >"$d/ports"
   WAIT_FAILURE="could not be started"
+  mark=$(log_mark "$d/redis.log")
   if ! daemon redis-server --bind 127.0.0.1 --port "$port" --dir "$d" \
     --appendonly yes --appendfsync "$fsync" --save "" \
+    --maxmemory "$maxmem" --maxmemory-policy noeviction \
     --daemonize yes --pidfile "$d/redis.pid" --logfile "$d/redis.log" >/dev/null 2>&1 ||
     ! wait_until -a "^redis-server .*(127\.0\.0\.1:$port( |\$)|--port $port )" redis_ping "$port"; then
+    bind_failure redis "$mark" "$d/redis.log" "$port TETHER_REDIS_PORT"
     show_logs "$d/redis.log"
     die "$EX_TEMP" "redis: server on 127.0.0.1:$port $WAIT_FAILURE; log: $d/redis.log"
   fi
-  say "redis: ready on 127.0.0.1:$port (appendfsync $fsync) in $(elapsed "$t0")s"
+  say "redis: ready on 127.0.0.1:$port (appendfsync $fsync, maxmemory $maxmem noeviction) in $(elapsed "$t0")s"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -432,6 +513,8 @@ ch_write_config() {
     <size>50M</size>
     <count>2</count>
   </logger>
+  <!-- The only ports it opens: interserver_http_port (9009), https_port, tcp_port_secure and
+       the others are opened only when set, and are not. -->
   <http_port>$http</http_port>
   <tcp_port>$tcp</tcp_port>
   <listen_host>127.0.0.1</listen_host>
@@ -519,7 +602,7 @@ ch_apply_file() {
 }
 
 clickhouse_start() {
-  local http=$1 tcp=$2 d=$DIR/clickhouse t0
+  local http=$1 tcp=$2 d=$DIR/clickhouse t0 mark
   t0=$(now_us)
   mkdir -p "$d"/{data,tmp,user_files,format_schemas,log}
   ch_write_config "$d" "$http" "$tcp"
@@ -529,9 +612,11 @@ clickhouse_start() {
   # --daemon: the server reopens its own stdout into log/; redirecting it there ourselves (as
   # root) makes it fail with "Cannot attach stdout", so send ours to /dev/null.
   WAIT_FAILURE="could not be started"
+  mark=$(log_mark "$d/log/server.err.log")
   if ! daemon as_user clickhouse "$CH_SERVER" --config-file="$d/config.xml" --daemon \
     --pid-file="$d/clickhouse.pid" >/dev/null 2>&1 ||
     ! wait_until -a "--config-file=$(ere_quote "$d/config.xml")( |\$)" ch_ping "$http"; then
+    bind_failure clickhouse "$mark" "$d/log/server.err.log" "$http TETHER_CH_HTTP_PORT" "$tcp TETHER_CH_TCP_PORT"
     show_logs "$d/log/server.err.log" "$d/log/server.log" "$d/log/stderr.log"
     die "$EX_TEMP" "clickhouse: server on 127.0.0.1:$http $WAIT_FAILURE; logs in $d/log"
   fi
@@ -605,19 +690,19 @@ cmd_start() {
     [[ " ${running[*]-} " == *" $svc "* ]] && continue
     case $svc in
       pg)
-        choose_port TETHER_PG_PORT 55432 "$(old_port pg 0 TETHER_PG_PORT)"
+        choose_port TETHER_PG_PORT "$DEF_PG_PORT" "$(old_port pg 0 TETHER_PG_PORT)"
         pg_start "$PORT"
         ;;
       redis)
-        choose_port TETHER_REDIS_PORT 56379 "$(old_port redis 0 TETHER_REDIS_PORT)"
+        choose_port TETHER_REDIS_PORT "$DEF_REDIS_PORT" "$(old_port redis 0 TETHER_REDIS_PORT)"
         redis_start "$PORT"
         ;;
       clickhouse)
         old1=$(old_port clickhouse 0 TETHER_CH_HTTP_PORT)
         old2=$(old_port clickhouse 1 TETHER_CH_TCP_PORT)
-        choose_port TETHER_CH_HTTP_PORT 58123 "$old1"
+        choose_port TETHER_CH_HTTP_PORT "$DEF_CH_HTTP_PORT" "$old1"
         http=$PORT
-        choose_port TETHER_CH_TCP_PORT 59000 "$old2"
+        choose_port TETHER_CH_TCP_PORT "$DEF_CH_TCP_PORT" "$old2"
         clickhouse_start "$http" "$PORT"
         ;;
     esac

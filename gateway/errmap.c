@@ -28,6 +28,8 @@ int gw_errmap_status(err_t rc)
         return 503;
     case ERR_TIMEOUT:
         return 504;
+    case ERR_QUOTA:
+        return 507;
     default:
         return 500;
     }
@@ -51,6 +53,8 @@ const char *gw_errmap_text(int status)
     case 503:
     case 504:
         return "Service temporarily unavailable; retry";
+    case 507:
+        return "Stream storage quota of this environment is used up";
     default:
         return "Internal Server Error";
     }

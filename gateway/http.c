@@ -61,6 +61,8 @@ static const char *gw_reason(int status)
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
+    case 507:
+        return "Insufficient Storage";
     default:
         return status >= 500 ? "Internal Server Error" : "Error";
     }
@@ -248,7 +250,7 @@ void gw_respond_err(struct gw_call *c, err_t rc, const char *what)
 {
     /* ERR_PROTO here is a malformed answer from an actor: the client did nothing wrong */
     int status = rc == ERR_PROTO ? 500 : gw_errmap_status(rc);
-    if (status >= 500)
+    if (status >= 500 && status != 507) /* 507: the environment's quota, not a failure */
         LOG_WARN("gw.request_failed", "%s failed in %s: %s", c->route->pattern, what ? what : "?",
                  err_str(rc));
     else
@@ -256,8 +258,10 @@ void gw_respond_err(struct gw_call *c, err_t rc, const char *what)
                  what ? what : "?", err_str(rc));
     if (status == 503 || status == 504)
         gw_add_header(c, "x-should-retry", "true");
-    /* the client gets the documented text for the status, never an internal label */
-    gw_respond_error(c, status == 504 ? 503 : status, gw_errmap_text(status), 0);
+    /* the client gets the documented text for the status, never an internal label; a full
+     * quota stays full until the environment makes room, so the SDK must not retry it */
+    gw_respond_error(c, status == 504 ? 503 : status, gw_errmap_text(status),
+                     status == 507 ? GW_NO_RETRY : 0);
 }
 
 void gw_respond_forbidden(struct gw_call *c, const char *reason)

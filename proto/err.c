@@ -23,6 +23,7 @@ static const struct {
     [ERR_DENIED] = {"ERR_DENIED", "permission denied"},
     [ERR_UNAUTH] = {"ERR_UNAUTH", "not authenticated"},
     [ERR_EXISTS] = {"ERR_EXISTS", "already exists"},
+    [ERR_QUOTA] = {"ERR_QUOTA", "quota exceeded"},
 };
 
 const char *err_str(err_t code)

@@ -22,9 +22,10 @@ typedef enum {
     ERR_DENIED = 11,   /* the caller is not allowed to do this */
     ERR_UNAUTH = 12,   /* the caller could not be authenticated */
     ERR_EXISTS = 13,   /* the object already exists */
+    ERR_QUOTA = 14,    /* a storage quota is used up; retrying will not help until room is made */
 } err_t;
 
-#define ERR_MAX_CODE 13
+#define ERR_MAX_CODE 14
 
 /* Short lower-case description of code; never NULL, "unknown error" for codes not above. */
 const char *err_str(err_t code);

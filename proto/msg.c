@@ -140,7 +140,8 @@ const struct msg_def msg_catalogue[] = {
      "appended atomically in order)}",
      "{seqs: [uint], dups: [bool] (true: part_id was seen within 5 min; seq is the original "
      "record's and nothing was appended), tail: uint (the next seq), ts: uint} | ERR_TOOBIG | "
-     "ERR_INVAL | ERR_UNAVAIL (Redis)"},
+     "ERR_INVAL | ERR_QUOTA (the environment's streams hold TETHER_SB_ENV_MAX_BYTES; nothing "
+     "appended) | ERR_UNAVAIL (Redis, also when full)"},
     {MSG_STREAM_READ, "stream.read", MSG_K_REQUEST, "stream-broker",
      "{env, key, io, from: uint (first seq wanted), count: uint 1-1000}",
      "{records: [record] (seq >= from, oldest first; trimmed records are skipped; cut short to "

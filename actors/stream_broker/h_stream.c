@@ -31,6 +31,10 @@ static void sb_reply_store_err(struct bus_req *req, err_t rc)
     if (rc == ERR_UNAVAIL)
         (void)bus_reply_err(req, ERR_UNAVAIL,
                             "the stream store (Redis) is unavailable; retry later");
+    else if (rc == ERR_QUOTA)
+        (void)bus_reply_err(req, ERR_QUOTA,
+                            "the streams of this environment hold their quota of bytes "
+                            "(TETHER_SB_ENV_MAX_BYTES); trim a stream to make room");
     else
         (void)bus_reply_err(req, ERR_INTERNAL, "unexpected result from the stream store");
 }
@@ -77,31 +81,6 @@ static void sb_publish_appended(struct sb *sb, const struct sb_append *ap)
                  ap->s.env, ap->s.io, err_str(last));
 }
 
-/*
- * Trims after a batch holding trim commands, as S2 does: the stream keeps the records from
- * the highest trim point on, never beyond its tail. The commands themselves are records like
- * any other (readers skip them). A failed trim is logged, not returned: the records are in,
- * and a later trim covers the same ground.
- */
-static void sb_apply_trims(struct sb *sb, const struct sb_append *ap)
-{
-    uint64_t point = 0, p, tail;
-    for (uint32_t i = 0; i < ap->n; i++)
-        if (!ap->dups[i] && sb_record_trim_point(&ap->recs[i], &p) && p > point)
-            point = p;
-    if (point > ap->tail)
-        point = ap->tail;
-    if (point == 0)
-        return;
-    err_t rc = sb_store_trim(sb, &ap->s, point, &tail);
-    if (rc != OK)
-        LOG_WARN("stream.trim_failed", "a trim command of environment %s (%s) was not applied: %s",
-                 ap->s.env, ap->s.io, err_str(rc));
-    else
-        LOG_DEBUG("stream.trimmed", "records before %" PRIu64 " of %s/%s deleted by a command",
-                  point, ap->s.env, ap->s.io);
-}
-
 void sb_on_stream_append(struct actor *a, struct bus_req *req)
 {
     struct sb *sb = sb_of(a);
@@ -122,7 +101,6 @@ void sb_on_stream_append(struct actor *a, struct bus_req *req)
         return;
     }
     sb_publish_appended(sb, &ap);
-    sb_apply_trims(sb, &ap);
     mp_writer_init(&w);
     mp_put_map(&w, 4);
     mp_put_str(&w, "seqs");
@@ -139,8 +117,10 @@ void sb_on_stream_append(struct actor *a, struct bus_req *req)
     mp_put_kv_uint(&w, "ts", ap.ts);
     sb_reply_writer(req, &w);
     mp_writer_fini(&w);
-    LOG_DEBUG("stream.appended", "%" PRIu32 " records (%u duplicates) on %s/%s, tail %" PRIu64,
-              ap.n, ndup, ap.s.env, ap.s.io, ap.tail);
+    LOG_DEBUG("stream.appended",
+              "%" PRIu32 " records (%u duplicates) on %s/%s, tail %" PRIu64 ", %" PRIu64
+              " records trimmed, %+" PRId64 " bytes",
+              ap.n, ndup, ap.s.env, ap.s.io, ap.tail, ap.trimmed, ap.delta);
     sb_append_fini(&ap);
 }
 

@@ -7,6 +7,7 @@
  * handler runs on the actor's loop. What each message does: sb.h,
  * proto/msg.c, docs/stream-broker.md.
  */
+#include <stddef.h>
 #include <stdio.h>
 
 #include "actor.h"
@@ -16,7 +17,21 @@
 #include "proc.h"
 #include "sb.h"
 
-/* The one struct sb of the process (actor.state). */
+#define SB_OFF(f) offsetof(struct sb_cfg, f)
+
+static const struct cfg_def sb_cfg_defs[] = {
+    {"TETHER_SB_STREAM_MAX_RECORDS", CFG_INT, "100000", 0, 1000000000, SB_OFF(stream_max_records),
+     "records one stream keeps; an append trims the oldest beyond it (0: no limit)"},
+    {"TETHER_SB_STREAM_MAX_BYTES", CFG_INT, "67108864", 0, 1099511627776LL,
+     SB_OFF(stream_max_bytes),
+     "metered bytes one stream keeps; an append trims the oldest records beyond it, keeping "
+     "at least the newest (0: no limit)"},
+    {"TETHER_SB_ENV_MAX_BYTES", CFG_INT, "536870912", 0, 1099511627776LL, SB_OFF(env_max_bytes),
+     "metered bytes all streams of one environment may hold; an append that would pass it is "
+     "refused with 507, writing nothing (0: no limit)"},
+};
+
+/* The one struct sb of the process (actor.state): the spec needs a fixed address for cfg. */
 static struct sb sb_state;
 
 struct sb *sb_of(struct actor *a)
@@ -59,6 +74,9 @@ static const struct actor_spec sb_spec = {
     .stores = ACTOR_STORE_REDIS,
     .routes = sb_routes,
     .nroutes = sizeof(sb_routes) / sizeof(sb_routes[0]),
+    .cfg = sb_cfg_defs,
+    .ncfg = sizeof(sb_cfg_defs) / sizeof(sb_cfg_defs[0]),
+    .cfg_base = &sb_state.cfg,
     .init = sb_init,
 };
 

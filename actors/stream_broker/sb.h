@@ -18,8 +18,15 @@
  *   tether:stream:T:io           the records; seq N is entry id "N-1",
  *                                fields t <ms>, b <body>, then one pair per header;
  *   tether:stream:T:io:next      the next seq (records ever appended);
+ *   tether:stream:T:io:bytes     the metered bytes of the records the stream holds;
  *   tether:part:<len>:T:io:<part_id>  a part id's original seq, for STREAM_PART_TTL_S
- *                                (len: the key's byte length, so no two keys' part ids meet).
+ *                                (len: the key's byte length, so no two keys' part ids meet);
+ * and for an environment, in a slot of its own (hash tag "{env}"):
+ *   tether:quota:{env}:bytes     the metered bytes of all its streams (the quota's counter).
+ * A stream keeps its newest records within the retention limits (cfg.stream_max_records,
+ * cfg.stream_max_bytes): the append script trims the oldest ones. The environment's counter
+ * cannot be updated in that script (another slot), so an append costs up to three calls:
+ * reserve the batch's bytes against the quota, append (and trim), settle the difference.
  */
 #ifndef TETHER_SB_H
 #define TETHER_SB_H
@@ -56,6 +63,7 @@ struct sb_record_in {
     struct slice body;
     struct slice headers; /* raw msgpack array of [str, str]; empty when none */
     uint32_t nheaders;
+    size_t metered; /* stream_metered_size of the record */
 };
 
 /* A parsed stream.append: the request (sb_parse_append) and, after the store, its outcome. */
@@ -67,6 +75,8 @@ struct sb_append {
     bool *dups;                /* per record: a part id seen within STREAM_PART_TTL_S */
     uint64_t tail;             /* the next seq after the append */
     uint64_t ts;               /* ms timestamp given to every record of the batch */
+    uint64_t trimmed;          /* records deleted by trim commands and retention */
+    int64_t delta;             /* change of the stream's bytes (appended - trimmed) */
 };
 
 /* One stream entry as read back (sb_entry_parse); borrows from the redisReply. */
@@ -85,12 +95,20 @@ struct sb_script {
     char sha[41]; /* "" until SCRIPT LOAD answered */
 };
 
+/* The stream-broker's own settings (docs/config.md); 0 means no limit. */
+struct sb_cfg {
+    long long stream_max_records; /* TETHER_SB_STREAM_MAX_RECORDS */
+    long long stream_max_bytes;   /* TETHER_SB_STREAM_MAX_BYTES */
+    long long env_max_bytes;      /* TETHER_SB_ENV_MAX_BYTES */
+};
+
 /* The process's state (actor.state). */
 struct sb {
+    struct sb_cfg cfg;
     struct db_redis *redis;
     struct bus_pub *events; /* NULL: nothing is published (tests) */
     size_t reply_max;       /* bytes a reply body may take (what a receiver accepts) */
-    struct sb_script append, read, peek, trim;
+    struct sb_script append, read, peek, trim, reserve, settle;
 };
 
 /* The records a read or peek found, oldest first; owns the Redis reply. */
@@ -124,8 +142,11 @@ void sb_store_init(struct sb *sb, struct db_redis *redis);
 
 /*
  * Appends ap's records in one script (all or none), filling ap->seqs,
- * ap->dups, ap->tail and ap->ts. A record whose part id is remembered is
- * not appended: its seq is the stored one and its dup flag is set.
+ * ap->dups, ap->tail, ap->ts, ap->trimmed and ap->delta. A record whose
+ * part id is remembered is not appended: its seq is the stored one and its
+ * dup flag is set. The same script applies the batch's S2 trim commands and
+ * the stream's retention limits. ERR_QUOTA, with nothing written, when the
+ * append would take the environment past cfg.env_max_bytes.
  */
 err_t sb_store_append(struct sb *sb, struct sb_append *ap);
 
@@ -141,7 +162,10 @@ err_t sb_store_peek(struct sb *sb, const struct sb_stream *s, uint64_t count,
                     struct sb_range *out);
 void sb_range_fini(struct sb_range *r);
 
-/* Deletes the records with seq < before; *tail is the next seq. */
+/*
+ * Deletes the records with seq < before; *tail is the next seq. Runs also
+ * when Redis is out of memory (a trim is how room is made).
+ */
 err_t sb_store_trim(struct sb *sb, const struct sb_stream *s, uint64_t before, uint64_t *tail);
 
 /* ---- wire.c: pure ---- */
@@ -174,6 +198,9 @@ void sb_append_fini(struct sb_append *ap);
 /* Key names (see the data model above); out holds SB_KEY_MAX bytes. Return the length. */
 size_t sb_key_stream(const struct sb_stream *s, char *out);
 size_t sb_key_next(const struct sb_stream *s, char *out);
+size_t sb_key_bytes(const struct sb_stream *s, char *out);
+/* The environment's quota counter (its own slot: hash tag {env}). */
+size_t sb_key_quota(const char *env, char *out);
 /* The de-dup key without its part id: append the part id to get the key. */
 size_t sb_key_part_prefix(const struct sb_stream *s, char *out);
 

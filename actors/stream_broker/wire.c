@@ -148,10 +148,10 @@ static err_t sb_parse_record(struct slice rec, uint32_t i, struct sb_record_in *
         snprintf(why, cap, "records[%" PRIu32 "].body must be bin or str", i);
         return ERR_INVAL;
     }
-    size_t metered = stream_metered_size(r->nheaders, hbytes, r->body.n);
-    if (metered > STREAM_RECORD_MAX) {
+    r->metered = stream_metered_size(r->nheaders, hbytes, r->body.n);
+    if (r->metered > STREAM_RECORD_MAX) {
         snprintf(why, cap, "records[%" PRIu32 "] is %zu bytes (metered); the limit is %u", i,
-                 metered, STREAM_RECORD_MAX);
+                 r->metered, STREAM_RECORD_MAX);
         return ERR_TOOBIG;
     }
     return OK;
@@ -216,6 +216,17 @@ size_t sb_key_stream(const struct sb_stream *s, char *out)
 size_t sb_key_next(const struct sb_stream *s, char *out)
 {
     return sb_key_fmt(out, "stream", s, ":next");
+}
+
+size_t sb_key_bytes(const struct sb_stream *s, char *out)
+{
+    return sb_key_fmt(out, "stream", s, ":bytes");
+}
+
+size_t sb_key_quota(const char *env, char *out)
+{
+    int w = snprintf(out, SB_KEY_MAX, "tether:quota:{%s}:bytes", env);
+    return w < 0 ? 0 : (size_t)w < SB_KEY_MAX ? (size_t)w : SB_KEY_MAX - 1;
 }
 
 /*

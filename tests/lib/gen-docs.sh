@@ -156,13 +156,14 @@ headers). `compose/services.sh` writes the store URLs and ports it chose into
 | variable | default | read by | meaning |
 |---|---|---|---|
 | `TETHER_SERVICES` | `pg redis clickhouse` | services.sh | which stores `start`/`stop`/`status` act on |
-| `TETHER_PG_PORT` | `55432` | services.sh | PostgreSQL port |
-| `TETHER_REDIS_PORT` | `56379` | services.sh | Redis port |
-| `TETHER_CH_HTTP_PORT` | `58123` | services.sh | ClickHouse HTTP port |
-| `TETHER_CH_TCP_PORT` | `59000` | services.sh | ClickHouse native port |
-| `TETHER_PORTS` | *(unset)* | services.sh | `auto`: every port variable that is unset means `auto` (a random free port in 20000–60000, reused by later starts of the same directory while free) |
+| `TETHER_PG_PORT` | `15432` | services.sh | PostgreSQL port |
+| `TETHER_REDIS_PORT` | `16379` | services.sh | Redis port |
+| `TETHER_CH_HTTP_PORT` | `18123` | services.sh | ClickHouse HTTP port |
+| `TETHER_CH_TCP_PORT` | `19000` | services.sh | ClickHouse native port |
+| `TETHER_PORTS` | *(unset)* | services.sh | `auto`: every port variable that is unset means `auto` (a random free port in 20000–32767, reused by later starts of the same directory while free) |
 | `TETHER_PG_FAST` | `0` | services.sh | `1`: `fsync`, `synchronous_commit` and `full_page_writes` off (tests only: a crash can corrupt the cluster) |
 | `TETHER_REDIS_APPENDFSYNC` | `everysec` | services.sh | `always`, `everysec` or `no`; what each may lose: `compose/README.md` |
+| `TETHER_REDIS_MAXMEMORY` | `1gb` | services.sh | Redis's `maxmemory` (`512mb`, `2gb`, bytes; `0`: no limit), with `maxmemory-policy noeviction`: a full Redis refuses writes, answered 503 |
 | `TETHER_SERVICES_TIMEOUT` | `30` | services.sh | seconds to wait for a store to answer |
 | `TETHER_SERVICES_STOP_TIMEOUT` | `20` | services.sh | seconds before `stop` escalates to SIGQUIT (PostgreSQL) or SIGKILL |
 | `TETHER_PG_BINDIR` | `/usr/lib/postgresql/15/bin` | services.sh | PostgreSQL binaries (else the newest `/usr/lib/postgresql/*/bin`) |

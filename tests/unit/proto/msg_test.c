@@ -134,6 +134,7 @@ T_TEST(err_names)
         {ERR_DENIED, 11, "ERR_DENIED"},
         {ERR_UNAUTH, 12, "ERR_UNAUTH"},
         {ERR_EXISTS, 13, "ERR_EXISTS"},
+        {ERR_QUOTA, 14, "ERR_QUOTA"},
     };
     int bad = 0;
 
@@ -143,7 +144,7 @@ T_TEST(err_names)
             bad++, printf("# %s is not %d\n", stable[i].name, stable[i].num);
     }
     T_EQ(bad, 0);
-    T_ASSERT(ERR_MAX_CODE >= 13);
+    T_ASSERT(ERR_MAX_CODE >= 14);
 
     bad = 0;
     for (int c = 0; c <= ERR_MAX_CODE; c++) {

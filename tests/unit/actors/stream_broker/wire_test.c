@@ -168,6 +168,10 @@ T_TEST(append_valid)
     T_ASSERT(ap.recs[1].part_id.p == NULL && ap.recs[1].nheaders == 0);
     T_ASSERT(ap.recs[1].body.n == 4 && memcmp(ap.recs[1].body.p, "text", 4) == 0);
     T_ASSERT(ap.recs[2].part_id.p == NULL && ap.recs[2].nheaders == 0 && ap.recs[2].body.n == 0);
+    /* the metered sizes the quota counts (the append script counts the same from the entry) */
+    T_EQ(ap.recs[0].metered, 8 + 2 * 2 + (0 + 5) + (1 + 2) + 5);
+    T_EQ(ap.recs[1].metered, 8 + 4);
+    T_EQ(ap.recs[2].metered, 8);
 
     /* the event's record object copies the headers as they came */
     struct mp_writer o;
@@ -415,8 +419,13 @@ T_TEST(keys)
     T_STREQ(k, "tether:stream:{env_1:sess:a}b}:out");
     sb_key_next(&s, k);
     T_STREQ(k, "tether:stream:{env_1:sess:a}b}:out:next");
+    sb_key_bytes(&s, k);
+    T_STREQ(k, "tether:stream:{env_1:sess:a}b}:out:bytes");
     sb_key_part_prefix(&s, k);
     T_STREQ(k, "tether:part:8:{env_1:sess:a}b}:out:");
+    /* the quota counter is the environment's: its hash tag is the environment id alone */
+    T_EQ(sb_key_quota("env_1", k), strlen("tether:quota:{env_1}:bytes"));
+    T_STREQ(k, "tether:quota:{env_1}:bytes");
     /* the longest names fit with a longest part id */
     memset(s.env, 'e', STREAM_ENV_MAX);
     s.env[STREAM_ENV_MAX] = '\0';
@@ -424,6 +433,8 @@ T_TEST(keys)
     s.key[STREAM_KEY_MAX] = '\0';
     T_ASSERT(sb_key_part_prefix(&s, k) + STREAM_PART_ID_MAX < SB_KEY_MAX);
     T_ASSERT(sb_key_next(&s, k) < SB_KEY_MAX - 1);
+    T_ASSERT(sb_key_bytes(&s, k) < SB_KEY_MAX - 1);
+    T_ASSERT(sb_key_quota(s.env, k) < SB_KEY_MAX - 1);
 }
 
 /* ---- entries: redisReply trees built by hand ---- */
