@@ -35,12 +35,14 @@ grep -E '^\{.*"case"' "$RESULTS" | jq -s \
   --argjson comparisons "$COMPARISONS" --arg commit "$commit" --argjson dirty "$dirty" \
   --arg at "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg kernel "$(uname -r)" \
   --argjson cpus "$(nproc)" --arg cpu "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" \
+  --arg load0 "${TETHER_BENCH_LOAD_AT_START:-}" --arg load1 "$(cut -d' ' -f1-3 /proc/loadavg)" \
   --argjson seconds "${TETHER_BENCH_SECONDS:-5}" --argjson elapsed "${TETHER_BENCH_ELAPSED:-null}" '
   (map({key: .case, value: .}) | from_entries) as $c
   | def ratio(a; b): if a == null or b == null or b == 0 then null
                      else (a / b * 1000 | round) / 1000 end;
   {generated_at: $at, commit: $commit, working_tree_dirty: $dirty,
-   machine: {cpus: $cpus, cpu: $cpu, kernel: $kernel},
+   machine: {cpus: $cpus, cpu: $cpu, kernel: $kernel,
+             loadavg_at_start: (if $load0 == "" then null else $load0 end), loadavg_at_end: $load1},
    seconds_each: $seconds, run_seconds: $elapsed,
    note: "one run on a shared, noisy machine: the load tools run on the same cores as the servers",
    comparisons: [$comparisons[] | . as [$lab, $kind, $tf, $tc, $nc, $xc, $xf]

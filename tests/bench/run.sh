@@ -13,6 +13,8 @@ OUT=${TETHER_BENCH_OUT:-$ROOT/docs/bench}
 RESULTS=$(mktemp /tmp/tether-bench-results.XXXXXX)
 trap 'rm -f "$RESULTS"' EXIT
 T0=$SECONDS
+export TETHER_BENCH_LOAD_AT_START # the machine is shared: how busy it was is part of the figures
+TETHER_BENCH_LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "== bus round trips: what the tap costs (bus.echo, 1 KiB, 64 in flight, ${SECONDS_EACH}s x $ROUNDS rounds)"
 declare -A best
