@@ -80,7 +80,7 @@ set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set grid ytics
-set key top left
+set key below horizontal
 set datafile missing "-"
 set datafile separator "\t"
 set logscale y
@@ -110,6 +110,7 @@ set output "$W/ratios.png"
 set title "Tether's figure over nchan's and over raw XADD's (log scale; 1 = equal)\nthroughput: below 1 is slower; latency: above 1 is slower\n$title"
 set ylabel "ratio"
 set xtics rotate by 30 right
+set key inside top left vertical
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb "black"
 set bmargin 7
 plot "$W/ratios.dat" using 2:xtic(1) title "Tether / nchan" lc rgb "#2ca02c", \
