@@ -42,14 +42,14 @@ bench_tree_stop() {
 # body is the message), GET /sub/<id> subscribes with EventSource from the newest message and
 # sends "event: ping" every second. Sets NCHAN_URL; bench_tree_stop stops it.
 bench_nchan_start() {
-  local mod=/usr/lib/nginx/modules/ngx_nchan_module.so d=$T/nchan port i
-  command -v nginx >/dev/null && [[ -f $mod ]] || {
+  local mod=/usr/lib/nginx/modules/ngx_nchan_module.so d=$T/nchan port
+  if ! command -v nginx >/dev/null || [[ ! -f $mod ]]; then
     echo "nchan needs nginx-light and libnginx-mod-nchan (compose/deps.sh installs them)" >&2
     return 111
-  }
+  fi
   mkdir -p "$d/tmp"
   chmod 1777 "$d/tmp" # the workers run as nobody when the master runs as root
-  for i in 1 2 3 4 5; do
+  for _ in 1 2 3 4 5; do
     port=$((20000 + RANDOM % 12768))
     cat >"$d/nginx.conf" <<CONF
 load_module $mod;
@@ -90,13 +90,13 @@ http {
 }
 CONF
     # nginx forks its master and exits once the listening socket is bound (or failed to bind)
-    if nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" 2>>"$d/error.log"; then
+    if nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" 2>>"$d/start.log"; then
       NCHAN_URL=http://127.0.0.1:$port
       break
     fi
   done
   [[ -n ${NCHAN_URL:-} ]] || {
-    echo "nchan did not start; see $d/error.log" >&2
+    echo "nchan did not start: $(tail -3 "$d/start.log" 2>/dev/null)" >&2
     return 1
   }
   # the probe's message must be in Redis: a channel kept in nginx's memory would measure
