@@ -15,6 +15,10 @@ PACKAGES=(
   postgresql postgresql-client redis-server redis-tools
   clickhouse-server clickhouse-client
   curl jq wrk nodejs npm procps iproute2 util-linux
+  # make bench: nchan to measure Tether against (tests/bench/lib.sh runs its own nginx process;
+  # on a host with systemd, Debian also enables nginx.service on :80, which the bench never uses)
+  # and gnuplot for the plots in docs/bench/
+  nginx-light libnginx-mod-nchan gnuplot-nox
 )
 
 # A command on PATH that makes the package unnecessary. nodejs/npm: the Debian packages conflict

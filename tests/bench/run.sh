@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # run.sh BUILD_DIR: the benchmarks. Figures, not pass/fail: each prints JSON lines; the
-# summary at the end is what issue notes quote. Runs on loopback only, bounded in time.
+# summaries are what issue notes quote. Runs on loopback only, bounded in time. At the end,
+# report.sh sets each Tether figure next to nchan's and raw XADD's, and writes
+# TETHER_BENCH_OUT/latest.json and its plots (default docs/bench/).
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/../.." && pwd -P)
 BUILD=$(cd -- "${1:?usage: run.sh BUILD_DIR}" && pwd -P)
 cd "$ROOT"
 SECONDS_EACH=${TETHER_BENCH_SECONDS:-3}
 ROUNDS=${TETHER_BENCH_ROUNDS:-3}
+OUT=${TETHER_BENCH_OUT:-$ROOT/docs/bench}
+RESULTS=$(mktemp /tmp/tether-bench-results.XXXXXX)
+trap 'rm -f "$RESULTS"' EXIT
+T0=$SECONDS
+export TETHER_BENCH_LOAD_AT_START # the machine is shared: how busy it was is part of the figures
+TETHER_BENCH_LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "== bus round trips: what the tap costs (bus.echo, 1 KiB, 64 in flight, ${SECONDS_EACH}s x $ROUNDS rounds)"
 declare -A best
@@ -14,6 +22,7 @@ for r in $(seq 1 "$ROUNDS"); do
   for mode in off idle listening; do
     line=$("$BUILD/bench/bus_bench" --seconds "$SECONDS_EACH" --inflight 64 --size 1024 --tap "$mode")
     echo "$line"
+    jq -c --arg m "$mode" --argjson r "$r" '{case: "bus_tap_\($m)_round_\($r)"} + .' <<<"$line" >>"$RESULTS"
     v=$(jq -r '.calls_per_s' <<<"$line")
     # keep each mode's best round: the machine's noise only ever slows a round down
     if [[ -z ${best[$mode]:-} ]] || ((v > ${best[$mode]})); then best[$mode]=$v; fi
@@ -24,16 +33,20 @@ echo "summary: tap off ${best[off]}/s, tap idle (nobody listening) ${best[idle]}
   awk -v a="${best[listening]}" -v b="${best[off]}" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}'))"
 
 echo
-"$ROOT/tests/bench/http_auth.sh" "$BUILD"
+"$ROOT/tests/bench/http_auth.sh" "$BUILD" | tee -a "$RESULTS"
 
 echo
-"$ROOT/tests/bench/session_create.sh" "$BUILD"
+"$ROOT/tests/bench/session_create.sh" "$BUILD" | tee -a "$RESULTS"
 
 echo
-"$ROOT/tests/bench/stream_append.sh" "$BUILD"
+"$ROOT/tests/bench/stream_append.sh" "$BUILD" | tee -a "$RESULTS"
 
 echo
-"$ROOT/tests/bench/sse_latency.sh" "$BUILD"
+"$ROOT/tests/bench/sse_latency.sh" "$BUILD" | tee -a "$RESULTS"
 
 echo
-"$ROOT/tests/bench/sse_memory.sh" "$BUILD"
+"$ROOT/tests/bench/sse_memory.sh" "$BUILD" | tee -a "$RESULTS"
+
+echo
+echo "== Tether next to nchan and raw XADD (this run, $((SECONDS - T0)) s so far)"
+TETHER_BENCH_ELAPSED=$((SECONDS - T0)) "$ROOT/tests/bench/report.sh" "$RESULTS" "$OUT"

@@ -12,6 +12,11 @@
  * subscribers (Timeout-Seconds: 600), which start at seq 0: records whose send time is older
  * than this run are history, skipped and counted apart.
  *
+ * --server nchan measures nchan (tests/bench/lib.sh starts it) the same way: stream i is the
+ * channel P-<i>, appended to with POST /pub/P-<i> and subscribed to with GET /sub/P-<i>
+ * (EventSource, "event: ping" every second); no key, no --create (a channel is made by its
+ * first publish or subscriber).
+ *
  * latency: opens every subscriber, waits until each has its headers and its first ping (the
  *   feed is at the tail), then appends R records a second for T seconds, round-robin over
  *   the streams, each carrying its send time (CLOCK_REALTIME ns). Every subscriber notes
@@ -89,6 +94,7 @@ struct sb_conn {
 struct sb {
     /* options */
     const char *mode, *name, *key, *prefix, *io;
+    bool nchan; /* --server nchan: nchan's publisher and EventSource subscriber paths */
     char host[64]; /* host:port, for the Host header */
     struct sockaddr_in addr;
     unsigned streams, subs, appenders, connecting_max, parallel, abort_every, size;
@@ -174,9 +180,10 @@ static char *sb_request(const struct sb *b, const char *method, const char *path
     size_t cap = 512 + strlen(path) + strlen(b->key) + strlen(extra) + body_n;
     char *p = sb_xmalloc(cap);
     int w = snprintf(p, cap,
-                     "%s %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n%s"
+                     "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s"
                      "Content-Length: %zu\r\n\r\n",
-                     method, path, b->host, b->key, extra, body_n);
+                     method, path, b->host, *b->key ? "Authorization: Bearer " : "", b->key,
+                     *b->key ? "\r\n" : "", extra, body_n);
     if (w < 0 || (size_t)w + body_n > cap)
         sb_die(SB_EXIT_SETUP, "a request does not fit its buffer");
     if (body_n)
@@ -188,7 +195,10 @@ static char *sb_request(const struct sb *b, const char *method, const char *path
 static char *sb_subscribe_request(const struct sb *b, unsigned stream, size_t *n)
 {
     char path[256];
-    snprintf(path, sizeof(path), "/realtime/v1/sessions/%s-%u/%s", b->prefix, stream, b->io);
+    if (b->nchan)
+        snprintf(path, sizeof(path), "/sub/%s-%u", b->prefix, stream);
+    else
+        snprintf(path, sizeof(path), "/realtime/v1/sessions/%s-%u/%s", b->prefix, stream, b->io);
     return sb_request(b, "GET", path, "Accept: text/event-stream\r\nTimeout-Seconds: 600\r\n", "",
                       0, n);
 }
@@ -773,7 +783,11 @@ static void sb_appends_pump(struct sb *b)
             continue;
         char path[256];
         unsigned s = (unsigned)(b->append_next++ % b->streams);
-        snprintf(path, sizeof(path), "/realtime/v1/sessions/%s-%u/%s/append", b->prefix, s, b->io);
+        if (b->nchan)
+            snprintf(path, sizeof(path), "/pub/%s-%u", b->prefix, s);
+        else
+            snprintf(path, sizeof(path), "/realtime/v1/sessions/%s-%u/%s/append", b->prefix, s,
+                     b->io);
         int w = snprintf(body, sizeof(body), "tsn:%" PRId64 " ", sb_real_ns());
         size_t n = (size_t)w;
         if (b->size > n) {
@@ -1061,6 +1075,7 @@ static void sb_churn(struct sb *b)
 static void sb_usage(void)
 {
     fputs("usage: sse_bench latency|hold|churn --url http://IP:PORT --key KEY --prefix P\n"
+          "         [--server tether|nchan]  (nchan: no --key, no --create)\n"
           "         [--create] [--streams S] [--subs N] [--io in|out] [--connecting N]\n"
           "         [--rate R] [--seconds T] [--size B] [--appenders K]     (latency)\n"
           "         [--cycles C] [--parallel P] [--abort-every A]           (churn)\n"
@@ -1153,6 +1168,10 @@ int main(int argc, char **argv)
             b.name = v;
         else if (strcmp(a, "--io") == 0)
             b.io = v;
+        else if (strcmp(a, "--server") == 0 && strcmp(v, "tether") == 0)
+            b.nchan = false;
+        else if (strcmp(a, "--server") == 0 && strcmp(v, "nchan") == 0)
+            b.nchan = true;
         else if (strcmp(a, "--streams") == 0)
             b.streams = (unsigned)sb_num(a, v, 1, 100000);
         else if (strcmp(a, "--subs") == 0)
@@ -1180,8 +1199,10 @@ int main(int argc, char **argv)
     }
     bool latency = strcmp(b.mode, "latency") == 0, hold = strcmp(b.mode, "hold") == 0,
          churn = strcmp(b.mode, "churn") == 0;
+    if (b.nchan && !b.key)
+        b.key = ""; /* nchan's locations here take no credentials: no Authorization header */
     if (!(latency || hold || churn) || !url || !b.key || !b.prefix ||
-        (strcmp(b.io, "in") != 0 && strcmp(b.io, "out") != 0))
+        (strcmp(b.io, "in") != 0 && strcmp(b.io, "out") != 0) || (b.nchan && b.create))
         sb_usage();
     if (!b.name)
         b.name = b.mode;
