@@ -73,6 +73,7 @@ struct gw_params {
     char session[GW_PARAM_MAX];
     char io[16];
     char run[GW_PARAM_MAX];
+    char waitpoint[128]; /* :waitpoint (h_waitpoints.c) */
 };
 
 /* The environment a request acts in (from env.resolve_key / env.get). */
