@@ -869,7 +869,6 @@ void gw_on_run_wait_duration(struct gw_call *c)
 /* ---- POST /api/v1/runs/:run/suspend (docs/workers.md) ---- */
 
 /* A completed waitpoint as a worker resumes with it (the SDK's CompletedWaitpoint). */
-json_t *gw_wp_completed_json(struct slice m);
 json_t *gw_wp_completed_json(struct slice m)
 {
     char id[128], kind[32], status[32], type[128];

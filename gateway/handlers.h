@@ -44,5 +44,7 @@ void gw_on_token_complete(struct gw_call *c);
 void gw_on_run_wait_waitpoint(struct gw_call *c);
 void gw_on_run_wait_duration(struct gw_call *c);
 void gw_on_run_suspend(struct gw_call *c);
+/* A completed waitpoint of a msgpack waitpoint object, as a resumed run carries it. */
+json_t *gw_wp_completed_json(struct slice m);
 
 #endif

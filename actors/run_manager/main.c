@@ -44,6 +44,8 @@ static const struct actor_route rm_routes[] = {
     {.type = MSG_RUN_COMPLETE, .fn = rm_on_run_complete},
     {.type = MSG_RUN_FAIL, .fn = rm_on_run_fail},
     {.type = MSG_RUN_RELEASE, .fn = rm_on_run_release},
+    {.type = MSG_RUN_SUSPEND, .fn = rm_on_run_suspend},
+    {.type = MSG_RUN_WAKE, .fn = rm_on_run_wake},
 };
 
 static err_t rm_init(struct actor *a)
