@@ -754,6 +754,19 @@ static json_t *gw_dq_item(struct gw_call *c, struct slice m)
                         gw_iso_or_null(gw_mp_u64(m, "lease_expires_at_ms", NULL)));
     json_object_set_new(o, "token", json_string(token));
     free(token);
+    /* a run resumed after a wait: the waitpoints it waited on, completed (h_waitpoints.c) */
+    struct mp_reader rv;
+    uint32_t nw;
+    if (mp_map_find(m.p, m.n, "waitpoints", &rv) == OK && mp_read_array(&rv, &nw) == OK) {
+        json_t *wps = json_array();
+        for (uint32_t i = 0; i < nw; i++) {
+            struct slice wm;
+            if (mp_skip(&rv, &wm) != OK)
+                break;
+            json_array_append_new(wps, gw_wp_completed_json(wm));
+        }
+        json_object_set_new(o, "resume", json_pack("{s:o}", "waitpoints", wps));
+    }
     return o;
 }
 

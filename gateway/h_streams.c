@@ -751,28 +751,6 @@ void gw_on_stream_records(struct gw_call *c)
 
 /* ---- PUT /realtime/v1/sessions/:session/:io: S2 credentials for writing the channel ---- */
 
-/*
- * Where clients reach this gateway: TETHER_GW_PUBLIC_URL; else the request's Host when
- * TETHER_GW_ALLOWED_HOSTS admitted it; else the listen address. An unchecked Host is never
- * echoed: a forged one would send the writer, and the token it is handed, elsewhere.
- */
-static void gw_public_base(struct gw_call *c, char *out, size_t cap)
-{
-    const char *pub = c->gw->gw.public_url;
-    if (pub && *pub) {
-        size_t l = strlen(pub);
-        snprintf(out, cap, "%.*s", (int)(l && pub[l - 1] == '/' ? l - 1 : l), pub);
-        return;
-    }
-    if (c->req && c->gw->allowed.n &&
-        gw_hosts_match(&c->gw->allowed, c->req->authority.base, c->req->authority.len)) {
-        h2o_iovec_t host = c->req->authority;
-        snprintf(out, cap, "http://%.*s", (int)host.len, host.base);
-        return;
-    }
-    snprintf(out, cap, "%s", c->gw->listen_base);
-}
-
 /* The one scope an S2 access token carries: its stream. */
 static void gw_s2_scope(char *out, size_t cap, const char *key, const char *io)
 {

@@ -77,6 +77,7 @@ struct gw_params {
     const char *bad; /* the first parameter ("session", "io", "run", "stream") that did not
                         decode, or NULL */
     err_t bad_rc;    /* why: ERR_INVAL (a bad escape or %00) or ERR_TOOBIG */
+    char waitpoint[128]; /* :waitpoint (h_waitpoints.c) */
 };
 
 /* The environment a request acts in (from env.resolve_key / env.get). */
@@ -137,6 +138,12 @@ void gw_respond_forbidden(struct gw_call *c, const char *reason);
  * the caller to h2o_start_response on; NULL when the client has gone.
  */
 h2o_req_t *gw_call_stream(struct gw_call *c, int status, const char *content_type);
+/*
+ * Where clients reach this gateway (no trailing slash): TETHER_GW_PUBLIC_URL; else the
+ * request's Host when TETHER_GW_ALLOWED_HOSTS admitted it; else the listen address. Every
+ * URL the gateway hands out (X-S2-Endpoint, token callback URLs) starts with it.
+ */
+void gw_public_base(struct gw_call *c, char *out, size_t cap);
 /* Adds a response header before one of the gw_respond* calls. */
 void gw_add_header(struct gw_call *c, const char *name, const char *value);
 

@@ -112,6 +112,10 @@ bool gw_route_match(const char *pattern, const char *path, size_t n, struct gw_p
                 dst = params->run;
                 cap = sizeof(params->run);
                 name = "run";
+            } else if (plen == 10 && memcmp(p, ":waitpoint", 10) == 0) {
+                dst = params->waitpoint;
+                cap = sizeof(params->waitpoint);
+                name = "waitpoint";
             } else if (plen == 7 && memcmp(p, ":stream", 7) == 0) {
                 /* an S2 stream name holds slashes (sessions/<key>/<io>), and clients may send
                  * them encoded or not: it takes every segment up to the pattern's fixed tail */
@@ -181,6 +185,9 @@ bool gw_params_valid(const struct gw_route *r, const struct gw_params *p, json_t
     }
     if (strstr(r->pattern, ":run"))
         gw_check_id(issues, p, "run", p->run, 256, "Invalid run id");
+    if (strstr(r->pattern, ":waitpoint"))
+        gw_check_id(issues, p, "waitpoint", p->waitpoint, sizeof(p->waitpoint) - 1,
+                    "Invalid waitpoint id");
     if (json_array_size(issues) == 0) {
         json_decref(issues);
         return true;

@@ -44,6 +44,20 @@ const struct gw_route gw_routes[] = {
     {GW_POST, "/s2/v1/streams/:stream/records", STREAM_RECORD_MAX + 64 * KIB, GW_BODY_JSON_PROTO,
      ANY, gw_on_s2_append},
     {GW_GET, "/s2/v1/streams/:stream/records", 0, GW_BODY_RAW, ANY, gw_on_s2_read},
+
+    /* waitpoints (h_waitpoints.c, docs/waitpoint-registry.md) */
+    {GW_POST, "/api/v1/runs/:run/session-streams/wait", 10 * KIB, GW_BODY_JSON, GW_AUTH_SECRET,
+     gw_on_session_stream_wait},
+    {GW_POST, "/api/v1/waitpoints/tokens", 10 * KIB, GW_BODY_JSON, ANY, gw_on_token_create},
+    {GW_GET, "/api/v1/waitpoints/tokens", 0, GW_BODY_RAW, ANY, gw_on_token_list},
+    {GW_GET, "/api/v1/waitpoints/tokens/:waitpoint", 0, GW_BODY_RAW, ANY, gw_on_token_get},
+    {GW_POST, "/api/v1/waitpoints/tokens/:waitpoint/complete", 1024 * KIB, GW_BODY_RAW, ANY,
+     gw_on_token_complete},
+    {GW_POST, "/engine/v1/runs/:run/waitpoints/tokens/:waitpoint/wait", 1 * KIB, GW_BODY_RAW, ANY,
+     gw_on_run_wait_waitpoint},
+    {GW_POST, "/engine/v1/runs/:run/wait/duration", 4 * KIB, GW_BODY_JSON, ANY,
+     gw_on_run_wait_duration},
+    {GW_POST, "/api/v1/runs/:run/suspend", 4 * KIB, GW_BODY_RAW, ANY, gw_on_run_suspend},
 };
 
 const size_t gw_nroutes = sizeof(gw_routes) / sizeof(gw_routes[0]);

@@ -158,6 +158,42 @@ const struct msg_def msg_catalogue[] = {
      "{env, key, io, record} on the stream's topic (proto/stream.h); a latency path only: "
      "subscribers back-fill gaps with stream.read",
      ""},
+    /* A waitpoint object: {id: friendly id (waitpoint_...), kind: "MANUAL"|"SESSION_STREAM"|
+     * "DURATION", status: "PENDING"|"COMPLETED"|"TIMED_OUT", output: str|nil, output_type: str,
+     * output_is_error: bool, idempotency_key: str|nil, idempotency_key_expires_at_ms: uint (0 =
+     * none), tags: JSON text (array), timeout_at_ms: uint (0 = none), created_at_ms,
+     * completed_at_ms (0 = pending), run: friendly run id|nil, key: str|nil, io: str|nil}.
+     * Scoped by env_id: a waitpoint of another environment is ERR_NOTFOUND. */
+    {MSG_WP_CREATE, "wp.create", MSG_K_REQUEST, "waitpoint-registry",
+     "{env_id, kind: \"MANUAL\"|\"SESSION_STREAM\"|\"DURATION\", run: friendly id|nil, key: "
+     "addressing key (SESSION_STREAM), io: \"in\"|\"out\" (SESSION_STREAM), from_seq: uint "
+     "(SESSION_STREAM: the first seq that wakes it, lastSeqNum + 1 or 0), timeout_at_ms: uint (0 = "
+     "none; DURATION: when it completes), idempotency_key: str|nil (1-2048), idempotency_ttl_ms: "
+     "uint (0 = never expires), tags: [str] (0-10, each 1-128)}",
+     "{waitpoint, is_cached: bool} (SESSION_STREAM, not cached: registered in Redis and "
+     "race-checked from from_seq before the reply, so it may already be COMPLETED) | ERR_INVAL"},
+    {MSG_WP_COMPLETE, "wp.complete", MSG_K_REQUEST, "waitpoint-registry",
+     "{env_id, id: friendly id, output: str|nil (JSON text), output_type: str|nil}",
+     "{waitpoint, completed: bool (false: it had completed or timed out already; write-once)} | "
+     "ERR_NOTFOUND (no such MANUAL waitpoint)"},
+    {MSG_WP_GET, "wp.get", MSG_K_REQUEST, "waitpoint-registry",
+     "{env_id, id: friendly id, kind: str|nil (only that kind)}", "{waitpoint} | ERR_NOTFOUND"},
+    {MSG_WP_LIST, "wp.list", MSG_K_REQUEST, "waitpoint-registry",
+     "{env_id, kind: str, statuses: [str] (empty = all), idempotency_key: str|nil, tags: [str] "
+     "(any of), after: friendly id|nil, limit: uint 1-100}",
+     "{waitpoints: [waitpoint] (newest first, ids below after), more: bool}"},
+    {MSG_WP_BLOCK, "wp.block", MSG_K_REQUEST, "waitpoint-registry",
+     "{env_id, run: friendly id, id: waitpoint friendly id}",
+     "{waitpoint} (run now waits on it; idempotent) | ERR_NOTFOUND (no such waitpoint)"},
+    {MSG_RUN_SUSPEND, "run.suspend", MSG_K_REQUEST, "run-manager",
+     "{env_id, run, worker_id: str|nil, hold: bool (true: only check, never suspend)}",
+     "{suspended: bool, pending: uint (waitpoints still pending), waitpoints: [waitpoint] (when "
+     "not suspended and none is pending: the completed ones, handed over once)} (suspended: "
+     "WAITING_TO_RESUME, no lease) | ERR_CONFLICT (not leased to worker_id) | ERR_NOTFOUND"},
+    {MSG_RUN_WAKE, "run.wake", MSG_K_REQUEST, "run-manager",
+     "{waitpoint_ids: [internal id] (1-1000, just completed)}",
+     "{woken: uint} (waiting runs none of whose waitpoints is pending are queued again; the "
+     "run-manager's sweep does the same for any wake that was lost)"},
 };
 
 const size_t msg_catalogue_len = sizeof(msg_catalogue) / sizeof(msg_catalogue[0]);

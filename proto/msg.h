@@ -58,6 +58,17 @@ enum msg_type {
     MSG_STREAM_PEEK = 182,
     MSG_STREAM_TRIM = 183,
     MSG_STREAM_RECORD = 184, /* event from the stream-broker: one appended record */
+
+    /* waitpoint-registry: waitpoints (tokens, session-channel waits, durations) */
+    MSG_WP_CREATE = 200,
+    MSG_WP_COMPLETE = 201,
+    MSG_WP_GET = 202,
+    MSG_WP_LIST = 203,
+    MSG_WP_BLOCK = 204,
+
+    /* run-manager: runs that wait on waitpoints (actors/run_manager/wait.c) */
+    MSG_RUN_SUSPEND = 220,
+    MSG_RUN_WAKE = 221,
 };
 
 enum msg_kind {

@@ -44,6 +44,8 @@ static const struct actor_route rm_routes[] = {
     {.type = MSG_RUN_COMPLETE, .fn = rm_on_run_complete, .once = true},
     {.type = MSG_RUN_FAIL, .fn = rm_on_run_fail, .once = true},
     {.type = MSG_RUN_RELEASE, .fn = rm_on_run_release, .once = true},
+    {.type = MSG_RUN_SUSPEND, .fn = rm_on_run_suspend},
+    {.type = MSG_RUN_WAKE, .fn = rm_on_run_wake},
 };
 
 /* Once routes run in a transaction: run.queued waits for its commit (a worker woken earlier

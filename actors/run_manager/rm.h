@@ -155,6 +155,21 @@ void rm_on_run_complete(struct actor *a, struct bus_req *req);
 void rm_on_run_fail(struct actor *a, struct bus_req *req);
 void rm_on_run_release(struct actor *a, struct bus_req *req);
 
+/* ---- wait.c: runs that wait on waitpoints ---- */
+
+void rm_on_run_suspend(struct actor *a, struct bus_req *req);
+void rm_on_run_wake(struct actor *a, struct bus_req *req);
+/* Queues again up to batch waiting runs none of whose waitpoints is pending. */
+unsigned rm_wait_sweep(struct rm *rm, long long batch);
+/*
+ * The completed waitpoints of the runs of a dequeue result (friendly ids in column 0), each
+ * handed over once (its block deleted): rows (run, waitpoint columns); *res NULL when none.
+ */
+err_t rm_wait_resumes(struct rm *rm, PGresult *dq, PGresult **res);
+/* How many of resumes belong to run, and the "waitpoints" field of its dequeued object. */
+unsigned rm_wait_resume_count(PGresult *resumes, const char *run);
+void rm_wait_resume_put(struct mp_writer *w, PGresult *resumes, const char *run);
+
 /* ---- sweep.c ---- */
 
 /* Arms the sweep timer on rm->loop (every TETHER_RM_SWEEP_INTERVAL). */
@@ -248,8 +263,9 @@ err_t rm_store_run_get(struct db_pg *pg, const char *env_id, const char *friendl
 /* Cancels a live run: *found, *canceled (false: already final) and its status after. */
 err_t rm_store_run_cancel(struct db_pg *pg, const char *env_id, const char *friendly, bool *found,
                           bool *canceled, char *status, size_t cap);
-/* Writes row of a dequeue result as a dequeued-run object (proto/msg.c, run.dequeue). */
-void rm_dequeued_put(struct mp_writer *w, PGresult *r, int row);
+/* Writes row of a dequeue result as a dequeued-run object (proto/msg.c, run.dequeue), with
+ * `extra` more fields for the caller to write after it. */
+void rm_dequeued_put(struct mp_writer *w, PGresult *r, int row, uint32_t extra);
 /* Leases up to max queued runs (rm_dequeued_put's rows), oldest first; the caller PQclear()s. */
 err_t rm_store_dequeue(struct db_pg *pg, const char *env_id, const char *tasks_array, unsigned max,
                        const char *worker_id, uint64_t lease_ms, PGresult **res);

@@ -270,9 +270,9 @@ void rm_run_put(struct mp_writer *w, PGresult *r)
     rm_put_uint_col(w, "completed_at_ms", r, 0, 19);
 }
 
-void rm_dequeued_put(struct mp_writer *w, PGresult *r, int row)
+void rm_dequeued_put(struct mp_writer *w, PGresult *r, int row, uint32_t extra)
 {
-    mp_put_map(w, 13);
+    mp_put_map(w, 13 + extra);
     rm_put_col(w, "id", r, row, 0);
     rm_put_col(w, "task_identifier", r, row, 1);
     rm_put_col(w, "payload", r, row, 2);

@@ -66,6 +66,9 @@ static unsigned rm_sweep_pass(struct rm *rm, bool *full)
     total += rm_sweep_counted(rm, "expired (ttl)", rc, n, full);
     rc = rm_store_sweep_orphans(rm->pg, rm->cfg.sweep_batch, rm->cfg.orphan_grace_ms, &n);
     total += rm_sweep_counted(rm, "canceled as orphans (no session points at them)", rc, n, full);
+    n = rm_wait_sweep(rm, rm->cfg.sweep_batch); /* wait.c: wakes that were lost */
+    *full |= (long long)n >= rm->cfg.sweep_batch;
+    total += n;
     return total;
 }
 

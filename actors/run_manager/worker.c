@@ -192,18 +192,26 @@ void rm_on_run_dequeue(struct actor *a, struct bus_req *req)
     int n = PQntuples(r);
     if (n == 0)
         actor_once_nothing_done(a); /* an empty poll leases nothing: no answer worth keeping */
+    PGresult *resumes = NULL; /* a run resumed from a wait: its completed waitpoints (wait.c) */
+    if (rm_wait_resumes(rm, r, &resumes) != OK)
+        resumes = NULL; /* kept for the next dequeue of the run: nothing is lost */
     mp_writer_init(&w);
     mp_put_map(&w, 1);
     mp_put_str(&w, "runs");
     mp_put_array(&w, (uint32_t)n);
     for (int i = 0; i < n; i++) {
-        rm_dequeued_put(&w, r, i);
+        bool resumed = rm_wait_resume_count(resumes, PQgetvalue(r, i, 0)) > 0;
+        rm_dequeued_put(&w, r, i, resumed ? 1 : 0);
+        if (resumed)
+            rm_wait_resume_put(&w, resumes, PQgetvalue(r, i, 0));
         LOG_DEBUG("run.dequeued", "%s (attempt %s) leased to worker %s for %" PRIu64 " ms",
                   PQgetvalue(r, i, 0), PQgetvalue(r, i, 3), worker, lease_ms);
     }
     rm_reply_writer(req, &w);
     mp_writer_fini(&w);
     PQclear(r);
+    if (resumes)
+        PQclear(resumes);
 }
 
 /* ---- run.heartbeat, run.complete, run.fail ---- */

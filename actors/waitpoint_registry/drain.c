@@ -1,0 +1,507 @@
+/*
+ * drain.c - how pending waitpoints complete without a request: the drain
+ * (a stream.record event on a channel with waiters), the reconciliation
+ * sweep (a drain lost to a crash or a dropped event), the timer (due
+ * timeouts and durations), and the run.wake that follows every completion.
+ *
+ * The drain is a latency path: the stream-broker publishes each appended
+ * record on the channel's topic, and this process subscribes to the topics
+ * of channels it knows waiters of (registered here, or seen by the sweep).
+ * The sweep is the guarantee: every TETHER_WP_SWEEP_INTERVAL it reads the
+ * pending session-channel waitpoints from PostgreSQL and each one's channel
+ * from its cursor (stream.read), completing those with a record. The timer
+ * polls the due-time index every TETHER_WP_TIMER_TICK. All three complete
+ * with UPDATE ... WHERE status = 'PENDING', so instances never double-fire.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mem.h"
+#include "msg.h"
+#include "wp.h"
+
+/* ---- Redis: the §12 registration (env-scoped key) ---- */
+
+static const char wp_register_lua[] =
+    "redis.call('SADD', KEYS[1], ARGV[1]) "
+    "local pttl = redis.call('PTTL', KEYS[1]) "
+    "local ttl = tonumber(ARGV[2]) "
+    "if pttl < 0 or ttl > pttl then redis.call('PEXPIRE', KEYS[1], ttl) end "
+    "return 1";
+
+static void wp_redis_key(char *out, size_t cap, const char *env, const char *key, const char *io)
+{
+    snprintf(out, cap, "tr:ssw:%s:%s:%s", env, key, io);
+}
+
+static void wp_on_redis(void *arg, err_t rc, const redisReply *reply)
+{
+    (void)reply;
+    /* §12: Redis errors are logged and swallowed (PostgreSQL holds the truth) */
+    if (rc != OK)
+        LOG_WARN("wp.redis_failed", "a waitpoint cache command failed (%s): %s",
+                 (const char *)arg, err_str(rc));
+}
+
+void wp_redis_register(struct wp *wp, const char *env, const char *key, const char *io,
+                       const char *id, uint64_t ttl_ms)
+{
+    char k[STREAM_NAME_MAX], ttl[24];
+    wp_redis_key(k, sizeof(k), env, key, io);
+    snprintf(ttl, sizeof(ttl), "%" PRIu64, ttl_ms ? ttl_ms : 1);
+    const char *argv[] = {"EVAL", wp_register_lua, "1", k, id, ttl};
+    if (db_redis_async_cmd(wp->redis, 6, argv, NULL, wp_on_redis, "register") != OK)
+        LOG_WARN("wp.redis_failed", "could not register a waitpoint in Redis");
+}
+
+void wp_redis_remove(struct wp *wp, const char *env, const char *key, const char *io,
+                     const char *id)
+{
+    char k[STREAM_NAME_MAX];
+    wp_redis_key(k, sizeof(k), env, key, io);
+    const char *argv[] = {"SREM", k, id};
+    if (db_redis_async_cmd(wp->redis, 3, argv, NULL, wp_on_redis, "remove") != OK)
+        LOG_WARN("wp.redis_failed", "could not remove a waitpoint from Redis");
+}
+
+static void wp_redis_drain(struct wp *wp, const char *env, const char *key, const char *io)
+{
+    char k[STREAM_NAME_MAX];
+    wp_redis_key(k, sizeof(k), env, key, io);
+    /* the members are not needed: the channel's rows in PostgreSQL name the waiters */
+    const char *argv[] = {"DEL", k};
+    if (db_redis_async_cmd(wp->redis, 2, argv, NULL, wp_on_redis, "drain") != OK)
+        LOG_WARN("wp.redis_failed", "could not drain a waitpoint set in Redis");
+}
+
+/* ---- run.wake ---- */
+
+static void wp_on_woken(void *arg, err_t rc, const struct envelope *env)
+{
+    (void)arg;
+    (void)env;
+    /* the run-manager's sweep queues any waiting run whose wake is lost */
+    if (rc != OK)
+        LOG_WARN("wp.wake_failed", "run.wake failed: %s", err_str(rc));
+}
+
+void wp_wake(struct wp *wp, const char *const *ids, unsigned n)
+{
+    struct mp_writer w;
+    if (n == 0 || !wp->rm)
+        return;
+    mp_writer_init(&w);
+    mp_put_map(&w, 1);
+    mp_put_str(&w, "waitpoint_ids");
+    mp_put_array(&w, n);
+    for (unsigned i = 0; i < n; i++)
+        mp_put_str(&w, ids[i]);
+    err_t rc = mp_writer_err(&w);
+    if (rc == OK)
+        rc = bus_call(wp->rm, MSG_RUN_WAKE, mp_writer_data(&w), mp_writer_len(&w), NULL,
+                      wp_on_woken, NULL);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        LOG_WARN("wp.wake_failed", "could not send run.wake: %s", err_str(rc));
+}
+
+void wp_wake_result(struct wp *wp, const PGresult *res, int col)
+{
+    const char *ids[WP_WAKE_MAX];
+    int n = PQntuples(res);
+    for (int i = 0; i < n;) {
+        unsigned k = 0;
+        for (; i < n && k < WP_WAKE_MAX; i++)
+            ids[k++] = PQgetvalue(res, i, col);
+        wp_wake(wp, ids, k);
+    }
+}
+
+/* ---- topics ---- */
+
+static unsigned wp_topic_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % WP_TOPIC_BUCKETS;
+}
+
+static struct wp_topic *wp_topic_find(struct wp *wp, const char *name, struct wp_topic ***link)
+{
+    struct wp_topic **pp = &wp->topics[wp_topic_hash(name)];
+    for (; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->name, name) == 0)
+            break;
+    }
+    if (link)
+        *link = pp;
+    return *pp;
+}
+
+void wp_topic_want(struct wp *wp, const char *env, const char *key, const char *io)
+{
+    char name[STREAM_NAME_MAX];
+    struct wp_topic **link;
+    if (stream_topic(name, sizeof(name), env, key, io) != OK)
+        return;
+    struct wp_topic *t = wp_topic_find(wp, name, &link);
+    if (!t) {
+        t = xcalloc(1, sizeof(*t));
+        snprintf(t->name, sizeof(t->name), "%s", name);
+        snprintf(t->env, sizeof(t->env), "%s", env);
+        snprintf(t->key, sizeof(t->key), "%s", key);
+        snprintf(t->io, sizeof(t->io), "%s", io);
+        *link = t;
+        wp->ntopics++;
+        if (wp->sub && bus_sub_add(wp->sub, name) != OK)
+            LOG_WARN("wp.subscribe_failed", "cannot follow a channel's events; the sweep covers it");
+    }
+    t->gen++;
+    t->seen = wp->sweep_gen;
+}
+
+static void wp_topic_drop(struct wp *wp, struct wp_topic *t)
+{
+    struct wp_topic **link;
+    if (wp_topic_find(wp, t->name, &link) != t)
+        return;
+    *link = t->next;
+    wp->ntopics--;
+    if (wp->sub)
+        (void)bus_sub_remove(wp->sub, t->name);
+    free(t);
+}
+
+/* ---- the drain ---- */
+
+struct wp_drain {
+    struct wp *wp;
+    char name[STREAM_NAME_MAX];
+    uint64_t gen;
+    const char *path; /* "drain" | "sweep" */
+};
+
+static void wp_on_drained(void *arg, err_t rc, const PGresult *res)
+{
+    struct wp_drain *d = arg;
+    struct wp *wp = d->wp;
+    if (rc != OK) {
+        LOG_WARN("wp.drain_failed", "could not complete a channel's waiters (%s): %s", d->path,
+                 err_str(rc));
+        free(d);
+        return;
+    }
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++)
+        LOG_INFO("wp.completed", "waitpoint_%s completed by the %s", PQgetvalue(res, i, 0),
+                 d->path);
+    if (strcmp(d->path, "drain") == 0)
+        wp->drained += (uint64_t)n;
+    else
+        wp->swept += (uint64_t)n;
+    wp_wake_result(wp, res, 0);
+    /* nobody registered meanwhile: the waiters this process knew of are done */
+    struct wp_topic *t = wp_topic_find(wp, d->name, NULL);
+    if (t && t->gen == d->gen && strcmp(d->path, "drain") == 0)
+        wp_topic_drop(wp, t);
+    free(d);
+}
+
+/*
+ * Completes the pending waiters of a channel whose cursor is at or before seq with body's
+ * envelope data. from_min bounds the rows (the sweep completes only those it read for).
+ */
+static void wp_complete_channel(struct wp *wp, const char *env, const char *key, const char *io,
+                                uint64_t seq, uint64_t from_min, struct slice body,
+                                const char *path)
+{
+    char s[24], f[24], name[STREAM_NAME_MAX];
+    char *out = wp_envelope_data(body.p, body.n);
+    if (!out || stream_topic(name, sizeof(name), env, key, io) != OK) {
+        free(out);
+        return;
+    }
+    snprintf(s, sizeof(s), "%" PRIu64, seq);
+    snprintf(f, sizeof(f), "%" PRIu64, from_min);
+    struct wp_drain *d = xcalloc(1, sizeof(*d));
+    d->wp = wp;
+    d->path = path;
+    snprintf(d->name, sizeof(d->name), "%s", name);
+    struct wp_topic *t = wp_topic_find(wp, name, NULL);
+    d->gen = t ? t->gen : 0;
+    const char *params[] = {env, io, key, s, out, f};
+    err_t rc = db_pg_async_exec(
+        wp->pg,
+        "UPDATE waitpoints SET status = 'COMPLETED', output = $5, completed_at = now()"
+        " WHERE runtime_environment_id = $1 AND stream_io = $2 AND stream_key = $3"
+        " AND kind = 'SESSION_STREAM' AND status = 'PENDING'"
+        " AND from_seq <= $4::bigint AND from_seq >= $6::bigint RETURNING id",
+        6, params, wp_on_drained, d);
+    free(out);
+    if (rc != OK) {
+        LOG_WARN("wp.drain_failed", "could not complete a channel's waiters: %s", err_str(rc));
+        free(d);
+    }
+}
+
+static bool wp_record_fields(struct slice rec, uint64_t *seq, struct slice *body)
+{
+    struct mp_reader r;
+    return mp_map_find(rec.p, rec.n, "seq", &r) == OK && mp_read_uint(&r, seq) == OK &&
+           mp_map_find(rec.p, rec.n, "body", &r) == OK && mp_read_bin(&r, body) == OK;
+}
+
+static bool wp_body_str(struct slice body, const char *k, char *out, size_t cap)
+{
+    struct mp_reader r;
+    struct slice s;
+    return mp_map_find(body.p, body.n, k, &r) == OK && mp_read_str(&r, &s) == OK &&
+           !memchr(s.p, '\0', s.n) && slice_copy(s, out, cap) == OK;
+}
+
+static void wp_on_event(void *arg, const char *topic, const struct envelope *env)
+{
+    struct wp *wp = arg;
+    char e[STREAM_ENV_MAX + 1], key[STREAM_KEY_MAX + 1], io[4];
+    struct mp_reader r;
+    struct slice rec, body;
+    uint64_t seq;
+    (void)topic;
+    if (env->type != MSG_STREAM_RECORD)
+        return;
+    if (!wp_body_str(env->body, "env", e, sizeof(e)) ||
+        !wp_body_str(env->body, "key", key, sizeof(key)) ||
+        !wp_body_str(env->body, "io", io, sizeof(io)) ||
+        mp_map_find(env->body.p, env->body.n, "record", &r) != OK || mp_skip(&r, &rec) != OK ||
+        !wp_record_fields(rec, &seq, &body))
+        return;
+    wp_redis_drain(wp, e, key, io);
+    wp_complete_channel(wp, e, key, io, seq, 0, body, "drain");
+}
+
+/* ---- the reconciliation sweep ---- */
+
+struct wp_sweep_read {
+    struct wp *wp;
+    char env[STREAM_ENV_MAX + 1];
+    char key[STREAM_KEY_MAX + 1];
+    char io[4];
+    uint64_t from;
+};
+
+static unsigned wp_sweep_pending; /* reads under way in this sweep */
+
+static void wp_sweep_end(struct wp *wp);
+
+static void wp_on_sweep_read(void *arg, err_t rc, const struct envelope *env)
+{
+    struct wp_sweep_read *s = arg;
+    struct mp_reader v;
+    uint32_t n;
+    struct slice rec, body;
+    uint64_t seq;
+    if (rc == OK && env && mp_map_find(env->body.p, env->body.n, "records", &v) == OK &&
+        mp_read_array(&v, &n) == OK && n > 0 && mp_skip(&v, &rec) == OK &&
+        wp_record_fields(rec, &seq, &body))
+        wp_complete_channel(s->wp, s->env, s->key, s->io, seq, s->from, body, "sweep");
+    else if (rc != OK)
+        LOG_DEBUG("wp.sweep_read_failed", "stream.read for the sweep failed: %s", err_str(rc));
+    struct wp *wp = s->wp;
+    free(s);
+    if (--wp_sweep_pending == 0)
+        wp_sweep_end(wp);
+}
+
+static void wp_on_sweep_rows(void *arg, err_t rc, const PGresult *res)
+{
+    struct wp *wp = arg;
+    struct mp_writer w;
+    if (rc != OK) {
+        LOG_WARN("wp.sweep_failed", "could not read pending waitpoints: %s", err_str(rc));
+        wp_sweep_end(wp);
+        return;
+    }
+    wp->sweep_gen++;
+    int n = PQntuples(res);
+    wp_sweep_pending = 1; /* held until every read is sent */
+    mp_writer_init(&w);
+    for (int i = 0; i < n; i++) {
+        const char *env = PQgetvalue(res, i, 0), *io = PQgetvalue(res, i, 1),
+                   *key = PQgetvalue(res, i, 2);
+        uint64_t from = strtoull(PQgetvalue(res, i, 3), NULL, 10);
+        if (strlen(env) > STREAM_ENV_MAX || strlen(key) > STREAM_KEY_MAX || strlen(io) > 3)
+            continue;
+        /* a channel with waiters is followed from now on (waiters of another instance too) */
+        wp_topic_want(wp, env, key, io);
+        struct wp_sweep_read *s = xcalloc(1, sizeof(*s));
+        s->wp = wp;
+        snprintf(s->env, sizeof(s->env), "%s", env);
+        snprintf(s->key, sizeof(s->key), "%s", key);
+        snprintf(s->io, sizeof(s->io), "%s", io);
+        s->from = from;
+        mp_writer_reset(&w);
+        mp_put_map(&w, 5);
+        mp_put_kv_str(&w, "env", env);
+        mp_put_kv_str(&w, "key", key);
+        mp_put_kv_str(&w, "io", io);
+        mp_put_kv_uint(&w, "from", from);
+        mp_put_kv_uint(&w, "count", 1);
+        rc = mp_writer_err(&w);
+        if (rc == OK)
+            rc = bus_call(wp->broker, MSG_STREAM_READ, mp_writer_data(&w), mp_writer_len(&w),
+                          NULL, wp_on_sweep_read, s);
+        if (rc != OK) {
+            free(s);
+            continue;
+        }
+        wp_sweep_pending++;
+    }
+    mp_writer_fini(&w);
+    /* channels no pending waiter needs any more are let go */
+    for (unsigned b = 0; b < WP_TOPIC_BUCKETS; b++) {
+        for (struct wp_topic *t = wp->topics[b], *next; t; t = next) {
+            next = t->next;
+            if (t->seen + 1 < wp->sweep_gen)
+                wp_topic_drop(wp, t);
+        }
+    }
+    if (--wp_sweep_pending == 0)
+        wp_sweep_end(wp);
+}
+
+static void wp_sweep_tick(struct loop *l, void *arg);
+
+static void wp_sweep_end(struct wp *wp)
+{
+    wp->sweeping = false;
+    wp->sweep_timer = loop_timer_add(wp->loop, (uint64_t)wp->cfg.sweep_interval_ms,
+                                     wp_sweep_tick, wp);
+}
+
+static void wp_sweep_tick(struct loop *l, void *arg)
+{
+    struct wp *wp = arg;
+    char lim[16];
+    (void)l;
+    wp->sweep_timer = 0;
+    if (wp->sweeping)
+        return;
+    wp->sweeping = true;
+    snprintf(lim, sizeof(lim), "%lld", wp->cfg.batch);
+    const char *params[] = {lim};
+    /* one read per (channel, cursor): waiters sharing both share the read */
+    err_t rc = db_pg_async_exec(
+        wp->pg,
+        "SELECT runtime_environment_id, stream_io, stream_key, from_seq FROM waitpoints"
+        " WHERE status = 'PENDING' AND kind = 'SESSION_STREAM'"
+        " GROUP BY runtime_environment_id, stream_io, stream_key, from_seq"
+        " ORDER BY min(created_at) LIMIT $1::integer",
+        1, params, wp_on_sweep_rows, wp);
+    if (rc != OK) {
+        LOG_DEBUG("wp.sweep_failed", "could not read pending waitpoints: %s", err_str(rc));
+        wp_sweep_end(wp);
+    }
+}
+
+/* ---- the timer: due timeouts and durations ---- */
+
+static void wp_timer_tick(struct loop *l, void *arg);
+
+static void wp_timer_arm(struct wp *wp, uint64_t delay)
+{
+    wp->tick_timer = loop_timer_add(wp->loop, delay, wp_timer_tick, wp);
+}
+
+static void wp_on_fired(void *arg, err_t rc, const PGresult *res)
+{
+    struct wp *wp = arg;
+    wp->firing = false;
+    if (rc != OK) {
+        LOG_WARN("wp.timer_failed", "could not fire due waitpoints: %s", err_str(rc));
+        wp_timer_arm(wp, (uint64_t)wp->cfg.timer_tick_ms);
+        return;
+    }
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++)
+        LOG_INFO(strcmp(PQgetvalue(res, i, 1), "TIMED_OUT") == 0 ? "wp.timed_out" : "wp.completed",
+                 "waitpoint_%s %s by the timer", PQgetvalue(res, i, 0),
+                 strcmp(PQgetvalue(res, i, 1), "TIMED_OUT") == 0 ? "timed out" : "completed");
+    wp->fired += (uint64_t)n;
+    wp_wake_result(wp, res, 0);
+    /* a full batch: more are due, go again at once */
+    wp_timer_arm(wp, n >= wp->cfg.batch ? 0 : (uint64_t)wp->cfg.timer_tick_ms);
+}
+
+static void wp_timer_tick(struct loop *l, void *arg)
+{
+    struct wp *wp = arg;
+    char lim[16];
+    (void)l;
+    wp->tick_timer = 0;
+    if (wp->firing)
+        return;
+    wp->firing = true;
+    snprintf(lim, sizeof(lim), "%lld", wp->cfg.batch);
+    const char *params[] = {lim};
+    /* the output of a timeout is the SDK's timeout error (core: isWaitpointOutputTimeout) */
+    err_t rc = db_pg_async_exec(
+        wp->pg,
+        "UPDATE waitpoints w SET"
+        "  status = CASE WHEN w.kind = 'DURATION' THEN 'COMPLETED' ELSE 'TIMED_OUT' END,"
+        "  output_is_error = w.kind <> 'DURATION',"
+        "  output = CASE WHEN w.kind = 'DURATION' THEN NULL ELSE json_build_object("
+        "   'code', 'TRIGGER_WAITPOINT_TIMEOUT', 'message', 'Waitpoint timed out at ' ||"
+        "   to_char(w.timeout_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text"
+        "  END, completed_at = now()"
+        " WHERE w.id IN (SELECT id FROM waitpoints WHERE status = 'PENDING'"
+        "  AND timeout_at IS NOT NULL AND timeout_at <= now() ORDER BY timeout_at"
+        "  LIMIT $1::integer FOR UPDATE SKIP LOCKED) AND w.status = 'PENDING'"
+        " RETURNING w.id, w.status",
+        1, params, wp_on_fired, wp);
+    if (rc != OK) {
+        wp->firing = false;
+        wp_timer_arm(wp, (uint64_t)wp->cfg.timer_tick_ms);
+    }
+}
+
+/* ---- start ---- */
+
+static void wp_events_urls(struct wp *wp, char *out, size_t cap)
+{
+    char peers[BUS_URL_MAX * 8], *save = NULL;
+    static const char prefix[] = "stream-broker.";
+    size_t o = 0, pl = sizeof(prefix) - 1;
+    bus_actor_peers(wp->a->bus, "stream-broker", peers, sizeof(peers));
+    out[0] = '\0';
+    for (char *u = strtok_r(peers, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        /* ipc://<dir>/stream-broker.<n>.ipc -> ipc://<dir>/stream-broker.events.<n>.ipc */
+        char *base = strrchr(u, '/');
+        if (!base || strncmp(++base, prefix, pl) != 0)
+            continue;
+        int w = snprintf(out + o, cap - o, "%s%.*s%sevents.%s", o ? "," : "", (int)(base - u), u,
+                         prefix, base + pl);
+        if (w < 0 || (size_t)w >= cap - o)
+            break;
+        o += (size_t)w;
+    }
+}
+
+err_t wp_drain_start(struct wp *wp)
+{
+    char urls[BUS_URL_MAX * 8];
+    wp_events_urls(wp, urls, sizeof(urls));
+    if (!urls[0] || bus_sub_open(wp->a->bus, urls, wp_on_event, wp, &wp->sub) != OK) {
+        LOG_WARN("wp.events", "cannot follow the stream-broker's events; only the sweep drains");
+        wp->sub = NULL;
+    }
+    /* the first sweep at once: it rebuilds the subscriptions of waiters made before a restart */
+    wp->sweep_timer = loop_timer_add(wp->loop, 0, wp_sweep_tick, wp);
+    wp_timer_arm(wp, 0);
+    if (!wp->sweep_timer || !wp->tick_timer)
+        return ERR_NOMEM;
+    return OK;
+}
