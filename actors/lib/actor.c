@@ -32,16 +32,12 @@ static const struct cfg_def actor_once_defs[] = {
      "pass forward)"},
 };
 
-static void actor_probe_stores(struct actor *a)
+/* Readiness and health follow the last answer of each declared store's probe. */
+static void actor_stores_seen(struct actor *a)
 {
-    bool ok = true;
     unsigned s = a->spec->stores;
-    if ((s & ACTOR_STORE_PG) && db_pg_ping(&a->pg) != OK)
-        ok = false;
-    if ((s & ACTOR_STORE_REDIS) && db_redis_ping(&a->redis) != OK)
-        ok = false;
-    if ((s & ACTOR_STORE_CH) && db_ch_ping(&a->ch) != OK)
-        ok = false;
+    bool ok = (!(s & ACTOR_STORE_PG) || a->pg_ok) && (!(s & ACTOR_STORE_REDIS) || a->redis_ok) &&
+              (!(s & ACTOR_STORE_CH) || a->ch_ok);
     a->stores_ok = ok;
     if (ok && !a->ready) {
         a->ready = true;
@@ -49,6 +45,49 @@ static void actor_probe_stores(struct actor *a)
         LOG_INFO("actor.ready", "ready (bus bound, stores reachable) after %" PRIu64 "ms",
                  clock_mono_ms() - a->started_mono);
     }
+}
+
+static void actor_on_pg_probe(void *arg, err_t rc, const PGresult *res)
+{
+    struct actor *a = arg;
+    (void)res;
+    a->pg_probing = false;
+    a->pg_ok = rc == OK;
+    actor_stores_seen(a);
+}
+
+static void actor_on_redis_probe(void *arg, err_t rc, const redisReply *rep)
+{
+    struct actor *a = arg;
+    (void)rep;
+    a->redis_probing = false;
+    a->redis_ok = rc == OK;
+    actor_stores_seen(a);
+}
+
+/*
+ * PostgreSQL and Redis are probed through the non-blocking clients: a store that hangs
+ * never holds up the loop, its probe simply stays unanswered until the client's timeout.
+ */
+static void actor_probe_stores(struct actor *a)
+{
+    unsigned s = a->spec->stores;
+    if ((s & ACTOR_STORE_PG) && !a->pg_probing) {
+        if (db_pg_async_exec(a->pga, "SELECT 1", 0, NULL, actor_on_pg_probe, a) == OK)
+            a->pg_probing = true;
+        else
+            a->pg_ok = false;
+    }
+    if ((s & ACTOR_STORE_REDIS) && !a->redis_probing) {
+        const char *ping[] = {"PING"};
+        if (db_redis_async_cmd(a->ra, 1, ping, NULL, actor_on_redis_probe, a) == OK)
+            a->redis_probing = true;
+        else
+            a->redis_ok = false;
+    }
+    if (s & ACTOR_STORE_CH) /* one bounded round trip (1 s) */
+        a->ch_ok = db_ch_ping(&a->ch) == OK;
+    actor_stores_seen(a);
 }
 
 static void actor_probe_timer(struct loop *l, void *arg)
@@ -322,6 +361,21 @@ static int actor_run(struct actor *a, int argc, char **argv)
 
     if (spec->stores & ACTOR_STORE_PG)
         db_pg_init(&a->pg, a->cfg.pg_url, (unsigned)a->cfg.pg_statement_timeout_ms);
+    if (spec->stores & ACTOR_STORE_PG) {
+        struct db_pg_async_opts po = {
+            .url = a->cfg.pg_url,
+            .conns = (unsigned)a->cfg.pg_pool,
+            .statement_timeout_ms = (unsigned)a->cfg.pg_statement_timeout_ms,
+            .timeout_ms = (unsigned)a->cfg.bus_timeout_ms,
+        };
+        if (db_pg_async_new(&a->loop, &po, &a->pga) != OK)
+            return EXIT_PERMANENT;
+    }
+    if ((spec->stores & ACTOR_STORE_REDIS) &&
+        db_redis_async_new(&a->loop, a->cfg.redis_url, 2000, &a->ra) != OK) {
+        LOG_ERROR("cfg.invalid", "invalid TETHER_REDIS_URL (redis://[:password@]host:port[/db])");
+        return EXIT_PERMANENT;
+    }
     if ((spec->stores & ACTOR_STORE_REDIS) && db_redis_init(&a->redis, a->cfg.redis_url, 2000) != OK) {
         LOG_ERROR("cfg.invalid", "invalid TETHER_REDIS_URL (redis://[:password@]host:port[/db])");
         return EXIT_PERMANENT;
@@ -359,6 +413,9 @@ int actor_main(const struct actor_spec *spec, int argc, char **argv)
     a.parent_fd = -1;
     int code = actor_run(&a, argc, argv);
 
+    /* first: what they still hold is answered ERR_CLOSED, through the bus and the state */
+    db_redis_async_free(a.ra);
+    db_pg_async_free(a.pga);
     if (spec->fini)
         spec->fini(&a);
     bus_close(a.bus);

@@ -18,7 +18,9 @@
 #include "cfg.h"
 #include "db_ch.h"
 #include "db_pg.h"
+#include "db_pg_async.h"
 #include "db_redis.h"
+#include "db_redis_async.h"
 #include "loop.h"
 
 enum actor_store {
@@ -76,6 +78,10 @@ struct actor {
     struct db_pg pg;
     struct db_redis redis;
     struct db_ch ch;
+    struct db_pg_async *pga;     /* non-blocking pool (ACTOR_STORE_PG): probes, new handlers */
+    struct db_redis_async *ra;   /* non-blocking Redis (ACTOR_STORE_REDIS) */
+    bool pg_ok, redis_ok, ch_ok; /* the last probe of each */
+    bool pg_probing, redis_probing;
     bool ready;        /* told the supervisor */
     bool stores_ok;    /* every declared store answered at the last probe */
     uint64_t started_mono;

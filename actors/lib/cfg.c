@@ -45,6 +45,9 @@ const struct cfg_def cfg_common_defs[] = {
     {"TETHER_PG_STATEMENT_TIMEOUT", CFG_MS, "5s", 100, 600000, CFG_OFF(pg_statement_timeout_ms),
      "PostgreSQL statement_timeout of an actor's connection; a statement cut off by it answers "
      "503 with x-should-retry: true"},
+    {"TETHER_PG_POOL", CFG_INT, "2", 1, 16, CFG_OFF(pg_pool),
+     "non-blocking PostgreSQL connections of an actor (pipelined; each holds up to 32 statements "
+     "in flight)"},
 };
 
 const size_t cfg_common_defs_len = sizeof(cfg_common_defs) / sizeof(cfg_common_defs[0]);

@@ -81,6 +81,7 @@ struct cfg_common {
     long long shutdown_grace_ms;
     char *node_id;
     long long pg_statement_timeout_ms;
+    long long pg_pool;
 };
 
 extern const struct cfg_def cfg_common_defs[];

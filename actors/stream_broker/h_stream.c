@@ -4,9 +4,11 @@
  *
  * Each handler validates the whole request before touching Redis (bad
  * input is ERR_INVAL / ERR_TOOBIG with a message saying what is wrong),
- * runs one store call and replies. Events are published before the reply
- * because the records they carry borrow from the request; a lost event
- * costs latency only, since subscribers back-fill with stream.read.
+ * starts one store call and returns; the reply is sent from the call's
+ * completion, so many requests are in flight at once. Events are published
+ * before the reply because the records they carry borrow from the request;
+ * a lost event costs latency only, since subscribers back-fill with
+ * stream.read.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mem.h"
 #include "msg.h"
 #include "sb.h"
 
@@ -28,9 +31,8 @@ static void sb_reply_writer(struct bus_req *req, struct mp_writer *w)
 /* store.c has logged the cause; this says what the caller may do. */
 static void sb_reply_store_err(struct bus_req *req, err_t rc)
 {
-    if (rc == ERR_UNAVAIL)
-        (void)bus_reply_err(req, ERR_UNAVAIL,
-                            "the stream store (Redis) is unavailable; retry later");
+    if (rc == ERR_UNAVAIL || rc == ERR_TIMEOUT)
+        (void)bus_reply_err(req, rc, "the stream store (Redis) is unavailable; retry later");
     else if (rc == ERR_QUOTA)
         (void)bus_reply_err(req, ERR_QUOTA,
                             "the streams of this environment hold their quota of bytes "
@@ -81,47 +83,66 @@ static void sb_publish_appended(struct sb *sb, const struct sb_append *ap)
                  ap->s.env, ap->s.io, err_str(last));
 }
 
-void sb_on_stream_append(struct actor *a, struct bus_req *req)
-{
-    struct sb *sb = sb_of(a);
+/* An append between its request and its reply. */
+struct sb_append_call {
+    struct sb *sb;
+    struct bus_req *req;
     struct sb_append ap;
+};
+
+static void sb_append_done(void *arg, err_t rc)
+{
+    struct sb_append_call *call = arg;
+    struct sb_append *ap = &call->ap;
     struct mp_writer w;
-    char why[SB_WHY_MAX];
     unsigned ndup = 0;
-    err_t rc = sb_parse_append(bus_req_env(req)->body, &ap, why, sizeof(why));
     if (rc != OK) {
-        sb_append_fini(&ap);
-        (void)bus_reply_err(req, rc, why);
+        sb_reply_store_err(call->req, rc);
+        sb_append_fini(ap);
+        free(call);
         return;
     }
-    rc = sb_store_append(sb, &ap);
-    if (rc != OK) {
-        sb_append_fini(&ap);
-        sb_reply_store_err(req, rc);
-        return;
-    }
-    sb_publish_appended(sb, &ap);
+    sb_publish_appended(call->sb, ap);
     mp_writer_init(&w);
     mp_put_map(&w, 4);
     mp_put_str(&w, "seqs");
-    mp_put_array(&w, ap.n);
-    for (uint32_t i = 0; i < ap.n; i++)
-        mp_put_uint(&w, ap.seqs[i]);
+    mp_put_array(&w, ap->n);
+    for (uint32_t i = 0; i < ap->n; i++)
+        mp_put_uint(&w, ap->seqs[i]);
     mp_put_str(&w, "dups");
-    mp_put_array(&w, ap.n);
-    for (uint32_t i = 0; i < ap.n; i++) {
-        mp_put_bool(&w, ap.dups[i]);
-        ndup += ap.dups[i];
+    mp_put_array(&w, ap->n);
+    for (uint32_t i = 0; i < ap->n; i++) {
+        mp_put_bool(&w, ap->dups[i]);
+        ndup += ap->dups[i];
     }
-    mp_put_kv_uint(&w, "tail", ap.tail);
-    mp_put_kv_uint(&w, "ts", ap.ts);
-    sb_reply_writer(req, &w);
+    mp_put_kv_uint(&w, "tail", ap->tail);
+    mp_put_kv_uint(&w, "ts", ap->ts);
+    sb_reply_writer(call->req, &w);
     mp_writer_fini(&w);
     LOG_DEBUG("stream.appended",
               "%" PRIu32 " records (%u duplicates) on %s/%s, tail %" PRIu64 ", %" PRIu64
               " records trimmed, %+" PRId64 " bytes",
-              ap.n, ndup, ap.s.env, ap.s.io, ap.tail, ap.trimmed, ap.delta);
-    sb_append_fini(&ap);
+              ap->n, ndup, ap->s.env, ap->s.io, ap->tail, ap->trimmed, ap->delta);
+    sb_append_fini(ap);
+    free(call);
+}
+
+void sb_on_stream_append(struct actor *a, struct bus_req *req)
+{
+    char why[SB_WHY_MAX];
+    struct sb_append_call *call = xcalloc(1, sizeof(*call));
+    call->sb = sb_of(a);
+    call->req = req;
+    err_t rc = sb_parse_append(bus_req_env(req)->body, &call->ap, why, sizeof(why));
+    if (rc != OK) {
+        (void)bus_reply_err(req, rc, why);
+    } else if ((rc = sb_store_append(call->sb, &call->ap, sb_append_done, call)) == OK) {
+        return; /* sb_append_done replies */
+    } else {
+        sb_reply_store_err(req, rc);
+    }
+    sb_append_fini(&call->ap);
+    free(call);
 }
 
 static void sb_reply_range(struct bus_req *req, const struct sb_range *rg)
@@ -139,12 +160,20 @@ static void sb_reply_range(struct bus_req *req, const struct sb_range *rg)
     mp_writer_fini(&w);
 }
 
+static void sb_range_done(void *arg, err_t rc, const struct sb_range *rg)
+{
+    struct bus_req *req = arg;
+    if (rc != OK)
+        sb_reply_store_err(req, rc);
+    else
+        sb_reply_range(req, rg);
+}
+
 /* stream.read (from, count) and stream.peek (count): the same answer from two scripts. */
 static void sb_on_range(struct actor *a, struct bus_req *req, bool peek)
 {
     struct slice body = bus_req_env(req)->body;
     struct sb_stream s;
-    struct sb_range rg;
     uint64_t from = 0, count;
     char why[SB_WHY_MAX];
     err_t rc = sb_parse_stream(body, &s, why, sizeof(why));
@@ -157,14 +186,10 @@ static void sb_on_range(struct actor *a, struct bus_req *req, bool peek)
         (void)bus_reply_err(req, rc, why);
         return;
     }
-    rc = peek ? sb_store_peek(sb_of(a), &s, count, &rg)
-              : sb_store_read(sb_of(a), &s, from, count, &rg);
-    if (rc != OK) {
+    rc = peek ? sb_store_peek(sb_of(a), &s, count, sb_range_done, req)
+              : sb_store_read(sb_of(a), &s, from, count, sb_range_done, req);
+    if (rc != OK)
         sb_reply_store_err(req, rc);
-        return;
-    }
-    sb_reply_range(req, &rg);
-    sb_range_fini(&rg);
 }
 
 void sb_on_stream_read(struct actor *a, struct bus_req *req)
@@ -177,21 +202,10 @@ void sb_on_stream_peek(struct actor *a, struct bus_req *req)
     sb_on_range(a, req, true);
 }
 
-void sb_on_stream_trim(struct actor *a, struct bus_req *req)
+static void sb_trim_done(void *arg, err_t rc, uint64_t tail)
 {
-    struct slice body = bus_req_env(req)->body;
-    struct sb_stream s;
+    struct bus_req *req = arg;
     struct mp_writer w;
-    uint64_t before, tail;
-    char why[SB_WHY_MAX];
-    err_t rc = sb_parse_stream(body, &s, why, sizeof(why));
-    if (rc == OK)
-        rc = sb_parse_uint(body, "before", 0, UINT64_MAX, &before, why, sizeof(why));
-    if (rc != OK) {
-        (void)bus_reply_err(req, rc, why);
-        return;
-    }
-    rc = sb_store_trim(sb_of(a), &s, before, &tail);
     if (rc != OK) {
         sb_reply_store_err(req, rc);
         return;
@@ -201,6 +215,24 @@ void sb_on_stream_trim(struct actor *a, struct bus_req *req)
     mp_put_kv_uint(&w, "tail", tail);
     sb_reply_writer(req, &w);
     mp_writer_fini(&w);
-    LOG_DEBUG("stream.trimmed", "records before %" PRIu64 " of %s/%s deleted, tail %" PRIu64,
-              before, s.env, s.io, tail);
+}
+
+void sb_on_stream_trim(struct actor *a, struct bus_req *req)
+{
+    struct slice body = bus_req_env(req)->body;
+    struct sb_stream s;
+    uint64_t before;
+    char why[SB_WHY_MAX];
+    err_t rc = sb_parse_stream(body, &s, why, sizeof(why));
+    if (rc == OK)
+        rc = sb_parse_uint(body, "before", 0, UINT64_MAX, &before, why, sizeof(why));
+    if (rc != OK) {
+        (void)bus_reply_err(req, rc, why);
+        return;
+    }
+    rc = sb_store_trim(sb_of(a), &s, before, sb_trim_done, req);
+    if (rc != OK)
+        sb_reply_store_err(req, rc);
+    else
+        LOG_DEBUG("stream.trimming", "records before %" PRIu64 " of %s/%s", before, s.env, s.io);
 }

@@ -51,7 +51,7 @@ static err_t sb_init(struct actor *a)
     struct sb *sb = &sb_state;
     char dir[BUS_URL_MAX], url[BUS_URL_MAX + 48];
     a->state = sb;
-    sb_store_init(sb, &a->redis);
+    sb_store_init(sb, a->ra);
     /* receivers accept TETHER_BUS_RECV_MAX (the tree shares it), envelope included */
     sb->reply_max = (size_t)a->cfg.bus_recv_max - ENV_OVERHEAD_MAX;
     /* beside the request endpoint: ipc://<bus dir>/stream-broker.events.<instance>.ipc */
@@ -69,6 +69,12 @@ static err_t sb_init(struct actor *a)
     return OK;
 }
 
+static void sb_fini(struct actor *a)
+{
+    (void)a;
+    sb_store_fini(&sb_state);
+}
+
 static const struct actor_spec sb_spec = {
     .name = "stream-broker",
     .stores = ACTOR_STORE_REDIS,
@@ -78,6 +84,7 @@ static const struct actor_spec sb_spec = {
     .ncfg = sizeof(sb_cfg_defs) / sizeof(sb_cfg_defs[0]),
     .cfg_base = &sb_state.cfg,
     .init = sb_init,
+    .fini = sb_fini,
 };
 
 int main(int argc, char **argv)

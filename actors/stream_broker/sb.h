@@ -8,10 +8,11 @@
  *   store.c    the Lua scripts and every Redis call (one script per request);
  *   wire.c     pure: request validation, Redis key names, entry parsing,
  *              record encoding.
- * Everything runs on the actor's single loop thread; Redis calls block
- * (bounded by db_redis's socket timeout). Several broker instances may run
- * at once: every request is one script, atomic in Redis, so nothing is
- * held between calls. Record bodies and headers are never logged.
+ * Everything runs on the actor's single loop thread, and nothing blocks it:
+ * Redis calls go through the non-blocking client (db_redis_async.h), many in
+ * flight at once, and a handler replies from the call's completion. Several
+ * broker instances may run at once: every request is one script, atomic in
+ * Redis, so nothing is held between calls. Record bodies and headers are never logged.
  *
  * Redis data model, for a stream (env, key, io) with T = "{env:key}" (a
  * Cluster hash tag: every key of one session lives in one slot):
@@ -38,7 +39,7 @@
 #include <hiredis.h>
 
 #include "actor.h"
-#include "db_redis.h"
+#include "db_redis_async.h"
 #include "err.h"
 #include "mp.h"
 #include "stream.h"
@@ -93,7 +94,12 @@ struct sb_script {
     const char *name; /* for logs */
     const char *text;
     char sha[41]; /* "" until SCRIPT LOAD answered */
+    bool loading; /* a SCRIPT LOAD is on its way */
 };
+
+/* Environments whose quota a broker tracks at once (store.c). */
+#define SB_QUOTA_SLOTS 1024
+struct sb_quota;
 
 /* The stream-broker's own settings (docs/config.md); 0 means no limit. */
 struct sb_cfg {
@@ -105,16 +111,16 @@ struct sb_cfg {
 /* The process's state (actor.state). */
 struct sb {
     struct sb_cfg cfg;
-    struct db_redis *redis;
+    struct db_redis_async *redis;
     struct bus_pub *events; /* NULL: nothing is published (tests) */
     size_t reply_max;       /* bytes a reply body may take (what a receiver accepts) */
-    struct sb_script append, read, peek, trim, reserve, settle;
+    struct sb_script append, read, peek, trim, used, settle;
+    struct sb_quota *quotas; /* SB_QUOTA_SLOTS of them */
 };
 
-/* The records a read or peek found, oldest first; owns the Redis reply. */
+/* The records a read or peek found, oldest first; valid only during its callback. */
 struct sb_range {
-    redisReply *reply;
-    struct sb_entry *entries; /* n of them, borrowing from reply */
+    struct sb_entry *entries; /* n of them, borrowing from the Redis reply */
     size_t n;
     uint64_t tail;    /* the next seq */
     uint64_t tail_ts; /* ms of the last record, 0 when none */
@@ -132,41 +138,53 @@ void sb_on_stream_peek(struct actor *a, struct bus_req *req);
 void sb_on_stream_trim(struct actor *a, struct bus_req *req);
 
 /* ---- store.c: Redis ----
- * Every function returns OK, ERR_UNAVAIL (Redis unreachable, loading,
- * out of memory or read-only: retry later; logged as a warning) or
- * ERR_INTERNAL (an unexpected reply or script error; logged as an error).
+ * Every call is asynchronous: it returns OK and later runs its callback once, on the loop,
+ * with OK, ERR_UNAVAIL (Redis unreachable, loading, out of memory or read-only: retry
+ * later; logged as a warning), ERR_TIMEOUT (no answer in time: the write may or may not
+ * have been made, a retry with the same part ids is safe) or ERR_INTERNAL (an unexpected
+ * reply or script error; logged as an error). On an error return the callback never runs.
  */
 
-/* Sets up the scripts of sb (their texts; loaded into Redis on first use). */
-void sb_store_init(struct sb *sb, struct db_redis *redis);
+typedef void (*sb_store_fn)(void *arg, err_t rc);
+/* rg (NULL unless rc is OK) is valid only during the call. */
+typedef void (*sb_range_fn)(void *arg, err_t rc, const struct sb_range *rg);
+typedef void (*sb_trim_fn)(void *arg, err_t rc, uint64_t tail);
+
+/* Sets up the scripts of sb (their texts; loaded into Redis on first use) and its quotas. */
+void sb_store_init(struct sb *sb, struct db_redis_async *redis);
+void sb_store_fini(struct sb *sb);
 
 /*
  * Appends ap's records in one script (all or none), filling ap->seqs,
- * ap->dups, ap->tail, ap->ts, ap->trimmed and ap->delta. A record whose
- * part id is remembered is not appended: its seq is the stored one and its
- * dup flag is set. The same script applies the batch's S2 trim commands and
- * the stream's retention limits. ERR_QUOTA, with nothing written, when the
- * append would take the environment past cfg.env_max_bytes.
+ * ap->dups, ap->tail, ap->ts, ap->trimmed and ap->delta before done runs;
+ * ap (and the request body its slices borrow from) must live until then.
+ * A record whose part id is remembered is not appended: its seq is the
+ * stored one and its dup flag is set. The same script applies the batch's
+ * S2 trim commands and the stream's retention limits. ERR_QUOTA, with
+ * nothing written, when the append would take the environment past
+ * cfg.env_max_bytes (decided here from the last count Redis gave plus what
+ * this broker holds unsettled: no extra round trip).
  */
-err_t sb_store_append(struct sb *sb, struct sb_append *ap);
+err_t sb_store_append(struct sb *sb, struct sb_append *ap, sb_store_fn done, void *arg);
 
 /*
  * Up to count records with seq >= from, oldest first, cut short so that
  * they fit in sb->reply_max (at least one record is always returned when
- * there is one). On OK the caller finishes out with sb_range_fini.
+ * there is one).
  */
 err_t sb_store_read(struct sb *sb, const struct sb_stream *s, uint64_t from, uint64_t count,
-                    struct sb_range *out);
+                    sb_range_fn done, void *arg);
 /* The last count (1..SB_PEEK_MAX) records, oldest first (newest kept when cut short). */
-err_t sb_store_peek(struct sb *sb, const struct sb_stream *s, uint64_t count,
-                    struct sb_range *out);
+err_t sb_store_peek(struct sb *sb, const struct sb_stream *s, uint64_t count, sb_range_fn done,
+                    void *arg);
 void sb_range_fini(struct sb_range *r);
 
 /*
- * Deletes the records with seq < before; *tail is the next seq. Runs also
+ * Deletes the records with seq < before; done gets the next seq. Runs also
  * when Redis is out of memory (a trim is how room is made).
  */
-err_t sb_store_trim(struct sb *sb, const struct sb_stream *s, uint64_t before, uint64_t *tail);
+err_t sb_store_trim(struct sb *sb, const struct sb_stream *s, uint64_t before, sb_trim_fn done,
+                    void *arg);
 
 /* ---- wire.c: pure ---- */
 

@@ -2,9 +2,10 @@
  * store.c - every Redis call of the stream-broker: one Lua script per
  * request, so each request is atomic and costs one round trip.
  *
- * Scripts are loaded with SCRIPT LOAD on first use and run with EVALSHA;
- * a Redis that forgot them (restart, SCRIPT FLUSH) gets the text again
- * through EVAL, which also caches it. Every script starts with a shebang:
+ * Scripts are loaded with SCRIPT LOAD on first use (the text goes with each
+ * call until the sha is known) and run with EVALSHA; a Redis that forgot
+ * them (restart, SCRIPT FLUSH) gets the text again through EVAL, which also
+ * caches it. Every script starts with a shebang:
  * Redis then refuses a writing script up front when it is out of memory,
  * rather than failing it half-way, and lets the read-only ones run on a
  * replica. Redis does not roll back a script that fails half-way, so the
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 #include "sb.h"
@@ -214,19 +216,6 @@ static const char sb_lua_trim[] =
     "return {redis.call('GET', KEYS[2]) or '0', b - known}\n";
 
 /*
- * KEYS: the environment's counter. ARGV: the batch's bytes, the quota (0: none).
- * Reserves the bytes when they fit (or there is no quota). Returns {bytes reserved (0:
- * none, the batch would not fit), bytes counted before}.
- */
-static const char sb_lua_reserve[] =
-    "#!lua\n"
-    "local used = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
-    "local need, quota = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "if quota > 0 and used + need > quota then return {0, used} end\n"
-    "redis.call('INCRBY', KEYS[1], ARGV[1])\n"
-    "return {need, used}\n";
-
-/*
  * KEYS: the environment's counter. ARGV: the change (signed). Never below 0.
  * allow-oom: it mostly gives bytes back, and a refund refused by a full Redis would leak.
  */
@@ -235,15 +224,37 @@ static const char sb_lua_settle[] = "#!lua flags=allow-oom\n"
                                     "if v < 0 then redis.call('SET', KEYS[1], '0') v = 0 end\n"
                                     "return v\n";
 
-void sb_store_init(struct sb *sb, struct db_redis *redis)
+#define SB_QUOTA_FRESH_MS 1000
+
+struct sb_quota {
+    char env[STREAM_ENV_MAX + 1]; /* "" = free slot */
+    int64_t used;                 /* the counter, as Redis last said */
+    int64_t held;                 /* reserved or settling here: not in used yet */
+    uint64_t fresh_mono;          /* when used was last read; 0 = never */
+    unsigned refs;                /* operations in flight that point here */
+};
+
+/* KEYS: the environment's counter. Returns its value (0 when missing). */
+static const char sb_lua_used[] = "#!lua flags=no-writes\n"
+                                  "return tonumber(redis.call('GET', KEYS[1]) or '0')\n";
+
+void sb_store_init(struct sb *sb, struct db_redis_async *redis)
 {
     sb->redis = redis;
     sb->append = (struct sb_script){.name = "stream.append", .text = sb_lua_append};
     sb->read = (struct sb_script){.name = "stream.read", .text = sb_lua_read};
     sb->peek = (struct sb_script){.name = "stream.peek", .text = sb_lua_peek};
     sb->trim = (struct sb_script){.name = "stream.trim", .text = sb_lua_trim};
-    sb->reserve = (struct sb_script){.name = "stream.quota_reserve", .text = sb_lua_reserve};
+    sb->used = (struct sb_script){.name = "stream.quota_used", .text = sb_lua_used};
+    sb->quotas = xcalloc(SB_QUOTA_SLOTS, sizeof(*sb->quotas));
     sb->settle = (struct sb_script){.name = "stream.quota_settle", .text = sb_lua_settle};
+}
+
+/* Every operation in flight has ended (the Redis client is freed first): nothing points here. */
+void sb_store_fini(struct sb *sb)
+{
+    free(sb->quotas);
+    sb->quotas = NULL;
 }
 
 /* Error replies that mean "not now" rather than "wrong": the caller may retry. */
@@ -257,80 +268,20 @@ static bool sb_err_transient(const redisReply *r)
     return false;
 }
 
-/* Turns an error reply into ERR_UNAVAIL or ERR_INTERNAL, logs it once and frees it. */
-static err_t sb_err_reply(const struct sb_script *s, redisReply *r)
+/* Turns an error reply into ERR_UNAVAIL or ERR_INTERNAL and logs it once. */
+static err_t sb_err_reply(const struct sb_script *s, const redisReply *r)
 {
     err_t rc = sb_err_transient(r) ? ERR_UNAVAIL : ERR_INTERNAL;
     if (rc == ERR_UNAVAIL)
         LOG_WARN("stream.store_busy", "%s: Redis cannot serve now: %.200s", s->name, r->str);
     else
         LOG_ERROR("stream.store_failed", "%s: Redis answered an error: %.200s", s->name, r->str);
-    freeReplyObject(r);
     return rc;
 }
 
-static err_t sb_script_load(struct sb *sb, struct sb_script *s)
-{
-    const char *argv[] = {"SCRIPT", "LOAD", s->text};
-    redisReply *r;
-    err_t rc = db_redis_cmd(sb->redis, 3, argv, NULL, &r);
-    if (rc == ERR_UNAVAIL)
-        return rc;
-    if (rc != OK)
-        return sb_err_reply(s, r);
-    if (r->type != REDIS_REPLY_STRING || r->len != 40) {
-        LOG_ERROR("stream.store_failed", "%s: unexpected reply to SCRIPT LOAD", s->name);
-        freeReplyObject(r);
-        return ERR_INTERNAL;
-    }
-    memcpy(s->sha, r->str, 40);
-    s->sha[40] = '\0';
-    freeReplyObject(r);
-    return OK;
-}
-
-/*
- * Runs script s with argv[3..argc) as its keys (the first nkeys) and
- * arguments; argv[0..2] and lens[0..2] are the caller's room for the
- * command, script and key count. On OK *out is the reply, not an error.
- */
-static err_t sb_eval(struct sb *sb, struct sb_script *s, int argc, const char **argv, size_t *lens,
-                     int nkeys, redisReply **out)
-{
-    char nk[16];
-    redisReply *r;
-    err_t rc;
-    if (!s->sha[0] && (rc = sb_script_load(sb, s)) != OK)
-        return rc;
-    snprintf(nk, sizeof(nk), "%d", nkeys);
-    argv[0] = "EVALSHA";
-    lens[0] = 7;
-    argv[1] = s->sha;
-    lens[1] = 40;
-    argv[2] = nk;
-    lens[2] = strlen(nk);
-    rc = db_redis_cmd(sb->redis, argc, argv, lens, &r);
-    if (rc == ERR_INTERNAL && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0) {
-        freeReplyObject(r);
-        LOG_INFO("stream.script_reload", "%s: Redis forgot the script; sending it again", s->name);
-        argv[0] = "EVAL";
-        lens[0] = 4;
-        argv[1] = s->text;
-        lens[1] = strlen(s->text);
-        rc = db_redis_cmd(sb->redis, argc, argv, lens, &r);
-    }
-    if (rc == ERR_UNAVAIL)
-        return rc; /* db_redis logged the lost connection */
-    if (rc != OK)
-        return sb_err_reply(s, r);
-    *out = r;
-    return OK;
-}
-
-static err_t sb_unexpected(const struct sb_script *s, redisReply *r, const char *what)
+static err_t sb_unexpected(const struct sb_script *s, const char *what)
 {
     LOG_ERROR("stream.store_failed", "%s: unexpected reply from Redis: %s", s->name, what);
-    freeReplyObject(r);
     return ERR_INTERNAL;
 }
 
@@ -351,70 +302,185 @@ static bool sb_reply_i64(const redisReply *r, int64_t *v)
     return true;
 }
 
-/* ---- the environment's quota counter ---- */
+/* ---- scripts ---- */
 
-/* Runs a quota script (reserve or settle) on env's counter with two number arguments. */
-static err_t sb_eval_quota(struct sb *sb, struct sb_script *sc, const char *env, int nargs,
-                           const char args[][24], redisReply **out)
+static void sb_on_script_loaded(void *arg, err_t rc, const redisReply *r)
 {
-    char qkey[SB_KEY_MAX];
-    const char *argv[6];
-    size_t lens[6];
-    argv[3] = qkey;
-    lens[3] = sb_key_quota(env, qkey);
-    for (int i = 0; i < nargs && i < 2; i++) {
-        argv[4 + i] = args[i];
-        lens[4 + i] = strlen(args[i]);
+    struct sb_script *s = arg;
+    if (rc == OK && r->type == REDIS_REPLY_STRING && r->len == 40) {
+        memcpy(s->sha, r->str, 40);
+        s->sha[40] = '\0';
     }
-    return sb_eval(sb, sc, 4 + (nargs < 2 ? nargs : 2), argv, lens, 1, out);
+    s->loading = false;
 }
 
 /*
- * Reserves need bytes of env's quota. On OK, *reserved is need (it fit, or there is no
- * quota) or 0, and *allowed is what the append may still grow by: -1 (anything: the
- * reservation covers it) or the room left (0 when the quota is used up).
+ * One script call in flight: the argv stays with it so that a Redis that forgot the
+ * script gets it again (EVAL) without the caller knowing. done runs once with the reply
+ * (valid during the call) or the failure.
  */
-static err_t sb_quota_reserve(struct sb *sb, const char *env, uint64_t need, uint64_t *reserved,
-                              int64_t *allowed)
+typedef void (*sb_eval_fn)(void *arg, err_t rc, const redisReply *r);
+
+struct sb_eval {
+    struct sb *sb;
+    struct sb_script *script;
+    int argc;
+    const char **argv;
+    size_t *lens;
+    char nkeys[16];
+    bool resent;
+    sb_eval_fn done;
+    void *arg;
+};
+
+static void sb_eval_on_reply(void *arg, err_t rc, const redisReply *r);
+
+static err_t sb_eval_send(struct sb_eval *e)
 {
-    char args[2][24];
-    redisReply *r;
-    int64_t got, used;
-    snprintf(args[0], sizeof(args[0]), "%" PRIu64, need);
-    snprintf(args[1], sizeof(args[1]), "%lld", sb->cfg.env_max_bytes);
-    err_t rc = sb_eval_quota(sb, &sb->reserve, env, 2, args, &r);
-    if (rc != OK)
-        return rc;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !sb_reply_i64(r->element[0], &got) ||
-        !sb_reply_i64(r->element[1], &used) || got < 0)
-        return sb_unexpected(&sb->reserve, r, "not {reserved, used}");
-    freeReplyObject(r);
-    *reserved = (uint64_t)got;
-    if (got > 0)
-        *allowed = -1;
-    else
-        *allowed = used < sb->cfg.env_max_bytes ? sb->cfg.env_max_bytes - used : 0;
-    return OK;
+    struct sb_script *s = e->script;
+    bool by_sha = s->sha[0] && !e->resent;
+    e->argv[0] = by_sha ? "EVALSHA" : "EVAL";
+    e->lens[0] = strlen(e->argv[0]);
+    e->argv[1] = by_sha ? s->sha : s->text;
+    e->lens[1] = strlen(e->argv[1]);
+    e->argv[2] = e->nkeys;
+    e->lens[2] = strlen(e->nkeys);
+    return db_redis_async_cmd(e->sb->redis, e->argc, e->argv, e->lens, sb_eval_on_reply, e);
+}
+
+static void sb_eval_on_reply(void *arg, err_t rc, const redisReply *r)
+{
+    struct sb_eval *e = arg;
+    if (rc == ERR_INTERNAL && !e->resent && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0) {
+        LOG_INFO("stream.script_reload", "%s: Redis forgot the script; sending it again",
+                 e->script->name);
+        e->script->sha[0] = '\0';
+        e->resent = true;
+        if (sb_eval_send(e) == OK)
+            return;
+        rc = ERR_UNAVAIL;
+    } else if (rc == ERR_INTERNAL) {
+        rc = sb_err_reply(e->script, r);
+    }
+    e->done(e->arg, rc, rc == OK ? r : NULL);
 }
 
 /*
- * Adds change (signed) to env's counter. A failure is logged, not returned: the append
- * or trim it follows is done, and the counter is then off by change (docs/stream-broker.md).
+ * Starts script s with argv[3..argc) as its keys (the first nkeys) and arguments; argv[0..2]
+ * and lens[0..2] are room for the command, script and key count, and both arrays must live
+ * until done has run. Until Redis has told us the script's sha (SCRIPT LOAD, sent with the
+ * first call) the text goes with each call. On an error return done is never called.
+ */
+static err_t sb_eval_start(struct sb *sb, struct sb_eval *e, struct sb_script *s, int argc,
+                           const char **argv, size_t *lens, int nkeys, sb_eval_fn done, void *arg)
+{
+    *e = (struct sb_eval){.sb = sb, .script = s, .argc = argc, .argv = argv, .lens = lens,
+                          .done = done, .arg = arg};
+    snprintf(e->nkeys, sizeof(e->nkeys), "%d", nkeys);
+    if (!s->sha[0] && !s->loading) {
+        const char *load[] = {"SCRIPT", "LOAD", s->text};
+        if (db_redis_async_cmd(sb->redis, 3, load, NULL, sb_on_script_loaded, s) == OK)
+            s->loading = true;
+    }
+    return sb_eval_send(e);
+}
+
+/* ---- the environment's quota ---- */
+
+/*
+ * Each environment's bytes are counted in Redis (tether:quota:{env}:bytes, a slot of its
+ * own). The broker decides an append locally, without a round trip: what Redis last said
+ * (used), plus what its own appends have reserved and not yet settled. A settle's answer
+ * is the new total and refreshes used; an entry not refreshed for SB_QUOTA_FRESH_MS is
+ * read again first, so other broker instances' bytes are seen within that time.
+ */
+static uint64_t sb_fnv(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* The slot of env, claimed if new; NULL when every slot is busy (then: no local view). */
+static struct sb_quota *sb_quota_of(struct sb *sb, const char *env)
+{
+    size_t start = (size_t)(sb_fnv(env) % SB_QUOTA_SLOTS), idle = SIZE_MAX;
+    for (size_t i = 0; i < SB_QUOTA_SLOTS; i++) {
+        struct sb_quota *q = &sb->quotas[(start + i) % SB_QUOTA_SLOTS];
+        if (strcmp(q->env, env) == 0)
+            return q;
+        if (!q->env[0]) {
+            idle = idle == SIZE_MAX ? (start + i) % SB_QUOTA_SLOTS : idle;
+            break; /* probing ends at a free slot */
+        }
+        if (idle == SIZE_MAX && q->refs == 0 && q->held == 0)
+            idle = (start + i) % SB_QUOTA_SLOTS;
+    }
+    if (idle == SIZE_MAX)
+        return NULL;
+    struct sb_quota *q = &sb->quotas[idle];
+    *q = (struct sb_quota){0};
+    snprintf(q->env, sizeof(q->env), "%s", env);
+    return q;
+}
+
+struct sb_settle {
+    struct sb *sb;
+    struct sb_quota *q;
+    int64_t change;
+    const char *argv[5];
+    size_t lens[5];
+    char key[SB_KEY_MAX];
+    char arg[24];
+    struct sb_eval eval;
+};
+
+static void sb_settle_on_reply(void *arg, err_t rc, const redisReply *r)
+{
+    struct sb_settle *st = arg;
+    int64_t v;
+    if (st->q) {
+        st->q->held -= st->change;
+        st->q->refs--;
+    }
+    if (rc == OK && sb_reply_i64(r, &v) && st->q) {
+        st->q->used = v;
+        st->q->fresh_mono = clock_mono_ms();
+    } else if (rc != OK) {
+        LOG_WARN("stream.quota_drift",
+                 "the stream bytes of environment %s are counted %" PRId64 " bytes off: %s",
+                 st->q ? st->q->env : "?", -st->change, err_str(rc));
+        if (st->q)
+            st->q->fresh_mono = 0; /* read it again before the next decision */
+    }
+    free(st);
+}
+
+/*
+ * Adds change (signed) to env's counter without waiting: the bytes stay held locally until
+ * Redis has counted them. A failure is logged, not returned (docs/stream-broker.md).
  */
 static void sb_quota_settle(struct sb *sb, const char *env, int64_t change)
 {
-    char args[1][24];
-    redisReply *r;
     if (change == 0)
         return;
-    snprintf(args[0], sizeof(args[0]), "%" PRId64, change);
-    err_t rc = sb_eval_quota(sb, &sb->settle, env, 1, args, &r);
-    if (rc == OK)
-        freeReplyObject(r);
-    else
-        LOG_WARN("stream.quota_drift",
-                 "the stream bytes of environment %s are counted %" PRId64 " bytes off: %s", env,
-                 -change, err_str(rc));
+    struct sb_settle *st = xcalloc(1, sizeof(*st));
+    st->sb = sb;
+    st->change = change;
+    st->q = sb_quota_of(sb, env);
+    if (st->q) {
+        st->q->held += change;
+        st->q->refs++;
+    }
+    st->argv[3] = st->key;
+    st->lens[3] = sb_key_quota(env, st->key);
+    snprintf(st->arg, sizeof(st->arg), "%" PRId64, change);
+    st->argv[4] = st->arg;
+    st->lens[4] = strlen(st->arg);
+    if (sb_eval_start(sb, &st->eval, &sb->settle, 5, st->argv, st->lens, 1, sb_settle_on_reply,
+                      st) != OK)
+        sb_settle_on_reply(st, ERR_UNAVAIL, NULL);
 }
 
 /* ---- stream.append ---- */
@@ -535,7 +601,8 @@ static bool sb_append_argv_build(const struct sb *sb, const struct sb_append *ap
 }
 
 /* Takes the append script's reply into ap; *refused when it wrote nothing for the quota. */
-static err_t sb_append_take(struct sb *sb, redisReply *r, struct sb_append *ap, bool *refused)
+static err_t sb_append_take(struct sb *sb, const redisReply *r, struct sb_append *ap,
+                            bool *refused)
 {
     uint64_t flag;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 7 ||
@@ -544,60 +611,147 @@ static err_t sb_append_take(struct sb *sb, redisReply *r, struct sb_append *ap, 
         !sb_reply_u64(r->element[2], &ap->tail) || !sb_reply_u64(r->element[3], &ap->ts) ||
         !sb_reply_i64(r->element[4], &ap->delta) || !sb_reply_u64(r->element[5], &ap->trimmed) ||
         !sb_reply_u64(r->element[6], &flag))
-        return sb_unexpected(&sb->append, r, "not {seqs, dups, tail, ts, delta, trimmed, refused}");
+        return sb_unexpected(&sb->append, "not {seqs, dups, tail, ts, delta, trimmed, refused}");
     *refused = flag != 0;
     for (uint32_t i = 0; i < ap->n && !*refused; i++) {
         uint64_t dup;
         if (!sb_reply_u64(r->element[0]->element[i], &ap->seqs[i]) ||
             !sb_reply_u64(r->element[1]->element[i], &dup))
-            return sb_unexpected(&sb->append, r, "a seq or dup flag is not an integer");
+            return sb_unexpected(&sb->append, "a seq or dup flag is not an integer");
         ap->dups[i] = dup != 0;
     }
-    freeReplyObject(r);
     return OK;
 }
 
-err_t sb_store_append(struct sb *sb, struct sb_append *ap)
-{
+/* An append on its way: the quota read (when needed), then the script. */
+struct sb_append_op {
+    struct sb *sb;
+    struct sb_append *ap;
+    sb_store_fn done;
+    void *arg;
+    struct sb_quota *q;  /* NULL when there is no quota, or no room to track it */
+    uint64_t need;       /* the batch's metered bytes */
+    int64_t reserved;    /* held in q for this append */
     struct sb_stream_keys keys;
-    struct sb_append_argv x = {0};
-    redisReply *r;
-    unsigned nparts = 0;
-    uint64_t need = 0, reserved = 0;
-    int64_t allowed = -1;
+    struct sb_append_argv x;
+    int nkeys;
+    const char *qargv[4];
+    size_t qlens[4];
+    char qkey[SB_KEY_MAX];
+    struct sb_eval eval;
+};
+
+static void sb_append_op_end(struct sb_append_op *op, err_t rc)
+{
+    if (op->q) {
+        op->q->held -= op->reserved;
+        op->q->refs--;
+    }
+    sb_append_argv_fini(&op->x);
+    op->done(op->arg, rc);
+    free(op);
+}
+
+static void sb_append_on_reply(void *arg, err_t rc, const redisReply *r)
+{
+    struct sb_append_op *op = arg;
+    struct sb_append *ap = op->ap;
     bool refused = false;
-    for (uint32_t i = 0; i < ap->n; i++) {
-        nparts += ap->recs[i].part_id.p != NULL;
-        need += ap->recs[i].metered;
-    }
-    err_t rc = sb_quota_reserve(sb, ap->s.env, need, &reserved, &allowed);
-    if (rc != OK)
-        return rc;
-    if (!sb_append_argv_build(sb, ap, allowed, &keys, &x)) {
-        sb_append_argv_fini(&x);
-        sb_quota_settle(sb, ap->s.env, -(int64_t)reserved);
-        LOG_ERROR("stream.store_failed", "stream.append: a validated record no longer parses");
-        return ERR_INTERNAL;
-    }
-    rc = sb_eval(sb, &sb->append, x.argc, x.argv, x.lens, 3 + (int)nparts, &r);
-    sb_append_argv_fini(&x);
     if (rc != OK) {
-        /* the script wrote nothing (refused up front, or failed before its first XADD) */
-        sb_quota_settle(sb, ap->s.env, -(int64_t)reserved);
-        return rc;
+        /* the script wrote nothing (refused up front, or failed before its first XADD); a
+         * lost answer may hide an append that was made: counted by the next trim or recount */
+        sb_append_op_end(op, rc);
+        return;
     }
-    /* an unexpected reply keeps the reservation: counting too much is the safe side */
-    if ((rc = sb_append_take(sb, r, ap, &refused)) != OK)
-        return rc;
+    if ((rc = sb_append_take(op->sb, r, ap, &refused)) != OK) {
+        sb_append_op_end(op, rc);
+        return;
+    }
     if (refused) {
-        sb_quota_settle(sb, ap->s.env, -(int64_t)reserved);
         LOG_INFO("stream.quota_refused",
                  "an append of %" PRIu64 " bytes to environment %s (%s) was refused: its "
                  "streams hold %lld bytes at most",
-                 need, ap->s.env, ap->s.io, sb->cfg.env_max_bytes);
-        return ERR_QUOTA;
+                 op->need, ap->s.env, ap->s.io, op->sb->cfg.env_max_bytes);
+        sb_append_op_end(op, ERR_QUOTA);
+        return;
     }
-    sb_quota_settle(sb, ap->s.env, ap->delta - (int64_t)reserved);
+    sb_quota_settle(op->sb, ap->s.env, ap->delta); /* holds delta until Redis counted it */
+    sb_append_op_end(op, OK);
+}
+
+/* The quota decision, then the script. */
+static void sb_append_go(struct sb_append_op *op)
+{
+    struct sb *sb = op->sb;
+    int64_t allowed = -1;
+    if (op->q) {
+        int64_t room = sb->cfg.env_max_bytes - op->q->used - op->q->held;
+        if ((int64_t)op->need <= room) {
+            op->reserved = (int64_t)op->need;
+            op->q->held += op->reserved;
+        } else {
+            allowed = room > 0 ? room : 0; /* what may still go in: a stream at its limit */
+        }
+    }
+    if (!sb_append_argv_build(sb, op->ap, allowed, &op->keys, &op->x)) {
+        LOG_ERROR("stream.store_failed", "stream.append: a validated record no longer parses");
+        sb_append_op_end(op, ERR_INTERNAL);
+        return;
+    }
+    if (sb_eval_start(sb, &op->eval, &sb->append, op->x.argc, op->x.argv, op->x.lens, op->nkeys,
+                      sb_append_on_reply, op) != OK)
+        sb_append_op_end(op, ERR_UNAVAIL);
+}
+
+static void sb_append_on_used(void *arg, err_t rc, const redisReply *r)
+{
+    struct sb_append_op *op = arg;
+    int64_t v;
+    if (rc != OK) {
+        sb_append_op_end(op, rc);
+        return;
+    }
+    if (!sb_reply_i64(r, &v)) {
+        sb_append_op_end(op, sb_unexpected(&op->sb->used, "not a byte count"));
+        return;
+    }
+    op->q->used = v;
+    op->q->fresh_mono = clock_mono_ms();
+    sb_append_go(op);
+}
+
+err_t sb_store_append(struct sb *sb, struct sb_append *ap, sb_store_fn done, void *arg)
+{
+    struct sb_append_op *op = xcalloc(1, sizeof(*op));
+    op->sb = sb;
+    op->ap = ap;
+    op->done = done;
+    op->arg = arg;
+    op->nkeys = 3;
+    for (uint32_t i = 0; i < ap->n; i++) {
+        op->nkeys += ap->recs[i].part_id.p != NULL;
+        op->need += ap->recs[i].metered;
+    }
+    if (sb->cfg.env_max_bytes > 0 && (op->q = sb_quota_of(sb, ap->s.env)))
+        op->q->refs++;
+    if (!op->q || (op->q->fresh_mono && clock_mono_ms() - op->q->fresh_mono < SB_QUOTA_FRESH_MS)) {
+        /* no quota, or a recent view of it: straight to the script. (With every slot busy
+         * the script alone holds the quota, from what its stream can still grow by.) */
+        if (!op->q && sb->cfg.env_max_bytes > 0)
+            LOG_WARN("stream.quota_untracked", "no room to track environment %s's bytes",
+                     ap->s.env);
+        sb_append_go(op);
+        return OK;
+    }
+    op->qargv[3] = op->qkey;
+    op->qlens[3] = sb_key_quota(ap->s.env, op->qkey);
+    if (sb_eval_start(sb, &op->eval, &sb->used, 4, op->qargv, op->qlens, 1, sb_append_on_used,
+                      op) != OK) {
+        if (op->q)
+            op->q->refs--;
+        free(op);
+        return ERR_UNAVAIL;
+    }
     return OK;
 }
 
@@ -605,8 +759,6 @@ err_t sb_store_append(struct sb *sb, struct sb_append *ap)
 
 void sb_range_fini(struct sb_range *rg)
 {
-    if (rg->reply)
-        freeReplyObject(rg->reply);
     free(rg->entries);
     memset(rg, 0, sizeof(*rg));
 }
@@ -615,7 +767,7 @@ void sb_range_fini(struct sb_range *rg)
  * Takes a {entries, tail, tail_ts} reply into out: entries parsed, oldest
  * first, as many as fit in budget (the newest ones when newest_first).
  */
-static err_t sb_range_take(const struct sb_script *s, redisReply *r, bool newest_first,
+static err_t sb_range_take(const struct sb_script *s, const redisReply *r, bool newest_first,
                            size_t budget, struct sb_range *out)
 {
     const redisReply *list;
@@ -623,11 +775,11 @@ static err_t sb_range_take(const struct sb_script *s, redisReply *r, bool newest
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_ARRAY || !sb_reply_u64(r->element[1], &out->tail) ||
         !sb_reply_u64(r->element[2], &out->tail_ts))
-        return sb_unexpected(s, r, "not {entries, tail, tail_ts}");
+        return sb_unexpected(s, "not {entries, tail, tail_ts}");
     list = r->element[0];
     /* the script asked for at most STREAM_BATCH_MAX entries */
     if (list->elements > STREAM_BATCH_MAX)
-        return sb_unexpected(s, r, "more entries than asked for");
+        return sb_unexpected(s, "more entries than asked for");
     out->entries = list->elements ? xcalloc(list->elements, sizeof(*out->entries)) : NULL;
     size_t used = SB_REPLY_OVERHEAD;
     for (size_t i = 0; i < list->elements; i++) {
@@ -635,7 +787,7 @@ static err_t sb_range_take(const struct sb_script *s, redisReply *r, bool newest
         if (sb_entry_parse(list->element[i], &e) != OK) {
             free(out->entries);
             out->entries = NULL;
-            return sb_unexpected(s, r, "an entry this broker did not write");
+            return sb_unexpected(s, "an entry this broker did not write");
         }
         size_t sz = sb_entry_size(&e);
         if (out->n > 0 && used + sz > budget)
@@ -649,72 +801,114 @@ static err_t sb_range_take(const struct sb_script *s, redisReply *r, bool newest
             out->entries[i] = out->entries[out->n - 1 - i];
             out->entries[out->n - 1 - i] = t;
         }
-    out->reply = r;
     return OK;
 }
 
-/* Runs sc with the stream's keys (records, next, bytes) and nargs (≤ 3) string arguments. */
-static err_t sb_eval_stream(struct sb *sb, struct sb_script *sc, const struct sb_stream *s,
-                            int nargs, char args[][32], redisReply **out)
-{
+/* A script of one stream (read, peek, trim) on its way, with its keys and arguments. */
+struct sb_stream_op {
+    struct sb *sb;
+    struct sb_stream s;
+    bool peek;
+    sb_range_fn range_done;
+    sb_trim_fn trim_done;
+    void *arg;
     struct sb_stream_keys keys;
+    char args[3][32];
     const char *argv[9];
     size_t lens[9];
-    argv[3] = keys.stream;
-    lens[3] = sb_key_stream(s, keys.stream);
-    argv[4] = keys.next;
-    lens[4] = sb_key_next(s, keys.next);
-    argv[5] = keys.bytes;
-    lens[5] = sb_key_bytes(s, keys.bytes);
+    struct sb_eval eval;
+};
+
+/* Starts sc with the stream's keys (records, next, bytes) and nargs (≤ 3) of op->args. */
+static err_t sb_stream_op_start(struct sb_stream_op *op, struct sb_script *sc, int nargs,
+                                sb_eval_fn on_reply)
+{
+    op->argv[3] = op->keys.stream;
+    op->lens[3] = sb_key_stream(&op->s, op->keys.stream);
+    op->argv[4] = op->keys.next;
+    op->lens[4] = sb_key_next(&op->s, op->keys.next);
+    op->argv[5] = op->keys.bytes;
+    op->lens[5] = sb_key_bytes(&op->s, op->keys.bytes);
     for (int i = 0; i < nargs && i < 3; i++) {
-        argv[6 + i] = args[i];
-        lens[6 + i] = strlen(args[i]);
+        op->argv[6 + i] = op->args[i];
+        op->lens[6 + i] = strlen(op->args[i]);
     }
-    return sb_eval(sb, sc, 6 + (nargs < 3 ? nargs : 3), argv, lens, 3, out);
+    return sb_eval_start(op->sb, &op->eval, sc, 6 + (nargs < 3 ? nargs : 3), op->argv, op->lens,
+                         3, on_reply, op);
+}
+
+static void sb_range_on_reply(void *arg, err_t rc, const redisReply *r)
+{
+    struct sb_stream_op *op = arg;
+    struct sb_range rg = {0};
+    if (rc == OK)
+        rc = sb_range_take(op->peek ? &op->sb->peek : &op->sb->read, r, op->peek,
+                           op->sb->reply_max, &rg);
+    op->range_done(op->arg, rc, rc == OK ? &rg : NULL);
+    sb_range_fini(&rg);
+    free(op);
+}
+
+static err_t sb_range_start(struct sb *sb, const struct sb_stream *s, bool peek, int nargs,
+                            struct sb_stream_op *op, sb_range_fn done, void *arg)
+{
+    op->sb = sb;
+    op->s = *s;
+    op->peek = peek;
+    op->range_done = done;
+    op->arg = arg;
+    err_t rc = sb_stream_op_start(op, peek ? &sb->peek : &sb->read, nargs, sb_range_on_reply);
+    if (rc != OK)
+        free(op);
+    return rc;
 }
 
 err_t sb_store_read(struct sb *sb, const struct sb_stream *s, uint64_t from, uint64_t count,
-                    struct sb_range *out)
+                    sb_range_fn done, void *arg)
 {
-    char args[3][32];
-    redisReply *r;
+    struct sb_stream_op *op = xcalloc(1, sizeof(*op));
     size_t room = sb->reply_max > SB_REPLY_OVERHEAD ? sb->reply_max - SB_REPLY_OVERHEAD : 0;
-    snprintf(args[0], sizeof(args[0]), "%" PRIu64 "-0", from);
-    snprintf(args[1], sizeof(args[1]), "%" PRIu64, count);
-    snprintf(args[2], sizeof(args[2]), "%zu", room);
-    err_t rc = sb_eval_stream(sb, &sb->read, s, 3, args, &r);
-    if (rc != OK)
-        return rc;
-    return sb_range_take(&sb->read, r, false, sb->reply_max, out);
+    snprintf(op->args[0], sizeof(op->args[0]), "%" PRIu64 "-0", from);
+    snprintf(op->args[1], sizeof(op->args[1]), "%" PRIu64, count);
+    snprintf(op->args[2], sizeof(op->args[2]), "%zu", room);
+    return sb_range_start(sb, s, false, 3, op, done, arg);
 }
 
-err_t sb_store_peek(struct sb *sb, const struct sb_stream *s, uint64_t count,
-                    struct sb_range *out)
+err_t sb_store_peek(struct sb *sb, const struct sb_stream *s, uint64_t count, sb_range_fn done,
+                    void *arg)
 {
-    char args[1][32];
-    redisReply *r;
-    snprintf(args[0], sizeof(args[0]), "%" PRIu64, count);
-    err_t rc = sb_eval_stream(sb, &sb->peek, s, 1, args, &r);
-    if (rc != OK)
-        return rc;
-    return sb_range_take(&sb->peek, r, true, sb->reply_max, out);
+    struct sb_stream_op *op = xcalloc(1, sizeof(*op));
+    snprintf(op->args[0], sizeof(op->args[0]), "%" PRIu64, count);
+    return sb_range_start(sb, s, true, 1, op, done, arg);
 }
 
 /* ---- stream.trim ---- */
 
-err_t sb_store_trim(struct sb *sb, const struct sb_stream *s, uint64_t before, uint64_t *tail)
+static void sb_trim_on_reply(void *arg, err_t rc, const redisReply *r)
 {
-    char args[1][32];
-    redisReply *r;
-    int64_t delta;
-    snprintf(args[0], sizeof(args[0]), "%" PRIu64 "-0", before);
-    err_t rc = sb_eval_stream(sb, &sb->trim, s, 1, args, &r);
+    struct sb_stream_op *op = arg;
+    uint64_t tail = 0;
+    int64_t delta = 0;
+    if (rc == OK && (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+                     !sb_reply_u64(r->element[0], &tail) || !sb_reply_i64(r->element[1], &delta)))
+        rc = sb_unexpected(&op->sb->trim, "not {tail, delta}");
+    if (rc == OK)
+        sb_quota_settle(op->sb, op->s.env, delta);
+    op->trim_done(op->arg, rc, tail);
+    free(op);
+}
+
+err_t sb_store_trim(struct sb *sb, const struct sb_stream *s, uint64_t before, sb_trim_fn done,
+                    void *arg)
+{
+    struct sb_stream_op *op = xcalloc(1, sizeof(*op));
+    op->sb = sb;
+    op->s = *s;
+    op->trim_done = done;
+    op->arg = arg;
+    snprintf(op->args[0], sizeof(op->args[0]), "%" PRIu64 "-0", before);
+    err_t rc = sb_stream_op_start(op, &sb->trim, 1, sb_trim_on_reply);
     if (rc != OK)
-        return rc;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !sb_reply_u64(r->element[0], tail) ||
-        !sb_reply_i64(r->element[1], &delta))
-        return sb_unexpected(&sb->trim, r, "not {tail, delta}");
-    freeReplyObject(r);
-    sb_quota_settle(sb, s->env, delta);
-    return OK;
+        free(op);
+    return rc;
 }
