@@ -38,11 +38,14 @@ struct gw_cfg {
     long long max_body;
     long long sse_buffer;
     char *public_url;
+    long long session_cache_ttl_ms;
+    long long session_cache_max;
     char *allowed_hosts;
 };
 
 struct gw_runs;
 struct gw_feeds;
+struct gw_sesscache;
 
 struct gw {
     struct cfg_common cfg;
@@ -59,6 +62,8 @@ struct gw {
     unsigned inflight;        /* HTTP requests waiting on the bus */
     struct gw_runs *runs;     /* long-polling dequeues (h_runs.c); made on first use */
     struct gw_feeds *feeds;   /* SSE subscribers of record streams (feed.c); made on first use */
+    struct gw_sesscache *sessions; /* recent session rows (sesscache.h, sessref.c) */
+    struct bus_sub *session_events; /* session.changed from the session-manager */
     bool stopping;
     uint64_t stop_deadline_mono;
     uint64_t started_mono;
@@ -72,6 +77,9 @@ struct gw *gw_of(h2o_req_t *req);
  * ipc://<dir>/<actor>.<n>.ipc publishes on ipc://<dir>/<actor>.events.<n>.ipc (events.c).
  */
 void gw_events_urls(struct gw *gw, const char *actor, char *out, size_t cap);
+
+/* sessref.c: the session cache and the session.changed subscription that keeps it current. */
+err_t gw_sessions_open(struct gw *gw);
 
 /* healthz.c */
 int gw_on_healthz(struct gw *gw, h2o_req_t *req);

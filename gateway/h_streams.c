@@ -203,6 +203,29 @@ static bool gw_out_writer_ok(struct gw_call *c, struct slice s)
 
 /* ---- POST /realtime/v1/sessions/:session/:io/append ---- */
 
+/* The contract's 409 for a closed (reason: NULL for none) or an expired session. */
+static void gw_respond_closed(struct gw_call *c, bool closed, const char *reason)
+{
+    json_t *b = json_pack("{s:b,s:s,s:s}", "ok", 0, "error",
+                          closed ? "Cannot append to a closed session"
+                                 : "Cannot append to an expired session",
+                          "code", "session_closed");
+    json_object_set_new(b, "closedReason",
+                        reason ? json_string(reason) : closed ? json_null() : json_string("expired"));
+    gw_respond_json(c, 409, b, GW_NO_RETRY);
+}
+
+/* The broker refused an append to a sealed session: its message is the seal ("0" or "1<reason>"). */
+static void gw_respond_sealed(struct gw_call *c, const struct envelope *env)
+{
+    char reason[STREAM_REASON_MAX + 1];
+    const struct slice m = env ? env->err_msg : SLICE_NULL;
+    bool has = m.n >= 1 && m.p[0] == '1';
+    if (has)
+        snprintf(reason, sizeof(reason), "%.*s", (int)(m.n - 1), m.p + 1);
+    gw_respond_closed(c, true, has ? reason : NULL);
+}
+
 static void gw_append_send(struct gw_call *c);
 
 static void gw_append_on_appended(void *arg, err_t rc, const struct envelope *env)
@@ -215,6 +238,10 @@ static void gw_append_on_appended(void *arg, err_t rc, const struct envelope *en
         gw_respond_json(c, 413,
                         json_pack("{s:b,s:s}", "ok", 0, "error", "Record exceeds the 1 MiB limit"),
                         GW_NO_RETRY);
+        return;
+    }
+    if (rc == ERR_CLOSED && env) {
+        gw_respond_sealed(c, env);
         return;
     }
     if (rc != OK) {
@@ -309,15 +336,8 @@ static void gw_append_on_session(void *arg, err_t rc, const struct envelope *env
         return;
     uint64_t closed = gw_sess_u64(s, "closed_at_ms"), expires = gw_sess_u64(s, "expires_at_ms");
     if (closed || (expires && expires < clock_wall_ms())) {
-        json_t *b = json_pack("{s:b,s:s,s:s}", "ok", 0, "error",
-                              closed ? "Cannot append to a closed session"
-                                     : "Cannot append to an expired session",
-                              "code", "session_closed");
-        if (closed && gw_sess_str(s, "closed_reason", reason, sizeof(reason)))
-            json_object_set_new(b, "closedReason", json_string(reason));
-        else
-            json_object_set_new(b, "closedReason", closed ? json_null() : json_string("expired"));
-        gw_respond_json(c, 409, b, GW_NO_RETRY);
+        bool has = closed && gw_sess_str(s, "closed_reason", reason, sizeof(reason));
+        gw_respond_closed(c, closed != 0, has ? reason : NULL);
         return;
     }
     gw_stream_name(c, s);
@@ -356,7 +376,7 @@ void gw_on_stream_append(struct gw_call *c)
             st->part_id[i] = abc[r[i] % 62];
         st->part_id[sizeof(r)] = '\0';
     }
-    err_t rc = gw_session_lookup(c, gw_append_on_session);
+    err_t rc = gw_session_lookup_cached(c, gw_append_on_session);
     if (rc != OK)
         gw_respond_err(c, rc, "session.get");
 }
@@ -560,7 +580,7 @@ void gw_on_stream_subscribe(struct gw_call *c)
     }
     st->feed.wait_ms = secs * 1000;
     st->feed.start = gw_last_event_start(c->req);
-    err_t rc = gw_session_lookup(c, gw_sub_on_session);
+    err_t rc = gw_session_lookup_cached(c, gw_sub_on_session);
     if (rc != OK)
         gw_respond_err(c, rc, "session.get");
 }
@@ -744,7 +764,7 @@ void gw_on_stream_records(struct gw_call *c)
         }
         st->from = v + 1;
     }
-    err_t rc = gw_session_lookup(c, gw_records_on_session);
+    err_t rc = gw_session_lookup_cached(c, gw_records_on_session);
     if (rc != OK)
         gw_respond_err(c, rc, "session.get");
 }
@@ -876,6 +896,13 @@ static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
             (void)slice_copy(env->err_msg, msg, sizeof(msg));
         gw_respond_json(c, rc == ERR_TOOBIG ? 413 : 422,
                         json_pack("{s:s,s:s}", "code", "invalid", "message", msg), GW_NO_RETRY);
+        return;
+    }
+    if (rc == ERR_CLOSED && env) { /* the session is sealed: its streams take nothing more */
+        gw_respond_json(c, 409,
+                        json_pack("{s:s,s:s}", "code", "session_closed", "message",
+                                  "the session is closed: its streams take no more records"),
+                        GW_NO_RETRY);
         return;
     }
     if (rc != OK) {

@@ -52,6 +52,13 @@ static const struct cfg_def gw_cfg_defs[] = {
      "base URL clients reach the gateway at, for X-S2-Endpoint; empty: the request's Host if "
      "TETHER_GW_ALLOWED_HOSTS admitted it, else http://<TETHER_HTTP_HOST>:<TETHER_HTTP_PORT> "
      "(0.0.0.0 read as 127.0.0.1)"},
+    {"TETHER_GW_SESSION_CACHE_TTL", CFG_MS, "2s", 0, 600000, GW_OFF(session_cache_ttl_ms),
+     "how long a gateway process reuses a session row for appends, subscribes and /records "
+     "without asking the session-manager (dropped at once on session.changed; a close is enforced "
+     "by the stream-broker's seal whatever is cached)"},
+    {"TETHER_GW_SESSION_CACHE_MAX", CFG_INT, "10000", 0, 10000000, GW_OFF(session_cache_max),
+     "session rows one gateway process keeps (least recently used goes first); 0 turns the cache "
+     "off"},
     {"TETHER_GW_ALLOWED_HOSTS", CFG_STR, "", 0, 0, GW_OFF(allowed_hosts),
      "comma list of host or host:port the API answers for (any other Host: 421); empty: every "
      "Host, and none is ever echoed"},
@@ -269,6 +276,8 @@ static int gw_run(struct gw *gw, int argc, char **argv)
     for (unsigned i = 0; i < GW_NACTORS; i++)
         if (bus_peer_open_actor(gw->bus, gw_actor_names[i], &gw->actors[i]) != OK)
             return EXIT_TEMPORARY;
+    if (gw_sessions_open(gw) != OK)
+        return EXIT_TEMPORARY;
 
     h2o_config_init(&gw->config);
     gw->config.http1.req_timeout = (uint64_t)gw->gw.req_timeout_ms;

@@ -8,8 +8,11 @@
 
 #include "auth.h"
 #include "gw.h"
+#include "log.h"
+#include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "sesscache.h"
 
 bool gw_sess_str(struct slice m, const char *k, char *out, size_t cap)
 {
@@ -36,6 +39,89 @@ bool gw_reply_session(const struct envelope *env, struct slice *out)
     struct mp_reader v;
     return env && env->body.n && mp_map_find(env->body.p, env->body.n, "session", &v) == OK &&
            mp_skip(&v, out) == OK;
+}
+
+/* ---- the cache of session rows ---- */
+
+static void gw_sessions_on_event(void *arg, const char *topic, const struct envelope *env)
+{
+    struct gw *gw = arg;
+    char env_id[128], id[GW_PARAM_MAX];
+    struct slice m = env->body;
+    (void)topic;
+    if (!gw_sess_str(m, "env_id", env_id, sizeof(env_id)))
+        return;
+    if (gw_sess_str(m, "friendly_id", id, sizeof(id)))
+        gw_sesscache_drop(gw->sessions, env_id, id);
+    if (gw_sess_str(m, "external_id", id, sizeof(id)))
+        gw_sesscache_drop(gw->sessions, env_id, id);
+}
+
+err_t gw_sessions_open(struct gw *gw)
+{
+    char urls[BUS_URL_MAX * 8];
+    gw->sessions = gw_sesscache_new((size_t)gw->gw.session_cache_max,
+                                    (uint64_t)gw->gw.session_cache_ttl_ms);
+    if (gw->gw.session_cache_max == 0)
+        return OK;
+    gw_events_urls(gw, "session-manager", urls, sizeof(urls));
+    if (!urls[0] || bus_sub_open(gw->bus, urls, gw_sessions_on_event, gw, &gw->session_events) != OK ||
+        bus_sub_add(gw->session_events, "session.changed") != OK) {
+        LOG_ERROR("gw.sessions", "cannot follow session.changed: session rows are not cached");
+        gw->gw.session_cache_max = 0;
+        gw_sesscache_free(gw->sessions);
+        gw->sessions = gw_sesscache_new(0, 0);
+    }
+    return OK;
+}
+
+/* A cached lookup on its way to the session-manager: the answer is kept on the way back. */
+struct gw_lookup {
+    struct gw_call *c;
+    bus_reply_fn cb;
+    char env[128];
+    char ref[GW_PARAM_MAX];
+};
+
+static void gw_lookup_on_reply(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_lookup *lk = arg;
+    struct gw_call *c = lk->c;
+    struct slice s;
+    if (rc == OK && gw_reply_session(env, &s))
+        gw_sesscache_put(c->gw->sessions, lk->env, lk->ref, env->body.p, env->body.n);
+    bus_reply_fn cb = lk->cb;
+    free(lk);
+    cb(c, rc, env);
+}
+
+err_t gw_session_lookup_cached(struct gw_call *c, bus_reply_fn cb)
+{
+    void *body;
+    size_t n;
+    if (gw_sesscache_get(c->gw->sessions, c->auth.env.id, c->params.session, &body, &n)) {
+        struct envelope env = {.kind = ENV_REPLY, .type = MSG_SESSION_GET};
+        env.body = (struct slice){body, n};
+        cb(c, OK, &env); /* c may be gone now */
+        free(body);
+        return OK;
+    }
+    struct gw_lookup *lk = xcalloc(1, sizeof(*lk));
+    lk->c = c;
+    lk->cb = cb;
+    snprintf(lk->env, sizeof(lk->env), "%s", c->auth.env.id);
+    snprintf(lk->ref, sizeof(lk->ref), "%s", c->params.session);
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 2);
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "ref", c->params.session);
+    err_t rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_SESSION_GET,
+                        mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_lookup_on_reply, lk);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        free(lk);
+    return rc;
 }
 
 err_t gw_session_lookup(struct gw_call *c, bus_reply_fn cb)

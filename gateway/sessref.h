@@ -25,6 +25,13 @@ bool gw_reply_session(const struct envelope *env, struct slice *out);
 /* session.get of the URL's :session value (friendly id or externalId) in the caller's environment. */
 err_t gw_session_lookup(struct gw_call *c, bus_reply_fn cb);
 /*
+ * The same from the process's session cache when it holds a fresh copy (sesscache.h): then
+ * cb runs before this returns, and c may be gone after it; else as gw_session_lookup, and
+ * the answer is cached on its way back. For routes that read the row's ids and closed or
+ * expired state only (appends, subscribes, /records): a close is enforced by the seal.
+ */
+err_t gw_session_lookup_cached(struct gw_call *c, bus_reply_fn cb);
+/*
  * Authorizes `action` on the row's ids (friendly and external) plus, optionally, the URL
  * value; on refusal answers the contract's 403 and returns false. super lists up to three
  * super-scopes; a NULL entry ends it early ({NULL}: none counts).

@@ -67,8 +67,14 @@ const struct msg_def msg_catalogue[] = {
      "{session} | ERR_NOTFOUND"},
     {MSG_SESSION_CLOSE, "session.close", MSG_K_REQUEST, "session-manager",
      "{env_id, ref, reason: str|nil}",
-     "{session} (the first close wins: closed_at and closed_reason are write-once) | "
-     "ERR_NOTFOUND"},
+     "{session} (the first close wins: closed_at and closed_reason are write-once; the reply "
+     "comes once the stream-broker has sealed the session's streams, so no append is taken "
+     "after it) | ERR_NOTFOUND | ERR_UNAVAIL (the seal failed: closed, retry the close)"},
+    {MSG_SESSION_CHANGED, "session.changed", MSG_K_EVENT,
+     "session-manager (close, update), run-manager (run.swap); on their events sockets",
+     "{env_id, friendly_id, external_id: str|nil} on topic \"session.changed\": gateways drop "
+     "their cached copy of the row (a latency path; the cache's TTL bounds a lost one)",
+     ""},
     {MSG_ENV_LIST, "env.list", MSG_K_REQUEST, "session-manager", "{}",
      "{envs: [env without api_key and signing_keys]}"},
 
@@ -141,7 +147,8 @@ const struct msg_def msg_catalogue[] = {
      "{seqs: [uint], dups: [bool] (true: part_id was seen within 5 min; seq is the original "
      "record's and nothing was appended), tail: uint (the next seq), ts: uint} | ERR_TOOBIG | "
      "ERR_INVAL | ERR_QUOTA (the environment's streams hold TETHER_SB_ENV_MAX_BYTES; nothing "
-     "appended) | ERR_UNAVAIL (Redis, also when full)"},
+     "appended) | ERR_CLOSED (the session is sealed, nothing appended; message: the seal, "
+     "stream.seal) | ERR_UNAVAIL (Redis, also when full)"},
     {MSG_STREAM_READ, "stream.read", MSG_K_REQUEST, "stream-broker",
      "{env, key, io, from: uint (first seq wanted), count: uint 1-1000}",
      "{records: [record] (seq >= from, oldest first; trimmed records are skipped; cut short to "
@@ -153,6 +160,10 @@ const struct msg_def msg_catalogue[] = {
     {MSG_STREAM_TRIM, "stream.trim", MSG_K_REQUEST, "stream-broker",
      "{env, key, io, before: uint}",
      "{tail: uint} (records with seq < before are deleted; seqs are never reused)"},
+    {MSG_STREAM_SEAL, "stream.seal", MSG_K_REQUEST, "stream-broker",
+     "{env, key: the session's addressing key, reason: str|nil}",
+     "{sealed: true} (both streams of the session refuse every later append with ERR_CLOSED, "
+     "message \"0\" or \"1<reason>\"; idempotent, never lifted)"},
     {MSG_STREAM_RECORD, "stream.record", MSG_K_EVENT,
      "stream-broker (published on stream-broker.events.<instance>.ipc)",
      "{env, key, io, record} on the stream's topic (proto/stream.h); a latency path only: "

@@ -39,6 +39,7 @@ enum msg_type {
     MSG_SESSION_GET = 141,
     MSG_SESSION_UPDATE = 142,
     MSG_SESSION_CLOSE = 143,
+    MSG_SESSION_CHANGED = 144, /* event: a session's row changed (close, update, swap) */
 
     /* run-manager: task runs and the session-run binding */
     MSG_RUN_ENSURE = 160,
@@ -58,6 +59,7 @@ enum msg_type {
     MSG_STREAM_PEEK = 182,
     MSG_STREAM_TRIM = 183,
     MSG_STREAM_RECORD = 184, /* event from the stream-broker: one appended record */
+    MSG_STREAM_SEAL = 185,
 
     /* waitpoint-registry: waitpoints (tokens, session-channel waits, durations) */
     MSG_WP_CREATE = 200,

@@ -23,6 +23,8 @@
 #define STREAM_PART_ID_MAX 256u
 /* How long an X-Part-Id is remembered for de-duplication. */
 #define STREAM_PART_TTL_S 300u
+/* Longest close reason a session's seal keeps. */
+#define STREAM_REASON_MAX 256u
 /* Longest environment id and addressing key a stream name accepts. */
 #define STREAM_ENV_MAX 64u
 #define STREAM_KEY_MAX 1024u

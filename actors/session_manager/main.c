@@ -31,6 +31,7 @@ static const struct actor_spec sm_spec = {
     .stores = ACTOR_STORE_PG,
     .routes = sm_routes,
     .nroutes = sizeof(sm_routes) / sizeof(sm_routes[0]),
+    .init = sm_session_init,
 };
 
 int main(int argc, char **argv)

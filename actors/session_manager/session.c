@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include "log.h"
+#include "mem.h"
+#include "msg.h"
+#include "proc.h"
 #include "sm.h"
 
 #define SM_JSON_MAX (64u * 1024)
@@ -161,6 +164,47 @@ void sm_on_session_get(struct actor *a, struct bus_req *req)
     sm_reply_session(req, rc, r, -1);
 }
 
+/* ---- the bus peers of session rows: the stream-broker's seals, session.changed events ---- */
+
+static struct bus_peer *sm_broker;
+static struct bus_pub *sm_events;
+
+err_t sm_session_init(struct actor *a)
+{
+    char dir[BUS_URL_MAX], url[BUS_URL_MAX + 48];
+    err_t rc = bus_peer_open_actor(a->bus, "stream-broker", &sm_broker);
+    if (rc != OK)
+        return rc;
+    cfg_bus_dir(&a->cfg, dir, sizeof(dir));
+    int w = snprintf(url, sizeof(url), "ipc://%s/session-manager.events.%u.ipc", dir,
+                     proc_instance());
+    if (w < 0 || (size_t)w >= sizeof(url)) {
+        LOG_ERROR("session.events", "the bus directory is too long for an endpoint: %s", dir);
+        return ERR_INVAL;
+    }
+    return bus_pub_open(a->bus, url, &sm_events);
+}
+
+/* session.changed for row 0 of r: every gateway drops its cached copy (a latency path). */
+static void sm_publish_changed(const char *env_id, PGresult *r)
+{
+    struct mp_writer w;
+    if (!sm_events || PQntuples(r) == 0)
+        return;
+    mp_writer_init(&w);
+    mp_put_map(&w, 3);
+    mp_put_kv_str(&w, "env_id", env_id);
+    sm_put_text_or_nil(&w, "friendly_id", r, 1);
+    sm_put_text_or_nil(&w, "external_id", r, 2);
+    err_t rc = mp_writer_err(&w);
+    if (rc == OK)
+        rc = bus_publish(sm_events, "session.changed", MSG_SESSION_CHANGED, mp_writer_data(&w),
+                         mp_writer_len(&w));
+    if (rc != OK)
+        LOG_WARN("session.publish_failed", "could not publish session.changed: %s", err_str(rc));
+    mp_writer_fini(&w);
+}
+
 void sm_on_session_update(struct actor *a, struct bus_req *req)
 {
     const struct envelope *env = bus_req_env(req);
@@ -180,7 +224,32 @@ void sm_on_session_update(struct actor *a, struct bus_req *req)
     bool set_meta = sm_has_key(env, "metadata");
     err_t rc = sm_store_session_update(&a->pg, env_id, key, has_tags ? tags : NULL, set_meta,
                                        has_meta_val ? metadata : NULL, &r);
+    if (rc == OK)
+        sm_publish_changed(env_id, r);
     sm_reply_session(req, rc, r, -1);
+}
+
+/* A close whose row is written, waiting for the stream-broker's seal before it answers. */
+struct sm_close {
+    struct bus_req *req;
+    PGresult *row;
+};
+
+static void sm_close_on_sealed(void *arg, err_t rc, const struct envelope *env)
+{
+    struct sm_close *cl = arg;
+    (void)env;
+    if (rc == OK) {
+        sm_reply_session(cl->req, OK, cl->row, -1);
+    } else {
+        /* closed in PostgreSQL, not yet sealed: the close is idempotent, its retry seals */
+        LOG_WARN("session.seal_failed", "a closed session's streams could not be sealed: %s",
+                 err_str(rc));
+        PQclear(cl->row);
+        bus_reply_err(cl->req, ERR_UNAVAIL,
+                      "the session is closed but its streams are not sealed yet; retry");
+    }
+    free(cl);
 }
 
 void sm_on_session_close(struct actor *a, struct bus_req *req)
@@ -197,5 +266,37 @@ void sm_on_session_close(struct actor *a, struct bus_req *req)
         return;
     }
     err_t rc = sm_store_session_close(&a->pg, env_id, key, has_reason ? reason : NULL, &r);
-    sm_reply_session(req, rc, r, -1);
+    if (rc != OK || PQntuples(r) == 0) {
+        sm_reply_session(req, rc, r, -1);
+        return;
+    }
+    sm_publish_changed(env_id, r);
+    /*
+     * The answer waits for the seal: once a client has it, no gateway, whatever it caches,
+     * gets an append into either stream (the stream-broker refuses them). Every close seals,
+     * the first and any repeat, so a close answered 503 is completed by its retry.
+     */
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 3);
+    mp_put_kv_str(&w, "env", env_id);
+    /* the streams' addressing key: the external id when there is one (gateway/h_streams.c) */
+    int kcol = PQgetisnull(r, 0, 2) || PQgetlength(r, 0, 2) == 0 ? 1 : 2;
+    mp_put_str(&w, "key");
+    mp_put_strn(&w, PQgetvalue(r, 0, kcol), (size_t)PQgetlength(r, 0, kcol));
+    mp_put_str(&w, "reason");
+    if (PQgetisnull(r, 0, 11))
+        mp_put_nil(&w);
+    else
+        mp_put_strn(&w, PQgetvalue(r, 0, 11), (size_t)PQgetlength(r, 0, 11));
+    struct sm_close *cl = xcalloc(1, sizeof(*cl));
+    cl->req = req;
+    cl->row = r;
+    rc = mp_writer_err(&w);
+    if (rc == OK)
+        rc = bus_call(sm_broker, MSG_STREAM_SEAL, mp_writer_data(&w), mp_writer_len(&w), NULL,
+                      sm_close_on_sealed, cl);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        sm_close_on_sealed(cl, rc, NULL);
 }

@@ -219,4 +219,10 @@ err_t sm_store_session_update(struct db_pg *pg, const char *env_id, const char *
 err_t sm_store_session_close(struct db_pg *pg, const char *env_id, const char *key,
                              const char *reason, PGresult **res);
 
+/*
+ * session.c: the stream-broker peer a close seals through and the events socket
+ * session.changed goes out on (ipc://<bus dir>/session-manager.events.<instance>.ipc).
+ */
+err_t sm_session_init(struct actor *a);
+
 #endif

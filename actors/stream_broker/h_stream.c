@@ -97,7 +97,10 @@ static void sb_append_done(void *arg, err_t rc)
     struct mp_writer w;
     unsigned ndup = 0;
     if (rc != OK) {
-        sb_reply_store_err(call->req, rc);
+        if (rc == ERR_CLOSED)
+            (void)bus_reply_err(call->req, ERR_CLOSED, ap->sealed);
+        else
+            sb_reply_store_err(call->req, rc);
         sb_append_fini(ap);
         free(call);
         return;
@@ -235,4 +238,40 @@ void sb_on_stream_trim(struct actor *a, struct bus_req *req)
         sb_reply_store_err(req, rc);
     else
         LOG_DEBUG("stream.trimming", "records before %" PRIu64 " of %s/%s", before, s.env, s.io);
+}
+
+static void sb_seal_done(void *arg, err_t rc)
+{
+    struct bus_req *req = arg;
+    if (rc != OK) {
+        sb_reply_store_err(req, rc);
+        return;
+    }
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 1);
+    mp_put_kv_bool(&w, "sealed", true);
+    sb_reply_writer(req, &w);
+    mp_writer_fini(&w);
+}
+
+void sb_on_stream_seal(struct actor *a, struct bus_req *req)
+{
+    struct slice body = bus_req_env(req)->body;
+    struct mp_reader v;
+    struct slice env, key, reason = SLICE_NULL;
+    char e[STREAM_ENV_MAX + 1], k[STREAM_KEY_MAX + 1], r[STREAM_REASON_MAX + 1];
+    if (mp_map_find(body.p, body.n, "env", &v) != OK || mp_read_str(&v, &env) != OK ||
+        slice_copy(env, e, sizeof(e)) != OK || !e[0] || memchr(env.p, '\0', env.n) ||
+        mp_map_find(body.p, body.n, "key", &v) != OK || mp_read_str(&v, &key) != OK ||
+        slice_copy(key, k, sizeof(k)) != OK || !k[0] || memchr(key.p, '\0', key.n) ||
+        (mp_map_find(body.p, body.n, "reason", &v) == OK &&
+         (mp_read_str_or_nil(&v, &reason) != OK ||
+          (reason.p && slice_copy(reason, r, sizeof(r)) != OK)))) {
+        (void)bus_reply_err(req, ERR_INVAL, "stream.seal needs env, key and an optional reason");
+        return;
+    }
+    err_t rc = sb_store_seal(sb_of(a), e, k, reason.p ? r : NULL, sb_seal_done, req);
+    if (rc != OK)
+        sb_reply_store_err(req, rc);
 }

@@ -78,6 +78,7 @@ struct sb_append {
     uint64_t ts;               /* ms timestamp given to every record of the batch */
     uint64_t trimmed;          /* records deleted by trim commands and retention */
     int64_t delta;             /* change of the stream's bytes (appended - trimmed) */
+    char sealed[STREAM_REASON_MAX + 2]; /* ERR_CLOSED: the seal, "0" or "1<reason>" */
 };
 
 /* One stream entry as read back (sb_entry_parse); borrows from the redisReply. */
@@ -136,6 +137,7 @@ void sb_on_stream_append(struct actor *a, struct bus_req *req);
 void sb_on_stream_read(struct actor *a, struct bus_req *req);
 void sb_on_stream_peek(struct actor *a, struct bus_req *req);
 void sb_on_stream_trim(struct actor *a, struct bus_req *req);
+void sb_on_stream_seal(struct actor *a, struct bus_req *req);
 
 /* ---- store.c: Redis ----
  * Every call is asynchronous: it returns OK and later runs its callback once, on the loop,
@@ -186,6 +188,14 @@ void sb_range_fini(struct sb_range *r);
 err_t sb_store_trim(struct sb *sb, const struct sb_stream *s, uint64_t before, sb_trim_fn done,
                     void *arg);
 
+/*
+ * Seals the session (env, key): every later append to either of its streams is refused with
+ * ERR_CLOSED (nothing written; the error's message is the seal: "0" closed without a reason,
+ * "1<reason>" with one, NULL reason = none). Idempotent; a seal is never lifted.
+ */
+err_t sb_store_seal(struct sb *sb, const char *env, const char *key, const char *reason,
+                    sb_store_fn done, void *arg);
+
 /* ---- wire.c: pure ---- */
 
 /*
@@ -216,6 +226,8 @@ void sb_append_fini(struct sb_append *ap);
 /* Key names (see the data model above); out holds SB_KEY_MAX bytes. Return the length. */
 size_t sb_key_stream(const struct sb_stream *s, char *out);
 size_t sb_key_next(const struct sb_stream *s, char *out);
+/* The seal of a session, one for both its streams (same hash tag): "tether:stream:{env:key}:sealed". */
+size_t sb_key_sealed(const char *env, const char *key, char *out);
 size_t sb_key_bytes(const struct sb_stream *s, char *out);
 /* The environment's quota counter (its own slot: hash tag {env}). */
 size_t sb_key_quota(const char *env, char *out);

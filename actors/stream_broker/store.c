@@ -51,8 +51,8 @@
     "end\n"
 
 /*
- * KEYS: stream, next counter, bytes counter, then the de-dup key of each record with a
- * part id. ARGV: record count, de-dup ttl (s), retention max records, max bytes (0: no
+ * KEYS: stream, next counter, bytes counter, the session's seal, then the de-dup key of
+ * each record with a part id. ARGV: record count, de-dup ttl (s), retention max records, max bytes (0: no
  * limit), the growth allowed (-1: any; else the quota's room), then per record: the index
  * of its de-dup key in KEYS (0: none), its header count, its S2 trim point (0: none), its
  * body, its header names and values.
@@ -63,11 +63,15 @@
  * batch's count + 256 records a call so that lowered limits cost several appends, not one
  * long script). The deleted entries are read oldest first in chunks of 1, 2, 4 ... 16, so
  * a stream at its limit reads one entry per append. If the stream would grow by more than
- * allowed, it answers refused with nothing written. Pass 2 writes, XADD first.
- * Returns {seqs, dups (0|1), next seq, ts, bytes delta, records deleted, refused (0|1)}.
+ * allowed, it answers refused with nothing written. Pass 2 writes, XADD first. A sealed
+ * session (closed: stream.seal) takes nothing.
+ * Returns {seqs, dups (0|1), next seq, ts, bytes delta, records deleted, refused (0, 1 for
+ * the quota, 2 for the seal), the seal's reason}.
  */
 static const char sb_lua_append[] =
     "#!lua\n" SB_LUA_LIB
+    "local sealed = redis.call('GET', KEYS[4])\n"
+    "if sealed then return {{}, {}, 0, 0, 0, 0, 2, sealed} end\n"
     "local t = redis.call('TIME')\n"
     "local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local tss = string.format('%d', ts)\n"
@@ -140,7 +144,7 @@ static const char sb_lua_append[] =
     "end\n"
     "local delta = b - known\n"
     "if allowed >= 0 and added > 0 and delta > allowed then\n"
-    "  return {seqs, dups, first, ts, delta, 0, 1}\n"
+    "  return {seqs, dups, first, ts, delta, 0, 1, ''}\n"
     "end\n"
     "for _, r in ipairs(adds) do\n"
     "  local cmd = {'XADD', KEYS[1], string.format('%d-1', r[1]), 't', tss, 'b', r[4]}\n"
@@ -153,7 +157,7 @@ static const char sb_lua_append[] =
     "if nxt ~= first then redis.call('SET', KEYS[2], string.format('%d', nxt)) end\n"
     "if cut then redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-0', cut)) end\n"
     "if b ~= known then redis.call('SET', KEYS[3], string.format('%d', b)) end\n"
-    "return {seqs, dups, nxt, ts, delta, total - n, 0}\n";
+    "return {seqs, dups, nxt, ts, delta, total - n, 0, ''}\n";
 
 /*
  * KEYS: stream, next counter (, bytes counter: unused). ARGV: first id, count, byte budget.
@@ -525,7 +529,7 @@ static void sb_arg_int(struct sb_append_argv *x, unsigned *k, long long v)
 
 /* The keys a script of stream s uses: its records, next counter and bytes counter. */
 struct sb_stream_keys {
-    char stream[SB_KEY_MAX], next[SB_KEY_MAX], bytes[SB_KEY_MAX];
+    char stream[SB_KEY_MAX], next[SB_KEY_MAX], bytes[SB_KEY_MAX], sealed[SB_KEY_MAX];
 };
 
 /*
@@ -536,7 +540,7 @@ static bool sb_append_argv_build(const struct sb *sb, const struct sb_append *ap
                                  struct sb_stream_keys *keys, struct sb_append_argv *x)
 {
     char prefix[SB_KEY_MAX];
-    size_t plen = sb_key_part_prefix(&ap->s, prefix), parts_len = 0, total = 3 + 3 + 5;
+    size_t plen = sb_key_part_prefix(&ap->s, prefix), parts_len = 0, total = 3 + 4 + 5;
     unsigned nparts = 0, k = 0;
     for (uint32_t i = 0; i < ap->n; i++) {
         const struct sb_record_in *r = &ap->recs[i];
@@ -556,6 +560,7 @@ static bool sb_append_argv_build(const struct sb *sb, const struct sb_append *ap
     sb_arg(x, keys->stream, sb_key_stream(&ap->s, keys->stream));
     sb_arg(x, keys->next, sb_key_next(&ap->s, keys->next));
     sb_arg(x, keys->bytes, sb_key_bytes(&ap->s, keys->bytes));
+    sb_arg(x, keys->sealed, sb_key_sealed(ap->s.env, ap->s.key, keys->sealed));
     char *p = x->parts;
     for (uint32_t i = 0; i < ap->n; i++) {
         const struct sb_record_in *r = &ap->recs[i];
@@ -571,7 +576,7 @@ static bool sb_append_argv_build(const struct sb *sb, const struct sb_append *ap
     sb_arg_int(x, &k, sb->cfg.stream_max_records);
     sb_arg_int(x, &k, sb->cfg.stream_max_bytes);
     sb_arg_int(x, &k, allowed);
-    unsigned key_index = 3; /* Lua's KEYS[1..3] are the stream and its two counters */
+    unsigned key_index = 4; /* Lua's KEYS[1..4]: the stream, its two counters, the seal */
     for (uint32_t i = 0; i < ap->n; i++) {
         const struct sb_record_in *r = &ap->recs[i];
         struct mp_reader hr;
@@ -600,19 +605,28 @@ static bool sb_append_argv_build(const struct sb *sb, const struct sb_append *ap
     return (size_t)x->argc == total;
 }
 
-/* Takes the append script's reply into ap; *refused when it wrote nothing for the quota. */
+/*
+ * Takes the append script's reply into ap; *refused is 1 when it wrote nothing for the
+ * quota, 2 when the session is sealed (ap->sealed then holds the seal's value).
+ */
 static err_t sb_append_take(struct sb *sb, const redisReply *r, struct sb_append *ap,
-                            bool *refused)
+                            uint64_t *refused)
 {
-    uint64_t flag;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 7 ||
-        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != ap->n ||
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 8 || !sb_reply_u64(r->element[6], refused) ||
+        r->element[7]->type != REDIS_REPLY_STRING)
+        return sb_unexpected(&sb->append, "not {seqs, dups, tail, ts, delta, trimmed, refused, "
+                                          "reason}");
+    if (*refused == 2) {
+        snprintf(ap->sealed, sizeof(ap->sealed), "%.*s",
+                 (int)r->element[7]->len, r->element[7]->str);
+        return OK;
+    }
+    if (r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != ap->n ||
         r->element[1]->type != REDIS_REPLY_ARRAY || r->element[1]->elements != ap->n ||
         !sb_reply_u64(r->element[2], &ap->tail) || !sb_reply_u64(r->element[3], &ap->ts) ||
-        !sb_reply_i64(r->element[4], &ap->delta) || !sb_reply_u64(r->element[5], &ap->trimmed) ||
-        !sb_reply_u64(r->element[6], &flag))
-        return sb_unexpected(&sb->append, "not {seqs, dups, tail, ts, delta, trimmed, refused}");
-    *refused = flag != 0;
+        !sb_reply_i64(r->element[4], &ap->delta) || !sb_reply_u64(r->element[5], &ap->trimmed))
+        return sb_unexpected(&sb->append, "not {seqs, dups, tail, ts, delta, trimmed, refused, "
+                                          "reason}");
     for (uint32_t i = 0; i < ap->n && !*refused; i++) {
         uint64_t dup;
         if (!sb_reply_u64(r->element[0]->element[i], &ap->seqs[i]) ||
@@ -656,7 +670,7 @@ static void sb_append_on_reply(void *arg, err_t rc, const redisReply *r)
 {
     struct sb_append_op *op = arg;
     struct sb_append *ap = op->ap;
-    bool refused = false;
+    uint64_t refused = 0;
     if (rc != OK) {
         /* the script wrote nothing (refused up front, or failed before its first XADD); a
          * lost answer may hide an append that was made: counted by the next trim or recount */
@@ -665,6 +679,10 @@ static void sb_append_on_reply(void *arg, err_t rc, const redisReply *r)
     }
     if ((rc = sb_append_take(op->sb, r, ap, &refused)) != OK) {
         sb_append_op_end(op, rc);
+        return;
+    }
+    if (refused == 2) {
+        sb_append_op_end(op, ERR_CLOSED); /* the session is closed: ap->sealed */
         return;
     }
     if (refused) {
@@ -727,7 +745,7 @@ err_t sb_store_append(struct sb *sb, struct sb_append *ap, sb_store_fn done, voi
     op->ap = ap;
     op->done = done;
     op->arg = arg;
-    op->nkeys = 3;
+    op->nkeys = 4;
     for (uint32_t i = 0; i < ap->n; i++) {
         op->nkeys += ap->recs[i].part_id.p != NULL;
         op->need += ap->recs[i].metered;
@@ -908,6 +926,41 @@ err_t sb_store_trim(struct sb *sb, const struct sb_stream *s, uint64_t before, s
     op->arg = arg;
     snprintf(op->args[0], sizeof(op->args[0]), "%" PRIu64 "-0", before);
     err_t rc = sb_stream_op_start(op, &sb->trim, 1, sb_trim_on_reply);
+    if (rc != OK)
+        free(op);
+    return rc;
+}
+
+/* ---- stream.seal ---- */
+
+struct sb_seal_op {
+    sb_store_fn done;
+    void *arg;
+};
+
+static void sb_seal_on_reply(void *arg, err_t rc, const redisReply *r)
+{
+    struct sb_seal_op *op = arg;
+    (void)r;
+    op->done(op->arg, rc == ERR_INTERNAL ? ERR_UNAVAIL : rc);
+    free(op);
+}
+
+err_t sb_store_seal(struct sb *sb, const char *env, const char *key, const char *reason,
+                    sb_store_fn done, void *arg)
+{
+    char k[SB_KEY_MAX];
+    size_t kl = sb_key_sealed(env, key, k);
+    /* "0": closed with no reason; "1<reason>" (a reason may be empty, and differs from none) */
+    char v[STREAM_REASON_MAX + 2];
+    int vl = snprintf(v, sizeof(v), "%s%.*s", reason ? "1" : "0", (int)STREAM_REASON_MAX,
+                      reason ? reason : "");
+    const char *argv[] = {"SET", k, v};
+    size_t lens[] = {3, kl, (size_t)(vl < 0 ? 0 : vl < (int)sizeof(v) ? vl : (int)sizeof(v) - 1)};
+    struct sb_seal_op *op = xcalloc(1, sizeof(*op));
+    op->done = done;
+    op->arg = arg;
+    err_t rc = db_redis_async_cmd(sb->redis, 3, argv, lens, sb_seal_on_reply, op);
     if (rc != OK)
         free(op);
     return rc;

@@ -223,6 +223,12 @@ size_t sb_key_bytes(const struct sb_stream *s, char *out)
     return sb_key_fmt(out, "stream", s, ":bytes");
 }
 
+size_t sb_key_sealed(const char *env, const char *key, char *out)
+{
+    int w = snprintf(out, SB_KEY_MAX, "tether:stream:{%s:%s}:sealed", env, key);
+    return w < 0 ? 0 : (size_t)w < SB_KEY_MAX ? (size_t)w : SB_KEY_MAX - 1;
+}
+
 size_t sb_key_quota(const char *env, char *out)
 {
     int w = snprintf(out, SB_KEY_MAX, "tether:quota:{%s}:bytes", env);
