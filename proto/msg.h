@@ -58,6 +58,9 @@ enum msg_type {
     MSG_STREAM_PEEK = 182,
     MSG_STREAM_TRIM = 183,
     MSG_STREAM_RECORD = 184, /* event from the stream-broker: one appended record */
+
+    /* clickhouse-replicator: the sessions list (ClickHouse, merged with recent PostgreSQL rows) */
+    MSG_SESSION_LIST = 190,
 };
 
 enum msg_kind {
