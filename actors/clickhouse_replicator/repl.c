@@ -148,9 +148,13 @@ static void chr_watch(struct chr *chr, short ev)
 }
 
 static void chr_connect(struct loop *l, void *arg);
+static void chr_setup_timer(struct loop *l, void *arg);
 
 static void chr_conn_drop(struct chr *chr, const char *why)
 {
+    /* START_REPLICATION refused (a slot lost or dropped): the setup checks it again first */
+    if (chr->state == CHR_STARTING)
+        chr->setup_done = false;
     if (chr->conn) {
         LOG_WARN("chr.stream_lost", "replication stream: %s: %s", why,
                  PQerrorMessage(chr->conn));
@@ -176,6 +180,10 @@ static void chr_connect(struct loop *l, void *arg)
     chr->reconnect_timer = 0;
     if (chr->state != CHR_IDLE || chr->fenced || loop_stopping(chr->loop))
         return;
+    if (!chr->setup_done) {
+        chr_setup_timer(l, chr);
+        return;
+    }
     chr->conn = chr_repl_connect(chr, true);
     if (!chr->conn) {
         chr_conn_drop(chr, "connect");

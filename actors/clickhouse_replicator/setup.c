@@ -182,16 +182,25 @@ err_t chr_setup_run(struct chr *chr, struct chr_worker *w)
 
     const char *p2[] = {slot};
     rc = chr_exec(&w->pg,
-                  "SELECT s.database = current_database(), s.active, st.slot_name IS NOT NULL "
-                  "FROM pg_replication_slots s LEFT JOIN clickhouse_replicator_slots st "
-                  "ON st.slot_name = s.slot_name WHERE s.slot_name = $1",
+                  "SELECT s.database = current_database(), s.active, st.slot_name IS NOT NULL, "
+                  "COALESCE(s.wal_status, '') FROM pg_replication_slots s "
+                  "LEFT JOIN clickhouse_replicator_slots st ON st.slot_name = s.slot_name "
+                  "WHERE s.slot_name = $1",
                   1, p2, &r);
     if (rc != OK)
         return rc;
     bool exists = PQntuples(r) > 0;
     bool same_db = exists && PQgetvalue(r, 0, 0)[0] == 't';
     bool backfilled = exists && PQgetvalue(r, 0, 2)[0] == 't';
+    bool lost = exists && strcmp(PQgetvalue(r, 0, 3), "lost") == 0;
     PQclear(r);
+    if (lost) {
+        /* max_slot_wal_keep_size was exceeded: the WAL it needed is gone; only a new slot
+         * with a new backfill can make ClickHouse whole again */
+        LOG_ERROR("chr.slot_lost", "slot %s lost WAL it needed (max_slot_wal_keep_size); "
+                  "recreating it with a new backfill", slot);
+        backfilled = false;
+    }
     if (exists && !same_db) {
         LOG_ERROR("chr.setup_failed",
                   "replication slot %s belongs to another database (set TETHER_CHR_SLOT)", slot);

@@ -3,7 +3,8 @@
 # list endpoint (filters, both cursors, read-your-writes); kill -9 after an insert and before
 # its ack, and before an insert (fault points), lose nothing and duplicates collapse under
 # FINAL; ClickHouse stopped for CH_DOWN_S seconds is waited out; two supervisors on one Redis
-# run exactly one replicator, and when the leader dies the other takes over from the slot.
+# run exactly one replicator, and when the leader dies the other takes over from the slot; a
+# replicator whose fencing token is outdated writes nothing.
 . "$(dirname "$0")/../lib/itest.sh"
 
 CH_DOWN_S=${CH_DOWN_S:-30}
@@ -147,6 +148,14 @@ TREE_URL=$B_URL TREE_PID=$B_PID
 export TETHER_RUN_DIR=$B_RUN
 create "g-$S" chat
 ok "a session made after the failover reaches ClickHouse" wait_for 10000 in_ch "$SID"
+
+# --- a deposed leader: once the fence counter moves past its token it inserts and acks nothing
+redis-cli -u "$TETHER_REDIS_URL" INCR '{tether:leader}:fence' >/dev/null
+create "h-$S" chat
+H=$SID
+ok "the replicator sees the fence moved past its token" wait_for 5000 grep -q '"chr.fenced"' "$B_LOG"
+sleep 1
+is "$(ch_final "$H")" 0 "and did not insert the row committed after that"
 tree_stop
 is "$TREE_EXIT" 0 "node b stops cleanly"
 done_testing
