@@ -191,6 +191,8 @@ struct chr_row {
 struct chr_batch {
     struct chr_row *rows;
     size_t n, cap;
+    uint32_t *_hash;     /* open addressing: row index + 1 by session id, 0 = empty */
+    size_t _hcap;        /* a power of two, at least twice n */
     uint64_t up_to_lsn;  /* commit end lsn of the last transaction in it */
     uint64_t oldest_commit_us; /* commit time of its first transaction (for lag) */
 };
