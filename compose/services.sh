@@ -413,6 +413,9 @@ pg_start() {
     printf '# Written by compose/services.sh at every start; edits are lost.\n'
     printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = '%s'\n" "$port" "$sockdir"
     printf 'wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\nmax_connections = 200\n'
+    # the clickhouse-replicator's slot: a stalled slot may hold this much WAL, then it is
+    # invalidated rather than filling the disk (docs/clickhouse-replicator.md#when-the-slot-falls-behind)
+    printf 'max_slot_wal_keep_size = %s\n' "${TETHER_PG_SLOT_WAL_KEEP:-1GB}"
     if [[ ${TETHER_PG_FAST-0} == 1 ]]; then
       printf '# TETHER_PG_FAST=1: test speed, no crash safety\n'
       printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n'

@@ -19,6 +19,9 @@ void gw_on_session_update(struct gw_call *c);
 void gw_on_session_close(struct gw_call *c);
 void gw_on_session_end_and_continue(struct gw_call *c);
 
+/* h_sessions_list.c: GET /api/v1/sessions, served by the clickhouse-replicator */
+void gw_on_session_list(struct gw_call *c);
+
 /* h_runs.c: the runs API and the worker API (docs/workers.md) */
 void gw_on_worker_dequeue(struct gw_call *c);
 void gw_on_run_heartbeat(struct gw_call *c);

@@ -18,6 +18,7 @@ const struct gw_route gw_routes[] = {
     {GW_GET, "/api/v1/auth/whoami", 0, GW_BODY_RAW, ANY, gw_on_whoami},
 
     {GW_POST, "/api/v1/sessions", 32 * KIB, GW_BODY_JSON, ANY, gw_on_session_create},
+    {GW_GET, "/api/v1/sessions", 0, GW_BODY_RAW, ANY, gw_on_session_list},
     {GW_GET, "/api/v1/sessions/:session", 0, GW_BODY_RAW, ANY, gw_on_session_get},
     {GW_PATCH, "/api/v1/sessions/:session", 32 * KIB, GW_BODY_JSON, ANY, gw_on_session_update},
     {GW_POST, "/api/v1/sessions/:session/close", 1 * KIB, GW_BODY_JSON, ANY, gw_on_session_close},

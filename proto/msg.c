@@ -205,6 +205,13 @@ const struct msg_def msg_catalogue[] = {
      "{waitpoint_ids: [internal id] (1-1000, just completed)}",
      "{woken: uint} (waiting runs none of whose waitpoints is pending are queued again; the "
      "run-manager's sweep does the same for any wake that was lost)"},
+    {MSG_SESSION_LIST, "session.list", MSG_K_REQUEST, "clickhouse-replicator",
+     "{env_id, org_id, project_id, size: uint 1-100, after: cuid|nil, before: cuid|nil, types: "
+     "[str], tags: [str], tasks: [str], external_id: str|nil, statuses: uint (bits 1 ACTIVE, 2 "
+     "CLOSED, 4 EXPIRED; 0 = any), from_ms: uint, to_ms: uint (0 = unbounded)}",
+     "{sessions: [session], next: cuid|nil, previous: cuid|nil} (ids from ClickHouse FINAL "
+     "merged with PostgreSQL rows changed within the replication lag; rows from PostgreSQL, "
+     "re-filtered there)"},
 };
 
 const size_t msg_catalogue_len = sizeof(msg_catalogue) / sizeof(msg_catalogue[0]);

@@ -71,6 +71,9 @@ enum msg_type {
     /* run-manager: runs that wait on waitpoints (actors/run_manager/wait.c) */
     MSG_RUN_SUSPEND = 220,
     MSG_RUN_WAKE = 221,
+
+    /* clickhouse-replicator: the sessions list (ClickHouse, merged with recent PostgreSQL rows) */
+    MSG_SESSION_LIST = 190,
 };
 
 enum msg_kind {

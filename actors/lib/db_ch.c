@@ -133,6 +133,9 @@ err_t db_ch_query(struct db_ch *c, const char *query, const char *data, size_t d
     post[ql + 1 + data_n] = '\0';
     rc = db_ch_request(c, "/", post, ql + 1 + data_n, c->timeout_ms, &body, &status);
     free(post);
+    c->last_code = 0;
+    if (rc == OK && status != 200 && body.p && strncmp(body.p, "Code: ", 6) == 0)
+        c->last_code = atoi(body.p + 6);
     if (rc == OK && (status != 200 || body.too_big)) {
         LOG_WARN("db.ch_query_failed", "ClickHouse answered %ld: %.300s", status,
                  body.p ? body.p : "");

@@ -19,6 +19,7 @@ struct db_ch {
     unsigned timeout_ms;
     struct backoff backoff;
     bool up;
+    int last_code; /* ClickHouse's "Code: NN" of the last failed query; 0 if none or unknown */
 };
 
 err_t db_ch_init(struct db_ch *c, const char *url, unsigned timeout_ms);
@@ -30,7 +31,8 @@ bool db_ch_up(const struct db_ch *c);
 
 /*
  * POSTs query (and optional data appended after it) to ClickHouse. On OK,
- * *out (if not NULL) is the malloc'd response body, *out_n its length.
+ * *out (if not NULL) is the malloc'd response body, *out_n its length. On an
+ * error answer, c->last_code is ClickHouse's error code (0 when the body had none).
  */
 err_t db_ch_query(struct db_ch *c, const char *query, const char *data, size_t data_n, char **out,
                   size_t *out_n);
