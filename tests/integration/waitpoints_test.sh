@@ -239,8 +239,9 @@ WK=$(j .waitpointId)
 WPPID=$(child_field waitpoint-registry pid)
 kill -STOP "$WPPID"
 append "chat-$U-4" in '{"m":"lost"}'
-kill -KILL "$WPPID"
+# judged while it is stopped: once killed, its restart sweeps at start and may win the race
 ok "the registry was killed before it drained" wp_is "$WK" PENDING
+kill -KILL "$WPPID"
 wait_for 8000 wp_is "$WK" COMPLETED
 ok "the restarted registry's sweep completes the waiter" wp_is "$WK" COMPLETED
 
