@@ -270,6 +270,9 @@ void chr_fence_check(struct chr *chr, chr_fence_fn fn, void *arg);
 
 /* Test hook: if TETHER_CHR_FAULT_FILE holds `what`, removes it and SIGKILLs the process. */
 void chr_fault_point(struct chr *chr, const char *what);
+/* Test hook: true if TETHER_CHR_FAULT_FILE holds "refuse_row MARKER" and data[0..n) contains
+ * MARKER (the file stays: every try is refused). Thread-safe (reads only the file). */
+bool chr_fault_refuses(const struct chr *chr, const char *data, size_t n);
 
 /* list.c */
 void chr_on_session_list(struct actor *a, struct bus_req *req);
