@@ -9,6 +9,7 @@
 . "$(dirname "$0")/../lib/itest.sh"
 
 S=$$-$RANDOM
+A=bf$$x$RANDOM # a prefix for ids made here: alphanumeric like a cuid (the list's cursor rule)
 FAULT=$TETHER_TEST_TMP/chr-fault-bf-$S
 SLOT=sessions_to_clickhouse_v1 # TETHER_CHR_SLOT's default
 N=250                          # sessions made before the slot: 3 chunks of 100
@@ -48,7 +49,7 @@ is "$(PSQL "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$SLOT'"
 # does not see them, only ClickHouse does)
 PSQL "INSERT INTO sessions (id, friendly_id, external_id, type, project_id, runtime_environment_id,
   organization_id, environment_type, task_identifier, trigger_config, tags, created_at, updated_at)
-  SELECT 'bf$S-' || lpad(g::text, 4, '0'), 'session_bf$S-' || lpad(g::text, 4, '0'), 'pre-' || g,
+  SELECT '$A' || lpad(g::text, 4, '0'), 'session_$A' || lpad(g::text, 4, '0'), 'pre-' || g,
     'chat', '$PROJ', '$ENV', '$ORG', 'DEVELOPMENT', 'pre-$S', '{}', ARRAY['n:' || (g % 7)],
     now() - interval '1 hour' + (g || ' ms')::interval, now() - interval '1 hour'
   FROM generate_series(1, $N) g"
@@ -78,6 +79,7 @@ is "$(chq "SELECT uniqExact(_version), any(_version) FROM sessions_v1 FINAL WHER
 ids=() after=""
 for _ in 1 2 3 4; do
   api GET "/api/v1/sessions?filter%5BtaskIdentifier%5D=pre-$S&page%5Bsize%5D=100${after:+&page%5Bafter%5D=$after}"
+  [[ $CODE == 200 ]] || diag "list page: $CODE $BODY"
   mapfile -t -O "${#ids[@]}" ids < <(jq -r '.data[].id' <<<"$BODY")
   after=$(jq -r '.pagination.next // empty' <<<"$BODY")
   [[ -z $after ]] && break
@@ -87,9 +89,9 @@ is "${#ids[@]} $(printf '%s\n' "${ids[@]}" | sort -u | wc -l)" "$N $N" "the list
 is "${ids[*]}" "$want" "in session id order, newest first"
 
 # a change after the backfill wins over the copied row
-api PATCH "/api/v1/sessions/session_bf$S-0007" '{"tags":["changed"]}'
+api PATCH "/api/v1/sessions/session_${A}0007" '{"tags":["changed"]}'
 is "$CODE" 200 "an update of a backfilled session"
-ok "reaches ClickHouse over the copied row" wait_for 5000 bash -c "[[ \$(curl -s '$TETHER_CH_URL/' --data-binary \"SELECT arrayStringConcat(tags, ',') FROM sessions_v1 FINAL WHERE friendly_id = 'session_bf$S-0007'\") == changed ]]"
+ok "reaches ClickHouse over the copied row" wait_for 5000 bash -c "[[ \$(curl -s '$TETHER_CH_URL/' --data-binary \"SELECT arrayStringConcat(tags, ',') FROM sessions_v1 FINAL WHERE friendly_id = 'session_${A}0007'\") == changed ]]"
 
 # --- a row ClickHouse refuses: logged with its LSN and skipped, the slot moves on
 create "ok1-$S"
