@@ -261,6 +261,8 @@ PGconn *chr_repl_connect(struct chr *chr, bool nonblocking);
 
 /* setup.c: on the insert worker: publication, slot (+ backfill when new). */
 err_t chr_setup_run(struct chr *chr, struct chr_worker *w);
+/* The INSERT ... FORMAT JSONEachRow statement for table into q; false if it does not fit. */
+bool chr_ch_insert_sql(const char *table, char *q, size_t cap);
 /* Inserts JSONEachRow data into the table; ERR_INVAL for bad data, ERR_UNAVAIL otherwise. */
 err_t chr_ch_insert(struct chr *chr, struct db_ch *ch, const char *data, size_t n);
 

@@ -29,16 +29,22 @@ static bool chr_code_is_bad_data(int code)
     return false;
 }
 
+bool chr_ch_insert_sql(const char *table, char *q, size_t cap)
+{
+    int n = snprintf(q, cap,
+                     "INSERT INTO %s (organization_id, project_id, environment_id, "
+                     "environment_type, session_id, friendly_id, external_id, type, "
+                     "task_identifier, tags, metadata, closed_at, closed_reason, expires_at, "
+                     "created_at, updated_at, created_at_ms, updated_at_ms, _version, _is_deleted) "
+                     "FORMAT JSONEachRow",
+                     table);
+    return n > 0 && (size_t)n < cap;
+}
+
 err_t chr_ch_insert(struct chr *chr, struct db_ch *ch, const char *data, size_t n)
 {
     char q[512];
-    snprintf(q, sizeof(q),
-             "INSERT INTO %s (organization_id, project_id, environment_id, environment_type, "
-             "session_id, friendly_id, external_id, type, task_identifier, tags, metadata, "
-             "closed_at, closed_reason, expires_at, created_at, updated_at, created_at_ms, "
-             "updated_at_ms, _version, _is_deleted) FORMAT JSONEachRow",
-             chr->cfg.table);
-    if (strlen(q) >= sizeof(q) - 1)
+    if (!chr_ch_insert_sql(chr->cfg.table, q, sizeof(q)))
         return ERR_INVAL;
     err_t rc;
     if (chr_fault_refuses(chr, data, n)) {
