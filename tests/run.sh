@@ -3,7 +3,8 @@
 #  - unit tests: every binary BUILD_DIR/tests/**/*_test (TAP), each under a timeout;
 #  - integration tests: real PostgreSQL, Redis and ClickHouse started once on free ports in a
 #    temporary directory, then every tests/integration/*_test.sh (TAP) against BUILD_DIR/bin;
-#  - compatibility tests (tests/compat/run.sh) when present.
+#  - compatibility tests (tests/compat/run.sh) when present;
+#  - the ClickHouse dialect tests (tests/chdb/run.sh: a current engine, chDB, and the test server).
 # A test file that crashes or times out without reporting counts as one failure.
 # Exit: 0 when nothing failed, 1 otherwise.
 set -uo pipefail
@@ -87,7 +88,10 @@ for t in tests/integration/*_test.sh; do
   ITESTS+=("$t")
 done
 
-if ((${#ITESTS[@]} > 0)) || [[ -x tests/compat/run.sh && -z $ONLY ]]; then
+CHDB=""
+[[ -x tests/chdb/run.sh && tests/chdb/run.sh == *"$ONLY"* ]] && CHDB=tests/chdb/run.sh
+
+if ((${#ITESTS[@]} > 0)) || [[ -x tests/compat/run.sh && -z $ONLY ]] || [[ -n $CHDB ]]; then
   # Stores, trees and their logs live in memory when the machine has a tmpfs: a disk stalled by
   # another tenant's fsyncs would otherwise hold up a log write or a store's commit for seconds,
   # and the tests that measure recovery would measure the disk. TETHER_TEST_DIR overrides it.
@@ -116,6 +120,9 @@ if ((${#ITESTS[@]} > 0)) || [[ -x tests/compat/run.sh && -z $ONLY ]]; then
     done
     if [[ -x tests/compat/run.sh && -z $ONLY ]]; then
       run_tap "compat" 600 tests/compat/run.sh
+    fi
+    if [[ -n $CHDB ]]; then
+      run_tap "chdb" 600 "$CHDB" "$BUILD"
     fi
     run_tap "logs" 60 tests/lib/check-logs.sh "$SVC"
   else

@@ -261,6 +261,8 @@ PGconn *chr_repl_connect(struct chr *chr, bool nonblocking);
 
 /* setup.c: on the insert worker: publication, slot (+ backfill when new). */
 err_t chr_setup_run(struct chr *chr, struct chr_worker *w);
+/* The INSERT ... FORMAT JSONEachRow statement for table into q; false if it does not fit. */
+bool chr_ch_insert_sql(const char *table, char *q, size_t cap);
 /* Inserts JSONEachRow data into the table; ERR_INVAL for bad data, ERR_UNAVAIL otherwise. */
 err_t chr_ch_insert(struct chr *chr, struct db_ch *ch, const char *data, size_t n);
 
@@ -270,6 +272,9 @@ void chr_fence_check(struct chr *chr, chr_fence_fn fn, void *arg);
 
 /* Test hook: if TETHER_CHR_FAULT_FILE holds `what`, removes it and SIGKILLs the process. */
 void chr_fault_point(struct chr *chr, const char *what);
+/* Test hook: true if TETHER_CHR_FAULT_FILE holds "refuse_row MARKER" and data[0..n) contains
+ * MARKER (the file stays: every try is refused). Thread-safe (reads only the file). */
+bool chr_fault_refuses(const struct chr *chr, const char *data, size_t n);
 
 /* list.c */
 void chr_on_session_list(struct actor *a, struct bus_req *req);

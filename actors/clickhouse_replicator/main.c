@@ -49,8 +49,9 @@ static const struct cfg_def chr_cfg_defs[] = {
     {"TETHER_CHR_FENCE_KEY", CFG_STR, NULL, 0, 0, CHR_OFF(fence_key),
      "Redis key of the fencing counter; empty: $TETHER_SV_LEADER_KEY:fence, or {tether:leader}:fence"},
     {"TETHER_CHR_FAULT_FILE", CFG_STR, NULL, 0, 0, CHR_OFF(fault_file),
-     "tests only: a file naming a fault point (before_insert, after_insert); the replicator "
-     "removes it and SIGKILLs itself there"},
+     "tests only: a file naming a fault point (before_insert, after_insert, mid_backfill: after "
+     "a backfill chunk is inserted); the replicator removes it and SIGKILLs itself there. "
+     "\"refuse_row MARKER\" makes every insert containing MARKER fail as bad data in ClickHouse"},
 };
 
 /* The one struct chr of the process: the actor's spec needs a fixed address for the settings. */

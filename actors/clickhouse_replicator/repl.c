@@ -147,6 +147,26 @@ void chr_fault_point(struct chr *chr, const char *what)
     raise(SIGKILL);
 }
 
+bool chr_fault_refuses(const struct chr *chr, const char *data, size_t n)
+{
+    static const char pfx[] = "refuse_row ";
+    char buf[128];
+    if (!chr->cfg.fault_file || !chr->cfg.fault_file[0])
+        return false;
+    FILE *f = fopen(chr->cfg.fault_file, "r");
+    if (!f)
+        return false;
+    size_t got = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[got] = '\0';
+    while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == ' '))
+        buf[--got] = '\0';
+    if (got <= sizeof(pfx) - 1 || memcmp(buf, pfx, sizeof(pfx) - 1) != 0)
+        return false;
+    const char *marker = buf + sizeof(pfx) - 1;
+    return memmem(data, n, marker, strlen(marker)) != NULL;
+}
+
 /* ---- the connection ---- */
 
 PGconn *chr_repl_connect(struct chr *chr, bool nonblocking)

@@ -6,8 +6,9 @@
  * exist at its consistent point are copied under that snapshot with
  * _version = the consistent point, so every later change (a higher commit
  * LSN) wins over them. clickhouse_replicator_slots records that the copy
- * finished; a slot without that record (a crash mid-backfill) is dropped and
- * made again, so a copy is never half done.
+ * finished (the record is deleted before a slot is made, so it only ever
+ * speaks for the slot that exists); a slot without that record (a crash
+ * mid-backfill) is dropped and made again, so a copy is never half done.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,18 +29,38 @@ static bool chr_code_is_bad_data(int code)
     return false;
 }
 
+bool chr_ch_insert_sql(const char *table, char *q, size_t cap)
+{
+    int n = snprintf(q, cap,
+                     "INSERT INTO %s (organization_id, project_id, environment_id, "
+                     "environment_type, session_id, friendly_id, external_id, type, "
+                     "task_identifier, tags, metadata, closed_at, closed_reason, expires_at, "
+                     "created_at, updated_at, created_at_ms, updated_at_ms, _version, _is_deleted) "
+                     "FORMAT JSONEachRow",
+                     table);
+    return n > 0 && (size_t)n < cap;
+}
+
 err_t chr_ch_insert(struct chr *chr, struct db_ch *ch, const char *data, size_t n)
 {
     char q[512];
-    snprintf(q, sizeof(q),
-             "INSERT INTO %s (organization_id, project_id, environment_id, environment_type, "
-             "session_id, friendly_id, external_id, type, task_identifier, tags, metadata, "
-             "closed_at, closed_reason, expires_at, created_at, updated_at, created_at_ms, "
-             "updated_at_ms, _version, _is_deleted) FORMAT JSONEachRow",
-             chr->cfg.table);
-    if (strlen(q) >= sizeof(q) - 1)
+    if (!chr_ch_insert_sql(chr->cfg.table, q, sizeof(q)))
         return ERR_INVAL;
-    err_t rc = db_ch_query(ch, q, data, n, NULL, NULL);
+    err_t rc;
+    if (chr_fault_refuses(chr, data, n)) {
+        /* tests only: the rows plus a line ClickHouse itself refuses (an unknown column) */
+        static const char bad[] = "{\"tether_fault_unknown_column\":1}\n";
+        struct jbuf b = {0};
+        jbuf_put(&b, data, n);
+        jbuf_put(&b, bad, sizeof(bad) - 1);
+        err_t berr = b.err;
+        rc = berr != OK ? berr : db_ch_query(ch, q, b.p, b.n, NULL, NULL);
+        jbuf_free(&b);
+        if (berr != OK)
+            return berr;
+    } else {
+        rc = db_ch_query(ch, q, data, n, NULL, NULL);
+    }
     if (rc == OK)
         return OK;
     return chr_code_is_bad_data(ch->last_code) ? ERR_INVAL : ERR_UNAVAIL;
@@ -145,6 +166,8 @@ static err_t chr_backfill(struct chr *chr, struct chr_worker *w, const char *sna
         if (nt > 0)
             rc = chr_backfill_chunk(chr, w, r, version, &copied);
         PQclear(r);
+        if (rc == OK && nt > 0)
+            chr_fault_point(chr, "mid_backfill");
         if (nt == 0)
             break;
     }
@@ -216,6 +239,14 @@ err_t chr_setup_run(struct chr *chr, struct chr_worker *w)
         if (rc != OK)
             return rc;
     }
+
+    /* A record left by an earlier slot of this name (dropped by hand, or lost) must not vouch
+     * for the new one: forgotten before the slot is made, it is written again only once this
+     * slot's copy finished. Otherwise a crash mid-copy leaves a half-copied slot that looks done. */
+    rc = chr_exec(&w->pg, "DELETE FROM clickhouse_replicator_slots WHERE slot_name = $1", 1, p2,
+                  NULL);
+    if (rc != OK)
+        return rc;
 
     PGconn *rconn = chr_repl_connect(chr, false);
     if (!rconn)

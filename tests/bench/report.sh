@@ -28,11 +28,24 @@ COMPARISONS='[
  ["latency p99 ms, 1000 streams x 1 subscriber", "latency", "p99_ms", "sse_streams_1000x1", "nchan_streams_1000x1", "redis_xadd_latency_1000_streams", "p99_ms"],
  ["latency p99.9 ms, 1000 streams x 1 subscriber", "latency", "p999_ms", "sse_streams_1000x1", "nchan_streams_1000x1", "redis_xadd_latency_1000_streams", "p999_ms"]
 ]'
+# Tether figures with no nchan or XADD counterpart (the clickhouse-replicator's, from
+# replication.sh): a label, the case, the field, the goal (null: none), the case's field that
+# says at what load.
+FIGURES='[
+ ["commit -> visible in ClickHouse p50 ms", "commit_to_clickhouse", "p50_ms", null, "commits_per_s"],
+ ["commit -> visible in ClickHouse p99 ms", "commit_to_clickhouse", "p99_ms", 500, "commits_per_s"],
+ ["GET /api/v1/sessions first page p50 ms", "list_first_page", "p50_ms", null, "sessions"],
+ ["GET /api/v1/sessions first page p99 ms", "list_first_page", "p99_ms", null, "sessions"],
+ ["GET /api/v1/sessions filtered p50 ms", "list_filtered", "p50_ms", null, "sessions"],
+ ["GET /api/v1/sessions filtered p99 ms", "list_filtered", "p99_ms", null, "sessions"],
+ ["GET /api/v1/sessions from a mid cursor p50 ms", "list_mid_cursor", "p50_ms", null, "sessions"],
+ ["GET /api/v1/sessions from a mid cursor p99 ms", "list_mid_cursor", "p99_ms", null, "sessions"]
+]'
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=false
 [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]] && dirty=true
 grep -E '^\{.*"case"' "$RESULTS" | jq -s \
-  --argjson comparisons "$COMPARISONS" --arg commit "$commit" --argjson dirty "$dirty" \
+  --argjson comparisons "$COMPARISONS" --argjson figures "$FIGURES" --arg commit "$commit" --argjson dirty "$dirty" \
   --arg at "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg kernel "$(uname -r)" \
   --argjson cpus "$(nproc)" --arg cpu "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" \
   --arg load0 "${TETHER_BENCH_LOAD_AT_START:-}" --arg load1 "$(cut -d' ' -f1-3 /proc/loadavg)" \
@@ -50,10 +63,14 @@ grep -E '^\{.*"case"' "$RESULTS" | jq -s \
         tether_case: $tc, nchan_case: $nc, raw_case: $xc,
         tether: $c[$tc][$tf], nchan: $c[$nc][$tf], raw_xadd: $c[$xc][$xf]}
      | . + {tether_over_xadd: ratio(.tether; .raw_xadd), tether_over_nchan: ratio(.tether; .nchan)}],
+   figures: [$figures[] | . as [$lab, $tc, $tf, $goal, $at]
+     | {"label": $lab, tether_case: $tc, tether: $c[$tc][$tf], goal: $goal,
+        at: (if $c[$tc][$at] == null then null else "\($c[$tc][$at]) \($at | sub("_per_s"; "/s"))" end)}],
    cases: $c}' >"$W/latest.json"
 mv "$W/latest.json" "$OUT/latest.json"
 
 jq -r '.comparisons[] | "\(.label): Tether \(.tether), nchan \(.nchan), raw XADD \(.raw_xadd), Tether/XADD \(.tether_over_xadd), Tether/nchan \(.tether_over_nchan)"' "$OUT/latest.json"
+jq -r '.figures[] | "\(.label): Tether \(.tether)\(if .at then " at \(.at)" else "" end)\(if .goal then " (goal <= \(.goal))" else "" end)"' "$OUT/latest.json"
 
 if ! command -v gnuplot >/dev/null; then
   echo "report.sh: no gnuplot (compose/deps.sh installs gnuplot-nox): no plots" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh BUILD_DIR: the benchmarks. Figures, not pass/fail: each prints JSON lines; the
 # summaries are what issue notes quote. Runs on loopback only, bounded in time. At the end,
-# report.sh sets each Tether figure next to nchan's and raw XADD's, and writes
+# report.sh sets each Tether figure next to nchan's and raw XADD's (and lists those with no
+# counterpart there: the replication figures against their goals), and writes
 # TETHER_BENCH_OUT/latest.json and its plots (default docs/bench/).
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/../.." && pwd -P)
@@ -46,6 +47,9 @@ echo
 
 echo
 "$ROOT/tests/bench/sse_memory.sh" "$BUILD" | tee -a "$RESULTS"
+
+echo
+"$ROOT/tests/bench/replication.sh" "$BUILD" | tee -a "$RESULTS"
 
 echo
 echo "== Tether next to nchan and raw XADD (this run, $((SECONDS - T0)) s so far)"
