@@ -7,6 +7,7 @@
  *   GET  /api/v1/waitpoints/tokens                   wait.listTokens
  *   GET  /api/v1/waitpoints/tokens/:waitpoint        wait.retrieveToken
  *   POST /api/v1/waitpoints/tokens/:waitpoint/complete  wait.completeToken
+ *   POST /api/v1/waitpoints/tokens/:waitpoint/callback/:hash  a token's url (no credential)
  *   POST /engine/v1/runs/:run/waitpoints/tokens/:waitpoint/wait  block the run on it
  *   POST /engine/v1/runs/:run/wait/duration          wait.for / wait.until
  *   POST /api/v1/runs/:run/suspend                   a worker gives a blocked run back
@@ -21,6 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "auth.h"
 #include "clock.h"
@@ -287,11 +292,34 @@ static const char *gw_wp_status(const char *s)
     return strcmp(s, "PENDING") == 0 ? "WAITING" : s;
 }
 
+/*
+ * The callback hash of a token: HMAC-SHA256 of its friendly id under the environment's
+ * current signing key, in lowercase hex (65 bytes with the NUL). false when it cannot be made.
+ */
+static bool gw_wp_hash(const char *key, const char *id, char out[65])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    out[0] = '\0';
+    if (!key[0] || !HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)id,
+                         strlen(id), mac, &n) || n != 32)
+        return false;
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+    return true;
+}
+
+/*
+ * A token's url: its callback, POST <base>/api/v1/waitpoints/tokens/<id>/callback/<hash>,
+ * which completes it without a credential (gw_on_token_callback).
+ */
 static json_t *gw_wp_url(struct gw_call *c, const char *id)
 {
-    char base[512], url[1024];
+    char base[512], url[1024], hash[65];
     gw_public_base(c, base, sizeof(base));
-    snprintf(url, sizeof(url), "%s/api/v1/waitpoints/tokens/%s/complete", base, id);
+    if (!gw_wp_hash(c->auth.env.signing_key, id, hash))
+        return json_null();
+    snprintf(url, sizeof(url), "%s/api/v1/waitpoints/tokens/%s/callback/%s", base, id, hash);
     return json_string(url);
 }
 
@@ -630,6 +658,101 @@ void gw_on_token_complete(struct gw_call *c)
     free(text);
     json_decref(o);
     gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_COMPLETE, &w, gw_token_on_completed);
+}
+
+/* ---- POST /api/v1/waitpoints/tokens/:waitpoint/callback/:hash ---- */
+
+/*
+ * A token's url is a capability: whoever holds it completes the token with the request body
+ * as its output (any JSON value; a body that is no JSON is {}), once. The route reads no
+ * credential: the waitpoint is found by its id alone (wp.get any_env), its environment's
+ * signing key recomputes the hash, compared in constant time. 404 for no such token, 401 for
+ * a wrong hash, 413 over the route's cap; a token already completed or timed out answers
+ * success and changes nothing (write-once).
+ */
+static void gw_callback_on_completed(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    if (gw_wp_failed(c, rc, env, "wp.complete"))
+        return;
+    gw_respond_json(c, 200, json_pack("{s:b}", "success", 1), 0);
+}
+
+static void gw_callback_on_env(struct gw_call *c, int status, const char *error)
+{
+    struct gw_wp_state *st = gw_wp_st(c);
+    char hash[65];
+    struct mp_writer w;
+    if (status == 404) {
+        gw_respond_error(c, 404, GW_WP_NOT_FOUND, 0);
+        return;
+    }
+    if (status) {
+        if (status == 503)
+            gw_add_header(c, "x-should-retry", "true");
+        gw_respond_error(c, status, error, 0);
+        return;
+    }
+    if (!gw_wp_hash(c->auth.env.signing_key, c->params.waitpoint, hash) ||
+        CRYPTO_memcmp(hash, c->params.hash, 64) != 0) {
+        gw_respond_error(c, 401, "Invalid URL, hash doesn't match", GW_NO_RETRY);
+        return;
+    }
+    if (strcmp(st->kind, "PENDING") != 0) {
+        gw_respond_json(c, 200, json_pack("{s:b}", "success", 1), 0);
+        return;
+    }
+    h2o_req_t *req = c->req;
+    size_t n = req && req->entity.base ? req->entity.len : 0;
+    json_t *body = n ? json_loadb(req->entity.base, n, JSON_DECODE_ANY, NULL) : NULL;
+    char *text = json_dumps(body ? body : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(body);
+    if (!text) {
+        gw_respond_err(c, ERR_NOMEM, "callback output");
+        return;
+    }
+    mp_writer_init(&w);
+    mp_put_map(&w, 4);
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "id", c->params.waitpoint);
+    mp_put_kv_str(&w, "output", text);
+    mp_put_kv_str(&w, "output_type", "application/json");
+    free(text);
+    gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_COMPLETE, &w, gw_callback_on_completed);
+}
+
+static void gw_callback_on_get(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct gw_wp_state *st = gw_wp_st(c);
+    struct slice wpo;
+    char env_id[64];
+    if (gw_wp_failed(c, rc, env, "wp.get"))
+        return;
+    if (!gw_wp_field(env->body, "waitpoint", &wpo) ||
+        !gw_wp_str(wpo, "env_id", env_id, sizeof(env_id))) {
+        gw_respond_err(c, ERR_PROTO, "wp.get");
+        return;
+    }
+    gw_wp_str(wpo, "status", st->kind, sizeof(st->kind)); /* kept: PENDING or not */
+    gw_auth_env(c, env_id, gw_callback_on_env);
+}
+
+void gw_on_token_callback(struct gw_call *c)
+{
+    struct mp_writer w;
+    const char *h = c->params.hash;
+    /* the hash's shape is checked before anything is looked up */
+    if (strlen(h) != 64 || strspn(h, "0123456789abcdef") != 64) {
+        gw_respond_error(c, 401, "Invalid URL, hash doesn't match", GW_NO_RETRY);
+        return;
+    }
+    mp_writer_init(&w);
+    mp_put_map(&w, 3);
+    mp_put_kv_str(&w, "id", c->params.waitpoint);
+    mp_put_kv_str(&w, "kind", "MANUAL");
+    mp_put_kv_bool(&w, "any_env", true);
+    gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_GET, &w, gw_callback_on_get);
 }
 
 /* The value of ?name= (percent-decoded), or false. */

@@ -106,7 +106,7 @@ void wp_redis_remove(struct wp *wp, const char *env, const char *key, const char
 
 /* The columns of a waitpoint object, in wp_put_row's order (of table alias w). */
 extern const char wp_cols[];
-#define WP_NCOLS 17 /* columns in wp_cols; the internal id is the last */
+#define WP_NCOLS 18 /* columns in wp_cols; the internal id is the last */
 /* Writes row of res (starting at column col0) as a waitpoint object (proto/msg.c). */
 void wp_put_row(struct mp_writer *w, const PGresult *res, int row, int col0);
 
