@@ -199,6 +199,11 @@ const struct msg_def msg_catalogue[] = {
     {MSG_WP_BLOCK, "wp.block", MSG_K_REQUEST, "waitpoint-registry",
      "{env_id, run: friendly id, id: waitpoint friendly id}",
      "{waitpoint} (run now waits on it; idempotent) | ERR_NOTFOUND (no such waitpoint)"},
+    {MSG_WP_COMPLETED, "wp.completed", MSG_K_EVENT,
+     "waitpoint-registry (published on waitpoint-registry.events.<instance>.ipc)",
+     "{waitpoint_ids: [friendly id]} on topic \"wp.completed.<env_id>\" (they completed or timed "
+     "out: a holding worker asks again; a wake-up only, lost ones cost latency)",
+     ""},
     {MSG_RUN_SUSPEND, "run.suspend", MSG_K_REQUEST, "run-manager",
      "{env_id, run, worker_id: str|nil, hold: bool (true: only check, never suspend)}",
      "{suspended: bool, pending: uint (waitpoints still pending), waitpoints: [waitpoint] (when "

@@ -165,7 +165,7 @@ static void wp_on_racecheck_done(void *arg, err_t rc, const PGresult *res)
             PQclear(c->row);
             c->row = copy;
         }
-        wp_wake_result(c->wp, res, WP_NCOLS - 1);
+        wp_wake_result(c->wp, res, WP_NCOLS - 1, WP_NCOLS - 2, NULL);
     } else if (rc != OK) {
         LOG_WARN("wp.racecheck_failed", "could not complete waitpoint_%s: %s", c->id, err_str(rc));
     }
@@ -412,7 +412,7 @@ static void wp_on_one(void *arg, err_t rc, const PGresult *res)
         bool v = o->flag && strcmp(PQgetvalue(res, 0, WP_NCOLS), "t") == 0;
         if (o->wake && v) {
             LOG_INFO("wp.completed", "%s completed", PQgetvalue(res, 0, 0));
-            wp_wake_result(o->wp, res, WP_NCOLS - 1);
+            wp_wake_result(o->wp, res, WP_NCOLS - 1, WP_NCOLS - 2, NULL);
         }
         wp_reply_row(o->req, res, 0, o->flag, v);
     }

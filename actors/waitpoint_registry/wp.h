@@ -68,6 +68,7 @@ struct wp {
     struct bus_peer *broker;  /* stream.read (race-check, sweep) */
     struct bus_peer *rm;      /* run.wake */
     struct bus_sub *sub;      /* the stream-broker's stream.record events */
+    struct bus_pub *events;   /* wp.completed.<env> (gateway long-polls); NULL: none */
     struct wp_topic *topics[WP_TOPIC_BUCKETS];
     unsigned ntopics;
     uint64_t sweep_timer, tick_timer;
@@ -93,8 +94,11 @@ void wp_topic_want(struct wp *wp, const char *env, const char *key, const char *
 err_t wp_drain_start(struct wp *wp);
 /* Tells the run-manager that these waitpoints (internal ids, n <= WP_WAKE_MAX) completed. */
 void wp_wake(struct wp *wp, const char *const *ids, unsigned n);
-/* The wake for a statement's result whose column col holds internal ids. */
-void wp_wake_result(struct wp *wp, const PGresult *res, int col);
+/*
+ * The wake for a statement's result whose column col holds internal ids, and the
+ * wp.completed.<env> events: the environment is column env_col, or env when env_col < 0.
+ */
+void wp_wake_result(struct wp *wp, const PGresult *res, int col, int env_col, const char *env);
 /* Registers id in the channel's Redis set, the TTL only ever growing (§12). Logged, never fails. */
 void wp_redis_register(struct wp *wp, const char *env, const char *key, const char *io,
                        const char *id, uint64_t ttl_ms);

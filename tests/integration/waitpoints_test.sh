@@ -256,6 +256,39 @@ is "$(j '.runs[0].resume.waitpoints[0].id') $(j '.runs[0].resume.waitpoints[0].o
   "$TS {\"answer\":42} false" "... as a resume with the waitpoint's output"
 api POST "/api/v1/runs/$RS/suspend" '{"workerId":"w2"}'
 is "$(j .suspended) $(j .pending) $(j '.waitpoints | length')" "false 0 0" "nothing left to wait on: suspend answers false"
+
+# ------------------------------------------------------------------ a worker that holds: the long-poll
+RH=$(mk_run)
+lease "$RH" w1
+api POST /api/v1/waitpoints/tokens '{}'
+TH=$(j .id)
+api POST "/engine/v1/runs/$RH/waitpoints/tokens/$TH/wait"
+api POST "/api/v1/runs/$RH/suspend" '{"workerId":"w1","hold":true,"waitSeconds":61}'
+is "$CODE" 400 "waitSeconds over 60: 400"
+api POST "/api/v1/runs/$RH/suspend" '{"workerId":"w1","waitSeconds":5}'
+is "$CODE" 400 "waitSeconds without hold: 400"
+T0=$(date +%s%N)
+api POST "/api/v1/runs/$RH/suspend" '{"workerId":"w1","hold":true,"waitSeconds":1}'
+MS=$((($(date +%s%N) - T0) / 1000000))
+is "$CODE $(j .suspended) $(j .pending)" "200 false 1" "a hold whose token stays pending answers at its deadline ..."
+ok "... after about waitSeconds (${MS} ms)" test "$MS" -ge 900 -a "$MS" -lt 2500
+T0=$(date +%s%N)
+(
+  sleep 0.5
+  curl -s -o /dev/null -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    --data-binary '{"data":{"held":1}}' "$TREE_URL/api/v1/waitpoints/tokens/$TH/complete"
+) &
+COMPLETER=$!
+api POST "/api/v1/runs/$RH/suspend" '{"workerId":"w1","hold":true,"waitSeconds":20}'
+MS=$((($(date +%s%N) - T0) / 1000000))
+wait "$COMPLETER"
+is "$CODE $(j .suspended) $(j .pending) $(j '.waitpoints[0].id') $(j '.waitpoints[0].output')" \
+  "200 false 0 $TH {\"held\":1}" "a holding worker's long-poll answers when its token completes ..."
+ok "... woken by the registry's event, not the 2 s poll (${MS} ms)" test "$MS" -lt 1500
+is "$(sql "SELECT status || ' ' || COALESCE(lease_owner, '-') FROM task_runs WHERE friendly_id = :'r'" r="$RH")" \
+  "DEQUEUED w1" "... and the run stayed leased to it"
+api POST "/api/v1/runs/$RH/suspend" '{"workerId":"w2","hold":true,"waitSeconds":5}'
+is "$CODE" 409 "a hold by a worker not holding the lease: 409 at once"
 api POST /api/v1/waitpoints/tokens '{}'
 TC=$(j .id)
 api POST "/engine/v1/runs/$RS/waitpoints/tokens/$TC/wait"
