@@ -157,6 +157,7 @@ struct gw_auth_op {
     char *token; /* JWT being validated (owned) */
     size_t token_n;
     struct gw_jwt_claims claims;
+    bool env_only; /* gw_auth_env: claims.sub is the environment id, no token to verify */
 };
 
 static void gw_auth_op_free(struct gw_auth_op *op)
@@ -253,8 +254,11 @@ static void gw_on_env_get(void *arg, err_t rc, const struct envelope *env)
     struct gw_env_entry tmp;
     unsigned char d[32];
     if (rc == ERR_NOTFOUND) {
-        op->done(op->call, 401, "Public Access Token is invalid: environment not found. See "
-                                "https://trigger.dev/docs/frontend/overview#authentication");
+        if (op->env_only)
+            op->done(op->call, 404, "Not found");
+        else
+            op->done(op->call, 401, "Public Access Token is invalid: environment not found. See "
+                                    "https://trigger.dev/docs/frontend/overview#authentication");
         gw_auth_op_free(op);
         return;
     }
@@ -267,6 +271,12 @@ static void gw_on_env_get(void *arg, err_t rc, const struct envelope *env)
     *e = tmp;
     memcpy(e->digest, d, 32);
     e->expires_mono = clock_mono_ms() + gw_cache_ttl(op->call);
+    if (op->env_only) {
+        op->call->auth.env = e->env;
+        op->done(op->call, 0, NULL);
+        gw_auth_op_free(op);
+        return;
+    }
     gw_jwt_finish(op, e);
 }
 
@@ -379,8 +389,42 @@ static bool gw_auth_token_cached(struct gw_call *c, const char *h, size_t len)
     return true;
 }
 
+void gw_auth_env(struct gw_call *c, const char *env_id, gw_auth_done_fn done)
+{
+    unsigned char d[32];
+    struct mp_writer w;
+    if (!env_id[0] || strlen(env_id) >= sizeof(((struct gw_jwt_claims *)0)->sub)) {
+        done(c, 404, "Not found");
+        return;
+    }
+    gw_digest(env_id, strlen(env_id), "", 0, d);
+    struct gw_env_entry *e = gw_env_cache_find(gw_by_id, d);
+    if (e) {
+        c->auth.env = e->env;
+        done(c, 0, NULL);
+        return;
+    }
+    struct gw_auth_op *op = xcalloc(1, sizeof(*op));
+    op->call = c;
+    op->done = done;
+    op->env_only = true;
+    snprintf(op->claims.sub, sizeof(op->claims.sub), "%s", env_id);
+    mp_writer_init(&w);
+    mp_put_map(&w, 1);
+    mp_put_kv_str(&w, "id", env_id);
+    err_t rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_ENV_GET, mp_writer_data(&w),
+                        mp_writer_len(&w), &c->trace, gw_on_env_get, op);
+    mp_writer_fini(&w);
+    if (rc != OK)
+        gw_auth_fail_unavail(op, rc);
+}
+
 void gw_auth_begin(struct gw_call *c, gw_auth_done_fn done)
 {
+    if (c->route->auth == 0) { /* a capability URL: its handler checks what the URL carries */
+        done(c, 0, NULL);
+        return;
+    }
     ssize_t i = h2o_find_header(&c->req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     const char *token = NULL;
     size_t n = 0;

@@ -48,6 +48,15 @@ typedef void (*gw_auth_done_fn)(struct gw_call *c, int status, const char *error
  */
 void gw_auth_begin(struct gw_call *c, gw_auth_done_fn done);
 
+/*
+ * For a route without a credential (route auth 0: a capability URL such as a token's
+ * callback), once its handler knows which environment the URL names: fills c->auth.env
+ * (signing key included; c->auth.kind stays 0, no scope) and calls done once: 0, 404 when
+ * there is no such environment, 503 when the session-manager is unavailable. Cached as the
+ * environments of tokens are. Loop thread.
+ */
+void gw_auth_env(struct gw_call *c, const char *env_id, gw_auth_done_fn done);
+
 /* Frees what authentication stored in a (scopes). */
 void gw_auth_clear(struct gw_auth *a);
 

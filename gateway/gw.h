@@ -44,6 +44,7 @@ struct gw_cfg {
 };
 
 struct gw_runs;
+struct gw_holds;
 struct gw_feeds;
 struct gw_sesscache;
 
@@ -61,6 +62,7 @@ struct gw {
     struct bus_peer *actors[GW_NACTORS];
     unsigned inflight;        /* HTTP requests waiting on the bus */
     struct gw_runs *runs;     /* long-polling dequeues (h_runs.c); made on first use */
+    struct gw_holds *holds;   /* long-polling holds (h_waitpoints.c); made on first use */
     struct gw_feeds *feeds;   /* SSE subscribers of record streams (feed.c); made on first use */
     struct gw_sesscache *sessions; /* recent session rows (sesscache.h, sessref.c) */
     struct bus_sub *session_events; /* session.changed from the session-manager */

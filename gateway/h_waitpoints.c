@@ -7,6 +7,7 @@
  *   GET  /api/v1/waitpoints/tokens                   wait.listTokens
  *   GET  /api/v1/waitpoints/tokens/:waitpoint        wait.retrieveToken
  *   POST /api/v1/waitpoints/tokens/:waitpoint/complete  wait.completeToken
+ *   POST /api/v1/waitpoints/tokens/:waitpoint/callback/:hash  a token's url (no credential)
  *   POST /engine/v1/runs/:run/waitpoints/tokens/:waitpoint/wait  block the run on it
  *   POST /engine/v1/runs/:run/wait/duration          wait.for / wait.until
  *   POST /api/v1/runs/:run/suspend                   a worker gives a blocked run back
@@ -17,10 +18,17 @@
  * environment is 404 before anything is written. Outputs are never logged.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "auth.h"
 #include "clock.h"
@@ -287,11 +295,34 @@ static const char *gw_wp_status(const char *s)
     return strcmp(s, "PENDING") == 0 ? "WAITING" : s;
 }
 
+/*
+ * The callback hash of a token: HMAC-SHA256 of its friendly id under the environment's
+ * current signing key, in lowercase hex (65 bytes with the NUL). false when it cannot be made.
+ */
+static bool gw_wp_hash(const char *key, const char *id, char out[65])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    out[0] = '\0';
+    if (!key[0] || !HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)id,
+                         strlen(id), mac, &n) || n != 32)
+        return false;
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+    return true;
+}
+
+/*
+ * A token's url: its callback, POST <base>/api/v1/waitpoints/tokens/<id>/callback/<hash>,
+ * which completes it without a credential (gw_on_token_callback).
+ */
 static json_t *gw_wp_url(struct gw_call *c, const char *id)
 {
-    char base[512], url[1024];
+    char base[512], url[1024], hash[65];
     gw_public_base(c, base, sizeof(base));
-    snprintf(url, sizeof(url), "%s/api/v1/waitpoints/tokens/%s/complete", base, id);
+    if (!gw_wp_hash(c->auth.env.signing_key, id, hash))
+        return json_null();
+    snprintf(url, sizeof(url), "%s/api/v1/waitpoints/tokens/%s/callback/%s", base, id, hash);
     return json_string(url);
 }
 
@@ -632,6 +663,101 @@ void gw_on_token_complete(struct gw_call *c)
     gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_COMPLETE, &w, gw_token_on_completed);
 }
 
+/* ---- POST /api/v1/waitpoints/tokens/:waitpoint/callback/:hash ---- */
+
+/*
+ * A token's url is a capability: whoever holds it completes the token with the request body
+ * as its output (any JSON value; a body that is no JSON is {}), once. The route reads no
+ * credential: the waitpoint is found by its id alone (wp.get any_env), its environment's
+ * signing key recomputes the hash, compared in constant time. 404 for no such token, 401 for
+ * a wrong hash, 413 over the route's cap; a token already completed or timed out answers
+ * success and changes nothing (write-once).
+ */
+static void gw_callback_on_completed(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    if (gw_wp_failed(c, rc, env, "wp.complete"))
+        return;
+    gw_respond_json(c, 200, json_pack("{s:b}", "success", 1), 0);
+}
+
+static void gw_callback_on_env(struct gw_call *c, int status, const char *error)
+{
+    struct gw_wp_state *st = gw_wp_st(c);
+    char hash[65];
+    struct mp_writer w;
+    if (status == 404) {
+        gw_respond_error(c, 404, GW_WP_NOT_FOUND, 0);
+        return;
+    }
+    if (status) {
+        if (status == 503)
+            gw_add_header(c, "x-should-retry", "true");
+        gw_respond_error(c, status, error, 0);
+        return;
+    }
+    if (!gw_wp_hash(c->auth.env.signing_key, c->params.waitpoint, hash) ||
+        CRYPTO_memcmp(hash, c->params.hash, 64) != 0) {
+        gw_respond_error(c, 401, "Invalid URL, hash doesn't match", GW_NO_RETRY);
+        return;
+    }
+    if (strcmp(st->kind, "PENDING") != 0) {
+        gw_respond_json(c, 200, json_pack("{s:b}", "success", 1), 0);
+        return;
+    }
+    h2o_req_t *req = c->req;
+    size_t n = req && req->entity.base ? req->entity.len : 0;
+    json_t *body = n ? json_loadb(req->entity.base, n, JSON_DECODE_ANY, NULL) : NULL;
+    char *text = json_dumps(body ? body : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(body);
+    if (!text) {
+        gw_respond_err(c, ERR_NOMEM, "callback output");
+        return;
+    }
+    mp_writer_init(&w);
+    mp_put_map(&w, 4);
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "id", c->params.waitpoint);
+    mp_put_kv_str(&w, "output", text);
+    mp_put_kv_str(&w, "output_type", "application/json");
+    free(text);
+    gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_COMPLETE, &w, gw_callback_on_completed);
+}
+
+static void gw_callback_on_get(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct gw_wp_state *st = gw_wp_st(c);
+    struct slice wpo;
+    char env_id[64];
+    if (gw_wp_failed(c, rc, env, "wp.get"))
+        return;
+    if (!gw_wp_field(env->body, "waitpoint", &wpo) ||
+        !gw_wp_str(wpo, "env_id", env_id, sizeof(env_id))) {
+        gw_respond_err(c, ERR_PROTO, "wp.get");
+        return;
+    }
+    gw_wp_str(wpo, "status", st->kind, sizeof(st->kind)); /* kept: PENDING or not */
+    gw_auth_env(c, env_id, gw_callback_on_env);
+}
+
+void gw_on_token_callback(struct gw_call *c)
+{
+    struct mp_writer w;
+    const char *h = c->params.hash;
+    /* the hash's shape is checked before anything is looked up */
+    if (strlen(h) != 64 || strspn(h, "0123456789abcdef") != 64) {
+        gw_respond_error(c, 401, "Invalid URL, hash doesn't match", GW_NO_RETRY);
+        return;
+    }
+    mp_writer_init(&w);
+    mp_put_map(&w, 3);
+    mp_put_kv_str(&w, "id", c->params.waitpoint);
+    mp_put_kv_str(&w, "kind", "MANUAL");
+    mp_put_kv_bool(&w, "any_env", true);
+    gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_GET, &w, gw_callback_on_get);
+}
+
 /* The value of ?name= (percent-decoded), or false. */
 static bool gw_wp_query(h2o_req_t *req, const char *name, char *out, size_t cap)
 {
@@ -880,11 +1006,201 @@ json_t *gw_wp_completed_json(struct slice m)
     return o;
 }
 
+/*
+ * A hold with waitSeconds keeps the request open until the run has nothing pending, the
+ * deadline passes, the client leaves or the gateway stops. Like a waiting dequeue (h_runs.c)
+ * it listens before its first try: it subscribes to the waitpoint-registry's
+ * wp.completed.<env> events and asks run.suspend (hold) again on each one of its environment,
+ * and every GW_HOLD_POLL_MS anyway (an event may be lost).
+ */
+#define GW_HOLD_WAIT_MAX_S 60
+#define GW_HOLD_TICK_MS 200
+#define GW_HOLD_POLL_MS 2000
+
+struct gw_hold_topic {
+    struct gw_hold_topic *next;
+    char env_id[64];
+    unsigned refs;
+};
+
+struct gw_holds {
+    h2o_timeout_t tick;      /* GW_HOLD_TICK_MS, for every waiting hold */
+    struct bus_sub *sub;     /* the registry's events; NULL: polling only */
+    struct gw_hold *waiters; /* holds waiting */
+    struct gw_hold_topic *topics;
+};
+
+/* A suspend or hold in progress: the call's state (c->state). */
+struct gw_hold {
+    struct gw_call *c;
+    struct gw_hold *prev, *next; /* in gw_holds.waiters while listed */
+    bool listed;
+    h2o_timeout_entry_t tick;
+    bool hold;
+    uint64_t deadline_mono; /* 0: answer the first reply */
+    uint64_t next_poll_mono;
+    uint64_t pending;  /* what the last reply said */
+    bool calling;      /* a run.suspend is under way */
+    bool wake_pending; /* an event arrived during it: ask again at once */
+    char worker[132];
+};
+
+static void gw_hold_issue(struct gw_hold *h);
+static void gw_holds_on_event(void *arg, const char *topic, const struct envelope *env);
+
+/* The client of a waiting hold has gone (a peek: 0 bytes is its FIN; see h_runs.c). */
+static bool gw_hold_client_gone(struct gw_call *c)
+{
+    char b;
+    if (!c->req)
+        return true;
+    h2o_conn_t *conn = c->req->conn;
+    h2o_socket_t *sock =
+        conn && conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
+    if (!sock)
+        return false;
+    ssize_t n = recv(h2o_socket_get_fd(sock), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static struct gw_holds *gw_holds_get(struct gw *gw)
+{
+    char urls[BUS_URL_MAX * 8];
+    if (gw->holds)
+        return gw->holds;
+    struct gw_holds *r = xcalloc(1, sizeof(*r));
+    h2o_timeout_init(gw->ctx.loop, &r->tick, GW_HOLD_TICK_MS);
+    gw_events_urls(gw, "waitpoint-registry", urls, sizeof(urls));
+    if (!urls[0] || bus_sub_open(gw->bus, urls, gw_holds_on_event, gw, &r->sub) != OK) {
+        LOG_WARN("gw.holds_events", "cannot follow the waitpoint-registry's events; holds poll");
+        r->sub = NULL;
+    }
+    gw->holds = r;
+    return r;
+}
+
+static void gw_holds_topic_ref(struct gw_holds *r, const char *env_id, int delta)
+{
+    char topic[96];
+    struct gw_hold_topic **pp = &r->topics, *t;
+    for (; (t = *pp); pp = &t->next)
+        if (strcmp(t->env_id, env_id) == 0)
+            break;
+    snprintf(topic, sizeof(topic), "wp.completed.%s", env_id);
+    if (delta > 0) {
+        if (!t) {
+            t = xcalloc(1, sizeof(*t));
+            snprintf(t->env_id, sizeof(t->env_id), "%s", env_id);
+            t->next = r->topics;
+            r->topics = t;
+            if (r->sub && bus_sub_add(r->sub, topic) != OK)
+                LOG_WARN("gw.holds_events", "cannot subscribe to wp.completed of environment %s",
+                         env_id);
+        }
+        t->refs++;
+    } else if (t && --t->refs == 0) {
+        *pp = t->next;
+        if (r->sub)
+            (void)bus_sub_remove(r->sub, topic);
+        free(t);
+    }
+}
+
+/* Takes h off every list and timer; the caller then responds. */
+static void gw_hold_done(struct gw_hold *h)
+{
+    struct gw_holds *r = h->c->gw->holds;
+    if (h2o_timeout_is_linked(&h->tick))
+        h2o_timeout_unlink(&h->tick);
+    if (h->listed) {
+        if (h->prev)
+            h->prev->next = h->next;
+        else
+            r->waiters = h->next;
+        if (h->next)
+            h->next->prev = h->prev;
+        h->listed = false;
+        gw_holds_topic_ref(r, h->c->auth.env.id, -1);
+    }
+}
+
+static void gw_hold_respond_pending(struct gw_hold *h)
+{
+    struct gw_call *c = h->c;
+    gw_hold_done(h);
+    gw_respond_json(c, 200,
+                    json_pack("{s:b,s:I,s:[]}", "suspended", 0, "pending", (json_int_t)h->pending,
+                              "waitpoints"),
+                    0);
+}
+
+static void gw_hold_wake(struct gw_hold *h)
+{
+    if (h->calling) {
+        h->wake_pending = true;
+        return;
+    }
+    if (h2o_timeout_is_linked(&h->tick))
+        h2o_timeout_unlink(&h->tick);
+    gw_hold_issue(h);
+}
+
+static void gw_holds_on_event(void *arg, const char *topic, const struct envelope *env)
+{
+    struct gw *gw = arg;
+    struct gw_holds *r = gw->holds;
+    const char *env_id = topic + strlen("wp.completed.");
+    (void)env;
+    if (!r || strncmp(topic, "wp.completed.", strlen("wp.completed.")) != 0)
+        return;
+    for (struct gw_hold *h = r->waiters, *next; h; h = next) {
+        next = h->next; /* waking may finish h */
+        if (strcmp(h->c->auth.env.id, env_id) == 0)
+            gw_hold_wake(h);
+    }
+}
+
+static void gw_hold_on_tick(h2o_timeout_entry_t *entry)
+{
+    struct gw_hold *h = (struct gw_hold *)((char *)entry - offsetof(struct gw_hold, tick));
+    struct gw_call *c = h->c;
+    uint64_t now = clock_mono_ms();
+    if (gw_hold_client_gone(c) || c->gw->stopping || now >= h->deadline_mono) {
+        gw_hold_respond_pending(h);
+        return;
+    }
+    if (now >= h->next_poll_mono) {
+        gw_hold_issue(h);
+        return;
+    }
+    h2o_timeout_link(c->gw->ctx.loop, &c->gw->holds->tick, &h->tick);
+}
+
 static void gw_suspend_on_reply(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
+    struct gw_hold *h = c->state;
     struct mp_reader v;
     uint32_t n = 0;
+    h->calling = false;
+    if (rc == OK && env && h->listed && !gw_wp_bool(env->body, "suspended") &&
+        (h->pending = gw_wp_u64(env->body, "pending")) > 0) {
+        /* still waiting: wait on, unless it is time to answer */
+        uint64_t now = clock_mono_ms();
+        if (gw_hold_client_gone(c) || c->gw->stopping || now >= h->deadline_mono) {
+            gw_hold_respond_pending(h);
+            return;
+        }
+        if (h->wake_pending) {
+            h->wake_pending = false;
+            gw_hold_issue(h);
+            return;
+        }
+        h->next_poll_mono = now + GW_HOLD_POLL_MS;
+        h2o_timeout_link(c->gw->ctx.loop, &c->gw->holds->tick, &h->tick);
+        return;
+    }
+    gw_hold_done(h);
     if (rc == ERR_NOTFOUND) {
         gw_respond_error(c, 404, GW_WP_RUN_NOT_FOUND, 0);
         return;
@@ -914,16 +1230,41 @@ static void gw_suspend_on_reply(void *arg, err_t rc, const struct envelope *env)
                     0);
 }
 
+static void gw_hold_issue(struct gw_hold *h)
+{
+    struct gw_call *c = h->c;
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 4);
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "run", c->params.run);
+    mp_put_kv_str(&w, "worker_id", h->worker[0] ? h->worker : NULL);
+    mp_put_kv_bool(&w, "hold", h->hold);
+    err_t rc = mp_writer_err(&w);
+    if (rc == OK)
+        rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], MSG_RUN_SUSPEND, mp_writer_data(&w),
+                      mp_writer_len(&w), &c->trace, gw_suspend_on_reply, c);
+    mp_writer_fini(&w);
+    if (rc != OK) {
+        gw_hold_done(h);
+        gw_respond_err(c, rc, "run.suspend");
+        return;
+    }
+    h->calling = true;
+}
+
 void gw_on_run_suspend(struct gw_call *c)
 {
     h2o_req_t *req = c->req;
     size_t n = req && req->entity.base ? req->entity.len : 0;
     json_t *o = NULL, *v;
-    struct mp_writer w;
-    char worker[132] = "";
-    bool hold = false;
+    long long wait_s = 0;
     if (!gw_wp_authorize_run(c))
         return;
+    struct gw_hold *h = xcalloc(1, sizeof(*h));
+    h->c = c;
+    h->tick.cb = gw_hold_on_tick;
+    c->state = h;
     if (n) {
         o = json_loadb(req->entity.base, n, 0, NULL);
         if (!json_is_object(o)) {
@@ -938,7 +1279,7 @@ void gw_on_run_suspend(struct gw_call *c)
                 gw_respond_error(c, 400, "workerId must be a string of 1-128 characters", 0);
                 return;
             }
-            snprintf(worker, sizeof(worker), "%s", json_string_value(v));
+            snprintf(h->worker, sizeof(h->worker), "%s", json_string_value(v));
         }
         v = json_object_get(o, "hold");
         if (v && !json_is_null(v)) {
@@ -947,15 +1288,31 @@ void gw_on_run_suspend(struct gw_call *c)
                 gw_respond_error(c, 400, "hold must be a boolean", 0);
                 return;
             }
-            hold = json_is_true(v);
+            h->hold = json_is_true(v);
+        }
+        v = json_object_get(o, "waitSeconds");
+        if (v && !json_is_null(v)) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > GW_HOLD_WAIT_MAX_S || (!h->hold && json_integer_value(v))) {
+                json_decref(o);
+                gw_respond_error(c, 400, "waitSeconds must be an integer 0-60, with hold: true",
+                                 0);
+                return;
+            }
+            wait_s = json_integer_value(v);
         }
         json_decref(o);
     }
-    mp_writer_init(&w);
-    mp_put_map(&w, 4);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "run", c->params.run);
-    mp_put_kv_str(&w, "worker_id", worker[0] ? worker : NULL);
-    mp_put_kv_bool(&w, "hold", hold);
-    gw_wp_send(c, GW_ACTOR_RUN_MANAGER, MSG_RUN_SUSPEND, &w, gw_suspend_on_reply);
+    if (wait_s > 0) {
+        /* listen before the first try, so a completion right after it still wakes us */
+        struct gw_holds *r = gw_holds_get(c->gw);
+        h->deadline_mono = clock_mono_ms() + (uint64_t)wait_s * 1000;
+        h->next = r->waiters;
+        if (r->waiters)
+            r->waiters->prev = h;
+        r->waiters = h;
+        h->listed = true;
+        gw_holds_topic_ref(r, c->auth.env.id, +1);
+    }
+    gw_hold_issue(h);
 }

@@ -44,6 +44,7 @@ void gw_on_token_create(struct gw_call *c);
 void gw_on_token_list(struct gw_call *c);
 void gw_on_token_get(struct gw_call *c);
 void gw_on_token_complete(struct gw_call *c);
+void gw_on_token_callback(struct gw_call *c);
 void gw_on_run_wait_waitpoint(struct gw_call *c);
 void gw_on_run_wait_duration(struct gw_call *c);
 void gw_on_run_suspend(struct gw_call *c);

@@ -53,7 +53,8 @@ struct gw_route {
     const char *pattern; /* "/api/v1/sessions/:session/close" */
     size_t body_cap;     /* bytes; 0 = the route reads no body */
     unsigned body;       /* enum gw_body */
-    unsigned auth;       /* enum gw_authkind bits */
+    unsigned auth;       /* enum gw_authkind bits; 0: no credential is read (a capability
+                            URL, which its handler checks: gw_auth_env) */
     gw_handler_fn handler;
 };
 
@@ -78,6 +79,7 @@ struct gw_params {
                         decode, or NULL */
     err_t bad_rc;    /* why: ERR_INVAL (a bad escape or %00) or ERR_TOOBIG */
     char waitpoint[128]; /* :waitpoint (h_waitpoints.c) */
+    char hash[80];       /* :hash, a token callback's HMAC (h_waitpoints.c) */
 };
 
 /* The environment a request acts in (from env.resolve_key / env.get). */

@@ -116,6 +116,10 @@ bool gw_route_match(const char *pattern, const char *path, size_t n, struct gw_p
                 dst = params->waitpoint;
                 cap = sizeof(params->waitpoint);
                 name = "waitpoint";
+            } else if (plen == 5 && memcmp(p, ":hash", 5) == 0) {
+                dst = params->hash;
+                cap = sizeof(params->hash);
+                name = "hash";
             } else if (plen == 7 && memcmp(p, ":stream", 7) == 0) {
                 /* an S2 stream name holds slashes (sessions/<key>/<io>), and clients may send
                  * them encoded or not: it takes every segment up to the pattern's fixed tail */

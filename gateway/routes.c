@@ -54,6 +54,9 @@ const struct gw_route gw_routes[] = {
     {GW_GET, "/api/v1/waitpoints/tokens/:waitpoint", 0, GW_BODY_RAW, ANY, gw_on_token_get},
     {GW_POST, "/api/v1/waitpoints/tokens/:waitpoint/complete", 1024 * KIB, GW_BODY_RAW, ANY,
      gw_on_token_complete},
+    /* a token's url: no credential, the hash is the capability */
+    {GW_POST, "/api/v1/waitpoints/tokens/:waitpoint/callback/:hash", 1024 * KIB, GW_BODY_RAW, 0,
+     gw_on_token_callback},
     {GW_POST, "/engine/v1/runs/:run/waitpoints/tokens/:waitpoint/wait", 1 * KIB, GW_BODY_RAW, ANY,
      gw_on_run_wait_waitpoint},
     {GW_POST, "/engine/v1/runs/:run/wait/duration", 4 * KIB, GW_BODY_JSON, ANY,

@@ -173,7 +173,8 @@ const struct msg_def msg_catalogue[] = {
      * "DURATION", status: "PENDING"|"COMPLETED"|"TIMED_OUT", output: str|nil, output_type: str,
      * output_is_error: bool, idempotency_key: str|nil, idempotency_key_expires_at_ms: uint (0 =
      * none), tags: JSON text (array), timeout_at_ms: uint (0 = none), created_at_ms,
-     * completed_at_ms (0 = pending), run: friendly run id|nil, key: str|nil, io: str|nil}.
+     * completed_at_ms (0 = pending), run: friendly run id|nil, key: str|nil, io: str|nil,
+     * from_seq: uint|nil, env_id}.
      * Scoped by env_id: a waitpoint of another environment is ERR_NOTFOUND. */
     {MSG_WP_CREATE, "wp.create", MSG_K_REQUEST, "waitpoint-registry",
      "{env_id, kind: \"MANUAL\"|\"SESSION_STREAM\"|\"DURATION\", run: friendly id|nil, key: "
@@ -188,7 +189,9 @@ const struct msg_def msg_catalogue[] = {
      "{waitpoint, completed: bool (false: it had completed or timed out already; write-once)} | "
      "ERR_NOTFOUND (no such MANUAL waitpoint)"},
     {MSG_WP_GET, "wp.get", MSG_K_REQUEST, "waitpoint-registry",
-     "{env_id, id: friendly id, kind: str|nil (only that kind)}", "{waitpoint} | ERR_NOTFOUND"},
+     "{env_id, id: friendly id, kind: str|nil (only that kind), any_env: bool (true: env_id may "
+     "be nil: any environment's; the gateway's token callback)}",
+     "{waitpoint} | ERR_NOTFOUND"},
     {MSG_WP_LIST, "wp.list", MSG_K_REQUEST, "waitpoint-registry",
      "{env_id, kind: str, statuses: [str] (empty = all), idempotency_key: str|nil, tags: [str] "
      "(any of), after: friendly id|nil, limit: uint 1-100}",
@@ -196,6 +199,11 @@ const struct msg_def msg_catalogue[] = {
     {MSG_WP_BLOCK, "wp.block", MSG_K_REQUEST, "waitpoint-registry",
      "{env_id, run: friendly id, id: waitpoint friendly id}",
      "{waitpoint} (run now waits on it; idempotent) | ERR_NOTFOUND (no such waitpoint)"},
+    {MSG_WP_COMPLETED, "wp.completed", MSG_K_EVENT,
+     "waitpoint-registry (published on waitpoint-registry.events.<instance>.ipc)",
+     "{waitpoint_ids: [friendly id]} on topic \"wp.completed.<env_id>\" (they completed or timed "
+     "out: a holding worker asks again; a wake-up only, lost ones cost latency)",
+     ""},
     {MSG_RUN_SUSPEND, "run.suspend", MSG_K_REQUEST, "run-manager",
      "{env_id, run, worker_id: str|nil, hold: bool (true: only check, never suspend)}",
      "{suspended: bool, pending: uint (waitpoints still pending), waitpoints: [waitpoint] (when "

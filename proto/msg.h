@@ -67,6 +67,7 @@ enum msg_type {
     MSG_WP_GET = 202,
     MSG_WP_LIST = 203,
     MSG_WP_BLOCK = 204,
+    MSG_WP_COMPLETED = 205, /* event from the waitpoint-registry: waitpoints completed */
 
     /* run-manager: runs that wait on waitpoints (actors/run_manager/wait.c) */
     MSG_RUN_SUSPEND = 220,

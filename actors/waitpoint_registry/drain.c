@@ -108,7 +108,35 @@ void wp_wake(struct wp *wp, const char *const *ids, unsigned n)
         LOG_WARN("wp.wake_failed", "could not send run.wake: %s", err_str(rc));
 }
 
-void wp_wake_result(struct wp *wp, const PGresult *res, int col)
+/* One wp.completed.<env> event for ids (internal) of one environment. */
+static void wp_publish_completed(struct wp *wp, const char *env, const char *const *ids,
+                                 unsigned n)
+{
+    char topic[STREAM_ENV_MAX + 16];
+    struct mp_writer w;
+    if (!wp->events || n == 0)
+        return;
+    snprintf(topic, sizeof(topic), "wp.completed.%s", env);
+    mp_writer_init(&w);
+    mp_put_map(&w, 1);
+    mp_put_str(&w, "waitpoint_ids");
+    mp_put_array(&w, n);
+    for (unsigned i = 0; i < n; i++) {
+        char f[WP_FRIENDLY_MAX];
+        snprintf(f, sizeof(f), "waitpoint_%s", ids[i]);
+        mp_put_str(&w, f);
+    }
+    err_t rc = mp_writer_err(&w);
+    if (rc == OK)
+        rc = bus_publish(wp->events, topic, MSG_WP_COMPLETED, mp_writer_data(&w),
+                         mp_writer_len(&w));
+    if (rc != OK)
+        LOG_WARN("wp.publish_failed", "could not publish wp.completed for environment %s: %s",
+                 env, err_str(rc));
+    mp_writer_fini(&w);
+}
+
+void wp_wake_result(struct wp *wp, const PGresult *res, int col, int env_col, const char *env)
 {
     const char *ids[WP_WAKE_MAX];
     int n = PQntuples(res);
@@ -117,6 +145,16 @@ void wp_wake_result(struct wp *wp, const PGresult *res, int col)
         for (; i < n && k < WP_WAKE_MAX; i++)
             ids[k++] = PQgetvalue(res, i, col);
         wp_wake(wp, ids, k);
+    }
+    /* one event per run of rows of one environment */
+    for (int i = 0; i < n;) {
+        const char *e = env_col >= 0 ? PQgetvalue(res, i, env_col) : env;
+        unsigned k = 0;
+        for (; i < n && k < WP_WAKE_MAX &&
+               (env_col < 0 || strcmp(PQgetvalue(res, i, env_col), e) == 0);
+             i++)
+            ids[k++] = PQgetvalue(res, i, col);
+        wp_publish_completed(wp, e, ids, k);
     }
 }
 
@@ -183,6 +221,7 @@ struct wp_drain {
     char name[STREAM_NAME_MAX];
     uint64_t gen;
     const char *path; /* "drain" | "sweep" */
+    char env[STREAM_ENV_MAX + 1];
 };
 
 static void wp_on_drained(void *arg, err_t rc, const PGresult *res)
@@ -203,7 +242,7 @@ static void wp_on_drained(void *arg, err_t rc, const PGresult *res)
         wp->drained += (uint64_t)n;
     else
         wp->swept += (uint64_t)n;
-    wp_wake_result(wp, res, 0);
+    wp_wake_result(wp, res, 0, -1, d->env);
     /* nobody registered meanwhile: the waiters this process knew of are done */
     struct wp_topic *t = wp_topic_find(wp, d->name, NULL);
     if (t && t->gen == d->gen && strcmp(d->path, "drain") == 0)
@@ -231,6 +270,7 @@ static void wp_complete_channel(struct wp *wp, const char *env, const char *key,
     d->wp = wp;
     d->path = path;
     snprintf(d->name, sizeof(d->name), "%s", name);
+    snprintf(d->env, sizeof(d->env), "%s", env);
     struct wp_topic *t = wp_topic_find(wp, name, NULL);
     d->gen = t ? t->gen : 0;
     const char *params[] = {env, io, key, s, out, f};
@@ -431,7 +471,7 @@ static void wp_on_fired(void *arg, err_t rc, const PGresult *res)
                  "waitpoint_%s %s by the timer", PQgetvalue(res, i, 0),
                  strcmp(PQgetvalue(res, i, 1), "TIMED_OUT") == 0 ? "timed out" : "completed");
     wp->fired += (uint64_t)n;
-    wp_wake_result(wp, res, 0);
+    wp_wake_result(wp, res, 0, 2, NULL);
     /* a full batch: more are due, go again at once */
     wp_timer_arm(wp, n >= wp->cfg.batch ? 0 : (uint64_t)wp->cfg.timer_tick_ms);
 }
@@ -460,7 +500,7 @@ static void wp_timer_tick(struct loop *l, void *arg)
         " WHERE w.id IN (SELECT id FROM waitpoints WHERE status = 'PENDING'"
         "  AND timeout_at IS NOT NULL AND timeout_at <= now() ORDER BY timeout_at"
         "  LIMIT $1::integer FOR UPDATE SKIP LOCKED) AND w.status = 'PENDING'"
-        " RETURNING w.id, w.status",
+        " RETURNING w.id, w.status, w.runtime_environment_id",
         1, params, wp_on_fired, wp);
     if (rc != OK) {
         wp->firing = false;

@@ -165,7 +165,7 @@ static void wp_on_racecheck_done(void *arg, err_t rc, const PGresult *res)
             PQclear(c->row);
             c->row = copy;
         }
-        wp_wake_result(c->wp, res, WP_NCOLS - 1);
+        wp_wake_result(c->wp, res, WP_NCOLS - 1, WP_NCOLS - 2, NULL);
     } else if (rc != OK) {
         LOG_WARN("wp.racecheck_failed", "could not complete waitpoint_%s: %s", c->id, err_str(rc));
     }
@@ -412,7 +412,7 @@ static void wp_on_one(void *arg, err_t rc, const PGresult *res)
         bool v = o->flag && strcmp(PQgetvalue(res, 0, WP_NCOLS), "t") == 0;
         if (o->wake && v) {
             LOG_INFO("wp.completed", "%s completed", PQgetvalue(res, 0, 0));
-            wp_wake_result(o->wp, res, WP_NCOLS - 1);
+            wp_wake_result(o->wp, res, WP_NCOLS - 1, WP_NCOLS - 2, NULL);
         }
         wp_reply_row(o->req, res, 0, o->flag, v);
     }
@@ -435,11 +435,14 @@ static void wp_one_exec(struct actor *a, struct bus_req *req, const char *op, co
     }
 }
 
-/* env_id and id (a friendly waitpoint id); replies itself and returns false when unusable. */
-static bool wp_ref_args(struct bus_req *req, char *env, char *ref, char *id)
+/*
+ * env_id and id (a friendly waitpoint id); replies itself and returns false when unusable.
+ * any_env: env_id may be absent (env left empty).
+ */
+static bool wp_ref_args(struct bus_req *req, char *env, char *ref, char *id, bool any_env)
 {
     struct slice body = bus_req_env(req)->body;
-    if (!wp_str(body, "env_id", env, STREAM_ENV_MAX + 1) || !env[0] ||
+    if (!wp_str(body, "env_id", env, STREAM_ENV_MAX + 1) || (!env[0] && !any_env) ||
         !wp_str(body, "id", ref, WP_FRIENDLY_MAX)) {
         (void)bus_reply_err(req, ERR_INVAL, "env_id and id (strings) are required");
         return false;
@@ -456,7 +459,7 @@ void wp_on_complete(struct actor *a, struct bus_req *req)
     struct slice body = bus_req_env(req)->body, out = SLICE_NULL;
     char env[STREAM_ENV_MAX + 1], ref[WP_FRIENDLY_MAX], id[WP_ID_MAX], type[128], sql[4096];
     struct mp_reader v;
-    if (!wp_ref_args(req, env, ref, id))
+    if (!wp_ref_args(req, env, ref, id, false))
         return;
     if (wp_find(body, "output", &v) &&
         (mp_read_str(&v, &out) != OK || out.n > WP_OUTPUT_MAX || memchr(out.p, '\0', out.n))) {
@@ -487,16 +490,22 @@ void wp_on_complete(struct actor *a, struct bus_req *req)
 void wp_on_get(struct actor *a, struct bus_req *req)
 {
     char env[STREAM_ENV_MAX + 1], ref[WP_FRIENDLY_MAX], id[WP_ID_MAX], kind[16], sql[2048];
-    if (!wp_ref_args(req, env, ref, id))
+    struct mp_reader v;
+    bool any_env = false;
+    /* any_env: the gateway's token callback, which knows the waitpoint before its environment */
+    if (wp_find(bus_req_env(req)->body, "any_env", &v))
+        (void)mp_read_bool(&v, &any_env);
+    if (!wp_ref_args(req, env, ref, id, any_env))
         return;
     if (!wp_str(bus_req_env(req)->body, "kind", kind, sizeof(kind)) ||
         (kind[0] && !wp_kind_valid(kind))) {
         (void)bus_reply_err(req, ERR_INVAL, "kind must be MANUAL, SESSION_STREAM or DURATION");
         return;
     }
-    const char *params[] = {id, env, kind[0] ? kind : NULL};
+    const char *params[] = {id, env[0] ? env : NULL, kind[0] ? kind : NULL};
     snprintf(sql, sizeof(sql),
-             "SELECT %s FROM waitpoints w WHERE w.id = $1 AND w.runtime_environment_id = $2"
+             "SELECT %s FROM waitpoints w WHERE w.id = $1"
+             " AND ($2::text IS NULL OR w.runtime_environment_id = $2)"
              " AND ($3::text IS NULL OR w.kind = $3)",
              wp_cols);
     wp_one_exec(a, req, "wp.get", NULL, sql, 3, params);
@@ -505,7 +514,7 @@ void wp_on_get(struct actor *a, struct bus_req *req)
 void wp_on_block(struct actor *a, struct bus_req *req)
 {
     char env[STREAM_ENV_MAX + 1], ref[WP_FRIENDLY_MAX], id[WP_ID_MAX], run[WP_RUN_MAX], sql[2048];
-    if (!wp_ref_args(req, env, ref, id))
+    if (!wp_ref_args(req, env, ref, id, false))
         return;
     if (!wp_str(bus_req_env(req)->body, "run", run, sizeof(run)) || !run[0]) {
         (void)bus_reply_err(req, ERR_INVAL, "run (a run id) is required");

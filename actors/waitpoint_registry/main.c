@@ -11,10 +11,12 @@
  * proto/msg.c, docs/waitpoint-registry.md.
  */
 #include <stddef.h>
+#include <stdio.h>
 
 #include "actor.h"
 #include "log.h"
 #include "msg.h"
+#include "proc.h"
 #include "wp.h"
 
 #define WP_OFF(f) offsetof(struct wp_cfg, f)
@@ -66,6 +68,16 @@ static err_t wp_init(struct actor *a)
         return rc;
     if ((rc = bus_peer_open_actor(a->bus, "stream-broker", &wp->broker)) != OK ||
         (rc = bus_peer_open_actor(a->bus, "run-manager", &wp->rm)) != OK)
+        return rc;
+    /* beside the request endpoint: ipc://<bus dir>/waitpoint-registry.events.<instance>.ipc */
+    char url[BUS_URL_MAX + 32];
+    if (a->cfg.bus_dir[0])
+        snprintf(url, sizeof(url), "ipc://%s/waitpoint-registry.events.%u.ipc", a->cfg.bus_dir,
+                 proc_instance());
+    else
+        snprintf(url, sizeof(url), "ipc://%s/bus/waitpoint-registry.events.%u.ipc",
+                 a->cfg.run_dir, proc_instance());
+    if ((rc = bus_pub_open(a->bus, url, &wp->events)) != OK)
         return rc;
     return wp_drain_start(wp);
 }

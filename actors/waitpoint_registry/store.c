@@ -15,7 +15,8 @@ const char wp_cols[] =
     "w.friendly_id, w.kind, w.status, w.output, w.output_type, w.output_is_error,"
     " w.idempotency_key, " WP_MS("w.idempotency_key_expires_at") ","
     " array_to_json(w.tags)::text, " WP_MS("w.timeout_at") ", " WP_MS("w.created_at") ","
-    " " WP_MS("w.completed_at") ", w.run_id, w.stream_key, w.stream_io, w.from_seq, w.id";
+    " " WP_MS("w.completed_at") ", w.run_id, w.stream_key, w.stream_io, w.from_seq,"
+    " w.runtime_environment_id, w.id";
 
 static void wp_put_text(struct mp_writer *w, const char *k, const PGresult *r, int row, int col)
 {
@@ -35,7 +36,7 @@ static void wp_put_ms(struct mp_writer *w, const char *k, const PGresult *r, int
 
 void wp_put_row(struct mp_writer *w, const PGresult *r, int row, int c)
 {
-    mp_put_map(w, 16);
+    mp_put_map(w, 17);
     wp_put_text(w, "id", r, row, c + 0);
     wp_put_text(w, "kind", r, row, c + 1);
     wp_put_text(w, "status", r, row, c + 2);
@@ -56,4 +57,5 @@ void wp_put_row(struct mp_writer *w, const PGresult *r, int row, int c)
         mp_put_nil(w);
     else
         mp_put_uint(w, strtoull(PQgetvalue(r, row, c + 15), NULL, 10));
+    wp_put_text(w, "env_id", r, row, c + 16);
 }

@@ -68,6 +68,7 @@ struct wp {
     struct bus_peer *broker;  /* stream.read (race-check, sweep) */
     struct bus_peer *rm;      /* run.wake */
     struct bus_sub *sub;      /* the stream-broker's stream.record events */
+    struct bus_pub *events;   /* wp.completed.<env> (gateway long-polls); NULL: none */
     struct wp_topic *topics[WP_TOPIC_BUCKETS];
     unsigned ntopics;
     uint64_t sweep_timer, tick_timer;
@@ -93,8 +94,11 @@ void wp_topic_want(struct wp *wp, const char *env, const char *key, const char *
 err_t wp_drain_start(struct wp *wp);
 /* Tells the run-manager that these waitpoints (internal ids, n <= WP_WAKE_MAX) completed. */
 void wp_wake(struct wp *wp, const char *const *ids, unsigned n);
-/* The wake for a statement's result whose column col holds internal ids. */
-void wp_wake_result(struct wp *wp, const PGresult *res, int col);
+/*
+ * The wake for a statement's result whose column col holds internal ids, and the
+ * wp.completed.<env> events: the environment is column env_col, or env when env_col < 0.
+ */
+void wp_wake_result(struct wp *wp, const PGresult *res, int col, int env_col, const char *env);
 /* Registers id in the channel's Redis set, the TTL only ever growing (§12). Logged, never fails. */
 void wp_redis_register(struct wp *wp, const char *env, const char *key, const char *io,
                        const char *id, uint64_t ttl_ms);
@@ -106,7 +110,7 @@ void wp_redis_remove(struct wp *wp, const char *env, const char *key, const char
 
 /* The columns of a waitpoint object, in wp_put_row's order (of table alias w). */
 extern const char wp_cols[];
-#define WP_NCOLS 17 /* columns in wp_cols; the internal id is the last */
+#define WP_NCOLS 18 /* columns in wp_cols; the internal id is the last */
 /* Writes row of res (starting at column col0) as a waitpoint object (proto/msg.c). */
 void wp_put_row(struct mp_writer *w, const PGresult *res, int row, int col0);
 

@@ -23,6 +23,8 @@ struct ea_cfg {
     char task[257];      /* TETHER_ECHO_TASK */
     int max_runs;        /* TETHER_ECHO_MAX_RUNS, 1..EA_MAX_RUNS_CAP */
     int lease_s;         /* TETHER_ECHO_LEASE_SECONDS: leaseSeconds of dequeue and heartbeats */
+    int sleep_s;         /* TETHER_ECHO_SLEEP_SECONDS: an idle run suspends on .in this long at
+                            most (0: it completes when idle) */
     char worker_id[129]; /* echo-<hostname>-<pid>: who holds our leases */
 };
 

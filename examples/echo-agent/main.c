@@ -114,6 +114,7 @@ static ea_err_t ea_cfg_load(struct ea_cfg *c)
     ok &= ea_env_int("TETHER_ECHO_MAX_RUNS", "8", 1, EA_MAX_RUNS_CAP, &c->max_runs);
     /* 3 s at least, so that a heartbeat every lease/3 is a whole second apart */
     ok &= ea_env_int("TETHER_ECHO_LEASE_SECONDS", "30", 3, 3600, &c->lease_s);
+    ok &= ea_env_int("TETHER_ECHO_SLEEP_SECONDS", "3600", 0, 7 * 86400, &c->sleep_s);
 
     /* The worker id stays the same across dequeues so the server knows who holds a lease. */
     char host[HOST_NAME_MAX + 1];

@@ -72,6 +72,8 @@ struct ea_run {
     bool progressed;   /* this subscription delivered a batch or a ping */
     enum run_stop stop;
     unsigned turns; /* replies written by this run */
+    bool sleeping;  /* run_work blocked the run on .in's next record: suspend, not complete */
+    bool woke_late; /* resumed by a timed-out wait: complete at once */
     char why[512];  /* the failure's message, for the fail route */
 };
 
@@ -895,6 +897,96 @@ static ea_err_t run_follow(struct ea_run *r)
     }
 }
 
+/* ---- sleeping on .in: the session-stream wait, then suspend ---- */
+
+/* POSTs a JSON body (stolen) to url with the secret key; EA_OK with a 2xx answer in *rs. */
+static ea_err_t run_post_key(struct ea_run *r, const char *url, json_t *body, const char *what,
+                             struct http_resp *rs)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) {
+        run_why(r, "%s: out of memory", what);
+        return EA_ERR_NOMEM;
+    }
+    struct http_req rq = {.method = "POST",
+                          .url = url,
+                          .bearer = r->ag->cfg.key,
+                          .content_type = "application/json",
+                          .body = text,
+                          .body_len = strlen(text),
+                          .timeout_ms = 10000,
+                          .max_body = EA_ANSWER_MAX,
+                          .should_abort = run_abort_io,
+                          .abort_arg = r};
+    ea_err_t rc = run_call(r, &r->api, &rq, rs, RUN_TRIES, what);
+    free(text);
+    return rc;
+}
+
+/*
+ * .in was idle: make a waitpoint on its next record (after the cursor) and block the run on
+ * it, so that run_main suspends the run instead of completing it. false (logged) when either
+ * step failed: the run then completes as an idle run does.
+ */
+static bool run_sleep_prepare(struct ea_run *r)
+{
+    char url[RUN_URL_MAX], wp[128];
+    struct http_resp rs = HTTP_RESP_ZERO;
+    char timeout[24];
+    snprintf(timeout, sizeof(timeout), "%ds", r->ag->cfg.sleep_s);
+    json_t *body = json_pack("{s:s,s:s,s:s}", "session", r->session, "io", "in", "timeout",
+                             timeout);
+    if (body && r->have_seq)
+        json_object_set_new(body, "lastSeqNum", json_integer((json_int_t)r->last_seq));
+    bool ok = false;
+    if (run_url(url, "%s/api/v1/runs/%s/session-streams/wait", r->ag->cfg.url, r->id_enc) ==
+            EA_OK &&
+        run_post_key(r, url, body, "session-stream wait", &rs) == EA_OK) {
+        json_t *ans = json_loadb(rs.body ? rs.body : "", rs.body_len, 0, NULL);
+        const char *id = json_string_value(json_object_get(ans, "waitpointId"));
+        snprintf(wp, sizeof(wp), "%s", id ? id : "");
+        json_decref(ans);
+        http_resp_fini(&rs);
+        rs = (struct http_resp)HTTP_RESP_ZERO;
+        if (wp[0] && strspn(wp, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(wp) &&
+            run_url(url, "%s/engine/v1/runs/%s/waitpoints/tokens/%s/wait", r->ag->cfg.url,
+                    r->id_enc, wp) == EA_OK &&
+            run_post_key(r, url, json_object(), "block on the waitpoint", &rs) == EA_OK)
+            ok = true;
+    }
+    http_resp_fini(&rs);
+    if (!ok)
+        LOG_WARN("run.sleep_failed", r->id, "could not wait on .in (%s): completing the run",
+                 r->why);
+    return ok;
+}
+
+/*
+ * Gives the run back (POST /suspend): true when it is WAITING now. false: a record came
+ * meanwhile (nothing pending), or the call failed; the run then completes and hands over.
+ */
+static bool run_suspend(struct ea_run *r)
+{
+    struct http_resp rs = HTTP_RESP_ZERO;
+    json_t *body = json_pack("{s:s}", "workerId", r->ag->cfg.worker_id);
+    bool suspended = false;
+    if (run_post_route(r, "suspend", body, &rs) == EA_OK) {
+        json_t *ans = json_loadb(rs.body ? rs.body : "", rs.body_len, 0, NULL);
+        suspended = json_is_true(json_object_get(ans, "suspended"));
+        json_decref(ans);
+    } else {
+        LOG_WARN("run.suspend_failed", r->id, "could not suspend the run: %s", r->why);
+    }
+    json_decref(body);
+    http_resp_fini(&rs);
+    if (suspended)
+        LOG_INFO("run.suspended", r->id,
+                 "asleep on .in after %u turn(s): no worker holds it until the next message",
+                 r->turns);
+    return suspended;
+}
+
 /* ---- the end of a run ---- */
 
 static bool run_complete(struct ea_run *r)
@@ -1046,7 +1138,12 @@ static ea_err_t run_work(struct ea_run *r)
                  r->last_seq);
     else
         LOG_INFO("run.cursor", r->id, "no turn-complete on .out: following .in from the start");
-    return run_follow(r);
+    if (r->woke_late) /* it slept on .in for TETHER_ECHO_SLEEP_SECONDS: its end */
+        return EA_OK;
+    rc = run_follow(r);
+    if (rc == EA_OK && r->ag->cfg.sleep_s > 0 && !atomic_load(&r->ag->stopping))
+        r->sleeping = run_sleep_prepare(r);
+    return rc;
 }
 
 static void *run_main(void *arg)
@@ -1072,7 +1169,7 @@ static void *run_main(void *arg)
         LOG_WARN("run.abandoned", r->id,
                  "shutdown grace over after %u turn(s): the run is left to its lease", r->turns);
     } else if (rc == EA_OK) {
-        if (run_complete(r))
+        if (!(r->sleeping && run_suspend(r)) && run_complete(r))
             run_hand_over(r);
     } else {
         run_fail(r);
@@ -1170,6 +1267,19 @@ ea_err_t ea_run_start(struct ea_agent *ag, const json_t *desc, struct ea_run **o
     r->token = run_strdup_or_null(json_object_get(desc, "token"));
     r->session = run_strdup_or_null(json_object_get(desc, "sessionId"));
     r->idle_s = run_idle_seconds(desc);
+    /* a resume: the run slept on .in (run_sleep_prepare); its waitpoint's output is the
+     * record that woke it, which following .in from the cursor reads again */
+    const json_t *woke = json_array_get(
+        json_object_get(json_object_get(desc, "resume"), "waitpoints"), 0);
+    if (woke) {
+        const char *data = json_string_value(json_object_get(woke, "output"));
+        r->woke_late = json_is_true(json_object_get(woke, "outputIsError"));
+        if (r->woke_late)
+            LOG_INFO("run.resumed", r->id, "its sleep on .in timed out: completing");
+        else
+            LOG_INFO("run.resumed", r->id, "woken by a message on .in (%zu bytes)",
+                     data ? strlen(data) : 0);
+    }
     if (!r->token) /* the routes used here all take the secret key too */
         atomic_store(&r->use_key, 1);
     if (http_client_init(&r->api) != EA_OK || http_client_init(&r->sse) != EA_OK ||

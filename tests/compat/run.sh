@@ -26,7 +26,8 @@ TETHER_SECRET_KEY=$(ctl env create --org "compat-$suffix" --project a --type dev
 TETHER_SECRET_KEY_B=$(ctl env create --org "compat-$suffix" --project b --type dev) || exit 1
 # The echo-agent serves an environment of its own: the runs other tests trigger stay queued.
 TETHER_SECRET_KEY_ECHO=$(ctl env create --org "compat-$suffix" --project echo --type dev) || exit 1
-TETHER_URL=$TREE_URL TETHER_SECRET_KEY=$TETHER_SECRET_KEY_ECHO \
+# Its idle runs complete (echo.test.mjs checks the continuation after a completed run).
+TETHER_URL=$TREE_URL TETHER_SECRET_KEY=$TETHER_SECRET_KEY_ECHO TETHER_ECHO_SLEEP_SECONDS=0 \
   "$TETHER_TEST_BIN/echo-agent" 2>"$TREE_DIR/echo-agent.log" &
 AGENT=$!
 trap 'kill -KILL "$AGENT" 2>/dev/null; itest_cleanup' EXIT

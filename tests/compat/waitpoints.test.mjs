@@ -1,6 +1,7 @@
 // waitpoints.test.mjs - the SDK's token calls (wait.createToken, retrieveToken, listTokens,
-// completeToken) and the session-stream wait request (apiClient.createSessionStreamWaitpoint, what
-// session.in.wait sends first) against Tether, parsed by the SDK's own zod schemas.
+// completeToken), a token's callback url, and the session-stream wait request
+// (apiClient.createSessionStreamWaitpoint, what session.in.wait sends first) against Tether,
+// parsed by the SDK's own zod schemas.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { configure, sessions, wait } from "@trigger.dev/sdk";
@@ -36,6 +37,28 @@ test("wait.createToken, retrieveToken, listTokens and completeToken", async () =
   const r2 = await wait.retrieveToken(t.id);
   assert.equal(r2.status, "COMPLETED");
   assert.deepEqual(r2.output, { answer: 42 });
+});
+
+test("a token's url completes it without a credential, once", async () => {
+  const t = await wait.createToken({ timeout: "1h" });
+  assert.match(t.url, new RegExp(`/api/v1/waitpoints/tokens/${t.id}/callback/[0-9a-f]{64}$`));
+  const res = await fetch(t.url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ approved: true }),
+  });
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { success: true });
+  const again = await fetch(t.url, { method: "POST", body: JSON.stringify({ approved: false }) });
+  assert.equal(again.status, 200);
+  const r = await wait.retrieveToken(t.id);
+  assert.equal(r.status, "COMPLETED");
+  assert.deepEqual(r.output, { approved: true });
+  const bad = await fetch(t.url.replace(/.$/, (c) => (c === "0" ? "1" : "0")), {
+    method: "POST",
+    body: "{}",
+  });
+  assert.equal(bad.status, 401);
 });
 
 test("the session-stream wait request: a record already there completes it at once", async () => {

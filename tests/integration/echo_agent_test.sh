@@ -12,9 +12,10 @@ ALOG=$TREE_DIR/echo-agent.log
 AGENT=
 
 # agent_start [LEASE_S]: leases of 3 s by default, so a killed agent's run is taken back within
-# about 4 s.
+# about 4 s. Idle runs complete (TETHER_ECHO_SLEEP_SECONDS=0) unless ECHO_SLEEP says otherwise.
 agent_start() {
   TETHER_URL=$TREE_URL TETHER_SECRET_KEY=$KEY TETHER_ECHO_LEASE_SECONDS=${1:-3} \
+    TETHER_ECHO_SLEEP_SECONDS=${ECHO_SLEEP:-0} \
     "$TETHER_TEST_BIN/echo-agent" >>"$ALOG" 2>&1 &
   AGENT=$!
 }
@@ -135,6 +136,25 @@ kill -CONT "$AGENT"
 ok "h1 is answered after the run completed" wait_for 10000 turns_are "$H" 2
 is "$(out "$H")" "h0,@0,h1,@1" "each once, in order"
 ok "by a continuation the run swapped in" grep -q "run.continued\",\"run\":\"$RUN\".*continuation run_.* queued" "$ALOG"
+
+# --- an idle run sleeps on .in (session-stream wait + suspend): no worker holds it, and the next
+# message wakes the same run, on any worker
+kill -TERM "$AGENT"
+wait "$AGENT"
+ECHO_SLEEP=60 agent_start
+Z=sleep-$S
+create "$Z" 1 1
+append "$Z" z0
+ok "z0 is answered" wait_for 10000 turns_are "$Z" 1
+run_sleeps() { [[ $(run_status "$RUN") == WAITING* ]] && grep -q "run.suspended\",\"run\":\"$RUN\"" "$ALOG"; }
+ok "idle for 1 s, the run suspends on .in instead of completing ($(run_status "$RUN"))" wait_for 8000 run_sleeps
+append "$Z" z1
+ok "the next message wakes it" wait_for 10000 turns_are "$Z" 2
+is "$(out "$Z")" "z0,@0,z1,@1" "... answered once, in order"
+is "$(current_run "$Z")" "$RUN" "... by the same run, resumed"
+ok "... which logged its resume" grep -q "run.resumed\",\"run\":\"$RUN\".*woken by a message" "$ALOG"
+RESUMES=$(grep -c "run.suspended\",\"run\":\"$RUN\"" "$ALOG")
+ok "and it sleeps again once idle" wait_for 8000 bash -c "(( \$(grep -c 'run.suspended\",\"run\":\"$RUN\"' '$ALOG') > $RESUMES ))"
 
 ok "the agent logged no error" bash -c "! grep -q '\"lvl\":\"error\"' '$ALOG'"
 kill -TERM "$AGENT"

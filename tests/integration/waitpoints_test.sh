@@ -184,6 +184,50 @@ api POST /api/v1/waitpoints/tokens '{"tags":["1","2","3","4","5","6","7","8","9"
 is "$CODE" 422 "a token with 11 tags: 422"
 is "$(wp_count)" "$BEFORE" "... and none wrote a waitpoint"
 
+# ------------------------------------------------------------------ a token's url: the callback
+cb() { # cb URL [CURL ARGS...]: POST without a credential; sets CODE and BODY
+  local url=$1
+  shift
+  CODE=$(curl -s -o "$TREE_DIR/api.body" -w '%{http_code}' --max-time 30 -X POST "$@" "$url")
+  BODY=$(cat "$TREE_DIR/api.body")
+}
+api POST /api/v1/waitpoints/tokens '{}'
+TC=$(j .id) URL=$(j .url)
+ok "a token's url is its callback with a 64-hex hash" \
+  grep -Eq "^http://[^/]+/api/v1/waitpoints/tokens/$TC/callback/[0-9a-f]{64}\$" <<<"$URL"
+api GET "/api/v1/waitpoints/tokens/$TC"
+is "$(j .url)" "$URL" "... the same url when retrieved"
+BADURL="${URL%?}$( [[ ${URL: -1} == 0 ]] && echo 1 || echo 0)"
+cb "$BADURL" -H 'Content-Type: application/json' --data-binary '{"x":1}'
+is "$CODE $(j .error)" "401 Invalid URL, hash doesn't match" "a wrong hash: 401"
+cb "${URL%/*}/abc" --data-binary '{"x":1}'
+is "$CODE" 401 "a hash of the wrong shape: 401"
+cb "${URL%/*/*}/callback/${URL##*/}" --data-binary '{"x":1}' -H 'Authorization: Bearer nonsense'
+is "$CODE" 200 "an Authorization header is ignored: the url is the capability ..."
+api GET "/api/v1/waitpoints/tokens/$TC"
+is "$(j .status) $(j .output)" 'COMPLETED {"x":1}' "... the body is the output"
+cb "$URL" --data-binary '{"x":2}'
+is "$CODE $(j .success)" "200 true" "the url again: 200 ..."
+api GET "/api/v1/waitpoints/tokens/$TC"
+is "$(j .output)" '{"x":1}' "... and the first output stays (write-once)"
+api POST /api/v1/waitpoints/tokens '{}'
+TC2=$(j .id) URL2=$(j .url)
+cb "${URL2/$TC2/waitpoint_cnotawaitpoint0000000000}" --data-binary '{}'
+is "$CODE $(j .error)" "404 Waitpoint not found" "an unknown waitpoint: 404"
+cb "${URL2/$TC2/$TC}" --data-binary '{}'
+is "$CODE" 401 "another token's hash: 401"
+head -c $((1024 * 1024 + 10)) /dev/zero | tr '\0' 'a' >"$TREE_DIR/big.body"
+cb "$URL2" -H 'Content-Type: application/json' --data-binary "@$TREE_DIR/big.body"
+is "$CODE" 413 "a body over 1 MiB: 413"
+ok "... and the token is still waiting" wp_is "$TC2" PENDING
+api POST /api/v1/waitpoints/tokens '{}' "$KEY2"
+URL3=$(j .url)
+ok "another environment's url has another hash" test "${URL3##*/}" != "${URL2##*/}"
+cb "$URL2" --data-binary 'not json'
+is "$CODE" 200 "a body that is no JSON completes it ..."
+api GET "/api/v1/waitpoints/tokens/$TC2"
+is "$(j .status) $(j .output)" 'COMPLETED {}' "... with {}"
+
 # ------------------------------------------------------------------ a run that sleeps
 RS=$(mk_run)
 lease() { sql "UPDATE task_runs SET status = 'DEQUEUED', lease_owner = :'w', lease_expires_at = now() + interval '30 s', started_at = now() WHERE friendly_id = :'r'" r="$1" w="$2" >/dev/null; }
@@ -212,6 +256,39 @@ is "$(j '.runs[0].resume.waitpoints[0].id') $(j '.runs[0].resume.waitpoints[0].o
   "$TS {\"answer\":42} false" "... as a resume with the waitpoint's output"
 api POST "/api/v1/runs/$RS/suspend" '{"workerId":"w2"}'
 is "$(j .suspended) $(j .pending) $(j '.waitpoints | length')" "false 0 0" "nothing left to wait on: suspend answers false"
+
+# ------------------------------------------------------------------ a worker that holds: the long-poll
+RH=$(mk_run)
+lease "$RH" w1
+api POST /api/v1/waitpoints/tokens '{}'
+TH=$(j .id)
+api POST "/engine/v1/runs/$RH/waitpoints/tokens/$TH/wait"
+api POST "/api/v1/runs/$RH/suspend" '{"workerId":"w1","hold":true,"waitSeconds":61}'
+is "$CODE" 400 "waitSeconds over 60: 400"
+api POST "/api/v1/runs/$RH/suspend" '{"workerId":"w1","waitSeconds":5}'
+is "$CODE" 400 "waitSeconds without hold: 400"
+T0=$(date +%s%N)
+api POST "/api/v1/runs/$RH/suspend" '{"workerId":"w1","hold":true,"waitSeconds":1}'
+MS=$((($(date +%s%N) - T0) / 1000000))
+is "$CODE $(j .suspended) $(j .pending)" "200 false 1" "a hold whose token stays pending answers at its deadline ..."
+ok "... after about waitSeconds (${MS} ms)" test "$MS" -ge 900 -a "$MS" -lt 2500
+T0=$(date +%s%N)
+(
+  sleep 0.5
+  curl -s -o /dev/null -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    --data-binary '{"data":{"held":1}}' "$TREE_URL/api/v1/waitpoints/tokens/$TH/complete"
+) &
+COMPLETER=$!
+api POST "/api/v1/runs/$RH/suspend" '{"workerId":"w1","hold":true,"waitSeconds":20}'
+MS=$((($(date +%s%N) - T0) / 1000000))
+wait "$COMPLETER"
+is "$CODE $(j .suspended) $(j .pending) $(j '.waitpoints[0].id') $(j '.waitpoints[0].output')" \
+  "200 false 0 $TH {\"held\":1}" "a holding worker's long-poll answers when its token completes ..."
+ok "... woken by the registry's event, not the 2 s poll (${MS} ms)" test "$MS" -lt 1500
+is "$(sql "SELECT status || ' ' || COALESCE(lease_owner, '-') FROM task_runs WHERE friendly_id = :'r'" r="$RH")" \
+  "DEQUEUED w1" "... and the run stayed leased to it"
+api POST "/api/v1/runs/$RH/suspend" '{"workerId":"w2","hold":true,"waitSeconds":5}'
+is "$CODE" 409 "a hold by a worker not holding the lease: 409 at once"
 api POST /api/v1/waitpoints/tokens '{}'
 TC=$(j .id)
 api POST "/engine/v1/runs/$RS/waitpoints/tokens/$TC/wait"
