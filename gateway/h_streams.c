@@ -57,10 +57,19 @@ struct gw_stream_state {
     bool proto;        /* the S2 append came (and is answered) as protobuf */
 };
 
+static void gw_st_free(void *p)
+{
+    struct gw_stream_state *st = p;
+    jbuf_free(&st->acc);
+    free(st);
+}
+
 static struct gw_stream_state *gw_st(struct gw_call *c)
 {
-    if (!c->state)
+    if (!c->state) {
         c->state = xcalloc(1, sizeof(struct gw_stream_state));
+        c->state_free = gw_st_free;
+    }
     return c->state;
 }
 
@@ -272,10 +281,6 @@ static void gw_append_send(struct gw_call *c)
     struct gw_stream_state *st = c->state;
     struct mp_writer w;
     struct jbuf env = {0};
-    if (!c->req) { /* the client left: nothing is written for it */
-        gw_respond_err(c, ERR_CLOSED, "client gone");
-        return;
-    }
     size_t n = c->req->entity.base ? c->req->entity.len : 0;
     /* the contract's envelope: the raw body as a string, and the part id; jbuf_bytes keeps
      * every byte (NUL as \u0000, a byte that is not UTF-8 as \udcXX), so data reads back as
@@ -310,8 +315,8 @@ static void gw_append_send(struct gw_call *c)
     jbuf_free(&env);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
-        rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_APPEND,
-                      mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_append_on_appended, c);
+        rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_APPEND, mp_writer_data(&w),
+                         mp_writer_len(&w), gw_append_on_appended);
     mp_writer_fini(&w);
     if (rc != OK)
         gw_respond_err(c, rc, "stream.append");
@@ -552,8 +557,8 @@ static void gw_sub_on_session(void *arg, err_t rc, const struct envelope *env)
         mp_writer_init(&w);
         gw_stream_put_name(&w, &st->feed, 1);
         mp_put_kv_uint(&w, "count", 2);
-        rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_PEEK, mp_writer_data(&w),
-                      mp_writer_len(&w), &c->trace, gw_sub_on_peek, c);
+        rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_PEEK, mp_writer_data(&w),
+                         mp_writer_len(&w), gw_sub_on_peek);
         mp_writer_fini(&w);
         if (rc == OK)
             return;
@@ -731,8 +736,8 @@ static void gw_records_read(struct gw_call *c)
     gw_stream_put_name(&w, &st->feed, 2);
     mp_put_kv_uint(&w, "from", st->from);
     mp_put_kv_uint(&w, "count", 1000);
-    err_t rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_READ, mp_writer_data(&w),
-                        mp_writer_len(&w), &c->trace, gw_records_on_read, c);
+    err_t rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_READ, mp_writer_data(&w),
+                           mp_writer_len(&w), gw_records_on_read);
     mp_writer_fini(&w);
     if (rc != OK) {
         jbuf_free(&st->acc);
@@ -1000,8 +1005,8 @@ void gw_on_s2_append(struct gw_call *c)
     s2_input_fini(&in);
     rc = mp_writer_err(&w);
     if (rc == OK)
-        rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_APPEND,
-                      mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_s2_on_appended, c);
+        rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_APPEND, mp_writer_data(&w),
+                         mp_writer_len(&w), gw_s2_on_appended);
     mp_writer_fini(&w);
     if (rc != OK)
         gw_respond_err(c, rc, "stream.append");
@@ -1079,8 +1084,8 @@ void gw_on_s2_read(struct gw_call *c)
         gw_stream_put_name(&w, &st->feed, 1);
         mp_put_kv_uint(&w, "count", off);
         st->limit = (unsigned)count; /* of those, the first count */
-        err_t rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_PEEK,
-                            mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_s2_on_read, c);
+        err_t rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_PEEK, mp_writer_data(&w),
+                               mp_writer_len(&w), gw_s2_on_read);
         mp_writer_fini(&w);
         if (rc != OK)
             gw_respond_err(c, rc, "stream.peek");
@@ -1099,8 +1104,8 @@ void gw_on_s2_read(struct gw_call *c)
     gw_stream_put_name(&w, &st->feed, 2);
     mp_put_kv_uint(&w, "from", seq);
     mp_put_kv_uint(&w, "count", count);
-    err_t rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_READ, mp_writer_data(&w),
-                        mp_writer_len(&w), &c->trace, gw_s2_on_read, c);
+    err_t rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_READ, mp_writer_data(&w),
+                           mp_writer_len(&w), gw_s2_on_read);
     mp_writer_fini(&w);
     if (rc != OK)
         gw_respond_err(c, rc, "stream.read");
