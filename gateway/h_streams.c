@@ -50,6 +50,7 @@ struct gw_stream_state {
     struct gw_feed_opts feed;
     char part_id[STREAM_PART_ID_MAX + 1];
     struct jbuf acc;   /* /records: the answer so far */
+    struct jbuf rec;   /* append: the record's envelope, built before the session lookup */
     unsigned nrecs;    /* /records: records so far */
     unsigned limit;    /* S2 tail read: records to answer of those peeked (0: all) */
     uint64_t from;
@@ -61,6 +62,7 @@ static void gw_st_free(void *p)
 {
     struct gw_stream_state *st = p;
     jbuf_free(&st->acc);
+    jbuf_free(&st->rec);
     free(st);
 }
 
@@ -243,10 +245,8 @@ static void gw_append_on_appended(void *arg, err_t rc, const struct envelope *en
     struct mp_reader v;
     uint32_t n;
     uint64_t seq;
-    if (rc == ERR_TOOBIG) {
-        gw_respond_json(c, 413,
-                        json_pack("{s:b,s:s}", "ok", 0, "error", "Record exceeds the 1 MiB limit"),
-                        GW_NO_RETRY);
+    if (rc == ERR_TOOBIG) { /* the broker's own check of the same limit: the same answer */
+        gw_respond_too_large(c);
         return;
     }
     if (rc == ERR_CLOSED && env) {
@@ -280,28 +280,8 @@ static void gw_append_send(struct gw_call *c)
 {
     struct gw_stream_state *st = c->state;
     struct mp_writer w;
-    struct jbuf env = {0};
-    size_t n = c->req->entity.base ? c->req->entity.len : 0;
-    /* the contract's envelope: the raw body as a string, and the part id; jbuf_bytes keeps
-     * every byte (NUL as \u0000, a byte that is not UTF-8 as \udcXX), so data reads back as
-     * the body that came */
-    jbuf_puts(&env, "{\"data\":");
-    jbuf_bytes(&env, n ? c->req->entity.base : "", n);
-    jbuf_puts(&env, ",\"id\":");
-    jbuf_bytes(&env, st->part_id, strlen(st->part_id));
-    jbuf_put(&env, "}", 1);
-    if (env.err != OK) {
-        jbuf_free(&env);
-        gw_respond_err(c, ERR_NOMEM, "append envelope");
-        return;
-    }
-    if (stream_metered_size(0, 0, env.n) > STREAM_RECORD_MAX) {
-        jbuf_free(&env);
-        gw_respond_json(c, 413,
-                        json_pack("{s:b,s:s}", "ok", 0, "error", "Record exceeds the 1 MiB limit"),
-                        GW_NO_RETRY);
-        return;
-    }
+    struct jbuf env = st->rec;
+    st->rec = (struct jbuf){0};
     mp_writer_init(&w);
     gw_stream_put_name(&w, &st->feed, 1);
     mp_put_str(&w, "records");
@@ -380,6 +360,25 @@ void gw_on_stream_append(struct gw_call *c)
         for (size_t i = 0; i < sizeof(r); i++)
             st->part_id[i] = abc[r[i] % 62];
         st->part_id[sizeof(r)] = '\0';
+    }
+    /* the contract's envelope: the raw body as a string, and the part id; jbuf_bytes keeps
+     * every byte (NUL as \u0000, a byte that is not UTF-8 as \udcXX), so data reads back as
+     * the body that came */
+    size_t bn = c->req->entity.base ? c->req->entity.len : 0;
+    jbuf_puts(&st->rec, "{\"data\":");
+    jbuf_bytes(&st->rec, bn ? c->req->entity.base : "", bn);
+    jbuf_puts(&st->rec, ",\"id\":");
+    jbuf_bytes(&st->rec, st->part_id, strlen(st->part_id));
+    jbuf_put(&st->rec, "}", 1);
+    if (st->rec.err != OK) {
+        gw_respond_err(c, ERR_NOMEM, "append envelope");
+        return;
+    }
+    /* the route's one limit (the route has no byte cap of its own): the record's metered size,
+     * checked before anything is looked up */
+    if (stream_metered_size(0, 0, st->rec.n) > STREAM_RECORD_MAX) {
+        gw_respond_too_large(c);
+        return;
     }
     err_t rc = gw_session_lookup_cached(c, gw_append_on_session);
     if (rc != OK)
@@ -887,6 +886,15 @@ static bool gw_s2_format(struct gw_call *c, enum gw_rec_format *f)
     return false;
 }
 
+/* The S2 endpoint's one 413: a batch over STREAM_RECORD_MAX metered, in S2's error shape. */
+static void gw_s2_too_large(struct gw_call *c)
+{
+    gw_respond_json(c, 413,
+                    json_pack("{s:s,s:s}", "code", "invalid", "message",
+                              "a batch may hold at most 1 MiB of metered records"),
+                    GW_NO_RETRY);
+}
+
 static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
@@ -894,13 +902,17 @@ static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
     struct mp_reader v;
     uint32_t n;
     uint64_t first = 0, tail = 0, ts = 0;
-    if (rc == ERR_TOOBIG || rc == ERR_INVAL) {
+    if (rc == ERR_TOOBIG) { /* the broker's own check of the same limit: the same answer */
+        gw_s2_too_large(c);
+        return;
+    }
+    if (rc == ERR_INVAL) {
         /* the broker's validation text names what is wrong with the records */
         char msg[256] = "invalid records";
         if (env && env->err_msg.p)
             (void)slice_copy(env->err_msg, msg, sizeof(msg));
-        gw_respond_json(c, rc == ERR_TOOBIG ? 413 : 422,
-                        json_pack("{s:s,s:s}", "code", "invalid", "message", msg), GW_NO_RETRY);
+        gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message", msg),
+                        GW_NO_RETRY);
         return;
     }
     if (rc == ERR_CLOSED && env) { /* the session is sealed: its streams take nothing more */
@@ -990,13 +1002,12 @@ void gw_on_s2_append(struct gw_call *c)
                         GW_NO_RETRY);
         return;
     }
-    /* S2 caps a whole batch at 1 MiB metered; it also keeps the bus request under the
-     * receive limit whatever the record count */
+    /* the route's one limit (it has no byte cap of its own): S2 caps a whole batch at 1 MiB
+     * metered; it also keeps the bus request under the receive limit whatever the record
+     * count */
     if (in.metered > STREAM_RECORD_MAX) {
         s2_input_fini(&in);
-        gw_respond_json(c, 413, json_pack("{s:s,s:s}", "code", "invalid", "message",
-                                          "a batch may hold at most 1 MiB of metered records"),
-                        GW_NO_RETRY);
+        gw_s2_too_large(c);
         return;
     }
     mp_writer_init(&w);

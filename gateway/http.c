@@ -306,6 +306,11 @@ void gw_respond_err(struct gw_call *c, err_t rc, const char *what)
                      status == 507 ? GW_NO_RETRY : 0);
 }
 
+void gw_respond_too_large(struct gw_call *c)
+{
+    gw_respond_error(c, 413, gw_errmap_text(413), 0);
+}
+
 void gw_respond_forbidden(struct gw_call *c, const char *reason)
 {
     char msg[4096];
@@ -335,7 +340,7 @@ static void gw_after_auth(struct gw_call *c, int status, const char *error)
 
     /* the cap is measured on the body itself, so chunked uploads are held to it too */
     if (c->route->body_cap && body_n > c->route->body_cap) {
-        gw_respond_error(c, 413, "Request body too large", 0);
+        gw_respond_too_large(c);
         return;
     }
     json_t *details = NULL;

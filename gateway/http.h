@@ -57,7 +57,8 @@ typedef void (*gw_handler_fn)(struct gw_call *c);
 struct gw_route {
     unsigned method;     /* one enum gw_method */
     const char *pattern; /* "/api/v1/sessions/:session/close" */
-    size_t body_cap;     /* bytes; 0 = the route reads no body */
+    size_t body_cap;     /* bytes; 0 = no cap here: the route reads no body, or its handler
+                            checks its own limit (append, S2 append: the metered size) */
     unsigned body;       /* enum gw_body */
     unsigned auth;       /* enum gw_authkind bits */
     gw_handler_fn handler;
@@ -150,6 +151,12 @@ void gw_respond_error(struct gw_call *c, int status, const char *msg, unsigned f
  * status>}. what names the failed step for the log line only; it never reaches the client.
  */
 void gw_respond_err(struct gw_call *c, err_t rc, const char *what);
+/*
+ * The 413 of every /api and /realtime route, whichever check refused: the contract's
+ * {"error":"Request body too large"} (§1.2), CORS included. The S2 endpoint has its own
+ * (h_streams.c, in S2's error shape).
+ */
+void gw_respond_too_large(struct gw_call *c);
 /* The 403 body of the contract. reason is the text after "Unauthorized: ". */
 void gw_respond_forbidden(struct gw_call *c, const char *reason);
 /*
