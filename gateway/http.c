@@ -308,7 +308,8 @@ void gw_respond_err(struct gw_call *c, err_t rc, const char *what)
 
 void gw_respond_too_large(struct gw_call *c)
 {
-    gw_respond_error(c, 413, gw_errmap_text(413), 0);
+    /* the same body never fits on a retry */
+    gw_respond_error(c, 413, gw_errmap_text(413), GW_NO_RETRY);
 }
 
 void gw_respond_forbidden(struct gw_call *c, const char *reason)

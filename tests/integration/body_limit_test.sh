@@ -19,6 +19,7 @@ post() { # post PATH FILE [curl args...]: sets CODE, BODY, CORS
   CODE=${out##*$'\n'}
   BODY=$(jq -c . <<<"${out%$'\n'*}" 2>/dev/null)
   CORS=$(grep -i '^access-control-allow-origin:' "$F.h" | tr -d '\r' | cut -d' ' -f2)
+  RETRY=$(grep -i '^x-should-retry:' "$F.h" | tr -d '\r' | cut -d' ' -f2)
 }
 TOO_LARGE='413 {"error":"Request body too large"} https://app.example'
 
@@ -30,6 +31,7 @@ is "$CODE" 201 "a session"
 python3 -c 'import json; print(json.dumps({"type": "chat", "taskIdentifier": "echo", "triggerConfig": {"basePayload": {}}, "metadata": {"x": "a" * 40000}}))' >"$F.big"
 post /api/v1/sessions "$F.big" -H 'Content-Type: application/json'
 is "$CODE $BODY $CORS" "$TOO_LARGE" "a create over 32 KiB: 413, the contract's body"
+is "$RETRY" false "not to be retried"
 
 # append: one limit, the metered size; the same answer at one byte over and at 1.5 MiB
 OVER=$((8 + 9 + 8 + 3 + 2)) # 8 + len({"data":"","id":"big"})
@@ -39,6 +41,7 @@ is "$CODE $BODY $CORS" "$TOO_LARGE" "an append one metered byte over 1 MiB: 413,
 head -c $((1048576 + 1)) /dev/zero | tr '\0' a >"$F.2"
 post "/realtime/v1/sessions/bl-$S/out/append" "$F.2" -H 'X-Part-Id: big'
 is "$CODE $BODY $CORS" "$TOO_LARGE" "a raw body over 1 MiB: the same 413"
+is "$RETRY" false "not to be retried either"
 head -c $((1536 * 1024)) /dev/zero | tr '\0' a >"$F.3"
 post "/realtime/v1/sessions/bl-$S/out/append" "$F.3" -H 'X-Part-Id: big'
 is "$CODE $BODY $CORS" "$TOO_LARGE" "1.5 MiB: the same 413"
