@@ -28,6 +28,9 @@
 #define GW_FEED_READ_COUNT 1000
 #define GW_FEED_BUCKETS 4096
 #define GW_FEED_STALL_MS 60000 /* a write the client has not taken by then cuts it off */
+/* An idle feed whose stream has events re-reads it this long after its last read (at the next
+ * ping): the bound on how long a lost last event can delay a record (feed.h) */
+#define GW_FEED_RESYNC_MS 60000
 
 struct gw_feed_topic;
 
@@ -42,6 +45,7 @@ struct gw_feed {
     h2o_timeout_entry_t tick;
     uint64_t next_seq;
     uint64_t deadline_mono, next_ping_mono, started_mono;
+    uint64_t read_mono; /* when the last read was sent */
     uint64_t delivered, bytes;
     unsigned calls;       /* bus calls in flight: the feed outlives its client until they end */
     bool reading, read_again, live, sending, final_sent, ending, cut;
@@ -60,6 +64,7 @@ struct gw_feed_topic {
     struct gw_feed_topic *next; /* in the bucket */
     struct gw_feed *feeds;
     unsigned nfeeds;
+    bool polled; /* no events for it (no subscription): its feeds re-read on every ping */
     char name[];
 };
 
@@ -119,8 +124,11 @@ static void gw_topic_join(struct gw_feeds *fs, struct gw_feed *f, const char *na
         unsigned b = gw_topic_hash(name);
         t->next = fs->buckets[b];
         fs->buckets[b] = t;
-        if (fs->sub && bus_sub_add(fs->sub, name) != OK)
+        t->polled = !fs->sub;
+        if (fs->sub && bus_sub_add(fs->sub, name) != OK) {
             LOG_WARN("gw.feed_events", "cannot subscribe to a stream's events; it is polled");
+            t->polled = true;
+        }
     }
     f->topic = t;
     f->tprev = NULL;
@@ -521,6 +529,7 @@ static void gw_feed_read(struct gw_feed *f)
         return;
     }
     f->owed = 0; /* this read brings them */
+    f->read_mono = clock_mono_ms();
     bus_trace_new(&trace);
     mp_writer_init(&w);
     gw_stream_put_name(&w, &f->o, 2);
@@ -617,7 +626,11 @@ static void gw_feed_on_tick(h2o_timeout_entry_t *entry)
         gw_feed_ping(f, now);
         if (!f->req)
             return;
-        gw_feed_read(f); /* catches a record whose event was lost and none followed */
+        /* a gap shows itself in the next event (seq past next_seq: read at once); only a lost
+         * last event shows nothing, so an idle feed re-reads rarely - or on every ping when
+         * its stream has no events to follow */
+        if (f->topic && (f->topic->polled || now - f->read_mono >= GW_FEED_RESYNC_MS))
+            gw_feed_read(f);
     }
     h2o_timeout_link(f->gw->ctx.loop, &f->gw->feeds->tick, &f->tick);
 }

@@ -7,7 +7,9 @@
  * delivers records strictly in sequence order, and a record that arrives
  * out of order (an event lost, or two brokers racing) makes it read the gap
  * from the broker first, so a lost event delays a record, never drops it.
- * Feeds also re-read on every ping, which catches a lost last event.
+ * Only a lost last event shows nothing: an idle feed re-reads the stream at
+ * its first ping 60 s after its last read (so such a record waits at most
+ * about 75 s), and at every ping when its stream has no event subscription.
  *
  * While idle at the tail it sends `event: ping` every 5-15 s; after `wait_ms`
  * without a new record (or at once when `drain`) it sends `data: [DONE]`

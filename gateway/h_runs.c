@@ -173,8 +173,7 @@ static void gw_runs_send(struct gw_call *c, uint16_t type, struct mp_writer *w, 
 {
     err_t rc = mp_writer_err(w);
     if (rc == OK)
-        rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], type, mp_writer_data(w),
-                      mp_writer_len(w), &c->trace, cb, c);
+        rc = gw_call_bus(c, GW_ACTOR_RUN_MANAGER, type, mp_writer_data(w), mp_writer_len(w), cb);
     mp_writer_fini(w);
     if (rc != OK)
         gw_respond_err(c, rc, msg_name(type));

@@ -88,11 +88,20 @@ static json_t *gw_session_item(struct slice m)
     return item;
 }
 
+static void gw_state_free(void *p)
+{
+    struct gw_sess_state *st = p;
+    free(st->session);
+    free(st);
+}
+
 static void gw_state_keep(struct gw_call *c, struct slice s)
 {
     struct gw_sess_state *st = c->state;
-    if (!st)
+    if (!st) {
         c->state = st = xcalloc(1, sizeof(*st));
+        c->state_free = gw_state_free;
+    }
     free(st->session);
     st->session = xmalloc(s.n);
     memcpy(st->session, s.p, s.n);
@@ -508,8 +517,8 @@ void gw_on_session_create(struct gw_call *c)
     free(tags_text);
     free(meta_text);
     json_decref(tc);
-    err_t rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_SESSION_CREATE,
-                        mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_create_on_session, c);
+    err_t rc = gw_call_bus(c, GW_ACTOR_SESSION_MANAGER, MSG_SESSION_CREATE, mp_writer_data(&w),
+                           mp_writer_len(&w), gw_create_on_session);
     mp_writer_fini(&w);
     if (rc != OK)
         gw_respond_err(c, rc, "session.create");
@@ -602,8 +611,8 @@ static void gw_update_on_session(void *arg, err_t rc, const struct envelope *env
         mp_put_kv_str(&w, "metadata", meta_text); /* nil clears */
     free(tags_text);
     free(meta_text);
-    rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_SESSION_UPDATE,
-                  mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_update_on_updated, c);
+    rc = gw_call_bus(c, GW_ACTOR_SESSION_MANAGER, MSG_SESSION_UPDATE, mp_writer_data(&w),
+                     mp_writer_len(&w), gw_update_on_updated);
     mp_writer_fini(&w);
     if (rc != OK)
         gw_respond_err(c, rc, "session.update");
@@ -662,8 +671,8 @@ void gw_on_session_close(struct gw_call *c)
     mp_put_kv_str(&w, "env_id", c->auth.env.id);
     mp_put_kv_str(&w, "ref", c->params.session);
     mp_put_kv_str(&w, "reason", json_is_string(reason) ? json_string_value(reason) : NULL);
-    err_t rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_SESSION_CLOSE,
-                        mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_close_on_closed, c);
+    err_t rc = gw_call_bus(c, GW_ACTOR_SESSION_MANAGER, MSG_SESSION_CLOSE, mp_writer_data(&w),
+                           mp_writer_len(&w), gw_close_on_closed);
     mp_writer_fini(&w);
     if (rc != OK)
         gw_respond_err(c, rc, "session.close");
@@ -735,8 +744,8 @@ static void gw_eac_on_session(void *arg, err_t rc, const struct envelope *env)
     mp_put_kv_str(&w, "session_id", id);
     mp_put_kv_str(&w, "calling_run_id", json_string_value(json_object_get(c->body, "callingRunId")));
     mp_put_kv_str(&w, "reason", mapped);
-    rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], t, mp_writer_data(&w), mp_writer_len(&w),
-                  &c->trace, gw_eac_on_swap, c);
+    rc = gw_call_bus(c, GW_ACTOR_RUN_MANAGER, t, mp_writer_data(&w), mp_writer_len(&w),
+                     gw_eac_on_swap);
     mp_writer_fini(&w);
     if (rc != OK)
         gw_respond_err(c, rc, "run.swap");

@@ -408,8 +408,8 @@ void gw_on_session_list(struct gw_call *c)
     mp_put_kv_uint(&w, "to_ms", to);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
-        rc = bus_call(c->gw->actors[GW_ACTOR_CH_REPLICATOR], MSG_SESSION_LIST, mp_writer_data(&w),
-                      mp_writer_len(&w), &c->trace, gw_list_on_reply, c);
+        rc = gw_call_bus(c, GW_ACTOR_CH_REPLICATOR, MSG_SESSION_LIST, mp_writer_data(&w),
+                         mp_writer_len(&w), gw_list_on_reply);
     mp_writer_fini(&w);
     if (rc != OK)
         gw_respond_err(c, rc, "session.list");

@@ -50,6 +50,7 @@ struct gw_stream_state {
     struct gw_feed_opts feed;
     char part_id[STREAM_PART_ID_MAX + 1];
     struct jbuf acc;   /* /records: the answer so far */
+    struct jbuf rec;   /* append: the record's envelope, built before the session lookup */
     unsigned nrecs;    /* /records: records so far */
     unsigned limit;    /* S2 tail read: records to answer of those peeked (0: all) */
     uint64_t from;
@@ -57,10 +58,20 @@ struct gw_stream_state {
     bool proto;        /* the S2 append came (and is answered) as protobuf */
 };
 
+static void gw_st_free(void *p)
+{
+    struct gw_stream_state *st = p;
+    jbuf_free(&st->acc);
+    jbuf_free(&st->rec);
+    free(st);
+}
+
 static struct gw_stream_state *gw_st(struct gw_call *c)
 {
-    if (!c->state)
+    if (!c->state) {
         c->state = xcalloc(1, sizeof(struct gw_stream_state));
+        c->state_free = gw_st_free;
+    }
     return c->state;
 }
 
@@ -234,10 +245,8 @@ static void gw_append_on_appended(void *arg, err_t rc, const struct envelope *en
     struct mp_reader v;
     uint32_t n;
     uint64_t seq;
-    if (rc == ERR_TOOBIG) {
-        gw_respond_json(c, 413,
-                        json_pack("{s:b,s:s}", "ok", 0, "error", "Record exceeds the 1 MiB limit"),
-                        GW_NO_RETRY);
+    if (rc == ERR_TOOBIG) { /* the broker's own check of the same limit: the same answer */
+        gw_respond_too_large(c);
         return;
     }
     if (rc == ERR_CLOSED && env) {
@@ -271,32 +280,8 @@ static void gw_append_send(struct gw_call *c)
 {
     struct gw_stream_state *st = c->state;
     struct mp_writer w;
-    struct jbuf env = {0};
-    if (!c->req) { /* the client left: nothing is written for it */
-        gw_respond_err(c, ERR_CLOSED, "client gone");
-        return;
-    }
-    size_t n = c->req->entity.base ? c->req->entity.len : 0;
-    /* the contract's envelope: the raw body as a string, and the part id; jbuf_bytes keeps
-     * every byte (NUL as \u0000, a byte that is not UTF-8 as \udcXX), so data reads back as
-     * the body that came */
-    jbuf_puts(&env, "{\"data\":");
-    jbuf_bytes(&env, n ? c->req->entity.base : "", n);
-    jbuf_puts(&env, ",\"id\":");
-    jbuf_bytes(&env, st->part_id, strlen(st->part_id));
-    jbuf_put(&env, "}", 1);
-    if (env.err != OK) {
-        jbuf_free(&env);
-        gw_respond_err(c, ERR_NOMEM, "append envelope");
-        return;
-    }
-    if (stream_metered_size(0, 0, env.n) > STREAM_RECORD_MAX) {
-        jbuf_free(&env);
-        gw_respond_json(c, 413,
-                        json_pack("{s:b,s:s}", "ok", 0, "error", "Record exceeds the 1 MiB limit"),
-                        GW_NO_RETRY);
-        return;
-    }
+    struct jbuf env = st->rec;
+    st->rec = (struct jbuf){0};
     mp_writer_init(&w);
     gw_stream_put_name(&w, &st->feed, 1);
     mp_put_str(&w, "records");
@@ -310,8 +295,8 @@ static void gw_append_send(struct gw_call *c)
     jbuf_free(&env);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
-        rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_APPEND,
-                      mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_append_on_appended, c);
+        rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_APPEND, mp_writer_data(&w),
+                         mp_writer_len(&w), gw_append_on_appended);
     mp_writer_fini(&w);
     if (rc != OK)
         gw_respond_err(c, rc, "stream.append");
@@ -375,6 +360,25 @@ void gw_on_stream_append(struct gw_call *c)
         for (size_t i = 0; i < sizeof(r); i++)
             st->part_id[i] = abc[r[i] % 62];
         st->part_id[sizeof(r)] = '\0';
+    }
+    /* the contract's envelope: the raw body as a string, and the part id; jbuf_bytes keeps
+     * every byte (NUL as \u0000, a byte that is not UTF-8 as \udcXX), so data reads back as
+     * the body that came */
+    size_t bn = c->req->entity.base ? c->req->entity.len : 0;
+    jbuf_puts(&st->rec, "{\"data\":");
+    jbuf_bytes(&st->rec, bn ? c->req->entity.base : "", bn);
+    jbuf_puts(&st->rec, ",\"id\":");
+    jbuf_bytes(&st->rec, st->part_id, strlen(st->part_id));
+    jbuf_put(&st->rec, "}", 1);
+    if (st->rec.err != OK) {
+        gw_respond_err(c, ERR_NOMEM, "append envelope");
+        return;
+    }
+    /* the route's one limit (the route has no byte cap of its own): the record's metered size,
+     * checked before anything is looked up */
+    if (stream_metered_size(0, 0, st->rec.n) > STREAM_RECORD_MAX) {
+        gw_respond_too_large(c);
+        return;
     }
     err_t rc = gw_session_lookup_cached(c, gw_append_on_session);
     if (rc != OK)
@@ -552,8 +556,8 @@ static void gw_sub_on_session(void *arg, err_t rc, const struct envelope *env)
         mp_writer_init(&w);
         gw_stream_put_name(&w, &st->feed, 1);
         mp_put_kv_uint(&w, "count", 2);
-        rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_PEEK, mp_writer_data(&w),
-                      mp_writer_len(&w), &c->trace, gw_sub_on_peek, c);
+        rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_PEEK, mp_writer_data(&w),
+                         mp_writer_len(&w), gw_sub_on_peek);
         mp_writer_fini(&w);
         if (rc == OK)
             return;
@@ -731,8 +735,8 @@ static void gw_records_read(struct gw_call *c)
     gw_stream_put_name(&w, &st->feed, 2);
     mp_put_kv_uint(&w, "from", st->from);
     mp_put_kv_uint(&w, "count", 1000);
-    err_t rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_READ, mp_writer_data(&w),
-                        mp_writer_len(&w), &c->trace, gw_records_on_read, c);
+    err_t rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_READ, mp_writer_data(&w),
+                           mp_writer_len(&w), gw_records_on_read);
     mp_writer_fini(&w);
     if (rc != OK) {
         jbuf_free(&st->acc);
@@ -882,6 +886,15 @@ static bool gw_s2_format(struct gw_call *c, enum gw_rec_format *f)
     return false;
 }
 
+/* The S2 endpoint's one 413: a batch over STREAM_RECORD_MAX metered, in S2's error shape. */
+static void gw_s2_too_large(struct gw_call *c)
+{
+    gw_respond_json(c, 413,
+                    json_pack("{s:s,s:s}", "code", "invalid", "message",
+                              "a batch may hold at most 1 MiB of metered records"),
+                    GW_NO_RETRY);
+}
+
 static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
@@ -889,13 +902,17 @@ static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
     struct mp_reader v;
     uint32_t n;
     uint64_t first = 0, tail = 0, ts = 0;
-    if (rc == ERR_TOOBIG || rc == ERR_INVAL) {
+    if (rc == ERR_TOOBIG) { /* the broker's own check of the same limit: the same answer */
+        gw_s2_too_large(c);
+        return;
+    }
+    if (rc == ERR_INVAL) {
         /* the broker's validation text names what is wrong with the records */
         char msg[256] = "invalid records";
         if (env && env->err_msg.p)
             (void)slice_copy(env->err_msg, msg, sizeof(msg));
-        gw_respond_json(c, rc == ERR_TOOBIG ? 413 : 422,
-                        json_pack("{s:s,s:s}", "code", "invalid", "message", msg), GW_NO_RETRY);
+        gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message", msg),
+                        GW_NO_RETRY);
         return;
     }
     if (rc == ERR_CLOSED && env) { /* the session is sealed: its streams take nothing more */
@@ -985,13 +1002,12 @@ void gw_on_s2_append(struct gw_call *c)
                         GW_NO_RETRY);
         return;
     }
-    /* S2 caps a whole batch at 1 MiB metered; it also keeps the bus request under the
-     * receive limit whatever the record count */
+    /* the route's one limit (it has no byte cap of its own): S2 caps a whole batch at 1 MiB
+     * metered; it also keeps the bus request under the receive limit whatever the record
+     * count */
     if (in.metered > STREAM_RECORD_MAX) {
         s2_input_fini(&in);
-        gw_respond_json(c, 413, json_pack("{s:s,s:s}", "code", "invalid", "message",
-                                          "a batch may hold at most 1 MiB of metered records"),
-                        GW_NO_RETRY);
+        gw_s2_too_large(c);
         return;
     }
     mp_writer_init(&w);
@@ -1000,8 +1016,8 @@ void gw_on_s2_append(struct gw_call *c)
     s2_input_fini(&in);
     rc = mp_writer_err(&w);
     if (rc == OK)
-        rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_APPEND,
-                      mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_s2_on_appended, c);
+        rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_APPEND, mp_writer_data(&w),
+                         mp_writer_len(&w), gw_s2_on_appended);
     mp_writer_fini(&w);
     if (rc != OK)
         gw_respond_err(c, rc, "stream.append");
@@ -1079,8 +1095,8 @@ void gw_on_s2_read(struct gw_call *c)
         gw_stream_put_name(&w, &st->feed, 1);
         mp_put_kv_uint(&w, "count", off);
         st->limit = (unsigned)count; /* of those, the first count */
-        err_t rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_PEEK,
-                            mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_s2_on_read, c);
+        err_t rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_PEEK, mp_writer_data(&w),
+                               mp_writer_len(&w), gw_s2_on_read);
         mp_writer_fini(&w);
         if (rc != OK)
             gw_respond_err(c, rc, "stream.peek");
@@ -1099,8 +1115,8 @@ void gw_on_s2_read(struct gw_call *c)
     gw_stream_put_name(&w, &st->feed, 2);
     mp_put_kv_uint(&w, "from", seq);
     mp_put_kv_uint(&w, "count", count);
-    err_t rc = bus_call(c->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_READ, mp_writer_data(&w),
-                        mp_writer_len(&w), &c->trace, gw_s2_on_read, c);
+    err_t rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_READ, mp_writer_data(&w),
+                           mp_writer_len(&w), gw_s2_on_read);
     mp_writer_fini(&w);
     if (rc != OK)
         gw_respond_err(c, rc, "stream.read");

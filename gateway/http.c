@@ -157,8 +157,50 @@ static void gw_call_free(struct gw_call *c)
     c->gw->inflight--;
     gw_auth_clear(&c->auth);
     json_decref(c->body);
-    free(c->state);
+    if (c->state_free && c->state)
+        c->state_free(c->state);
+    else
+        free(c->state);
     free(c);
+}
+
+/* A bus call under way for a call (gw_call_bus). */
+struct gw_resume {
+    struct gw_call *call;
+    bus_reply_fn cb;
+};
+
+void gw_call_resume(struct gw_call *c, bus_reply_fn cb, err_t rc, const struct envelope *env)
+{
+    if (!c->req) {
+        /* the request was disposed while the actor worked: nobody to answer */
+        LOG_INFO("gw.client_gone", "%s: the client left before the answer (%s)", c->route->pattern,
+                 err_str(rc));
+        gw_call_free(c);
+        return;
+    }
+    cb(c, rc, env);
+}
+
+static void gw_resume_on_reply(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_resume r = *(struct gw_resume *)arg;
+    free(arg);
+    gw_call_resume(r.call, r.cb, rc, env);
+}
+
+err_t gw_call_bus(struct gw_call *c, unsigned actor, uint16_t type, const void *body, size_t n,
+                  bus_reply_fn cb)
+{
+    if (actor >= GW_NACTORS)
+        return ERR_INVAL;
+    struct gw_resume *r = xmalloc(sizeof(*r));
+    r->call = c;
+    r->cb = cb;
+    err_t rc = bus_call(c->gw->actors[actor], type, body, n, &c->trace, gw_resume_on_reply, r);
+    if (rc != OK)
+        free(r);
+    return rc;
 }
 
 void gw_add_header(struct gw_call *c, const char *name, const char *value)
@@ -264,6 +306,12 @@ void gw_respond_err(struct gw_call *c, err_t rc, const char *what)
                      status == 507 ? GW_NO_RETRY : 0);
 }
 
+void gw_respond_too_large(struct gw_call *c)
+{
+    /* the same body never fits on a retry */
+    gw_respond_error(c, 413, gw_errmap_text(413), GW_NO_RETRY);
+}
+
 void gw_respond_forbidden(struct gw_call *c, const char *reason)
 {
     char msg[4096];
@@ -293,7 +341,7 @@ static void gw_after_auth(struct gw_call *c, int status, const char *error)
 
     /* the cap is measured on the body itself, so chunked uploads are held to it too */
     if (c->route->body_cap && body_n > c->route->body_cap) {
-        gw_respond_error(c, 413, "Request body too large", 0);
+        gw_respond_too_large(c);
         return;
     }
     json_t *details = NULL;

@@ -10,9 +10,15 @@
  *
  * A struct gw_call lives from the moment a route matched until its response
  * is sent. It is owned by the pipeline; handlers finish it by calling one of
- * the gw_respond* functions exactly once, after which it is gone. If the
- * client disconnects first, call->req becomes NULL and the response is
- * dropped (bus calls already under way still complete normally).
+ * the gw_respond* functions exactly once, after which it is gone. If h2o
+ * disposes the request first (the client is gone), call->req becomes NULL.
+ * A handler never checks that itself: every bus call a call makes goes
+ * through gw_call_bus, which resumes the handler only while the request is
+ * there and otherwise finishes the call, answering nothing (the actor still
+ * does what it was asked). With HTTP/1 (all the gateway serves), h2o 2.2.5
+ * stops reading a connection while a request is being handled, so it
+ * notices a closed connection only when the answer is written; HTTP/2
+ * would dispose a request mid-call.
  * Everything here runs on the gateway's loop thread.
  */
 #ifndef TETHER_GW_HTTP_H
@@ -51,7 +57,8 @@ typedef void (*gw_handler_fn)(struct gw_call *c);
 struct gw_route {
     unsigned method;     /* one enum gw_method */
     const char *pattern; /* "/api/v1/sessions/:session/close" */
-    size_t body_cap;     /* bytes; 0 = the route reads no body */
+    size_t body_cap;     /* bytes; 0 = no cap here: the route reads no body, or its handler
+                            checks its own limit (append, S2 append: the metered size) */
     unsigned body;       /* enum gw_body */
     unsigned auth;       /* enum gw_authkind bits; 0: no credential is read (a capability
                             URL, which its handler checks: gw_auth_env) */
@@ -111,8 +118,23 @@ struct gw_call {
     char request_id[24];
     uint64_t started_mono;
     json_t *body; /* the parsed body (route->body GW_BODY_JSON*) */
-    void *state;  /* the handler's own, freed with free() at the end */
+    void *state;  /* the handler's own, freed at the end: by state_free, else free() */
+    void (*state_free)(void *state);
 };
+
+/*
+ * bus_call on behalf of c, to one of the gateway's actors (enum gw_actor, gw.h). cb(c, rc, env)
+ * runs with the outcome while the request is still there; when h2o disposed it meanwhile, cb
+ * never runs and the call is finished instead (c->state freed, nothing sent). Returns as
+ * bus_call: on an error cb is never called and the caller still owns c.
+ */
+err_t gw_call_bus(struct gw_call *c, unsigned actor, uint16_t type, const void *body, size_t n,
+                  bus_reply_fn cb);
+/*
+ * The resume step of gw_call_bus for a caller that took the reply itself (sessref.c's cached
+ * lookup): cb(c, rc, env), or the end of c when its request is gone.
+ */
+void gw_call_resume(struct gw_call *c, bus_reply_fn cb, err_t rc, const struct envelope *env);
 
 /* Response flags. */
 #define GW_NO_RETRY 1u /* x-should-retry: false: a terminal error the SDK must not retry */
@@ -131,6 +153,13 @@ void gw_respond_error(struct gw_call *c, int status, const char *msg, unsigned f
  * status>}. what names the failed step for the log line only; it never reaches the client.
  */
 void gw_respond_err(struct gw_call *c, err_t rc, const char *what);
+/*
+ * The 413 of every /api and /realtime route, whichever check refused: the contract's
+ * {"error":"Request body too large"} (§1.2), CORS and x-should-retry: false included. The S2
+ * endpoint has its own
+ * (h_streams.c, in S2's error shape).
+ */
+void gw_respond_too_large(struct gw_call *c);
 /* The 403 body of the contract. reason is the text after "Unauthorized: ". */
 void gw_respond_forbidden(struct gw_call *c, const char *reason);
 /*

@@ -7,7 +7,6 @@
  */
 #include "gw.h"
 #include "handlers.h"
-#include "stream.h"
 #include "http.h"
 
 #define KIB 1024
@@ -37,13 +36,13 @@ const struct gw_route gw_routes[] = {
     {GW_PUT, "/realtime/v1/sessions/:session/:io", 0, GW_BODY_RAW, ANY, gw_on_stream_init},
     {GW_GET, "/realtime/v1/sessions/:session/:io", 0, GW_BODY_RAW, ANY, gw_on_stream_subscribe},
     {GW_HEAD, "/realtime/v1/sessions/:session/:io", 0, GW_BODY_RAW, ANY, gw_on_stream_subscribe},
-    {GW_POST, "/realtime/v1/sessions/:session/:io/append", STREAM_RECORD_MAX, GW_BODY_RAW, ANY,
+    /* append and the S2 append check their one limit, the metered size, themselves */
+    {GW_POST, "/realtime/v1/sessions/:session/:io/append", 0, GW_BODY_RAW, ANY,
      gw_on_stream_append},
     {GW_GET, "/realtime/v1/sessions/:session/:io/records", 0, GW_BODY_RAW, ANY,
      gw_on_stream_records},
     /* the S2-compatible records endpoint that PUT above points agents at */
-    {GW_POST, "/s2/v1/streams/:stream/records", STREAM_RECORD_MAX + 64 * KIB, GW_BODY_JSON_PROTO,
-     ANY, gw_on_s2_append},
+    {GW_POST, "/s2/v1/streams/:stream/records", 0, GW_BODY_JSON_PROTO, ANY, gw_on_s2_append},
     {GW_GET, "/s2/v1/streams/:stream/records", 0, GW_BODY_RAW, ANY, gw_on_s2_read},
 
     /* waitpoints (h_waitpoints.c, docs/waitpoint-registry.md) */

@@ -75,7 +75,8 @@ err_t gw_sessions_open(struct gw *gw)
     return OK;
 }
 
-/* A cached lookup on its way to the session-manager: the answer is kept on the way back. */
+/* A cached lookup on its way to the session-manager: the answer is kept on the way back, then
+ * the call resumes as gw_call_bus would resume it. */
 struct gw_lookup {
     struct gw_call *c;
     bus_reply_fn cb;
@@ -92,7 +93,7 @@ static void gw_lookup_on_reply(void *arg, err_t rc, const struct envelope *env)
         gw_sesscache_put(c->gw->sessions, lk->env, lk->ref, env->body.p, env->body.n);
     bus_reply_fn cb = lk->cb;
     free(lk);
-    cb(c, rc, env);
+    gw_call_resume(c, cb, rc, env); /* the row is cached even when the client has gone */
 }
 
 err_t gw_session_lookup_cached(struct gw_call *c, bus_reply_fn cb)
@@ -131,8 +132,8 @@ err_t gw_session_lookup(struct gw_call *c, bus_reply_fn cb)
     mp_put_map(&w, 2);
     mp_put_kv_str(&w, "env_id", c->auth.env.id);
     mp_put_kv_str(&w, "ref", c->params.session);
-    err_t rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_SESSION_GET,
-                        mp_writer_data(&w), mp_writer_len(&w), &c->trace, cb, c);
+    err_t rc = gw_call_bus(c, GW_ACTOR_SESSION_MANAGER, MSG_SESSION_GET, mp_writer_data(&w),
+                           mp_writer_len(&w), cb);
     mp_writer_fini(&w);
     return rc;
 }
@@ -174,8 +175,8 @@ err_t gw_run_ensure(struct gw_call *c, struct slice s, const char *reason, bus_r
     mp_put_kv_str(&w, "reason", reason);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
-        rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], MSG_RUN_ENSURE, mp_writer_data(&w),
-                      mp_writer_len(&w), &c->trace, cb, c);
+        rc = gw_call_bus(c, GW_ACTOR_RUN_MANAGER, MSG_RUN_ENSURE, mp_writer_data(&w),
+                         mp_writer_len(&w), cb);
     mp_writer_fini(&w);
     return rc;
 }
