@@ -379,8 +379,7 @@ static void gw_wp_send(struct gw_call *c, int actor, uint16_t type, struct mp_wr
 {
     err_t rc = mp_writer_err(w);
     if (rc == OK)
-        rc = bus_call(c->gw->actors[actor], type, mp_writer_data(w), mp_writer_len(w), &c->trace,
-                      cb, c);
+        rc = gw_call_bus(c, (unsigned)actor, type, mp_writer_data(w), mp_writer_len(w), cb);
     mp_writer_fini(w);
     if (rc != OK)
         gw_respond_err(c, rc, msg_name(type));
