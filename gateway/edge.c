@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "edge.h"
+#include "hex.h"
 #include "log.h"
 #include "mem.h"
 
@@ -49,17 +50,6 @@ void gw_frame_init(struct gw_frame *f, size_t max_body)
     memset(f, 0, sizeof(*f));
     f->_state = GW_F_START;
     f->_max = max_body;
-}
-
-static int gw_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static bool gw_ows(char c)
@@ -241,7 +231,7 @@ int gw_frame_feed(struct gw_frame *f, const char *p, size_t n, size_t *start, co
             break;
         }
         case GW_F_SIZE: {
-            int h = gw_hexval(c);
+            int h = hex_value(c);
             if (h >= 0) {
                 /* picohttpparser takes 16 digits and then waits for that many bytes */
                 if (f->_hex == 16) {

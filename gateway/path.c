@@ -11,20 +11,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hex.h"
 #include "http.h"
 #include "jbuf.h"
 #include "path.h"
-
-static int gw_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 err_t gw_pct_decode(const char *s, size_t n, char *out, size_t cap)
 {
@@ -36,7 +26,7 @@ err_t gw_pct_decode(const char *s, size_t n, char *out, size_t cap)
         char ch = s[i];
         if (ch == '%') {
             int hi, lo;
-            if (i + 2 >= n || (hi = gw_hexval(s[i + 1])) < 0 || (lo = gw_hexval(s[i + 2])) < 0) {
+            if (i + 2 >= n || (hi = hex_value(s[i + 1])) < 0 || (lo = hex_value(s[i + 2])) < 0) {
                 rc = ERR_INVAL;
                 break;
             }

@@ -104,6 +104,12 @@ void bus_actor_url(const struct bus *b, const char *actor, unsigned instance, ch
  */
 void bus_actor_peers(const struct bus *b, const char *actor, char *out, size_t cap);
 
+/*
+ * The event sockets of every instance of actor, comma-separated, from its request endpoints:
+ * ipc://<dir>/<actor>.<n>.ipc publishes on ipc://<dir>/<actor>.events.<n>.ipc.
+ */
+void bus_actor_events_urls(const struct bus *b, const char *actor, char *out, size_t cap);
+
 /* ---- serving requests ---- */
 
 /* Called on the owner's thread for each request. Must eventually reply exactly once. */

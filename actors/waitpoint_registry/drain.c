@@ -510,30 +510,10 @@ static void wp_timer_tick(struct loop *l, void *arg)
 
 /* ---- start ---- */
 
-static void wp_events_urls(struct wp *wp, char *out, size_t cap)
-{
-    char peers[BUS_URL_MAX * 8], *save = NULL;
-    static const char prefix[] = "stream-broker.";
-    size_t o = 0, pl = sizeof(prefix) - 1;
-    bus_actor_peers(wp->a->bus, "stream-broker", peers, sizeof(peers));
-    out[0] = '\0';
-    for (char *u = strtok_r(peers, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
-        /* ipc://<dir>/stream-broker.<n>.ipc -> ipc://<dir>/stream-broker.events.<n>.ipc */
-        char *base = strrchr(u, '/');
-        if (!base || strncmp(++base, prefix, pl) != 0)
-            continue;
-        int w = snprintf(out + o, cap - o, "%s%.*s%sevents.%s", o ? "," : "", (int)(base - u), u,
-                         prefix, base + pl);
-        if (w < 0 || (size_t)w >= cap - o)
-            break;
-        o += (size_t)w;
-    }
-}
-
 err_t wp_drain_start(struct wp *wp)
 {
     char urls[BUS_URL_MAX * 8];
-    wp_events_urls(wp, urls, sizeof(urls));
+    bus_actor_events_urls(wp->a->bus, "stream-broker", urls, sizeof(urls));
     if (!urls[0] || bus_sub_open(wp->a->bus, urls, wp_on_event, wp, &wp->sub) != OK) {
         LOG_WARN("wp.events", "cannot follow the stream-broker's events; only the sweep drains");
         wp->sub = NULL;

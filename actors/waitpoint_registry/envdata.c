@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "jbuf.h"
 #include "mem.h"
 #include "wp.h"
@@ -75,16 +76,10 @@ static int wp_hex4(const char *s)
 {
     int v = 0;
     for (int k = 0; k < 4; k++) {
-        char c = s[k];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= c - '0';
-        else if (c >= 'a' && c <= 'f')
-            v |= c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            v |= c - 'A' + 10;
-        else
+        int h = hex_value(s[k]);
+        if (h < 0)
             return -1;
+        v = v << 4 | h;
     }
     return v;
 }
