@@ -52,5 +52,8 @@ echo
 "$ROOT/tests/bench/replication.sh" "$BUILD" | tee -a "$RESULTS"
 
 echo
+"$ROOT/tests/bench/waitpoints.sh" "$BUILD" | tee -a "$RESULTS"
+
+echo
 echo "== Tether next to nchan and raw XADD (this run, $((SECONDS - T0)) s so far)"
 TETHER_BENCH_ELAPSED=$((SECONDS - T0)) "$ROOT/tests/bench/report.sh" "$RESULTS" "$OUT"
