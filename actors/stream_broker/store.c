@@ -673,8 +673,10 @@ static void sb_append_on_reply(void *arg, err_t rc, const redisReply *r)
     uint64_t refused = 0;
     if (rc != OK) {
         /* the script wrote nothing (refused up front, or failed before its first XADD); a
-         * lost answer may hide an append that was made: counted by the next trim or recount */
-        sb_append_op_end(op, rc);
+         * lost answer may hide an append that was made: counted by the next trim or recount.
+         * The client closing (the broker stops) is "retry elsewhere": ERR_CLOSED here means
+         * a sealed session only. */
+        sb_append_op_end(op, rc == ERR_CLOSED ? ERR_UNAVAIL : rc);
         return;
     }
     if ((rc = sb_append_take(op->sb, r, ap, &refused)) != OK) {
@@ -726,7 +728,7 @@ static void sb_append_on_used(void *arg, err_t rc, const redisReply *r)
     struct sb_append_op *op = arg;
     int64_t v;
     if (rc != OK) {
-        sb_append_op_end(op, rc);
+        sb_append_op_end(op, rc == ERR_CLOSED ? ERR_UNAVAIL : rc);
         return;
     }
     if (!sb_reply_i64(r, &v)) {
