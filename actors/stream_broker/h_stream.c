@@ -31,8 +31,9 @@ static void sb_reply_writer(struct bus_req *req, struct mp_writer *w)
 /* store.c has logged the cause; this says what the caller may do. */
 static void sb_reply_store_err(struct bus_req *req, err_t rc)
 {
-    if (rc == ERR_UNAVAIL || rc == ERR_TIMEOUT)
-        (void)bus_reply_err(req, rc, "the stream store (Redis) is unavailable; retry later");
+    if (rc == ERR_UNAVAIL || rc == ERR_TIMEOUT || rc == ERR_CLOSED) /* CLOSED: we are stopping */
+        (void)bus_reply_err(req, rc == ERR_CLOSED ? ERR_UNAVAIL : rc,
+                            "the stream store (Redis) is unavailable; retry later");
     else if (rc == ERR_QUOTA)
         (void)bus_reply_err(req, ERR_QUOTA,
                             "the streams of this environment hold their quota of bytes "
