@@ -8,6 +8,7 @@
 #define TETHER_CTL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bus.h"
@@ -40,7 +41,28 @@ const char *ctl_str(struct slice map, const char *key, char *buf, size_t cap);
 uint64_t ctl_uint(struct slice map, const char *key);
 bool ctl_bool(struct slice map, const char *key);
 
+/* A signal name (KILL, SIGTERM, ...) or number 1-64; -1 when it is neither. */
+int ctl_signal_number(const char *s);
+/* The name of sig without "SIG" (KILL), or its number written into buf. */
+const char *ctl_signal_name(int sig, char *buf, size_t cap);
+
+/*
+ * Parses a fault setting given as argv words (drop=F dup=F delay=DUR
+ * delay_rate=F, or off) as `tetherctl fault` does; on a bad setting prints
+ * why and returns EXIT_PERMANENT, else 0.
+ */
+int ctl_fault_parse(int argc, char **argv, struct bus_fault *f);
+/* The sv.fault_set body for target name. */
+void ctl_fault_encode(struct mp_writer *w, const char *name, const struct bus_fault *f);
+
 /* tetherctl env ...: argv[0] is the subcommand (env.c). */
 int ctl_env(struct ctl *c, int argc, char **argv);
+
+/*
+ * tetherctl chaos ...: argv[0] is the subcommand (chaos.c). Opens the bus
+ * itself (after blocking SIGINT/SIGTERM/SIGHUP, which it takes to undo
+ * what it did), so it is called before ctl_open.
+ */
+int ctl_chaos(struct ctl *c, int argc, char **argv);
 
 #endif

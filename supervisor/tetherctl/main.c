@@ -10,6 +10,7 @@
  *   tetherctl tap [--actor NAME] [--type TYPE] [--trace ID] [--count N] [--seconds S] [--rate]
  *   tetherctl ping ACTOR [--size BYTES] [--count N] [--timeout DUR]
  *   tetherctl proto-doc          (the message catalogue as Markdown: docs/protocol.md)
+ *   tetherctl chaos kill|pause|bus|store ...   (chaos.c)
  *
  * Exit codes: 0 done, 1 the supervisor answered with an error, 100 usage,
  * 111 the supervisor could not be reached.
@@ -51,6 +52,11 @@ int ctl_usage(void)
             "       tetherctl proto-doc\n"
             "       tetherctl env create --org ORG --project PROJ --type dev|stg|prod|preview\n"
             "       tetherctl env rotate-key ENV_ID | bootstrap | list | whois KEY\n"
+            "       tetherctl chaos kill NAME [--every DUR --for DUR] [--signal SIG]\n"
+            "       tetherctl chaos pause NAME --for DUR\n"
+            "       tetherctl chaos bus NAME drop=F dup=F delay=DUR [delay_rate=F] --for DUR\n"
+            "       tetherctl chaos store --pid PID | --pidfile FILE --for DUR "
+            "[--name redis|postgres|clickhouse]\n"
             "settings come from TETHER_* variables (TETHER_RUN_DIR, TETHER_BUS_DIR)\n");
     return EXIT_PERMANENT;
 }
@@ -200,51 +206,73 @@ static int ctl_child_cmd(struct ctl *c, uint16_t type, const char *name, int sig
     return 0;
 }
 
-static int ctl_signal_number(const char *s)
+static const struct {
+    const char *name;
+    int sig;
+} ctl_signals[] = {{"KILL", SIGKILL}, {"TERM", SIGTERM}, {"INT", SIGINT},   {"HUP", SIGHUP},
+                   {"STOP", SIGSTOP}, {"CONT", SIGCONT}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+                   {"USR2", SIGUSR2}, {"SEGV", SIGSEGV}, {"ABRT", SIGABRT}};
+
+int ctl_signal_number(const char *s)
 {
-    static const struct {
-        const char *name;
-        int sig;
-    } names[] = {{"KILL", SIGKILL}, {"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP},
-                 {"STOP", SIGSTOP}, {"CONT", SIGCONT}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
-                 {"USR2", SIGUSR2}, {"SEGV", SIGSEGV}, {"ABRT", SIGABRT}};
     if (strncmp(s, "SIG", 3) == 0)
         s += 3;
-    for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(s, names[i].name) == 0)
-            return names[i].sig;
+    for (unsigned i = 0; i < sizeof(ctl_signals) / sizeof(ctl_signals[0]); i++)
+        if (strcmp(s, ctl_signals[i].name) == 0)
+            return ctl_signals[i].sig;
     char *end;
     long n = strtol(s, &end, 10);
     return *end || n < 1 || n > 64 ? -1 : (int)n;
 }
 
-static int ctl_fault(struct ctl *c, const char *name, int argc, char **argv)
+const char *ctl_signal_name(int sig, char *buf, size_t cap)
+{
+    for (unsigned i = 0; i < sizeof(ctl_signals) / sizeof(ctl_signals[0]); i++)
+        if (ctl_signals[i].sig == sig)
+            return ctl_signals[i].name;
+    snprintf(buf, cap, "%d", sig);
+    return buf;
+}
+
+int ctl_fault_parse(int argc, char **argv, struct bus_fault *f)
 {
     char spec[256] = "";
-    struct bus_fault f;
-    struct mp_writer w;
-    struct bus_msg reply;
-    int rc;
     for (int i = 0; i < argc; i++) {
         size_t l = strlen(spec);
         snprintf(spec + l, sizeof(spec) - l, "%s%s", i ? " " : "", argv[i]);
     }
-    if (bus_fault_parse(spec, &f) != OK) {
+    if (bus_fault_parse(spec, f) != OK) {
         fprintf(stderr, "tetherctl: bad fault \"%s\" (drop=F dup=F delay=DUR delay_rate=F, "
                         "fractions 0-1, or off)\n",
                 spec);
         return EXIT_PERMANENT;
     }
+    return 0;
+}
+
+void ctl_fault_encode(struct mp_writer *w, const char *name, const struct bus_fault *f)
+{
+    mp_put_map(w, 5);
+    mp_put_kv_str(w, "name", name);
+    mp_put_str(w, "drop");
+    mp_put_double(w, f->drop);
+    mp_put_str(w, "dup");
+    mp_put_double(w, f->dup);
+    mp_put_kv_uint(w, "delay_ms", f->delay_ms);
+    mp_put_str(w, "delay_rate");
+    mp_put_double(w, f->delay_rate);
+}
+
+static int ctl_fault(struct ctl *c, const char *name, int argc, char **argv)
+{
+    struct bus_fault f;
+    struct mp_writer w;
+    struct bus_msg reply;
+    int rc = ctl_fault_parse(argc, argv, &f);
+    if (rc)
+        return rc;
     mp_writer_init(&w);
-    mp_put_map(&w, 5);
-    mp_put_kv_str(&w, "name", name);
-    mp_put_str(&w, "drop");
-    mp_put_double(&w, f.drop);
-    mp_put_str(&w, "dup");
-    mp_put_double(&w, f.dup);
-    mp_put_kv_uint(&w, "delay_ms", f.delay_ms);
-    mp_put_str(&w, "delay_rate");
-    mp_put_double(&w, f.delay_rate);
+    ctl_fault_encode(&w, name, &f);
     rc = ctl_call(c, MSG_SV_FAULT_SET, &w, &reply);
     mp_writer_fini(&w);
     if (rc)
@@ -567,6 +595,9 @@ static int ctl_run(struct ctl *c, int argc, char **argv)
 
     if (strcmp(cmd, "env") == 0)
         return ctl_env(c, argc - 2, argv + 2);
+    /* chaos blocks its signals before the bus starts threads, so it opens the bus itself */
+    if (strcmp(cmd, "chaos") == 0)
+        return ctl_chaos(c, argc - 2, argv + 2);
     if (strcmp(cmd, "ping") == 0) {
         long size = 0, count = 1;
         long long tmo = 5000;
