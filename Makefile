@@ -5,6 +5,7 @@
 #                   the last line printed is "N passed, N failed"
 #   make run        dependencies, build, local stores in ./var, the whole tree
 #   make bench      benchmarks (build/release)
+#   make chaos      the chaos suite, long form (CHAOS_SECONDS=300; docs/chaos.md)
 #   make docs       regenerate docs/config.md and docs/protocol.md
 #   make format     clang-format every C file
 #   make clean
@@ -67,7 +68,7 @@ LIBTETHER := $(BUILD)/libtether.a
 BINS := $(ACTOR_BINS) $(BUILD)/bin/gateway $(BUILD)/bin/supervisor $(BUILD)/bin/tetherctl \
         $(BUILD)/bin/echo-agent
 
-.PHONY: all test unit itest run bench docs format clean deps check
+.PHONY: all test unit itest run bench chaos docs format clean deps check
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -144,6 +145,13 @@ run: deps
 	$(Q)$(MAKE) --no-print-directory MODE=release all
 	$(Q)compose/run.sh build/release
 
+# The chaos suite's long form (docs/chaos.md): CHAOS_SECONDS of load (default 300) under the
+# nemesis, on the sanitizer build; CHAOS_SEED replays a run's workload.
+CHAOS_SECONDS ?= 300
+chaos: deps
+	$(Q)$(MAKE) --no-print-directory MODE=asan all
+	$(Q)tests/chaos/chaos.sh build/asan --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+
 bench: deps
 	$(Q)$(MAKE) --no-print-directory MODE=release all unit-bins
 	$(Q)tests/bench/run.sh build/release
@@ -156,5 +164,49 @@ format:
 
 clean:
 	rm -rf build
+
+# ==== fuzzing (tests/fuzz/README.md) =========================================================
+# make fuzz        every libFuzzer target tests/fuzz/*_fuzz.c, built with clang into build/fuzz and
+#                  run one after the other for TETHER_FUZZ_RUNS executions each (default 10^7) on
+#                  its seeds; corpora stay in build/fuzz/corpus/<target>, crash inputs go to
+#                  build/fuzz/crashes/; exits non-zero on a crash
+# make fuzz-bins   only builds them (tests/fuzz/run.sh, the short run of the test suite, does this)
+# The product code is compiled again for this (MODE=fuzz: -fsanitize=fuzzer-no-link, address,
+# undefined), into build/fuzz only. gateway/main.c stays out: a target is its own main.
+TETHER_FUZZ_RUNS ?= 10000000
+FUZZ_SRC := $(wildcard tests/fuzz/*_fuzz.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/%,$(FUZZ_SRC))
+.PHONY: fuzz fuzz-bins
+
+ifeq ($(MODE),fuzz)
+# clang 14 neither honours gcc's "fall through" comments nor knows -Wno-format-truncation; the
+# fuzz targets themselves are built with both warnings' intent kept (they have no fall-through)
+CFLAGS := $(filter-out -Wimplicit-fallthrough -Wno-format-truncation,$(WARN)) -O1 -g \
+          -fno-omit-frame-pointer -fno-sanitize-recover=all -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_LIBGW := $(BUILD)/libgw.a
+
+$(FUZZ_LIBGW): $(call obj,$(filter-out gateway/main.c,$(GW_SRC)))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# request_fuzz drives the whole pipeline; the bus under it is the target's own (tests/fuzz/README.md)
+FUZZ_LD_request_fuzz := -Wl,--wrap=bus_call -Wl,--wrap=gw_events_urls
+
+$(BUILD)/%_fuzz: tests/fuzz/%_fuzz.c tests/fuzz/fuzz.h $(FUZZ_LIBGW) $(LIBTETHER)
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  FUZZ    $@")
+	$(Q)$(CC) $(CPPFLAGS) -Igateway -Itests/fuzz $(CFLAGS) -fsanitize=fuzzer,address,undefined \
+		$(FUZZ_LD_$*_fuzz) -o $@ $< $(FUZZ_LIBGW) $(LIBTETHER) $(LIBS_GW) $(LIBS_STORE) $(LIBS_CORE) -ldl
+
+fuzz-bins: $(FUZZ_BINS)
+	@:
+else
+fuzz-bins:
+	$(Q)$(MAKE) --no-print-directory MODE=fuzz BUILD=build/fuzz CC=clang fuzz-bins
+endif
+
+fuzz: fuzz-bins
+	$(Q)nice -n 19 tests/fuzz/run.sh --runs $(TETHER_FUZZ_RUNS)
+# ==== end of fuzzing ===========================================================================
 
 -include $(shell find build -name '*.d' 2>/dev/null)

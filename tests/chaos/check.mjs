@@ -135,9 +135,11 @@ export function check(lines) {
       if (seq <= prev) add('order', `${s}: seq ${seq} after ${prev}`);
       prev = seq;
       if (!part) continue;
-      if (at.has(part)) add('duplicate', `${s}: part ${part} at seqs ${at.get(part)} and ${seq}`);
-      else at.set(part, seq);
       const inv = invokes.get(part);
+      // only the clients' own parts: the echo agent's replies (echo-N) are at-least-once by
+      // design, with an id the SDK's reader de-duplicates
+      if (inv && at.has(part)) add('duplicate', `${s}: part ${part} at seqs ${at.get(part)} and ${seq}`);
+      else if (!at.has(part)) at.set(part, seq);
       if (!inv) {
         // the echo agent's replies (echo-N) and anything not ours
         if (part.startsWith('p')) add('phantom', `${s}: part ${part} at seq ${seq} was never sent`);
