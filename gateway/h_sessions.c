@@ -9,6 +9,7 @@
  * the contract's SessionItem.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,12 +156,22 @@ static bool gw_req_str(json_t *o, const char *k, size_t min, size_t max, const c
 static bool gw_opt_int(json_t *o, const char *k, long long min, long long max, const char *path)
 {
     json_t *v = json_object_get(o, k);
+    long long n;
     if (!v)
         return true;
-    if (!json_is_integer(v) && !(json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v)))
-        return gw_bad(path, json_is_number(v) ? "Expected integer, received float"
-                                              : "Expected number");
-    long long n = json_is_integer(v) ? json_integer_value(v) : (long long)json_real_value(v);
+    if (json_is_integer(v)) {
+        n = json_integer_value(v);
+    } else if (json_is_real(v)) {
+        /* within long long's range the cast tells a whole number; beyond it every double is
+         * whole (and out of every range here), and the cast would be undefined (1e300) */
+        double d = json_real_value(v);
+        bool in_ll = d >= -9223372036854775808.0 && d < 9223372036854775808.0;
+        if (in_ll && d != (double)(long long)d)
+            return gw_bad(path, "Expected integer, received float");
+        n = in_ll ? (long long)d : d < 0 ? LLONG_MIN : LLONG_MAX;
+    } else {
+        return gw_bad(path, "Expected number");
+    }
     if (n < min || n > max) {
         char m[96];
         snprintf(m, sizeof(m), "Number must be between %lld and %lld", min, max);

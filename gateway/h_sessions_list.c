@@ -166,7 +166,7 @@ static bool gw_list_duration(const char *s, uint64_t *ms)
         total += v * f;
         any = true;
     }
-    if (!any || total > 1e15)
+    if (!any || !(total <= 1e15)) /* NaN too: strtod reads "nan", and no comparison holds */
         return false;
     *ms = (uint64_t)total;
     return true;

@@ -407,7 +407,7 @@ static bool gw_js_number(const char *s, size_t n, double *out)
         n--;
     if (n == 0 || n >= sizeof(buf))
         return false; /* 63 characters hold every finite double Number() could mean here */
-    if (n > 2 && s[0] == '0' && strchr("xXoObB", s[1])) {
+    if (n > 2 && s[0] == '0' && s[1] && strchr("xXoObB", s[1])) { /* strchr finds a NUL too */
         unsigned base = (s[1] == 'x' || s[1] == 'X') ? 16 : (s[1] == 'o' || s[1] == 'O') ? 8 : 2;
         double v = 0;
         for (size_t i = 2; i < n; i++) {

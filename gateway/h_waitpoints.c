@@ -65,10 +65,21 @@ struct gw_wp_state {
     bool has_worker;
 };
 
+/* The call's end frees the state with its tags, however the call ended (an invalid timeout
+ * after the tags, a missing run, a client gone): only wp.create releases them earlier. */
+static void gw_wp_state_free(void *p)
+{
+    struct gw_wp_state *st = p;
+    json_decref(st->tags);
+    free(st);
+}
+
 static struct gw_wp_state *gw_wp_st(struct gw_call *c)
 {
-    if (!c->state)
+    if (!c->state) {
         c->state = xcalloc(1, sizeof(struct gw_wp_state));
+        c->state_free = gw_wp_state_free;
+    }
     return c->state;
 }
 
@@ -105,6 +116,10 @@ static bool gw_wp_duration(const char *s, uint64_t *ms)
         const char *at = strchr(u, *s);
         if (!at)
             return false;
+        /* a term past the cap fails here: 11 digits of weeks would wrap around 2^64 and
+         * come out small ("30500568905w" as 9.6 hours) */
+        if (n > 10ull * 365 * 86400000ull / mult[at - units])
+            return false;
         total += n * mult[at - units];
         u = at + 1;
         s++;
@@ -113,20 +128,32 @@ static bool gw_wp_duration(const char *s, uint64_t *ms)
     return total <= 10ull * 365 * 86400000ull;
 }
 
+/* n decimal digits at s; false at the first other character (a NUL included). */
+static bool gw_wp_digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
 /* An ISO-8601 UTC date-time ("2026-11-21T16:28:00.123Z", seconds and fraction optional). */
 static bool gw_wp_iso(const char *s, uint64_t *ms)
 {
     int Y, M, D, h = 0, m = 0, sec = 0, n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%n", &Y, &M, &D, &n) != 3 || n != 10)
+    /* digits where the fields are: %d alone also takes a sign or blanks ("T+6:28", "T-1:-5") */
+    if (!gw_wp_digits(s, 4) || s[4] != '-' || !gw_wp_digits(s + 5, 2) || s[7] != '-' ||
+        !gw_wp_digits(s + 8, 2) || sscanf(s, "%4d-%2d-%2d%n", &Y, &M, &D, &n) != 3 || n != 10)
         return false;
     s += n;
     unsigned frac = 0, fd = 0;
     if (*s == 'T' || *s == ' ') {
-        if (sscanf(s + 1, "%2d:%2d%n", &h, &m, &n) != 2 || n != 5)
+        if (!gw_wp_digits(s + 1, 2) || s[3] != ':' || !gw_wp_digits(s + 4, 2) ||
+            sscanf(s + 1, "%2d:%2d%n", &h, &m, &n) != 2 || n != 5)
             return false;
         s += 1 + n;
         if (*s == ':') {
-            if (sscanf(s + 1, "%2d%n", &sec, &n) != 1 || n != 2)
+            if (!gw_wp_digits(s + 1, 2) || sscanf(s + 1, "%2d%n", &sec, &n) != 1 || n != 2)
                 return false;
             s += 3;
             if (*s == '.') {
@@ -707,7 +734,9 @@ static void gw_callback_on_env(struct gw_call *c, int status, const char *error)
     h2o_req_t *req = c->req;
     size_t n = req && req->entity.base ? req->entity.len : 0;
     json_t *body = n ? json_loadb(req->entity.base, n, JSON_DECODE_ANY, NULL) : NULL;
-    char *text = json_dumps(body ? body : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!body)
+        body = json_object(); /* no JSON: {} (and freed below like a parsed body) */
+    char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(body);
     if (!text) {
         gw_respond_err(c, ERR_NOMEM, "callback output");

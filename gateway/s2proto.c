@@ -151,7 +151,7 @@ static err_t pb_input(struct pb b, struct s2_input *in, bool fill, size_t *nrec,
 
 err_t s2_input_from_proto(const uint8_t *p, size_t n, struct s2_input *in, char *why, size_t cap)
 {
-    struct pb b = {p, p + n};
+    struct pb b = {p, n ? p + n : p}; /* no body: p may be NULL, and NULL + 0 is undefined */
     size_t nrec, nhdr;
     memset(in, 0, sizeof(*in));
     err_t rc = pb_input(b, in, false, &nrec, &nhdr, why, cap);

@@ -69,7 +69,8 @@ static err_t mp_json_container(struct mp_reader *r, struct jbuf *b, size_t max,
             if (mp_peek(r, &kt) != OK)
                 return ERR_PROTO;
             if (kt == MP_ARRAY || kt == MP_MAP || kt == MP_BIN || kt == MP_EXT) {
-                if (mp_skip(r, NULL) != OK)
+                /* the key counts the levels around it too, as the masked values do */
+                if (mp_skip_depth(r, NULL, MP_MAX_DEPTH - depth - 1) != OK)
                     return ERR_PROTO;
                 jbuf_puts(b, "\"$key\"");
             } else {
