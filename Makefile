@@ -206,7 +206,7 @@ fuzz-bins:
 endif
 
 fuzz: fuzz-bins
-	$(Q)nice -n 19 tests/fuzz/run.sh --runs $(TETHER_FUZZ_RUNS)
+	$(Q)tests/fuzz/run.sh --runs $(TETHER_FUZZ_RUNS)
 # ==== end of fuzzing ===========================================================================
 
 -include $(shell find build -name '*.d' 2>/dev/null)

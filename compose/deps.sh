@@ -15,6 +15,9 @@ PACKAGES=(
   postgresql postgresql-client redis-server redis-tools
   clickhouse-server clickhouse-client
   curl jq wrk nodejs npm procps iproute2 util-linux
+  # make fuzz and the test suite's short fuzz run (tests/fuzz): clang and its libFuzzer runtime
+  # (libclang_rt.fuzzer-x86_64.a)
+  clang libclang-rt-14-dev
   # make bench: nchan to measure Tether against (tests/bench/lib.sh runs its own nginx process;
   # on a host with systemd, Debian also enables nginx.service on :80, which the bench never uses)
   # and gnuplot for the plots in docs/bench/

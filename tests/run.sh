@@ -3,6 +3,7 @@
 #  - unit tests: every binary BUILD_DIR/tests/**/*_test (TAP), each under a timeout;
 #  - integration tests: real PostgreSQL, Redis and ClickHouse started once on free ports in a
 #    temporary directory, then every tests/integration/*_test.sh (TAP) against BUILD_DIR/bin;
+#  - the short fuzz run (tests/fuzz/run.sh), one TAP line per libFuzzer target;
 #  - compatibility tests (tests/compat/run.sh) when present;
 #  - the ClickHouse dialect tests (tests/chdb/run.sh: a current engine, chDB, and the test server).
 # A test file that crashes or times out without reporting counts as one failure.
@@ -79,6 +80,8 @@ while IFS= read -r t; do
   [[ -n $ONLY && $t != *"$ONLY"* ]] && continue
   run_tap "unit ${t#"$BUILD"/tests/}" 120 "$t"
 done < <(find "$BUILD/tests" -type f -name '*_test' -perm -u+x 2>/dev/null | sort)
+# the short fuzz run (tests/fuzz/README.md): every libFuzzer target for a few seconds
+[[ -z $ONLY || tests/fuzz/run.sh == *"$ONLY"* ]] && run_tap "fuzz" 300 tests/fuzz/run.sh
 
 # ---- integration ----
 ITESTS=()
