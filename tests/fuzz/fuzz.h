@@ -114,4 +114,24 @@ static inline size_t fuzz_uri_encode(const char *s, size_t n, char *out)
     return o;
 }
 
+/* Unpadded base64url of n bytes into out (4 * ceil(n / 3) + 1 bytes), NUL-terminated; the
+ * length. Signs the tokens the harnesses make, so it is written apart from gateway/jwt.c. */
+static inline size_t fuzz_b64url_encode(const unsigned char *s, size_t n, char *out)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0) |
+                     (i + 2 < n ? s[i + 2] : 0);
+        out[o++] = abc[v >> 18];
+        out[o++] = abc[(v >> 12) & 63];
+        if (i + 1 < n)
+            out[o++] = abc[(v >> 6) & 63];
+        if (i + 2 < n)
+            out[o++] = abc[v & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
 #endif

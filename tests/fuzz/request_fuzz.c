@@ -484,23 +484,6 @@ static void deliver(struct queued *e)
 
 /* ---- the request ---- */
 
-static size_t b64url(const unsigned char *s, size_t n, char *out)
-{
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0) |
-                     (i + 2 < n ? s[i + 2] : 0);
-        out[o++] = abc[v >> 18];
-        out[o++] = abc[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = abc[(v >> 6) & 63];
-        if (i + 2 < n)
-            out[o++] = abc[v & 63];
-    }
-    return o;
-}
-
 /* value (an Authorization value) with its JWT signature made with KEY, into jbuf b */
 static void resign(struct jbuf *b, const char *v, size_t n)
 {
@@ -518,7 +501,7 @@ static void resign(struct jbuf *b, const char *v, size_t n)
     FUZZ_CHECK(HMAC(EVP_sha256(), KEY, (int)strlen(KEY), (const unsigned char *)v + pre,
                     second - pre, mac, &maclen) != NULL);
     jbuf_put(b, v, second + 1);
-    jbuf_put(b, sig, b64url(mac, maclen, sig));
+    jbuf_put(b, sig, fuzz_b64url_encode(mac, maclen, sig));
 }
 
 static bool h2o_special(const char *name, size_t n)
