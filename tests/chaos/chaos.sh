@@ -43,7 +43,8 @@ OUT=${OUT:-$ROOT/build/chaos/$SEED}
 mkdir -p "$OUT" || exit 1
 OUT=$(cd "$OUT" && pwd -P)
 cd "$ROOT" || exit 1
-say() { printf 'chaos: %s\n' "$*" >&2; }
+T0=$(date +%s)
+say() { printf 'chaos: %3d s: %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
 
 # ---- stores
 OWN_STORES=""
@@ -84,6 +85,7 @@ chaos_cleanup() {
   fi
 }
 trap chaos_cleanup EXIT
+trap 'exit 143' TERM INT HUP # the EXIT trap runs on these too: no store left stopped
 
 # ---- the tree. The nemesis kills one child every 2 s for up to 20 s: ten deaths, which the
 # supervisor's default restart intensity (10 within 60 s, docs/supervisor.md) takes for a crash
@@ -91,7 +93,8 @@ trap chaos_cleanup EXIT
 # keep it down most of the time. Faults from outside are not a crash loop, so this tree allows
 # them: intensity 32 (the most it takes) within 60 s, backoff at most 1 s (two spawns still at
 # least TETHER_SV_MIN_RESTART apart).
-tree_start TETHER_SV_INTENSITY=32 TETHER_SV_BACKOFF_MAX=1s >/dev/null || { say "the tree did not come up (log: $TREE_LOG)"; exit 1; }
+tree_start TETHER_SV_INTENSITY=32 TETHER_SV_BACKOFF_MAX=1s >/dev/null || { say "the tree did not come up (log: $TREE_LOG)"; tail -n 20 "$TREE_LOG" >&2; exit 1; }
+say "tree up at $TREE_URL"
 KEY=$(ctl env create --org "chaos-$SEED-$$" --project a --type dev) || { say "no environment"; exit 1; }
 for i in 1 2; do
   TETHER_URL=$TREE_URL TETHER_SECRET_KEY=$KEY TETHER_ECHO_LEASE_SECONDS=3 TETHER_ECHO_SLEEP_SECONDS=5 \
@@ -149,10 +152,15 @@ HIST=$OUT/history.jsonl
 READY=$OUT/healed
 rm -f "$READY"
 say "seed $SEED, ${SECONDS_LOAD}s of load, ${#STEPS[@]} nemesis steps, history $HIST"
+# The workload's budget bounds its whole run (the load, the heal, the echo wait, the final
+# reads); past it, it sends nothing more and ends. The short form must fit the test suite's
+# 300 s for one file with the stores' and tree's start around it.
+BUDGET=$( ((SHORT)) && echo $((SECONDS_LOAD + 150)) || echo $((SECONDS_LOAD + 300)))
 node tests/chaos/workload.mjs --url "$TREE_URL" --key "$KEY" --history "$HIST" \
   --seconds "$SECONDS_LOAD" --seed "$SEED" --pg "$TETHER_PG_URL" --ch "$TETHER_CH_URL" \
-  --ready "$READY" >"$OUT/workload.log" 2>&1 &
+  --ready "$READY" --budget "$BUDGET" >"$OUT/workload.log" 2>&1 &
 WORKLOAD_PID=$!
+WORKLOAD_START=$(date +%s)
 set -m
 nemesis >"$OUT/nemesis.jsonl" 2>"$OUT/nemesis.err" &
 NEMESIS_PID=$!
@@ -161,19 +169,43 @@ set +m
 sleep "$SECONDS_LOAD"
 # the load's time is up: the nemesis stops, every fault it set is undone (tetherctl chaos
 # undoes its own on SIGTERM), and the tree heals
-kill -TERM -- "-$NEMESIS_PID" 2>/dev/null
+say "load time is up; stopping the nemesis"
+kill -TERM -- "-$NEMESIS_PID" 2>/dev/null || kill -TERM "$NEMESIS_PID" 2>/dev/null
 wait "$NEMESIS_PID" 2>/dev/null
 NEMESIS_PID=""
 for a in "${ACTORS[@]}" "${GATEWAYS[@]}"; do ctl_quiet fault "$a" off; done
-if ! wait_for 60000 healthz_is 200; then
-  say "the tree did not heal within 60 s:"
-  ctl status >&2
+if wait_for 60000 healthz_is 200; then
+  say "tree healed"
+else
+  say "the tree did not heal within 60 s"
+  diagnose
 fi
 touch "$READY"
+# the workload ends by its budget; 30 s past it, it is stopped
+deadline=$((WORKLOAD_START + BUDGET + 30))
+while kill -0 "$WORKLOAD_PID" 2>/dev/null && (($(date +%s) < deadline)); do sleep 0.5; done
+if kill -0 "$WORKLOAD_PID" 2>/dev/null; then
+  say "the workload did not end within its budget (${BUDGET} s); stopping it"
+  diagnose
+  kill -KILL "$WORKLOAD_PID" 2>/dev/null
+fi
 wait "$WORKLOAD_PID"
 wrc=$?
 WORKLOAD_PID=""
-((wrc == 0)) || { say "the workload failed (exit $wrc): $(tail -n 5 "$OUT/workload.log")"; }
+say "workload ended (exit $wrc); its phases:"
+grep '^workload: ' "$OUT/workload.log" | sed 's/^/  /' >&2
+((wrc == 0)) || { say "the workload failed (exit $wrc)"; diagnose; }
+
+# what the tree and the workload were doing, when a run goes wrong
+diagnose() {
+  say "supervisor's view:"
+  ctl status >&2 2>&1
+  say "workload's last lines:"
+  tail -n 15 "$OUT/workload.log" >&2
+  say "nemesis's last actions:"
+  tail -n 5 "$OUT/nemesis.jsonl" >&2
+  tail -n 5 "$OUT/nemesis.err" >&2
+}
 
 # the nemesis's actions go into the history (their own clocks; the checker counts them)
 jq -c '{op: "nemesis"} + .' "$OUT/nemesis.jsonl" >>"$HIST" 2>/dev/null

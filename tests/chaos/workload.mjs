@@ -2,6 +2,7 @@
 //
 //   node workload.mjs --url URL --key SECRET --history FILE [--seconds 60] [--seed N]
 //        [--writers 12] [--subscribers 6] [--sessions 16] [--pg URL] [--ch URL] [--ready FILE]
+//        [--budget SECONDS]
 //
 // Bounded in count and time, loopback only. What it does, every step written to the history
 // (one JSON object per line, `t` = milliseconds on the monotonic clock from the start):
@@ -21,6 +22,10 @@
 // 429 or 5xx, unless `x-should-retry: false`; `x-should-retry: true` always; exponential backoff
 // with jitter. The SDK's default is 3 attempts; chaos kills an actor every 2 s, so the budget
 // here is 10 attempts within at most ~30 s (the same rule, a longer budget).
+//
+// --budget bounds the whole run (default --seconds + 240): past it no request is sent again,
+// so a tree that never heals ends the run with failed reads (the checker's "unverifiable")
+// rather than hours of retries. Each phase is logged to stderr with its time.
 import { spawnSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -50,6 +55,7 @@ const NSESSIONS = Number(A.sessions ?? 16);
 const ECHO_TASK = A['echo-task'] ?? 'echo';
 const QUIET_TASK = 'chaos-idle';
 const MAX_OPS = Number(A['max-ops'] ?? 200000); // a bound on the whole run, whatever its length
+const BUDGET_MS = Number(A.budget ?? SECONDS + 240) * 1000;
 
 // ---- seeded randomness (mulberry32): the same seed makes the same choices
 let rs = SEED >>> 0;
@@ -74,6 +80,8 @@ function hist(rec) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const left = () => BUDGET_MS - now();
+const phase = (what) => console.error(`workload: ${(now() / 1000).toFixed(1)} s: ${what}`);
 let stopping = false;
 let ops = 0;
 
@@ -96,8 +104,13 @@ function backoff(attempt) {
 async function call(desc, method, path, opt = {}) {
   let last;
   for (let attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++) {
+    if (left() <= 0) {
+      last = { status: 0, headers: null, text: '', attempts: attempt - 1, error: 'budget' };
+      hist({ op: 'attempt', of: desc.op, id: desc.id, attempt, status: 0, error: 'budget' });
+      break;
+    }
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), opt.timeoutMs ?? 15000);
+    const timer = setTimeout(() => ac.abort(), Math.min(opt.timeoutMs ?? 15000, left()));
     let status = 0;
     let headers = null;
     let text = '';
@@ -128,7 +141,7 @@ async function call(desc, method, path, opt = {}) {
       body: status >= 400 && status !== 409 ? text.slice(0, 300) : undefined,
     });
     if (error === null && !retryable(status, headers)) return last;
-    if (attempt < RETRY_ATTEMPTS) await sleep(backoff(attempt));
+    if (attempt < RETRY_ATTEMPTS) await sleep(Math.min(backoff(attempt), Math.max(0, left())));
   }
   return last;
 }
@@ -351,7 +364,7 @@ async function compareClickHouse() {
   const chSql = `SELECT friendly_id, ifNull(closed_reason, ''), toUInt8(isNotNull(closed_at))
     FROM sessions_v1 FINAL WHERE _is_deleted = 0 AND external_id LIKE 'chaos-${SEED}-%'
     FORMAT TabSeparated`;
-  const end = now() + Number(A['ch-wait'] ?? 20) * 1000;
+  const end = Math.min(now() + Number(A['ch-wait'] ?? 20) * 1000, BUDGET_MS);
   let pg = [];
   let ch = [];
   for (;;) {
@@ -391,7 +404,7 @@ async function waitEcho(deadlineMs) {
     if (!acked.has(l.ext)) acked.set(l.ext, new Set());
     acked.get(l.ext).add(l.part);
   }
-  const end = now() + deadlineMs;
+  const end = Math.min(now() + deadlineMs, BUDGET_MS);
   for (const s of sessions.filter((x) => x.task === ECHO_TASK)) {
     const want = acked.get(s.ext);
     if (!want) continue;
@@ -417,21 +430,27 @@ async function main() {
   for (let w = 0; w < WRITERS; w++) tasks.push(writer(w));
   for (let k = 0; k < SUBSCRIBERS; k++) tasks.push(subscriber(k));
   tasks.push(drainer(), closer(), sampler());
+  phase(`${sessions.length} sessions; load for ${SECONDS} s`);
   await sleep(SECONDS * 1000);
   stopping = true;
   hist({ op: 'stop' });
+  phase(`load stopped after ${ops} appends; waiting for the calls in flight`);
   await Promise.all(tasks);
   hist({ op: 'quiesce', ph: 'begin' });
+  phase('calls done; waiting for the healed tree');
   // the runner stops its nemesis at the same time, heals the tree and, once /healthz says
   // 200, creates the --ready file; without one, this goes on at once
   if (A.ready) {
     const { existsSync } = await import('node:fs');
-    const end = now() + 120000;
+    const end = Math.min(now() + 120000, BUDGET_MS);
     while (!existsSync(A.ready) && now() < end) await sleep(200);
   }
   hist({ op: 'quiesce', ph: 'healthy' });
+  phase('tree healed; waiting for the echo replies');
   await waitEcho(Number(A['echo-wait'] ?? 30) * 1000);
+  phase('reading every stream');
   await finalPhase();
+  phase(left() > 0 ? 'done' : 'done, past the budget: reads after it failed');
   hist({ op: 'end', ok: true, ops });
   await new Promise((r) => out.end(r));
   process.exit(0);
