@@ -18,6 +18,9 @@ PACKAGES=(
   # make fuzz and the test suite's short fuzz run (tests/fuzz): clang and its libFuzzer runtime
   # (libclang_rt.fuzzer-x86_64.a)
   clang libclang-rt-14-dev
+  # the metrics test checks /metrics with promtool (its package also ships the Prometheus
+  # server, which nothing here starts)
+  prometheus
   # make bench: nchan to measure Tether against (tests/bench/lib.sh runs its own nginx process;
   # on a host with systemd, Debian also enables nginx.service on :80, which the bench never uses)
   # and gnuplot for the plots in docs/bench/

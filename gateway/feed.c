@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "gw.h"
 #include "log.h"
+#include "metrics.h"
 #include "mem.h"
 #include "msg.h"
 
@@ -184,6 +185,8 @@ static void gw_feed_detach(struct gw_feed *f)
     if (h2o_timeout_is_linked(&f->tick))
         h2o_timeout_unlink(&f->tick);
     gw_topic_leave(fs, f);
+    if (f->req)
+        gw_metrics_sse_close(f->delivered, f->bytes);
     if (f->req)
         LOG_DEBUG("sse.closed", "stream closed after %" PRIu64 "ms: %" PRIu64 " records, %" PRIu64
                   " bytes%s",
@@ -546,6 +549,7 @@ static void gw_feed_read(struct gw_feed *f)
     }
     f->reading = true;
     f->calls++;
+    gw_metrics_feed_read();
 }
 
 /* ---- events and time ---- */
@@ -668,6 +672,7 @@ void gw_feed_start(struct gw_call *c, const struct gw_feed_opts *o)
     f->tick.cb = gw_feed_on_tick;
     /* listen before the first read, so a record appended meanwhile is not missed */
     gw_topic_join(fs, f, topic);
+    gw_metrics_sse_open();
     h2o_start_response(req, &f->gen);
     /* the headers go out now: the client's fetch gives up on headers after 30 s */
     f->sending = true;

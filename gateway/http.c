@@ -20,6 +20,7 @@
 #include "http.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 
 #define GW_URL_MAX 8192
 #define GW_HEADERS_MAX 16384
@@ -101,10 +102,17 @@ static void gw_request_id(char *out, size_t cap)
 
 /* ---- the access log ---- */
 
-static void gw_access_log(h2o_req_t *req, const char *tmpl, int status, size_t bytes,
-                          uint64_t started, const char *env_id, const char *request_id)
+/* The access log line and the request's figures (metrics.h): route is the call's, or NULL for
+ * an answer outside a call, which tmpl then names. */
+static void gw_access_log(h2o_req_t *req, const char *tmpl, const struct gw_route *route,
+                          int status, size_t bytes, uint64_t started, uint64_t started_us,
+                          const char *env_id, const char *request_id)
 {
     char fields[1024], method[16], path[256];
+    if (route)
+        gw_metrics_request(route, 0, status, started_us);
+    else
+        gw_metrics_request(NULL, gw_metrics_other(tmpl), status, started_us);
     if (!log_enabled(LOG_LVL_INFO))
         return;
     log_json_escape(req->method.base, req->method.len, method, sizeof(method));
@@ -122,6 +130,12 @@ static void gw_access_log(h2o_req_t *req, const char *tmpl, int status, size_t b
 void gw_send_plain(h2o_req_t *req, int status, const char *body, size_t n, const char *tmpl,
                    uint64_t started, unsigned flags)
 {
+    gw_send_typed(req, status, "application/json; charset=utf-8", body, n, tmpl, started, flags);
+}
+
+void gw_send_typed(h2o_req_t *req, int status, const char *content_type, const char *body,
+                   size_t n, const char *tmpl, uint64_t started, unsigned flags)
+{
     char request_id[24];
     gw_request_id(request_id, sizeof(request_id));
     char *copy = h2o_mem_alloc_pool(&req->pool, n ? n : 1);
@@ -132,9 +146,9 @@ void gw_send_plain(h2o_req_t *req, int status, const char *body, size_t n, const
     gw_hdr(req, "x-request-id", request_id, strlen(request_id));
     if (flags & GW_NO_RETRY)
         gw_hdr(req, "x-should-retry", H2O_STRLIT("false"));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("application/json; charset=utf-8"));
-    gw_access_log(req, tmpl, status, n, started, NULL, request_id);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                   strlen(content_type));
+    gw_access_log(req, tmpl, NULL, status, n, started, started * 1000, NULL, request_id);
     req->res.content_length = n; /* h2o_send_inline leaves it unset, and h2o then closes */
     h2o_send_inline(req, copy, n);
 }
@@ -168,6 +182,8 @@ static void gw_call_free(struct gw_call *c)
 struct gw_resume {
     struct gw_call *call;
     bus_reply_fn cb;
+    unsigned actor;
+    uint64_t started_us; /* for the bus figures (metrics.h) */
 };
 
 void gw_call_resume(struct gw_call *c, bus_reply_fn cb, err_t rc, const struct envelope *env)
@@ -186,6 +202,9 @@ static void gw_resume_on_reply(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_resume r = *(struct gw_resume *)arg;
     free(arg);
+    gw_metrics_bus(r.actor, rc == OK ? GW_M_BUS_OK : rc == ERR_TIMEOUT ? GW_M_BUS_TIMEOUT
+                            : rc == ERR_UNAVAIL ? GW_M_BUS_UNAVAILABLE : GW_M_BUS_ERROR,
+                   r.started_us);
     gw_call_resume(r.call, r.cb, rc, env);
 }
 
@@ -197,9 +216,14 @@ err_t gw_call_bus(struct gw_call *c, unsigned actor, uint16_t type, const void *
     struct gw_resume *r = xmalloc(sizeof(*r));
     r->call = c;
     r->cb = cb;
+    r->actor = actor;
+    r->started_us = clock_mono_us();
     err_t rc = bus_call(c->gw->actors[actor], type, body, n, &c->trace, gw_resume_on_reply, r);
-    if (rc != OK)
+    if (rc != OK) {
+        gw_metrics_bus(actor, rc == ERR_UNAVAIL ? GW_M_BUS_UNAVAILABLE : GW_M_BUS_ERROR,
+                       r->started_us);
         free(r);
+    }
     return rc;
 }
 
@@ -225,7 +249,8 @@ static void gw_call_send(struct gw_call *c, int status, const char *content_type
             gw_hdr(req, "x-should-retry", H2O_STRLIT("false"));
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                        strlen(content_type));
-        gw_access_log(req, c->route->pattern, status, n, c->started_mono, c->auth.env.id,
+        gw_access_log(req, c->route->pattern, c->route, status, n, c->started_mono,
+                      c->started_us, c->auth.env.id,
                       c->request_id);
         /* h2o_send_inline leaves the length unset, and an HTTP/1 response without one ends
          * its connection: every answer would cost the client a new one */
@@ -276,7 +301,8 @@ h2o_req_t *gw_call_stream(struct gw_call *c, int status, const char *content_typ
                strlen(c->request_id));
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                        strlen(content_type));
-        gw_access_log(req, c->route->pattern, status, 0, c->started_mono, c->auth.env.id,
+        gw_access_log(req, c->route->pattern, c->route, status, 0, c->started_mono,
+                      c->started_us, c->auth.env.id,
                       c->request_id);
     }
     gw_call_free(c);
@@ -436,14 +462,14 @@ static void gw_preflight(h2o_req_t *req, const char *tmpl, const char *rid, uint
     gw_hdr(req, "x-request-id", rid, strlen(rid));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("application/json; charset=utf-8"));
-    gw_access_log(req, tmpl, 200, 2, started, NULL, rid);
+    gw_access_log(req, tmpl, NULL, 200, 2, started, started * 1000, NULL, rid);
     req->res.content_length = 2;
     h2o_send_inline(req, H2O_STRLIT("{}"));
 }
 
 int gw_http_on_req(struct gw *gw, h2o_req_t *req)
 {
-    uint64_t started = clock_mono_ms();
+    uint64_t started_us = clock_mono_us(), started = started_us / 1000;
     char rid[24];
     struct gw_params params;
     const struct gw_route *match = NULL;
@@ -518,6 +544,7 @@ int gw_http_on_req(struct gw *gw, h2o_req_t *req)
     c->route = match;
     c->params = params;
     c->started_mono = started;
+    c->started_us = started_us;
     memcpy(c->request_id, rid, sizeof(c->request_id));
     ssize_t tp = h2o_find_header_by_str(&req->headers, H2O_STRLIT("traceparent"), -1);
     if (tp < 0 || !bus_trace_from_traceparent(&c->trace, req->headers.entries[tp].value.base,

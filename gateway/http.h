@@ -117,6 +117,7 @@ struct gw_call {
     struct bus_trace trace;
     char request_id[24];
     uint64_t started_mono;
+    uint64_t started_us; /* the same instant in microseconds, for the figures (metrics.h) */
     json_t *body; /* the parsed body (route->body GW_BODY_JSON*) */
     void *state;  /* the handler's own, freed at the end: by state_free, else free() */
     void (*state_free)(void *state);
@@ -186,6 +187,9 @@ void gw_add_header(struct gw_call *c, const char *name, const char *value);
  */
 void gw_send_plain(h2o_req_t *req, int status, const char *body, size_t n, const char *tmpl,
                    uint64_t started, unsigned flags);
+/* The same with another content type (/metrics' text format). */
+void gw_send_typed(h2o_req_t *req, int status, const char *content_type, const char *body,
+                   size_t n, const char *tmpl, uint64_t started, unsigned flags);
 
 /* HTTP status for an err_t, and the client-facing error text of a status (errmap.c). */
 int gw_errmap_status(err_t rc);

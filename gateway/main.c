@@ -25,6 +25,7 @@
 #include "gw.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "proc.h"
 
 #define GW_OFF(f) offsetof(struct gw_cfg, f)
@@ -81,6 +82,8 @@ static int gw_on_req(h2o_handler_t *self, h2o_req_t *req)
         gw_send_plain(req, 200, ok, sizeof(ok) - 1, "/livez", clock_mono_ms(), 0);
         return 0;
     }
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/metrics")))
+        return gw_on_metrics(gw, req);
     if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/healthz")))
         return gw_http_on_req(gw, req);
     {
@@ -278,6 +281,8 @@ static int gw_run(struct gw *gw, int argc, char **argv)
             return EXIT_TEMPORARY;
     if (gw_sessions_open(gw) != OK)
         return EXIT_TEMPORARY;
+    if (gw_metrics_open(gw, proc_instance()) != OK)
+        return EXIT_PERMANENT;
 
     h2o_config_init(&gw->config);
     gw->config.http1.req_timeout = (uint64_t)gw->gw.req_timeout_ms;
@@ -323,6 +328,7 @@ int main(int argc, char **argv)
     int code = gw_run(&gw, argc, argv);
     /* the h2o loop is not torn down: the process exits, and the bus closes its sockets */
     bus_close(gw.bus);
+    gw_metrics_close();
     struct cfg_table tables[] = {
         {cfg_common_defs, cfg_common_defs_len, &gw.cfg},
         CFG_TABLE(gw_cfg_defs, &gw.gw),

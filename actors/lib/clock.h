@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 uint64_t clock_mono_ms(void);
+uint64_t clock_mono_us(void); /* for durations finer than a millisecond (metrics) */
 uint64_t clock_wall_ms(void);
 
 /* Formats wall-clock ms as "2026-11-21T16:28:00.123Z" into buf (>= 25 bytes). */
