@@ -422,7 +422,7 @@ static unsigned gw_method_bit(const h2o_iovec_t m)
     return 0;
 }
 
-static const char *gw_method_name(unsigned bit)
+const char *gw_method_name(unsigned bit)
 {
     switch (bit) {
     case GW_GET:

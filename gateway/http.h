@@ -195,6 +195,9 @@ void gw_send_typed(h2o_req_t *req, int status, const char *content_type, const c
 int gw_errmap_status(err_t rc);
 const char *gw_errmap_text(int status);
 
+/* The name of one enum gw_method bit ("GET" ...). */
+const char *gw_method_name(unsigned bit);
+
 /* Entry point from h2o for every request (http.c). */
 int gw_http_on_req(struct gw *gw, h2o_req_t *req);
 

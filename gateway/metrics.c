@@ -243,32 +243,12 @@ enum gw_m_other gw_metrics_other(const char *tmpl)
     return GW_M_UNMATCHED;
 }
 
-static const char *gw_m_method(unsigned bit)
-{
-    switch (bit) {
-    case GW_GET:
-        return "GET";
-    case GW_HEAD:
-        return "HEAD";
-    case GW_POST:
-        return "POST";
-    case GW_PUT:
-        return "PUT";
-    case GW_PATCH:
-        return "PATCH";
-    case GW_DELETE:
-        return "DELETE";
-    default:
-        return "";
-    }
-}
-
 /* The labels of a row: route="...",method="..." (patterns hold no quote or backslash). */
 static void gw_m_row_labels(struct jbuf *b, size_t row)
 {
     if (row < gw_nroutes)
         jbuf_fmt(b, "route=\"%s\",method=\"%s\"", gw_routes[row].pattern,
-                 gw_m_method(gw_routes[row].method));
+                 gw_method_name(gw_routes[row].method));
     else
         jbuf_fmt(b, "route=\"%s\",method=\"\"", gw_m_other_names[row - GW_M_MAX_ROUTES]);
 }
