@@ -148,6 +148,17 @@ nemesis() {
   done
 }
 
+# what the tree and the workload were doing, when a run goes wrong
+diagnose() {
+  say "supervisor's view:"
+  ctl status >&2 2>&1
+  say "workload's last lines:"
+  tail -n 15 "$OUT/workload.log" >&2
+  say "nemesis's last actions:"
+  tail -n 5 "$OUT/nemesis.jsonl" >&2
+  tail -n 5 "$OUT/nemesis.err" >&2
+}
+
 HIST=$OUT/history.jsonl
 READY=$OUT/healed
 rm -f "$READY"
@@ -195,17 +206,6 @@ WORKLOAD_PID=""
 say "workload ended (exit $wrc); its phases:"
 grep '^workload: ' "$OUT/workload.log" | sed 's/^/  /' >&2
 ((wrc == 0)) || { say "the workload failed (exit $wrc)"; diagnose; }
-
-# what the tree and the workload were doing, when a run goes wrong
-diagnose() {
-  say "supervisor's view:"
-  ctl status >&2 2>&1
-  say "workload's last lines:"
-  tail -n 15 "$OUT/workload.log" >&2
-  say "nemesis's last actions:"
-  tail -n 5 "$OUT/nemesis.jsonl" >&2
-  tail -n 5 "$OUT/nemesis.err" >&2
-}
 
 # the nemesis's actions go into the history (their own clocks; the checker counts them)
 jq -c '{op: "nemesis"} + .' "$OUT/nemesis.jsonl" >>"$HIST" 2>/dev/null
