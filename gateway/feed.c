@@ -185,13 +185,13 @@ static void gw_feed_detach(struct gw_feed *f)
     if (h2o_timeout_is_linked(&f->tick))
         h2o_timeout_unlink(&f->tick);
     gw_topic_leave(fs, f);
-    if (f->req)
+    if (f->req) {
         gw_metrics_sse_close(f->delivered, f->bytes);
-    if (f->req)
         LOG_DEBUG("sse.closed", "stream closed after %" PRIu64 "ms: %" PRIu64 " records, %" PRIu64
                   " bytes%s",
                   clock_mono_ms() - f->started_mono, f->delivered, f->bytes,
                   f->cut ? " (cut off: the client did not read)" : "");
+    }
     f->req = NULL;
     gw_feed_free_if_done(f);
 }

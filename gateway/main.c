@@ -281,8 +281,9 @@ static int gw_run(struct gw *gw, int argc, char **argv)
             return EXIT_TEMPORARY;
     if (gw_sessions_open(gw) != OK)
         return EXIT_TEMPORARY;
-    if (gw_metrics_open(gw, proc_instance()) != OK)
-        return EXIT_PERMANENT;
+    rc = gw_metrics_open(gw, proc_instance());
+    if (rc != OK) /* an instance past the slots is the operator's to fix; memory is not */
+        return rc == ERR_INVAL ? EXIT_PERMANENT : EXIT_TEMPORARY;
 
     h2o_config_init(&gw->config);
     gw->config.http1.req_timeout = (uint64_t)gw->gw.req_timeout_ms;

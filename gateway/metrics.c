@@ -244,13 +244,13 @@ enum gw_m_other gw_metrics_other(const char *tmpl)
 }
 
 /* The labels of a row: route="...",method="..." (patterns hold no quote or backslash). */
-static void gw_m_row_labels(struct jbuf *b, size_t row)
+static void gw_m_row_labels(char *out, size_t cap, size_t row)
 {
     if (row < gw_nroutes)
-        jbuf_fmt(b, "route=\"%s\",method=\"%s\"", gw_routes[row].pattern,
+        snprintf(out, cap, "route=\"%s\",method=\"%s\"", gw_routes[row].pattern,
                  gw_method_name(gw_routes[row].method));
     else
-        jbuf_fmt(b, "route=\"%s\",method=\"\"", gw_m_other_names[row - GW_M_MAX_ROUTES]);
+        snprintf(out, cap, "route=\"%s\",method=\"\"", gw_m_other_names[row - GW_M_MAX_ROUTES]);
 }
 
 static bool gw_m_row_used(size_t row)
@@ -295,49 +295,39 @@ static void gw_m_scalar(struct jbuf *b, const char *name, const char *type, cons
 static void gw_m_render(struct jbuf *b)
 {
     char labels[512];
-    struct jbuf lb = {0};
+    uint64_t row_total[GW_M_ROWS] = {0};
 
     jbuf_puts(b, "# HELP tether_http_requests_total HTTP requests answered, by route template, "
                  "method and status.\n# TYPE tether_http_requests_total counter\n");
     for (size_t row = 0; row < GW_M_ROWS; row++) {
         if (!gw_m_row_used(row))
             continue;
-        lb.n = 0;
-        gw_m_row_labels(&lb, row);
+        gw_m_row_labels(labels, sizeof(labels), row);
         for (size_t s = 0; s < GW_M_NSTATUS; s++) {
             uint64_t v = gw_m_sum(offsetof(struct gw_m_slot, requests) +
                                   (row * GW_M_NSTATUS + s) * sizeof(gw_m_counter));
             if (v == 0)
                 continue; /* a series appears with its first request */
+            row_total[row] += v;
             if (s < GW_M_NSTATUS - 1)
-                jbuf_fmt(b, "tether_http_requests_total{%.*s,status=\"%d\"} %" PRIu64 "\n",
-                         (int)lb.n, lb.p, gw_m_statuses[s], v);
+                jbuf_fmt(b, "tether_http_requests_total{%s,status=\"%d\"} %" PRIu64 "\n", labels,
+                         gw_m_statuses[s], v);
             else
-                jbuf_fmt(b, "tether_http_requests_total{%.*s,status=\"other\"} %" PRIu64 "\n",
-                         (int)lb.n, lb.p, v);
+                jbuf_fmt(b, "tether_http_requests_total{%s,status=\"other\"} %" PRIu64 "\n", labels,
+                         v);
         }
     }
     jbuf_puts(b, "# HELP tether_http_request_duration_seconds Time from a request's arrival to "
                  "its answer (for SSE, to the response's start).\n"
                  "# TYPE tether_http_request_duration_seconds histogram\n");
     for (size_t row = 0; row < GW_M_ROWS; row++) {
-        if (!gw_m_row_used(row))
+        if (row_total[row] == 0) /* every answer is counted and timed together */
             continue;
-        size_t off = offsetof(struct gw_m_slot, request_duration) + row * sizeof(struct gw_m_hist);
-        if (gw_m_sum(off + offsetof(struct gw_m_hist, sum_us)) == 0) {
-            uint64_t any = 0;
-            for (size_t i = 0; i <= GW_M_NBOUNDS; i++)
-                any +=
-                    gw_m_sum(off + offsetof(struct gw_m_hist, bucket) + i * sizeof(gw_m_counter));
-            if (any == 0)
-                continue;
-        }
-        lb.n = 0;
-        gw_m_row_labels(&lb, row);
-        snprintf(labels, sizeof(labels), "%.*s", (int)lb.n, lb.p);
-        gw_m_hist_lines(b, "tether_http_request_duration_seconds", labels, off);
+        gw_m_row_labels(labels, sizeof(labels), row);
+        gw_m_hist_lines(b, "tether_http_request_duration_seconds", labels,
+                        offsetof(struct gw_m_slot, request_duration) +
+                            row * sizeof(struct gw_m_hist));
     }
-    jbuf_free(&lb);
 
     int64_t open = 0;
     unsigned live = 0;

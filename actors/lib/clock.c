@@ -6,30 +6,27 @@
 #include <stdio.h>
 #include <time.h>
 
-static uint64_t clock_ms(clockid_t id)
+static uint64_t clock_ns(clockid_t id)
 {
     struct timespec ts;
     if (clock_gettime(id, &ts) != 0)
         return 0;
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 uint64_t clock_mono_ms(void)
 {
-    return clock_ms(CLOCK_MONOTONIC);
+    return clock_ns(CLOCK_MONOTONIC) / 1000000u;
 }
 
 uint64_t clock_mono_us(void)
 {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    return clock_ns(CLOCK_MONOTONIC) / 1000u;
 }
 
 uint64_t clock_wall_ms(void)
 {
-    return clock_ms(CLOCK_REALTIME);
+    return clock_ns(CLOCK_REALTIME) / 1000000u;
 }
 
 void clock_iso8601(uint64_t wall_ms, char *buf, size_t cap)
