@@ -231,9 +231,12 @@ static void gw_jwt_finish(struct gw_auth_op *op, const struct gw_env_entry *e)
     gw_token_entry_clear(t);
     uint64_t ttl = gw_cache_ttl(c);
     if (op->claims.has_exp) { /* always, once the claims passed */
-        int64_t left_ms = (op->claims.exp - (int64_t)time(NULL)) * 1000;
-        if (left_ms < (int64_t)ttl)
-            ttl = left_ms > 0 ? (uint64_t)left_ms : 0;
+        /* in seconds: exp is the token's to choose, and far ones overflow as ms */
+        int64_t left_s = op->claims.exp - (int64_t)time(NULL);
+        if (left_s <= 0)
+            ttl = 0;
+        else if ((uint64_t)left_s < ttl / 1000)
+            ttl = (uint64_t)left_s * 1000;
     }
     memcpy(t->digest, op->digest, 32);
     t->env = e->env;

@@ -27,6 +27,8 @@ NOW=$(date +%s)
 tok_code() { code -H "Authorization: Bearer $(mint "$1")" "$TREE_URL/api/v1/sessions/nope-$S"; }
 is "$(tok_code ",\"exp\":$((NOW + 60))")" 404 "a good token passes authentication (the session is unknown)"
 is "$(tok_code ",\"exp\":$((NOW + 60)).0")" 404 "exp written 1.0 is the integer 1"
+is "$(tok_code ",\"exp\":410244479903652423")" 404 "an exp far in the future passes (its cache lifetime does not overflow)"
+is "$(tok_code ",\"exp\":410244479903652423")" 404 "and passes again from the token cache"
 for bad in 0 0.5 '"1"' "\"$((NOW + 60))\"" null; do
   is "$(tok_code ",\"exp\":$bad")" 401 "exp: $bad is refused"
 done
