@@ -54,6 +54,7 @@ struct gw_feed {
     size_t owed;     /* bytes of live records waiting in the broker for a read_later */
     uint64_t send_started_mono;
     struct jbuf out, pend;
+    struct gw_stream_log log; /* written when the stream ends */
 };
 
 /* The pool-side half: tells the feed its request went away. */
@@ -187,10 +188,7 @@ static void gw_feed_detach(struct gw_feed *f)
     gw_topic_leave(fs, f);
     if (f->req) {
         gw_metrics_sse_close(f->delivered, f->bytes);
-        LOG_DEBUG("sse.closed", "stream closed after %" PRIu64 "ms: %" PRIu64 " records, %" PRIu64
-                  " bytes%s",
-                  clock_mono_ms() - f->started_mono, f->delivered, f->bytes,
-                  f->cut ? " (cut off: the client did not read)" : "");
+        gw_stream_log_end(&f->log, f->bytes, f->delivered, f->cut);
     }
     f->req = NULL;
     gw_feed_free_if_done(f);
@@ -654,10 +652,12 @@ void gw_feed_start(struct gw_call *c, const struct gw_feed_opts *o)
     }
     gw_add_header(c, "cache-control", "no-cache");
     gw_add_header(c, "x-stream-version", "v2");
-    h2o_req_t *req = gw_call_stream(c, 200, "text/event-stream");
+    struct gw_stream_log log;
+    h2o_req_t *req = gw_call_stream(c, 200, "text/event-stream", &log);
     if (!req)
         return;
     struct gw_feed *f = xcalloc(1, sizeof(*f));
+    f->log = log;
     struct gw_feed_ref *ref = h2o_mem_alloc_shared(&req->pool, sizeof(*ref), gw_feed_ref_dispose);
     ref->feed = f;
     f->ref = ref;

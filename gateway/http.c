@@ -103,10 +103,11 @@ static void gw_request_id(char *out, size_t cap)
 /* ---- the access log ---- */
 
 /* The access log line and the request's figures (metrics.h): route is the call's, or NULL for
- * an answer outside a call, which tmpl then names. */
-static void gw_access_log(h2o_req_t *req, const char *tmpl, const struct gw_route *route,
-                          int status, size_t bytes, uint64_t started, uint64_t started_us,
-                          const char *env_id, const char *request_id)
+ * an answer outside a call, which tmpl then names; extra, when not empty, is more fields. */
+static void gw_access_line(const char *method_s, size_t method_n, const char *tmpl,
+                           const struct gw_route *route, int status, uint64_t bytes,
+                           uint64_t started, uint64_t started_us, const char *env_id,
+                           const char *request_id, const char *extra)
 {
     char fields[1024], method[16], path[256];
     if (route)
@@ -115,16 +116,35 @@ static void gw_access_log(h2o_req_t *req, const char *tmpl, const struct gw_rout
         gw_metrics_request(NULL, gw_metrics_other(tmpl), status, started_us);
     if (!log_enabled(LOG_LVL_INFO))
         return;
-    log_json_escape(req->method.base, req->method.len, method, sizeof(method));
+    log_json_escape(method_s, method_n, method, sizeof(method));
     log_json_escape(tmpl, strlen(tmpl), path, sizeof(path));
     snprintf(fields, sizeof(fields),
-             "\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"bytes\":%zu,\"duration_ms\":%" PRIu64
-             ",\"env\":\"%s\",\"request_id\":\"%s\"",
+             "\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"bytes\":%" PRIu64
+             ",\"duration_ms\":%" PRIu64 ",\"env\":\"%s\",\"request_id\":\"%s\"%s",
              method, path, status, bytes, clock_mono_ms() - started, env_id ? env_id : "",
-             request_id);
+             request_id, extra);
     /* the path is the route's template: ids and tokens in URLs never reach the log */
-    log_emit(LOG_LVL_INFO, "http.access", fields, "%.*s %s %d", (int)req->method.len,
-             req->method.base, tmpl, status);
+    log_emit(LOG_LVL_INFO, "http.access", fields, "%.*s %s %d", (int)method_n, method_s, tmpl,
+             status);
+}
+
+static void gw_access_log(h2o_req_t *req, const char *tmpl, const struct gw_route *route,
+                          int status, size_t bytes, uint64_t started, uint64_t started_us,
+                          const char *env_id, const char *request_id)
+{
+    gw_access_line(req->method.base, req->method.len, tmpl, route, status, bytes, started,
+                   started_us, env_id, request_id, "");
+}
+
+void gw_stream_log_end(const struct gw_stream_log *log, uint64_t bytes, uint64_t records,
+                       bool cut)
+{
+    char extra[96];
+    snprintf(extra, sizeof(extra), ",\"stream\":true,\"records\":%" PRIu64 "%s", records,
+             cut ? ",\"cut\":true" : "");
+    gw_access_line(log->method, strlen(log->method), log->route->pattern, log->route,
+                   log->status, bytes, log->started_mono, log->started_us, log->env_id,
+                   log->request_id, extra);
 }
 
 void gw_send_plain(h2o_req_t *req, int status, const char *body, size_t n, const char *tmpl,
@@ -281,7 +301,8 @@ void gw_respond_bytes(struct gw_call *c, int status, const char *content_type, c
     gw_call_send(c, status, content_type, body, n, 0);
 }
 
-h2o_req_t *gw_call_stream(struct gw_call *c, int status, const char *content_type)
+h2o_req_t *gw_call_stream(struct gw_call *c, int status, const char *content_type,
+                          struct gw_stream_log *log)
 {
     h2o_req_t *req = c->req;
     if (req) {
@@ -301,9 +322,13 @@ h2o_req_t *gw_call_stream(struct gw_call *c, int status, const char *content_typ
                strlen(c->request_id));
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                        strlen(content_type));
-        gw_access_log(req, c->route->pattern, c->route, status, 0, c->started_mono,
-                      c->started_us, c->auth.env.id,
-                      c->request_id);
+        log->route = c->route;
+        log->status = status;
+        log->started_mono = c->started_mono;
+        log->started_us = c->started_us;
+        snprintf(log->method, sizeof(log->method), "%.*s", (int)req->method.len, req->method.base);
+        snprintf(log->env_id, sizeof(log->env_id), "%s", c->auth.env.id);
+        snprintf(log->request_id, sizeof(log->request_id), "%s", c->request_id);
     }
     gw_call_free(c);
     return req;

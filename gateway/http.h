@@ -163,13 +163,30 @@ void gw_respond_err(struct gw_call *c, err_t rc, const char *what);
 void gw_respond_too_large(struct gw_call *c);
 /* The 403 body of the contract. reason is the text after "Unauthorized: ". */
 void gw_respond_forbidden(struct gw_call *c, const char *reason);
+/* What a streamed response's access log line needs once its call is gone (gw_call_stream). */
+struct gw_stream_log {
+    const struct gw_route *route;
+    char method[16];
+    char env_id[64];
+    char request_id[24];
+    int status;
+    uint64_t started_mono, started_us;
+};
+
 /*
  * Ends the call for a streamed response: sets status, CORS (every header
- * exposed), the request id and content type, writes the access log line
- * (the stream's end is logged by its owner), and returns the request for
- * the caller to h2o_start_response on; NULL when the client has gone.
+ * exposed), the request id and content type, fills *log for the stream's
+ * owner, and returns the request for the caller to h2o_start_response on;
+ * NULL when the client has gone (*log untouched).
  */
-h2o_req_t *gw_call_stream(struct gw_call *c, int status, const char *content_type);
+h2o_req_t *gw_call_stream(struct gw_call *c, int status, const char *content_type,
+                          struct gw_stream_log *log);
+/*
+ * The access log line and the request's figures of a stream that ended: after the last byte
+ * was handed to h2o, or when the client left. cut says the client was cut off for not reading.
+ */
+void gw_stream_log_end(const struct gw_stream_log *log, uint64_t bytes, uint64_t records,
+                       bool cut);
 /*
  * Where clients reach this gateway (no trailing slash): TETHER_GW_PUBLIC_URL; else the
  * request's Host when TETHER_GW_ALLOWED_HOSTS admitted it; else the listen address. Every

@@ -61,6 +61,14 @@ wait "${pids[@]}" 2>/dev/null
 none_open() { [[ $(metric tether_sse_connections) == 0 ]]; }
 ok "and none once their clients left" wait_for 10000 none_open
 ok "their records are counted when they end (3 x 40)" test "$(metric tether_sse_records_total)" -ge 120
+# their access log lines are written at their end, with what they sent
+sse_lines() {
+  grep '"http.access"' "$TREE_LOG" |
+    jq -c 'select(.stream == true and .path == "/realtime/v1/sessions/:session/:io")' 2>/dev/null
+}
+ended_logged() { [[ $(sse_lines | jq -s 'map(select(.records >= 40 and .status == 200)) | length') -ge 3 ]]; }
+ok "each stream's access log line comes at its end, with its 40 records" wait_for 5000 ended_logged
+is "$(sse_lines | jq -s 'map(select(.records >= 40)) | all(.bytes > 40 * 10 and .duration_ms >= 100)')" true   "with the bytes sent and the whole duration"
 
 # a scrape under load
 for w in 1 2 3 4; do
