@@ -42,10 +42,16 @@ struct bus {
     struct bus_sub *subs;
     struct bus_pub *pubs;
 
-    /* tap */
+    /* tap: records are batched (bus_tap.c) and sent by a timer while anyone listens */
     bool tap_open;
     nng_socket tap;
     atomic_uint tap_pipes;
+    nng_mtx *tap_mtx;   /* guards what follows */
+    nng_cv *tap_cv;     /* wakes the flusher: a listener came, or the bus closes */
+    nng_msg *tap_batch; /* records packed so far, or NULL */
+    bool tap_batch_bad; /* a record did not fit: the batch ends with it cut, so it is dropped */
+    bool tap_closing;
+    nng_thread *tap_flusher;
 
     /* faults */
     nng_mtx *fmtx;
@@ -71,6 +77,10 @@ void bus_socket_tune(struct bus *b, nng_socket s);
 
 /* Dials each URL of a comma-separated list (non-blocking: retried in the background). */
 err_t bus_dial_all(struct bus *b, nng_socket s, const char *urls, const char *what);
+
+/* Tap: a batch of records is sent every this many ms while anyone listens, or once this big. */
+#define BUS_TAP_FLUSH_MS 20
+#define BUS_TAP_BATCH_BYTES (16 * 1024)
 
 /* Tap: mirrors one message if someone listens. env_bytes is the encoded envelope. */
 void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *topic,

@@ -2,7 +2,7 @@
  * bus_test.c - the bus inside one process: a server thread and a client.
  * Round trips, error replies, deadlines, a request the server drops as
  * expired, malformed messages from a raw peer, exact-topic events, fault
- * parsing and injection, and the tap's listener count; a held reply (sent
+ * parsing and injection, the tap's listener count and its batches; a held reply (sent
  * only when released, or replaced by an error) and a duplicated request
  * that keeps its origin and req_id.
  */
@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
 
 #include "bus.h"
@@ -358,6 +359,77 @@ T_TEST(log_escape)
     T_STREQ(out, "abc");
 }
 
+/* The tap sends batches: every record of every message decodes, and 40 calls arrive as fewer
+ * messages than records, within the flush interval. */
+T_TEST(tap_batches)
+{
+    nng_socket sub;
+    char tap_url[300];
+    unsigned records = 0, messages = 0, in = 0, out = 0, bad = 0;
+    snprintf(tap_url, sizeof(tap_url), "ipc://%s/tap/test-server.ipc", dir);
+    T_ASSERT(nng_sub0_open(&sub) == 0);
+    T_ASSERT(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0) == 0);
+    T_ASSERT(nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 200) == 0);
+    T_ASSERT(nng_dial(sub, tap_url, NULL, 0) == 0);
+    for (int i = 0; i < 200 && bus_tap_listeners(srv) == 0; i++)
+        usleep(5000);
+    T_EQ(bus_tap_listeners(srv), 1u);
+
+    struct mp_writer w;
+    body_with(&w, "tapped");
+    unsigned failed = 0;
+    for (int i = 0; i < 40; i++) {
+        struct bus_msg m;
+        if (bus_call_sync(peer, MSG_BUS_ECHO, mp_writer_data(&w), mp_writer_len(&w), 2000, &m) !=
+            OK)
+            failed++;
+        else
+            bus_msg_free(&m);
+    }
+    mp_writer_fini(&w);
+    T_EQ(failed, 0u);
+
+    uint64_t t0 = clock_mono_ms();
+    while (records < 80 && clock_mono_ms() - t0 < 2000) {
+        char *buf;
+        size_t n;
+        if (nng_recv(sub, &buf, &n, NNG_FLAG_ALLOC) != 0)
+            continue;
+        messages++;
+        struct mp_reader r;
+        mp_reader_init(&r, buf, n);
+        while (mp_reader_left(&r) > 0) {
+            uint32_t fields;
+            uint64_t ts, inst;
+            struct slice proc, d, peer_name, topic, envb;
+            struct envelope env;
+            if (mp_read_array(&r, &fields) != OK || fields != 7 || mp_read_uint(&r, &ts) != OK ||
+                mp_read_str(&r, &proc) != OK || mp_read_uint(&r, &inst) != OK ||
+                mp_read_str(&r, &d) != OK || mp_read_str_or_nil(&r, &peer_name) != OK ||
+                mp_read_str_or_nil(&r, &topic) != OK || mp_read_bin(&r, &envb) != OK ||
+                env_decode(envb.p, envb.n, &env) != OK) {
+                bad++;
+                break;
+            }
+            if (env.type != MSG_BUS_ECHO)
+                continue;
+            records++;
+            if (slice_eq(d, "in") && env.kind == ENV_REQUEST)
+                in++;
+            else if (slice_eq(d, "out") && env.kind == ENV_REPLY)
+                out++;
+        }
+        nng_free(buf, n);
+    }
+    T_EQ(bad, 0u);
+    T_EQ(in, 40u);
+    T_EQ(out, 40u);
+    T_ASSERT(messages < records);
+    T_ASSERT(nng_close(sub) == 0);
+    for (int i = 0; i < 200 && bus_tap_listeners(srv) != 0; i++)
+        usleep(5000);
+}
+
 int main(void)
 {
     pthread_t th;
@@ -389,6 +461,8 @@ int main(void)
     T_RUN(duplicate_keeps_request_id);
     T_RUN(traceparent);
     T_RUN(log_escape);
+    T_ASSERT(bus_tap_listeners(srv) == 0);
+    T_RUN(tap_batches);
     T_ASSERT(bus_tap_listeners(srv) == 0);
 
     srv_stop = 1;
