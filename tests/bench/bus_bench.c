@@ -7,11 +7,13 @@
  * The client keeps N bus.echo calls in flight for S seconds and prints one
  * JSON line with the completed calls per second. --tap idle opens the tap
  * sockets with nobody connected (the production default); --tap listening
- * also drains both taps from a subscriber thread.
+ * also drains both taps from a third process, as `tetherctl tap` would: a
+ * listener inside the client would share its nng poll thread and measure
+ * itself, not the tap.
  */
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,18 +99,33 @@ static void bench_issue(struct bench *bn)
         bn->errors++;
 }
 
-static void *bench_drain_tap(void *arg)
+/*
+ * The listener: one SUB socket dialling both taps, taking everything until SIGTERM. It
+ * never closes its socket: nng 1.5's nng_close of a SUB socket still taking messages at
+ * full rate hangs now and then in its reaper; _exit closes it.
+ */
+static int bench_listener(void)
 {
-    nng_socket *s = arg;
-    for (;;) {
+    nng_socket sub;
+    char url[300];
+    signal(SIGTERM, bench_on_term);
+    if (nng_sub0_open(&sub) != 0)
+        return 1;
+    (void)nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+    (void)nng_socket_set_size(sub, NNG_OPT_RECVMAXSZ, 8 << 20);
+    (void)nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 100);
+    (void)nng_socket_set_ms(sub, NNG_OPT_RECONNMINT, 10);
+    snprintf(url, sizeof(url), "ipc://%s/tap/bench-server.ipc", bench_dir);
+    (void)nng_dial(sub, url, NULL, NNG_FLAG_NONBLOCK);
+    snprintf(url, sizeof(url), "ipc://%s/tap/bench-client.ipc", bench_dir);
+    (void)nng_dial(sub, url, NULL, NNG_FLAG_NONBLOCK);
+    while (!bench_stop) {
         char *buf;
         size_t n;
-        int rv = nng_recv(*s, &buf, &n, NNG_FLAG_ALLOC);
-        if (rv == NNG_ECLOSED)
-            return NULL;
-        if (rv == 0)
+        if (nng_recv(sub, &buf, &n, NNG_FLAG_ALLOC) == 0)
             nng_free(buf, n);
     }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -133,9 +150,13 @@ int main(int argc, char **argv)
     if (mkdir(bench_dir, 0755) != 0)
         return 1;
 
+    bool listening = strcmp(tap, "listening") == 0;
     pid_t srv = fork();
     if (srv == 0)
         _exit(bench_server(tap_on));
+    pid_t lis = listening ? fork() : -1;
+    if (lis == 0)
+        _exit(bench_listener());
 
     struct bus *b;
     struct bench bn = {0};
@@ -147,21 +168,6 @@ int main(int argc, char **argv)
     bus_actor_url(b, "bench-server", 0, url, sizeof(url));
     if (bus_peer_open(b, "bench-server", url, &bn.peer) != OK)
         return 1;
-
-    nng_socket sub;
-    pthread_t drain;
-    bool listening = strcmp(tap, "listening") == 0;
-    if (listening) {
-        char t1[300], t2[300];
-        snprintf(t1, sizeof(t1), "ipc://%s/tap/bench-server.ipc", bench_dir);
-        snprintf(t2, sizeof(t2), "ipc://%s/tap/bench-client.ipc", bench_dir);
-        nng_sub0_open(&sub);
-        nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);
-        nng_socket_set_size(sub, NNG_OPT_RECVMAXSZ, 8 << 20);
-        nng_dial(sub, t1, NULL, NNG_FLAG_NONBLOCK);
-        nng_dial(sub, t2, NULL, NNG_FLAG_NONBLOCK);
-        pthread_create(&drain, NULL, bench_drain_tap, &sub);
-    }
 
     struct mp_writer w;
     char *payload = calloc(1, size + 1);
@@ -177,6 +183,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < 100 && bus_call_sync(bn.peer, MSG_BUS_ECHO, NULL, 0, 100, &m) != OK; i++)
         ;
     bus_msg_free(&m);
+    for (int i = 0; listening && i < 100 && bus_tap_listeners(b) == 0; i++)
+        usleep(10 * 1000);
     for (unsigned i = 0; i < inflight; i++)
         bench_issue(&bn);
     uint64_t t0 = clock_mono_ms(), start = 0;
@@ -205,10 +213,12 @@ int main(int argc, char **argv)
            "\"calls_per_s\":%.0f,\"errors\":%lu,\"tap_listeners\":%u}\n",
            tap, inflight, size, secs, bn.done, (double)bn.done / secs, bn.errors,
            bus_tap_listeners(b));
+    if (lis > 0) {
+        kill(lis, SIGTERM);
+        waitpid(lis, NULL, 0);
+    }
     kill(srv, SIGTERM);
     waitpid(srv, NULL, 0);
-    if (listening)
-        nng_close(sub);
     bus_close(b);
     mp_writer_fini(&w);
     free(payload);
