@@ -96,6 +96,9 @@ $(BUILD)/bin/gateway: $(call obj,$(GW_SRC)) $(LIBTETHER)
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_GW) $(LIBS_STORE) $(LIBS_CORE)
 
+# console.c assembles the page in (.incbin), which the compiler's -MMD does not see
+$(call obj,gateway/console.c): gateway/console/index.html
+
 $(BUILD)/bin/supervisor: $(call obj,$(SV_SRC)) $(LIBTETHER)
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  LD      $@")

@@ -37,6 +37,7 @@ done
 
 cat >&2 <<MSG
   Secret key (development environment): $key
+  Console:        $URL/console (sign in with that key)
   Try it:
     curl -X POST -H "Authorization: Bearer $key" $URL/api/v1/auth/jwt/claims
     curl -H "Authorization: Bearer $key" $URL/healthz

@@ -26,8 +26,11 @@ enum {
     GW_ACTOR_WAITPOINT_REGISTRY,
     GW_ACTOR_CH_REPLICATOR,
     GW_NACTORS,
+    /* not an actor: the supervisor's control socket, asked by the console (console.c) */
+    GW_PEER_SUPERVISOR = GW_NACTORS,
+    GW_NPEERS,
 };
-extern const char *const gw_actor_names[GW_NACTORS];
+extern const char *const gw_actor_names[GW_NPEERS];
 
 struct gw_cfg {
     char *http_host;
@@ -59,7 +62,7 @@ struct gw {
     h2o_socket_t *listener;
     h2o_socket_t *bus_sock, *sig_sock, *parent_sock;
     struct bus *bus;
-    struct bus_peer *actors[GW_NACTORS];
+    struct bus_peer *actors[GW_NPEERS]; /* indexed by the enum above */
     unsigned inflight;        /* HTTP requests waiting on the bus */
     struct gw_runs *runs;     /* long-polling dequeues (h_runs.c); made on first use */
     struct gw_holds *holds;   /* long-polling holds (h_waitpoints.c); made on first use */
@@ -85,5 +88,10 @@ err_t gw_sessions_open(struct gw *gw);
 
 /* healthz.c */
 int gw_on_healthz(struct gw *gw, h2o_req_t *req);
+
+/* console.c: GET /console, the page compiled in */
+int gw_on_console(struct gw *gw, h2o_req_t *req);
+/* Dials the supervisor's control socket (TETHER_SV_CONTROL_URL, else <bus>/supervisor.ipc). */
+err_t gw_console_peer_open(struct gw *gw);
 
 #endif

@@ -19,6 +19,9 @@ void gw_on_session_update(struct gw_call *c);
 void gw_on_session_close(struct gw_call *c);
 void gw_on_session_end_and_continue(struct gw_call *c);
 
+/* console.c: GET /api/v1/console/processes, the supervisor's sv.status for the console */
+void gw_on_console_processes(struct gw_call *c);
+
 /* h_sessions_list.c: GET /api/v1/sessions, served by the clickhouse-replicator */
 void gw_on_session_list(struct gw_call *c);
 

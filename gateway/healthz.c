@@ -21,9 +21,9 @@
 #include "mp.h"
 #include "msg.h"
 
-const char *const gw_actor_names[GW_NACTORS] = {
-    "session-manager", "run-manager", "stream-broker", "waitpoint-registry",
-    "clickhouse-replicator",
+const char *const gw_actor_names[GW_NPEERS] = {
+    "session-manager", "run-manager",           "stream-broker",
+    "waitpoint-registry", "clickhouse-replicator", "supervisor",
 };
 
 struct hz_result {

@@ -231,7 +231,7 @@ static void gw_resume_on_reply(void *arg, err_t rc, const struct envelope *env)
 err_t gw_call_bus(struct gw_call *c, unsigned actor, uint16_t type, const void *body, size_t n,
                   bus_reply_fn cb)
 {
-    if (actor >= GW_NACTORS)
+    if (actor >= GW_NPEERS)
         return ERR_INVAL;
     struct gw_resume *r = xmalloc(sizeof(*r));
     r->call = c;

@@ -84,6 +84,9 @@ static int gw_on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/metrics")))
         return gw_on_metrics(gw, req);
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/console")) ||
+        h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/console/")))
+        return gw_on_console(gw, req);
     if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/healthz")))
         return gw_http_on_req(gw, req);
     {
@@ -279,6 +282,8 @@ static int gw_run(struct gw *gw, int argc, char **argv)
     for (unsigned i = 0; i < GW_NACTORS; i++)
         if (bus_peer_open_actor(gw->bus, gw_actor_names[i], &gw->actors[i]) != OK)
             return EXIT_TEMPORARY;
+    if (gw_console_peer_open(gw) != OK)
+        return EXIT_TEMPORARY;
     if (gw_sessions_open(gw) != OK)
         return EXIT_TEMPORARY;
     rc = gw_metrics_open(gw, proc_instance());

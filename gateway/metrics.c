@@ -54,8 +54,8 @@ struct gw_m_slot {
     struct gw_m_hist request_duration[GW_M_ROWS];
     gw_m_gauge sse_open;
     gw_m_counter sse_total, sse_records, sse_bytes, feed_reads;
-    gw_m_counter bus[GW_NACTORS][GW_M_NBUS];
-    struct gw_m_hist bus_duration[GW_NACTORS];
+    gw_m_counter bus[GW_NPEERS][GW_M_NBUS];
+    struct gw_m_hist bus_duration[GW_NPEERS];
 };
 
 struct gw_m_file {
@@ -219,7 +219,7 @@ void gw_metrics_feed_read(void)
 
 void gw_metrics_bus(unsigned actor, enum gw_m_bus outcome, uint64_t started_us)
 {
-    if (!gw_m_mine || actor >= GW_NACTORS || outcome >= GW_M_NBUS)
+    if (!gw_m_mine || actor >= GW_NPEERS || outcome >= GW_M_NBUS)
         return;
     uint64_t now = clock_mono_us();
     gw_m_add(&gw_m_mine->bus[actor][outcome], 1);
@@ -231,7 +231,7 @@ void gw_metrics_bus(unsigned actor, enum gw_m_bus outcome, uint64_t started_us)
 static const char *const gw_m_other_names[GW_M_NOTHER] = {
     "/healthz",    "/livez",   "/metrics",   "(preflight)",
     "(unmatched)", "(method)", "(too long)", "(headers too large)",
-    "(host)",
+    "(host)",      "/console",
 };
 static const char *const gw_m_bus_names[GW_M_NBUS] = {"ok", "timeout", "unavailable", "error"};
 
@@ -357,7 +357,7 @@ static void gw_m_render(struct jbuf *b)
 
     jbuf_puts(b, "# HELP tether_gateway_bus_requests_total Bus requests made for HTTP calls, by "
                  "actor and outcome.\n# TYPE tether_gateway_bus_requests_total counter\n");
-    for (unsigned a = 0; a < GW_NACTORS; a++)
+    for (unsigned a = 0; a < GW_NPEERS; a++)
         for (unsigned o = 0; o < GW_M_NBUS; o++)
             jbuf_fmt(b,
                      "tether_gateway_bus_requests_total{actor=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
@@ -367,7 +367,7 @@ static void gw_m_render(struct jbuf *b)
     jbuf_puts(b, "# HELP tether_gateway_bus_request_duration_seconds Time from a bus request to "
                  "its answer or failure.\n"
                  "# TYPE tether_gateway_bus_request_duration_seconds histogram\n");
-    for (unsigned a = 0; a < GW_NACTORS; a++) {
+    for (unsigned a = 0; a < GW_NPEERS; a++) {
         snprintf(labels, sizeof(labels), "actor=\"%s\"", gw_actor_names[a]);
         gw_m_hist_lines(b, "tether_gateway_bus_request_duration_seconds", labels,
                         offsetof(struct gw_m_slot, bus_duration) + a * sizeof(struct gw_m_hist));

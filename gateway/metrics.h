@@ -39,6 +39,7 @@ enum gw_m_other {
     GW_M_TOO_LONG,  /* 414 */
     GW_M_HEADERS,   /* 431 */
     GW_M_HOST,      /* 421 */
+    GW_M_CONSOLE,   /* the console page */
     GW_M_NOTHER,
 };
 

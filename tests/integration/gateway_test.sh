@@ -106,6 +106,22 @@ diag "slow client closed after ${SLOW_MS}ms (TETHER_GW_REQ_TIMEOUT=1s)"
 req GET /livez
 is "$CODE" 200 "the gateway still serves"
 
+# --- the console: a page without data for anyone, the process view for a secret key
+req GET /console
+is "$CODE" 200 "/console serves the page"
+is "$(hdr content-type)" "text/html; charset=utf-8" "as HTML"
+ok "with a policy that keeps it to this origin, unframed" \
+  bash -c "grep -qi \"^content-security-policy: default-src 'none';.*connect-src 'self'.*frame-ancestors 'none'\" '$HDRS'"
+ok "the page holds no data: no key, no environment id" bash -c "! grep -qE 'tr_dev_[0-9A-Za-z]{20}|$ENV_ID' <<<\"\$1\"" _ "$BODY"
+req POST /console
+is "$CODE" 405 "POST /console is 405"
+req GET /api/v1/console/processes
+is "$CODE" 401 "the process view needs a key"
+req GET /api/v1/console/processes -H "Authorization: Bearer $KEY"
+is "$CODE" 200 "and answers a secret key"
+is "$(jq -r '[.children[].name] | index("stream-broker") != null' <<<"$BODY")" true "with the tree's children"
+is "$(jq -r '.leader | type' <<<"$BODY")" boolean "and the leader state"
+
 # --- key rotation: the old key works within its grace window, not after it
 NEW=$(ctl env rotate-key "$ENV_ID" --grace 2s)
 ok "rotate-key prints a new key" bash -c "[[ '$NEW' =~ ^tr_dev_[0-9A-Za-z]{20}$ && '$NEW' != '$KEY' ]]"
