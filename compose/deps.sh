@@ -25,6 +25,9 @@ PACKAGES=(
   # on a host with systemd, Debian also enables nginx.service on :80, which the bench never uses)
   # and gnuplot for the plots in docs/bench/
   nginx-light libnginx-mod-nchan gnuplot-nox
+  # the console's browser test (tests/compat/console.test.mjs): headless Chromium, driven by
+  # playwright-core from npm
+  chromium
 )
 
 # A command on PATH that makes the package unnecessary. nodejs/npm: the Debian packages conflict
