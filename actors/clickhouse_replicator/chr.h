@@ -233,7 +233,7 @@ struct chr {
     unsigned insert_failures_run; /* failed tries of the batch in flight */
     bool warned_keep;
     struct backoff ins_backoff;
-    uint64_t flush_timer, retry_timer, status_timer, lag_timer;
+    uint64_t flush_timer, retry_timer, status_timer, lag_timer, figures_timer;
 
     /* positions */
     uint64_t received_lsn;   /* end of the last XLogData or keepalive walEnd seen */

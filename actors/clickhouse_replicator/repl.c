@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "log.h"
 #include "mem.h"
+#include "pmetrics.h"
 
 #define CHR_PG_EPOCH_MS 946684800000ull /* 2000-01-01 in unix ms */
 
@@ -822,6 +823,15 @@ static void chr_lag_timer(struct loop *l, void *arg)
     chr->lag_timer = loop_timer_add(l, (uint64_t)chr->cfg.lag_log_ms, chr_lag_timer, chr);
 }
 
+/* The lag as /metrics shows it (pmetrics.h), every second: cheap, from what is in memory. */
+static void chr_figures_timer(struct loop *l, void *arg)
+{
+    struct chr *chr = arg;
+    pm_set(pm_series(PM_REPL_LAG, ""), (int64_t)chr_lag_ms(chr));
+    pm_set(pm_series(PM_REPL_LAG_BYTES, ""), (int64_t)chr_lag_bytes(chr));
+    chr->figures_timer = loop_timer_add(l, 1000, chr_figures_timer, chr);
+}
+
 void chr_repl_start(struct chr *chr)
 {
     chr->watched_fd = -1;
@@ -832,6 +842,7 @@ void chr_repl_start(struct chr *chr)
     chr->status_timer =
         loop_timer_add(chr->loop, (uint64_t)chr->cfg.status_ms, chr_status_timer, chr);
     chr->lag_timer = loop_timer_add(chr->loop, (uint64_t)chr->cfg.lag_log_ms, chr_lag_timer, chr);
+    chr_figures_timer(chr->loop, chr);
 }
 
 void chr_repl_stop(struct chr *chr)

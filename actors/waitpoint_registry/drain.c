@@ -21,6 +21,7 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "pmetrics.h"
 #include "wp.h"
 
 /* ---- Redis: the §12 registration (env-scoped key) ---- */
@@ -422,6 +423,22 @@ static void wp_sweep_end(struct wp *wp)
                                      wp_sweep_tick, wp);
 }
 
+/* tether_waitpoints_pending by kind (pmetrics.h); kinds with none left are set to 0. */
+static void wp_on_pending_count(void *arg, err_t rc, const PGresult *res)
+{
+    static const char *const kinds[] = {"MANUAL", "DURATION", "SESSION_STREAM"};
+    int64_t n[sizeof(kinds) / sizeof(kinds[0])] = {0};
+    (void)arg;
+    if (rc != OK)
+        return; /* the figure stays as last counted */
+    for (int i = 0; i < PQntuples(res); i++)
+        for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+            if (strcmp(PQgetvalue(res, i, 0), kinds[k]) == 0)
+                n[k] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        pm_set(pm_seriesf(PM_WAITPOINTS_PENDING, "kind=\"%s\"", kinds[k]), n[k]);
+}
+
 static void wp_sweep_tick(struct loop *l, void *arg)
 {
     struct wp *wp = arg;
@@ -444,7 +461,12 @@ static void wp_sweep_tick(struct loop *l, void *arg)
     if (rc != OK) {
         LOG_DEBUG("wp.sweep_failed", "could not read pending waitpoints: %s", err_str(rc));
         wp_sweep_end(wp);
+        return;
     }
+    (void)db_pg_async_exec(wp->pg,
+                           "SELECT kind, count(*) FROM waitpoints WHERE status = 'PENDING'"
+                           " GROUP BY kind",
+                           0, NULL, wp_on_pending_count, wp);
 }
 
 /* ---- the timer: due timeouts and durations ---- */
