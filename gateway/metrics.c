@@ -22,6 +22,7 @@
 #include "jbuf.h"
 #include "log.h"
 #include "metrics.h"
+#include "pmetrics.h"
 
 #define GW_M_MAX_ROUTES 64 /* gw_routes holds fewer; gw_metrics_open checks */
 #define GW_M_ROWS (GW_M_MAX_ROUTES + GW_M_NOTHER)
@@ -377,7 +378,6 @@ static void gw_m_render(struct jbuf *b)
 int gw_on_metrics(struct gw *gw, h2o_req_t *req)
 {
     uint64_t started = clock_mono_ms();
-    (void)gw;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
         !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
         static const char body[] = "{\"error\":\"Method not allowed\"}";
@@ -388,6 +388,7 @@ int gw_on_metrics(struct gw *gw, h2o_req_t *req)
     struct jbuf b = {0};
     if (gw_m)
         gw_m_render(&b);
+    pm_render_dir(gw->cfg.run_dir, &b); /* the actors' and the supervisor's (pmetrics.h) */
     if (b.err != OK) {
         static const char body[] = "{\"error\":\"Internal Server Error\"}";
         jbuf_free(&b);

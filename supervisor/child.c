@@ -29,6 +29,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "pmetrics.h"
 #include "proc.h"
 
 extern char **environ;
@@ -332,6 +333,7 @@ void sv_child_exited(struct sv *sv, pid_t pid, int status)
     if (now + delay < c->last_spawn_mono + (uint64_t)sv->sv.min_restart_ms)
         delay = c->last_spawn_mono + (uint64_t)sv->sv.min_restart_ms - now;
     c->restarts++;
+    pm_add(pm_seriesf(PM_SV_RESTARTS, "child=\"%s\"", c->name), 1);
     LOG_WARN("sv.died", "%s: pid %d died (%s) after %" PRIu64 "ms; restarting in %" PRIu64 "ms",
              c->name, (int)pid, c->last_exit, now - c->spawned_mono, delay);
     sv_set_state(c, SV_BACKOFF);

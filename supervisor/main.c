@@ -23,6 +23,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "pmetrics.h"
 #include "proc.h"
 #include "sv.h"
 
@@ -97,9 +98,22 @@ static void sv_leader_timer(struct loop *l, void *arg)
     (void)loop_timer_add(l, (uint64_t)sv->sv.leader_ttl_ms / 6, sv_leader_timer, sv);
 }
 
+/* The figures /metrics shows of this node's tree (pmetrics.h), refreshed every second. */
+static void sv_figures(const struct sv *sv)
+{
+    for (unsigned i = 0; i < sv->nchildren; i++) {
+        const struct sv_child *c = &sv->children[i];
+        pm_set(pm_seriesf(PM_SV_CHILD_UP, "child=\"%s\"", c->name), c->state == SV_UP);
+        pm_add(pm_seriesf(PM_SV_RESTARTS, "child=\"%s\"", c->name), 0); /* there from the start */
+    }
+    pm_set(pm_series(PM_SV_LEADER, ""), sv->leader);
+    pm_set(pm_series(PM_SV_FENCING_TOKEN, ""), sv->leader ? (int64_t)sv->fencing_token : 0);
+}
+
 static void sv_faults_timer(struct loop *l, void *arg)
 {
     struct sv *sv = arg;
+    sv_figures(sv);
     sv_faults_publish(sv); /* again and again: a restarted process catches up within 1 s */
     sv_reconcile(sv);      /* and time-based rules (start timeouts) are seen without an event */
     (void)loop_timer_add(l, 1000, sv_faults_timer, sv);
@@ -204,6 +218,7 @@ static int sv_run(struct sv *sv, int argc, char **argv)
 
     if (sv_prepare_dirs(sv) != OK)
         return EXIT_TEMPORARY;
+    (void)pm_open(getenv("TETHER_RUN_DIR"), "supervisor"); /* uncounted without it */
     if (sv_take_lock(sv) != OK)
         return EXIT_PERMANENT;
     if (sv_children_build(sv) != OK)

@@ -15,6 +15,7 @@
 #include "actor_once.h"
 #include "clock.h"
 #include "log.h"
+#include "pmetrics.h"
 #include "mp.h"
 #include "msg.h"
 #include "proc.h"
@@ -332,6 +333,8 @@ static int actor_run(struct actor *a, int argc, char **argv)
     if (cfg_common_apply(&a->cfg, proc_child_name(spec->name)) != OK)
         return EXIT_PERMANENT;
     a->started_mono = clock_mono_ms();
+    /* figures are a view, not a duty: without the file the actor serves on, uncounted */
+    (void)pm_open(a->cfg.run_dir, proc_child_name(spec->name));
 
     /* signals first: nng's threads must inherit the blocked mask */
     if (loop_init(&a->loop) != OK || loop_signals(&a->loop, sigs, 3, actor_on_signal, a) != OK)
@@ -434,6 +437,7 @@ int actor_main(const struct actor_spec *spec, int argc, char **argv)
         tables[ntables++] = (struct cfg_table)CFG_TABLE(actor_once_defs, &a);
     if (spec->cfg)
         tables[ntables++] = (struct cfg_table){spec->cfg, spec->ncfg, spec->cfg_base};
+    pm_close();
     cfg_free(tables, ntables);
     if (code == 0)
         LOG_INFO("actor.stopped", "stopped");

@@ -7,6 +7,7 @@
  * own context; anything for the owner goes through bus_queue_push().
  */
 #include "bus_int.h"
+#include "pmetrics.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -357,6 +358,7 @@ struct bus_req {
     struct bus_server *srv;
     nng_msg *msg;
     struct envelope env;
+    uint64_t started_us; /* when its handler was called, for the figures (pmetrics.h) */
     bool hold;     /* bus_req_hold: the reply is built and kept, not sent */
     nng_msg *held; /* the reply kept (its envelope in held_env) */
     struct envelope held_env;
@@ -399,6 +401,7 @@ static void bus_req_run(struct bus_item *it)
         LOG_DEBUG("bus.expired", "dropping %s request %" PRIx64 " from %s: deadline passed %" PRIu64
                                  "ms ago",
                   msg_name(r->env.type), r->env.req_id, r->env.sender, now - r->env.deadline_ms);
+        pm_add(pm_seriesf(PM_BUS_DEADLINE_MISSED, "type=\"%s\"", msg_name(r->env.type)), 1);
         nng_msg_free(r->msg);
         r->msg = NULL;
         if (r->sc)
@@ -408,6 +411,7 @@ static void bus_req_run(struct bus_item *it)
         return;
     }
     r->bus->inflight++;
+    r->started_us = clock_mono_us();
     log_context_set(r->env.req_id, r->env.trace_id);
     r->srv->fn(r, r->srv->arg);
     log_context_clear();
@@ -475,6 +479,8 @@ static void bus_sctx_cb(void *arg)
             return;
         }
         bus_tap_emit(b, "in", sc->req.env.sender, NULL, nng_msg_body(m), nng_msg_len(m));
+        if (sc->req.env.attempt > 1)
+            pm_add(pm_seriesf(PM_BUS_RESENDS, "type=\"%s\"", msg_name(sc->req.env.type)), 1);
         switch (bus_fault_decide(b, &delay)) {
         case BUS_FAULT_DROP:
             nng_msg_free(m);
@@ -554,6 +560,16 @@ static err_t bus_req_send(struct bus_req *r, nng_msg *m, err_t rc)
     return OK;
 }
 
+/* The request's figures (pmetrics.h): its outcome and how long its handler took. */
+static void bus_req_count(const struct bus_req *r, const char *outcome)
+{
+    const char *type = msg_name(r->env.type);
+    uint64_t now = clock_mono_us();
+    pm_add(pm_seriesf(PM_BUS_REQUESTS, "type=\"%s\",outcome=\"%s\"", type, outcome), 1);
+    pm_observe_us(pm_seriesf(PM_BUS_DURATION, "type=\"%s\"", type),
+                  now > r->started_us ? now - r->started_us : 0);
+}
+
 static err_t bus_req_finish(struct bus_req *r, uint8_t kind, err_t code, const char *emsg,
                             const void *body, size_t n)
 {
@@ -564,6 +580,7 @@ static err_t bus_req_finish(struct bus_req *r, uint8_t kind, err_t code, const c
     env.kind = kind;
     env.err_code = code;
     env.err_msg = emsg ? (struct slice){emsg, strnlen(emsg, ENV_ERRMSG_MAX)} : SLICE_NULL;
+    bus_req_count(r, kind == ENV_REPLY ? "ok" : err_name(code));
     memcpy(env.sender, r->bus->self, sizeof(env.sender));
     rc = bus_msg_build(&env, NULL, body, n, &m);
     if (r->hold && !r->held && rc == OK &&

@@ -9,8 +9,10 @@
 
 #include <curl/curl.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
+#include "pmetrics.h"
 
 #define DB_CH_BODY_MAX (64u << 20)
 
@@ -131,6 +133,7 @@ err_t db_ch_query(struct db_ch *c, const char *query, const char *data, size_t d
     if (data_n)
         memcpy(post + ql + 1, data, data_n);
     post[ql + 1 + data_n] = '\0';
+    uint64_t started_us = clock_mono_us();
     rc = db_ch_request(c, "/", post, ql + 1 + data_n, c->timeout_ms, &body, &status);
     free(post);
     c->last_code = 0;
@@ -141,6 +144,7 @@ err_t db_ch_query(struct db_ch *c, const char *query, const char *data, size_t d
                  body.p ? body.p : "");
         rc = status >= 500 ? ERR_UNAVAIL : ERR_INTERNAL;
     }
+    pm_store_call("clickhouse", started_us, rc);
     if (rc == OK && out) {
         *out = body.p ? body.p : xstrdup("");
         if (out_n)

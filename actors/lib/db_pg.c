@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
+#include "pmetrics.h"
 
 void db_pg_init(struct db_pg *db, const char *url, unsigned statement_timeout_ms)
 {
@@ -94,13 +96,16 @@ err_t db_pg_exec_bin(struct db_pg *db, const char *sql, int nparams, const char 
         return ERR_UNAVAIL;
     if (db_pg_ensure(db) != OK)
         return ERR_UNAVAIL;
+    uint64_t started_us = clock_mono_us();
     r = PQexecParams(db->conn, sql, nparams, NULL, params, lens, binary, 0);
     st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        pm_store_call("postgres", started_us, OK);
         *res = r;
         return OK;
     }
     if (PQstatus(db->conn) != CONNECTION_OK) {
+        pm_store_call("postgres", started_us, ERR_UNAVAIL);
         PQclear(r);
         db_pg_drop(db, PQerrorMessage(db->conn));
         return ERR_UNAVAIL;
@@ -109,6 +114,7 @@ err_t db_pg_exec_bin(struct db_pg *db, const char *sql, int nparams, const char 
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     err_t rc = db_pg_err_of_sqlstate(state);
+    pm_store_call("postgres", started_us, rc);
     LOG_WARN("db.pg_query_failed", "statement failed (%s, %s): %s", state ? state : "?",
              err_name(rc), primary ? primary : "no result");
     PQclear(r);

@@ -18,6 +18,7 @@
 #include "db_pg.h"
 #include "log.h"
 #include "mem.h"
+#include "pmetrics.h"
 
 #define DPA_TICK_MS 50
 
@@ -26,6 +27,7 @@ struct dpa_stmt {
     db_pg_async_fn fn;
     void *arg;
     uint64_t due_mono;
+    uint64_t started_us; /* for the figures (pmetrics.h) */
     bool got_null;  /* its results are in; the sync is next */
     err_t rc;       /* on the failed list: its outcome */
     PGresult *res;
@@ -85,6 +87,7 @@ static struct dpa_stmt *dpa_stmt_new(const char *sql, int nparams, const char *c
     st->fn = fn;
     st->arg = arg;
     st->due_mono = clock_mono_ms() + timeout_ms;
+    st->started_us = clock_mono_us();
     st->nparams = nparams;
     st->sql = w;
     w = stpcpy(w, sql) + 1;
@@ -100,6 +103,7 @@ static struct dpa_stmt *dpa_stmt_new(const char *sql, int nparams, const char *c
 /* Runs the statement's callback and frees it. */
 static void dpa_stmt_finish(struct dpa_stmt *st, err_t rc)
 {
+    pm_store_call("postgres", st->started_us, rc);
     st->fn(st->arg, rc, st->res);
     if (st->res)
         PQclear(st->res);

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
+#include "pmetrics.h"
 
 err_t db_redis_addr_parse(struct db_redis_addr *a, const char *url)
 {
@@ -126,13 +128,17 @@ err_t db_redis_cmd(struct db_redis *r, int argc, const char **argv, const size_t
     redisReply *rep;
     if (db_redis_ensure(r) != OK)
         return ERR_UNAVAIL;
+    uint64_t started_us = clock_mono_us();
     rep = redisCommandArgv(r->ctx, argc, argv, lens);
     if (!rep) {
+        pm_store_call("redis", started_us, ERR_UNAVAIL);
         db_redis_drop(r, r->ctx->errstr[0] ? r->ctx->errstr : "no reply");
         return ERR_UNAVAIL;
     }
     *reply = rep;
-    return rep->type == REDIS_REPLY_ERROR ? ERR_INTERNAL : OK;
+    err_t rc = rep->type == REDIS_REPLY_ERROR ? ERR_INTERNAL : OK;
+    pm_store_call("redis", started_us, rc);
+    return rc;
 }
 
 err_t db_redis_ping(struct db_redis *r)

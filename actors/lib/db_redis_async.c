@@ -19,6 +19,7 @@
 #include "db_redis.h"
 #include "log.h"
 #include "mem.h"
+#include "pmetrics.h"
 
 struct dra_cmd {
     struct dra_cmd *next;
@@ -26,6 +27,7 @@ struct dra_cmd {
     db_redis_async_fn fn; /* NULL for the connection's own AUTH / SELECT */
     void *arg;
     uint64_t due_mono;
+    uint64_t started_us; /* for the figures (pmetrics.h) */
 };
 
 struct db_redis_async {
@@ -216,6 +218,7 @@ static void dra_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     else
         rc = clock_mono_ms() >= c->due_mono ? ERR_TIMEOUT : ERR_UNAVAIL;
     if (c->fn) {
+        pm_store_call("redis", c->started_us, rc);
         c->fn(c->arg, rc, rep);
     } else if (rc == ERR_INTERNAL) {
         LOG_WARN("db.redis_setup_failed", "Redis refused AUTH or SELECT: %s", rep->str);
@@ -232,6 +235,7 @@ static err_t dra_send(struct db_redis_async *r, int argc, const char **argv, con
     c->fn = fn;
     c->arg = arg;
     c->due_mono = clock_mono_ms() + r->timeout_ms;
+    c->started_us = clock_mono_us();
     if (redisAsyncCommandArgv(r->ac, dra_on_reply, c, argc, argv, lens) != REDIS_OK) {
         free(c);
         return ERR_UNAVAIL;

@@ -1,7 +1,9 @@
 # metrics_test.sh - GET /metrics (docs/gateway.md#metrics): Prometheus text that promtool
 # accepts, idle and under load; figures shared by the gateway processes of a node (every scrape,
 # whichever process answers, shows every request) and kept across a gateway's kill -9; request
-# counts by route and status, SSE connections open, bus requests by actor.
+# counts by route and status, SSE connections open, bus requests by actor; and the actors' and
+# the supervisor's figures (actors/lib/pmetrics.h): requests by type and outcome, store calls,
+# children up and restarted, the leader, the replicator's lag, waitpoints pending.
 . "$(dirname "$0")/../lib/itest.sh"
 
 tree_start TETHER_GATEWAY_PROCS=2
@@ -95,6 +97,33 @@ is "$(metric "$APPEND")" "$before" "the appends counted before the kill are all 
 is "$(metric tether_gateway_starts_total)" $((starts + 1)) "one more gateway start"
 both() { [[ $(metric tether_gateway_processes) == 2 ]]; }
 ok "both processes count again" wait_for 5000 both
+
+# the actors' and the supervisor's figures, from their own files
+ok "the session-manager counts its session.create" \
+  test "$(metric 'tether_actor_bus_requests_total{process="session-manager",type="session.create",outcome="ok"}')" -ge 1
+ok "the stream-broker its appends, with their durations" \
+  test "$(metric 'tether_actor_bus_request_duration_seconds_count{process="stream-broker",type="stream.append"}')" -ge 640
+ok "store calls are timed: the stream-broker's Redis" \
+  test "$(metric 'tether_store_call_duration_seconds_count{process="stream-broker",store="redis"}')" -ge 1
+ok "and the session-manager's PostgreSQL" \
+  test "$(metric 'tether_store_call_duration_seconds_count{process="session-manager",store="postgres"}')" -ge 1
+is "$(metric 'tether_supervisor_child_up{process="supervisor",child="run-manager"}')" 1 "the supervisor shows its children up"
+is "$(metric 'tether_supervisor_leader{process="supervisor"}')" 1 "and that it is the leader"
+ok "the replicator shows its lag" test -n "$(metric 'tether_replicator_lag_seconds{process="clickhouse-replicator"}')"
+wp_counted() { [[ -n $(metric 'tether_waitpoints_pending{process="waitpoint-registry",kind="MANUAL"}') ]]; }
+ok "the waitpoint registry its pending waitpoints" wait_for 5000 wp_counted
+R='tether_supervisor_restarts_total{process="supervisor",child="stream-broker"}'
+A='tether_actor_bus_requests_total{process="stream-broker",type="stream.append",outcome="ok"}'
+r0=$(metric "$R")
+a0=$(metric "$A")
+pid=$(child_field stream-broker pid)
+kill -KILL "$pid"
+sb_back() { [[ $(child_field stream-broker pid) != "$pid" ]] && child_state_is stream-broker up; }
+ok "the stream-broker is restarted after kill -9" wait_for 15000 sb_back
+is "$(metric "$R")" $((r0 + 1)) "its restart is counted"
+is "$(metric "$A")" "$a0" "and its figures are still there: its file outlived it"
+scrape >"$OUT/actors.txt"
+ok "promtool check metrics accepts the whole node's scrape" promtool check metrics <"$OUT/actors.txt"
 
 grep -q '"level":"warn".*gw.metrics_unshared' "$TREE_LOG"
 is "$?" 1 "no gateway fell back to figures of its own"
