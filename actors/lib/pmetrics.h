@@ -55,7 +55,7 @@ struct pm_family {
     const char *name;
     enum pm_kind kind;
     const char *help;
-    unsigned scale; /* a gauge set in 1/scale of its unit (0: 1) */
+    unsigned scale; /* a gauge is set in 1/scale of its unit (1: in its unit) */
 };
 extern const struct pm_family pm_families[PM_NFAMILIES];
 
