@@ -1,12 +1,14 @@
 /*
  * env_fuzz.c - libFuzzer target for the wire decoders: env_decode (with a
- * re-encode round trip), mp_skip, mp_to_json and mp_to_json_masked.
+ * re-encode round trip), mp_skip, mp_to_json and mp_to_json_masked, and mp_cut (the tap's
+ * copy).
  *
  * Feeds: the whole input as one bus message (an envelope, or any msgpack).
  * Checks: a decoded envelope's slices lie in the input, its kind agrees with its
  * error code, and it encodes and decodes back to itself; what mp_skip skips is the
  * whole envelope; mp_to_json renders only what mp_skip accepts, and what it renders
- * is valid JSON of the length it reports.
+ * is valid JSON of the length it reports; mp_cut accepts exactly what mp_to_json accepts, and
+ * its copy renders (masked or not) as the input does.
  * Built and run by make fuzz (tests/fuzz/README.md); tests/golden/ holds valid
  * envelopes it starts from.
  */
@@ -17,6 +19,7 @@
 #include "envelope.h"
 #include "fuzz.h"
 #include "mp.h"
+#include "mpcut.h"
 #include "mpjson.h"
 
 #define check(cond) FUZZ_CHECK(cond) /* libFuzzer saves the input as a crash */
@@ -73,6 +76,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check(skip_rc == OK);
             check(out != NULL && strlen(out) == len);
             check(fuzz_json_valid(out, len)); /* NaN, keys, cut strings: still JSON */
+        }
+        if (rc == OK) {
+            /* the tap's cut copy shows a listener what the whole message would */
+            struct mp_writer c;
+            char *cut_out = NULL;
+            size_t cut_len;
+            mp_writer_init(&c);
+            check(mp_cut(data, size, 64, &c) == OK);
+            check((masked ? mp_to_json_masked : mp_to_json)(mp_writer_data(&c), mp_writer_len(&c),
+                                                            64, &cut_out, &cut_len) == OK);
+            check(cut_len == len && memcmp(cut_out, out, len) == 0);
+            free(cut_out);
+            mp_writer_fini(&c);
+        } else {
+            struct mp_writer c;
+            mp_writer_init(&c);
+            check(mp_cut(data, size, 64, &c) == ERR_PROTO);
+            mp_writer_fini(&c);
         }
         free(out);
     }
