@@ -81,6 +81,10 @@ err_t bus_dial_all(struct bus *b, nng_socket s, const char *urls, const char *wh
 /* Tap: a batch of records is sent every this many ms while anyone listens, or once this big. */
 #define BUS_TAP_FLUSH_MS 20
 #define BUS_TAP_BATCH_BYTES (16 * 1024)
+/* Tap: an envelope over BUS_TAP_CUT_AT bytes is published with its body cut for display
+ * (strings to BUS_TAP_STR_MAX bytes, bins as their length: what tetherctl shows of them). */
+#define BUS_TAP_CUT_AT 512
+#define BUS_TAP_STR_MAX 256
 
 /* Tap: mirrors one message if someone listens. env_bytes is the encoded envelope. */
 void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *topic,

@@ -19,7 +19,9 @@
 #include <nng/protocol/pubsub0/pub.h>
 
 #include "clock.h"
+#include "envelope.h"
 #include "log.h"
+#include "mpcut.h"
 
 void bus_tap_dir(const char *dir, char *out, size_t cap)
 {
@@ -164,14 +166,45 @@ static int bus_tap_pack_str(msgpack_packer *pk, const char *s)
     return msgpack_pack_str(pk, n) == 0 && msgpack_pack_str_body(pk, s, n) == 0 ? 0 : -1;
 }
 
+/*
+ * The envelope as a listener sees it: a large one with its body cut for display (mpcut.h:
+ * strings past BUS_TAP_STR_MAX bytes, bins as their length) into *cut, which the caller frees.
+ * The bytes a listener takes were what a listener cost; it renders the same text either way.
+ */
+static bool bus_tap_cut(const void *env_bytes, size_t n, struct mp_writer *cut)
+{
+    struct envelope env;
+    struct mp_writer body;
+    if (n <= BUS_TAP_CUT_AT || env_decode(env_bytes, n, &env) != OK || env.body.n == 0)
+        return false;
+    mp_writer_init(&body);
+    bool ok = mp_cut(env.body.p, env.body.n, BUS_TAP_STR_MAX, &body) == OK;
+    if (ok) {
+        env.body = (struct slice){mp_writer_data(&body), mp_writer_len(&body)};
+        mp_writer_init(cut);
+        ok = env_encode(cut, &env) == OK;
+        if (!ok)
+            mp_writer_fini(cut);
+    }
+    mp_writer_fini(&body);
+    return ok;
+}
+
 void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *topic,
                   const void *env_bytes, size_t n)
 {
     msgpack_packer pk;
     nng_msg *full = NULL;
+    struct mp_writer cut;
+    size_t whole = n;
 
     if (!b->tap_open || atomic_load_explicit(&b->tap_pipes, memory_order_relaxed) == 0)
         return;
+    bool was_cut = bus_tap_cut(env_bytes, n, &cut);
+    if (was_cut) {
+        env_bytes = mp_writer_data(&cut);
+        n = mp_writer_len(&cut);
+    }
     uint64_t ts = clock_wall_ms();
     nng_mtx_lock(b->tap_mtx);
     if (!b->tap_batch && nng_msg_alloc(&b->tap_batch, 0) == 0 &&
@@ -181,16 +214,19 @@ void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *
     }
     if (b->tap_batch) {
         msgpack_packer_init(&pk, b->tap_batch, bus_tap_sink);
-        bool ok = msgpack_pack_array(&pk, 7) == 0 && msgpack_pack_uint64(&pk, ts) == 0 &&
+        bool ok = msgpack_pack_array(&pk, 8) == 0 && msgpack_pack_uint64(&pk, ts) == 0 &&
                   bus_tap_pack_str(&pk, b->self) == 0 &&
                   msgpack_pack_uint64(&pk, b->instance) == 0 && bus_tap_pack_str(&pk, dir) == 0 &&
                   bus_tap_pack_str(&pk, peer) == 0 && bus_tap_pack_str(&pk, topic) == 0 &&
-                  msgpack_pack_bin(&pk, n) == 0 && msgpack_pack_bin_body(&pk, env_bytes, n) == 0;
+                  msgpack_pack_bin(&pk, n) == 0 && msgpack_pack_bin_body(&pk, env_bytes, n) == 0 &&
+                  msgpack_pack_uint64(&pk, whole) == 0;
         if (!ok) /* out of memory midway: the batch holds half a record */
             b->tap_batch_bad = true;
         if (!ok || nng_msg_len(b->tap_batch) >= BUS_TAP_BATCH_BYTES)
             full = bus_tap_take_locked(b);
     }
     nng_mtx_unlock(b->tap_mtx);
+    if (was_cut)
+        mp_writer_fini(&cut);
     bus_tap_send(b, full);
 }

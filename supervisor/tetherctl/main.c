@@ -345,7 +345,7 @@ static int tap_handle(struct mp_reader *r, const struct tap_filter *f, struct ta
                       unsigned *nrates)
 {
     uint32_t fields;
-    uint64_t ts, inst;
+    uint64_t ts, inst, bytes = 0;
     struct slice proc, dir, peer, topic, envb, extra;
     struct envelope env;
     char procs[64], peers[64], topics[256];
@@ -355,7 +355,9 @@ static int tap_handle(struct mp_reader *r, const struct tap_filter *f, struct ta
         mp_read_str_or_nil(r, &peer) != OK || mp_read_str_or_nil(r, &topic) != OK ||
         mp_read_bin(r, &envb) != OK)
         return -1;
-    for (uint32_t i = 7; i < fields; i++) /* fields a later tap may add */
+    if (fields >= 8 && mp_read_uint(r, &bytes) != OK) /* the envelope's size before its cut */
+        return -1;
+    for (uint32_t i = 8; i < fields; i++) /* fields a later tap may add */
         if (mp_skip(r, &extra) != OK)
             return -1;
     if (env_decode(envb.p, envb.n, &env) != OK)
@@ -396,9 +398,9 @@ static int tap_handle(struct mp_reader *r, const struct tap_filter *f, struct ta
         log_json_escape(env.err_msg.p, env.err_msg.n, esc, sizeof(esc));
     printf("{\"ts\":\"%s\",\"proc\":\"%s\",\"dir\":\"%.*s\",\"peer\":\"%s\",\"type\":\"%s\","
            "\"kind\":\"%s\",\"req\":\"%" PRIx64 "\",\"trace\":\"%s\",\"sender\":\"%s\","
-           "\"attempt\":%u,\"deadline_ms\":%" PRIu64,
+           "\"attempt\":%u,\"deadline_ms\":%" PRIu64 ",\"bytes\":%" PRIu64,
            tsbuf, procs, (int)dir.n, dir.p, peers, tname, tap_kind(env.kind), env.req_id,
-           env.trace_id, env.sender, env.attempt, env.deadline_ms);
+           env.trace_id, env.sender, env.attempt, env.deadline_ms, bytes ? bytes : envb.n);
     if (topic.p)
         printf(",\"topic\":\"%s\"", topics);
     if (env.kind == ENV_ERROR)
