@@ -130,7 +130,7 @@ T_TEST(state_without_destructor)
 T_TEST(bus_actor_checked)
 {
     struct gw_call *c = call_new();
-    T_ERR(gw_call_bus(c, GW_NACTORS, 0, NULL, 0, cont), ERR_INVAL);
+    T_ERR(gw_call_bus(c, GW_NPEERS, 0, NULL, 0, cont), ERR_INVAL);
     h2o_mem_clear_pool(&req.pool);
     gw_call_resume(c, cont, OK, NULL);
     T_EQ(gw.inflight, 0u);
