@@ -33,11 +33,15 @@ void gw_on_run_fail(struct gw_call *c);
 void gw_on_run_cancel(struct gw_call *c);
 void gw_on_run_get(struct gw_call *c);
 
-/* h_streams.c: a session's channels (the contract's §5.7-§5.9, §6) and the S2 endpoint */
-void gw_on_stream_init(struct gw_call *c);
+/* a session's channels (the contract's §5.7-§5.9, §6) and the S2 endpoint; the steps they
+ * share are h_streams.c's (streams_int.h) */
+/* h_realtime.c: append and the SSE subscription */
 void gw_on_stream_subscribe(struct gw_call *c);
 void gw_on_stream_append(struct gw_call *c);
+/* h_records.c */
 void gw_on_stream_records(struct gw_call *c);
+/* h_s2.c: the S2 credentials (PUT) and the S2-compatible endpoint */
+void gw_on_stream_init(struct gw_call *c);
 void gw_on_s2_append(struct gw_call *c);
 void gw_on_s2_read(struct gw_call *c);
 

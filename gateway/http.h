@@ -158,7 +158,7 @@ void gw_respond_err(struct gw_call *c, err_t rc, const char *what);
  * The 413 of every /api and /realtime route, whichever check refused: the contract's
  * {"error":"Request body too large"} (§1.2), CORS and x-should-retry: false included. The S2
  * endpoint has its own
- * (h_streams.c, in S2's error shape).
+ * (h_s2.c, in S2's error shape).
  */
 void gw_respond_too_large(struct gw_call *c);
 /* The 403 body of the contract. reason is the text after "Unauthorized: ". */

@@ -3,8 +3,9 @@
  * of a session-manager reply (proto/msg.c), looked up by the URL's
  * :session value, and authorized on its ids.
  *
- * Shared by the sessions API (h_sessions.c) and the realtime routes
- * (h_streams.c). Slices point into a reply or a copy the caller owns.
+ * Shared by the sessions API (h_sessions.c) and the routes of a session's
+ * channels (h_streams.c and its routes). Slices point into a reply or a copy
+ * the caller owns.
  */
 #ifndef TETHER_GW_SESSREF_H
 #define TETHER_GW_SESSREF_H

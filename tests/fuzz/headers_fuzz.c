@@ -1,9 +1,10 @@
 /*
  * headers_fuzz.c - libFuzzer target for what the gateway reads itself out of request headers
- * and query strings: the handlers' static parsers, reached by including their files (the
- * unit tests' way): Last-Event-ID (gw_last_event_start, gw_js_number), Timeout-Seconds and
- * the integer query values (gw_parse_u64), the three query-string readers (gw_query in
- * h_streams.c, gw_wp_query in h_waitpoints.c, gw_list_param in h_sessions_list.c), the
+ * and query strings: the handlers' parsers, reached by including their files (the unit
+ * tests' way): Last-Event-ID (gw_last_event_start, gw_js_number in h_realtime.c),
+ * Timeout-Seconds and the integer query values (gw_parse_u64), the three query-string
+ * readers (gw_query in h_streams.c, gw_wp_query in h_waitpoints.c, gw_list_param in
+ * h_sessions_list.c), the
  * sessions list's duration, cursor and comma lists, the waitpoints' durations and ISO dates
  * (timeout, wait.until), expiresAt (h_sessions.c), traceparent (bus_trace_from_traceparent)
  * and Content-Type: application/protobuf (gw_is_protobuf).
@@ -19,6 +20,9 @@
  */
 #include "../../gateway/h_sessions.c"
 #include "../../gateway/h_sessions_list.c"
+#include "../../gateway/h_realtime.c"
+#include "../../gateway/h_records.c"
+#include "../../gateway/h_s2.c"
 #include "../../gateway/h_streams.c"
 #include "../../gateway/h_waitpoints.c"
 
