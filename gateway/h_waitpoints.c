@@ -1036,7 +1036,7 @@ json_t *gw_wp_completed_json(struct slice m)
 
 /*
  * A hold with waitSeconds keeps the request open until the run has nothing pending, the
- * deadline passes, the client leaves or the gateway stops. Like a waiting dequeue (h_runs.c)
+ * deadline passes, the client leaves or the gateway stops. Like a waiting dequeue (h_dequeue.c)
  * it listens before its first try: it subscribes to the waitpoint-registry's
  * wp.completed.<env> events and asks run.suspend (hold) again on each one of its environment,
  * and every GW_HOLD_POLL_MS anyway (an event may be lost).
@@ -1076,7 +1076,7 @@ struct gw_hold {
 static void gw_hold_issue(struct gw_hold *h);
 static void gw_holds_on_event(void *arg, const char *topic, const struct envelope *env);
 
-/* The client of a waiting hold has gone (a peek: 0 bytes is its FIN; see h_runs.c). */
+/* The client of a waiting hold has gone (a peek: 0 bytes is its FIN; see h_dequeue.c). */
 static bool gw_hold_client_gone(struct gw_call *c)
 {
     char b;

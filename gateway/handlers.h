@@ -25,8 +25,9 @@ void gw_on_console_processes(struct gw_call *c);
 /* h_sessions_list.c: GET /api/v1/sessions, served by the clickhouse-replicator */
 void gw_on_session_list(struct gw_call *c);
 
-/* h_runs.c: the runs API and the worker API (docs/workers.md) */
+/* h_dequeue.c: the worker API's dequeue, which long-polls (docs/workers.md) */
 void gw_on_worker_dequeue(struct gw_call *c);
+/* h_runs.c: the runs API and the rest of the worker API */
 void gw_on_run_heartbeat(struct gw_call *c);
 void gw_on_run_complete(struct gw_call *c);
 void gw_on_run_fail(struct gw_call *c);
