@@ -65,7 +65,7 @@ struct gw {
     struct bus_peer *actors[GW_NPEERS]; /* indexed by the enum above */
     unsigned inflight;        /* HTTP requests waiting on the bus */
     struct gw_runs *runs;     /* long-polling dequeues (h_dequeue.c); made on first use */
-    struct gw_holds *holds;   /* long-polling holds (h_waitpoints.c); made on first use */
+    struct gw_holds *holds;   /* long-polling holds (h_run_suspend.c); made on first use */
     struct gw_feeds *feeds;   /* SSE subscribers of record streams (feed.c); made on first use */
     struct gw_sesscache *sessions; /* recent session rows (sesscache.h, sessref.c) */
     struct bus_sub *session_events; /* session.changed from the session-manager */

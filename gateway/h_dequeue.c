@@ -332,7 +332,7 @@ static json_t *gw_dq_item(struct gw_call *c, struct slice m)
                         gw_iso_or_null(gw_mp_u64(m, "lease_expires_at_ms", NULL)));
     json_object_set_new(o, "token", json_string(token));
     free(token);
-    /* a run resumed after a wait: the waitpoints it waited on, completed (h_waitpoints.c) */
+    /* a run resumed after a wait: the waitpoints it waited on, completed (h_run_suspend.c) */
     struct mp_reader rv;
     uint32_t nw;
     if (mp_map_find(m.p, m.n, "waitpoints", &rv) == OK && mp_read_array(&rv, &nw) == OK) {

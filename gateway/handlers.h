@@ -46,15 +46,19 @@ void gw_on_stream_init(struct gw_call *c);
 void gw_on_s2_append(struct gw_call *c);
 void gw_on_s2_read(struct gw_call *c);
 
-/* h_waitpoints.c: waitpoints and runs that wait (docs/waitpoint-registry.md, docs/workers.md) */
+/* waitpoints and runs that wait (docs/waitpoint-registry.md, docs/workers.md); what they share
+ * is h_waitpoints.c's (waitpoints_int.h) */
+/* h_waitpoints.c: a run waits on a session channel, a token or a duration */
 void gw_on_session_stream_wait(struct gw_call *c);
+void gw_on_run_wait_waitpoint(struct gw_call *c);
+void gw_on_run_wait_duration(struct gw_call *c);
+/* h_waitpoint_tokens.c */
 void gw_on_token_create(struct gw_call *c);
 void gw_on_token_list(struct gw_call *c);
 void gw_on_token_get(struct gw_call *c);
 void gw_on_token_complete(struct gw_call *c);
 void gw_on_token_callback(struct gw_call *c);
-void gw_on_run_wait_waitpoint(struct gw_call *c);
-void gw_on_run_wait_duration(struct gw_call *c);
+/* h_run_suspend.c: a worker gives a blocked run back, or holds it */
 void gw_on_run_suspend(struct gw_call *c);
 /* A completed waitpoint of a msgpack waitpoint object, as a resumed run carries it. */
 json_t *gw_wp_completed_json(struct slice m);

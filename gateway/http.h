@@ -85,8 +85,8 @@ struct gw_params {
     const char *bad; /* the first parameter ("session", "io", "run", "stream") that did not
                         decode, or NULL */
     err_t bad_rc;    /* why: ERR_INVAL (a bad escape or %00) or ERR_TOOBIG */
-    char waitpoint[128]; /* :waitpoint (h_waitpoints.c) */
-    char hash[80];       /* :hash, a token callback's HMAC (h_waitpoints.c) */
+    char waitpoint[128]; /* :waitpoint (h_waitpoint_tokens.c, h_waitpoints.c) */
+    char hash[80];       /* :hash, a token callback's HMAC (h_waitpoint_tokens.c) */
 };
 
 /* The environment a request acts in (from env.resolve_key / env.get). */

@@ -46,7 +46,8 @@ const struct gw_route gw_routes[] = {
     {GW_POST, "/s2/v1/streams/:stream/records", 0, GW_BODY_JSON_PROTO, ANY, gw_on_s2_append},
     {GW_GET, "/s2/v1/streams/:stream/records", 0, GW_BODY_RAW, ANY, gw_on_s2_read},
 
-    /* waitpoints (h_waitpoints.c, docs/waitpoint-registry.md) */
+    /* waitpoints (docs/waitpoint-registry.md): h_waitpoints.c, h_waitpoint_tokens.c and
+     * h_run_suspend.c */
     {GW_POST, "/api/v1/runs/:run/session-streams/wait", 10 * KIB, GW_BODY_JSON, GW_AUTH_SECRET,
      gw_on_session_stream_wait},
     {GW_POST, "/api/v1/waitpoints/tokens", 10 * KIB, GW_BODY_JSON, ANY, gw_on_token_create},

@@ -3,7 +3,7 @@
  * and query strings: the handlers' parsers, reached by including their files (the unit
  * tests' way): Last-Event-ID (gw_last_event_start, gw_js_number in h_realtime.c),
  * Timeout-Seconds and the integer query values (gw_parse_u64), the three query-string
- * readers (gw_query in h_streams.c, gw_wp_query in h_waitpoints.c, gw_list_param in
+ * readers (gw_query in h_streams.c, gw_wp_query in h_waitpoint_tokens.c, gw_list_param in
  * h_sessions_list.c), the
  * sessions list's duration, cursor and comma lists, the waitpoints' durations and ISO dates
  * (timeout, wait.until), expiresAt (h_sessions.c), traceparent (bus_trace_from_traceparent)
@@ -24,6 +24,8 @@
 #include "../../gateway/h_records.c"
 #include "../../gateway/h_s2.c"
 #include "../../gateway/h_streams.c"
+#include "../../gateway/h_run_suspend.c"
+#include "../../gateway/h_waitpoint_tokens.c"
 #include "../../gateway/h_waitpoints.c"
 
 #include "fuzz.h"

@@ -1,0 +1,353 @@
+/*
+ * h_run_suspend.c - POST /api/v1/runs/:run/suspend (docs/workers.md): a
+ * worker gives a blocked run back (run.suspend), or, with hold, keeps it
+ * until its waitpoints complete, long-polling with waitSeconds; and the
+ * completed waitpoints a resumed run carries (gw_wp_completed_json, also the
+ * dequeue's). What every waitpoint route shares is h_waitpoints.c's
+ * (waitpoints_int.h).
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "clock.h"
+#include "gw.h"
+#include "handlers.h"
+#include "log.h"
+#include "mem.h"
+#include "mp.h"
+#include "msg.h"
+#include "waitpoints_int.h"
+
+/* A completed waitpoint as a worker resumes with it (the SDK's CompletedWaitpoint). */
+json_t *gw_wp_completed_json(struct slice m)
+{
+    char id[128], kind[32], status[32], type[128];
+    struct mp_reader v;
+    struct slice out;
+    gw_wp_str(m, "id", id, sizeof(id));
+    gw_wp_str(m, "kind", kind, sizeof(kind));
+    gw_wp_str(m, "status", status, sizeof(status));
+    json_t *o = json_pack("{s:s,s:s,s:s}", "id", id, "type",
+                          strcmp(kind, "DURATION") == 0 ? "DATETIME" : "MANUAL", "status", status);
+    if (mp_map_find(m.p, m.n, "output", &v) == OK && mp_read_str(&v, &out) == OK)
+        json_object_set_new(o, "output", json_stringn(out.p, out.n));
+    if (gw_wp_str(m, "output_type", type, sizeof(type)))
+        json_object_set_new(o, "outputType", json_string(type));
+    json_object_set_new(o, "outputIsError", json_boolean(gw_wp_bool(m, "output_is_error")));
+    gw_wp_set_date(o, "completedAt", gw_wp_u64(m, "completed_at_ms"));
+    return o;
+}
+
+/*
+ * A hold with waitSeconds keeps the request open until the run has nothing pending, the
+ * deadline passes, the client leaves or the gateway stops. Like a waiting dequeue (h_dequeue.c)
+ * it listens before its first try: it subscribes to the waitpoint-registry's
+ * wp.completed.<env> events and asks run.suspend (hold) again on each one of its environment,
+ * and every GW_HOLD_POLL_MS anyway (an event may be lost).
+ */
+#define GW_HOLD_WAIT_MAX_S 60
+#define GW_HOLD_TICK_MS 200
+#define GW_HOLD_POLL_MS 2000
+
+struct gw_hold_topic {
+    struct gw_hold_topic *next;
+    char env_id[64];
+    unsigned refs;
+};
+
+struct gw_holds {
+    h2o_timeout_t tick;      /* GW_HOLD_TICK_MS, for every waiting hold */
+    struct bus_sub *sub;     /* the registry's events; NULL: polling only */
+    struct gw_hold *waiters; /* holds waiting */
+    struct gw_hold_topic *topics;
+};
+
+/* A suspend or hold in progress: the call's state (c->state). */
+struct gw_hold {
+    struct gw_call *c;
+    struct gw_hold *prev, *next; /* in gw_holds.waiters while listed */
+    bool listed;
+    h2o_timeout_entry_t tick;
+    bool hold;
+    uint64_t deadline_mono; /* 0: answer the first reply */
+    uint64_t next_poll_mono;
+    uint64_t pending;  /* what the last reply said */
+    bool calling;      /* a run.suspend is under way */
+    bool wake_pending; /* an event arrived during it: ask again at once */
+    char worker[132];
+};
+
+static void gw_hold_issue(struct gw_hold *h);
+static void gw_holds_on_event(void *arg, const char *topic, const struct envelope *env);
+
+/* The client of a waiting hold has gone (a peek: 0 bytes is its FIN; see h_dequeue.c). */
+static bool gw_hold_client_gone(struct gw_call *c)
+{
+    char b;
+    if (!c->req)
+        return true;
+    h2o_conn_t *conn = c->req->conn;
+    h2o_socket_t *sock =
+        conn && conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
+    if (!sock)
+        return false;
+    ssize_t n = recv(h2o_socket_get_fd(sock), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static struct gw_holds *gw_holds_get(struct gw *gw)
+{
+    char urls[BUS_URL_MAX * 8];
+    if (gw->holds)
+        return gw->holds;
+    struct gw_holds *r = xcalloc(1, sizeof(*r));
+    h2o_timeout_init(gw->ctx.loop, &r->tick, GW_HOLD_TICK_MS);
+    gw_events_urls(gw, "waitpoint-registry", urls, sizeof(urls));
+    if (!urls[0] || bus_sub_open(gw->bus, urls, gw_holds_on_event, gw, &r->sub) != OK) {
+        LOG_WARN("gw.holds_events", "cannot follow the waitpoint-registry's events; holds poll");
+        r->sub = NULL;
+    }
+    gw->holds = r;
+    return r;
+}
+
+static void gw_holds_topic_ref(struct gw_holds *r, const char *env_id, int delta)
+{
+    char topic[96];
+    struct gw_hold_topic **pp = &r->topics, *t;
+    for (; (t = *pp); pp = &t->next)
+        if (strcmp(t->env_id, env_id) == 0)
+            break;
+    snprintf(topic, sizeof(topic), "wp.completed.%s", env_id);
+    if (delta > 0) {
+        if (!t) {
+            t = xcalloc(1, sizeof(*t));
+            snprintf(t->env_id, sizeof(t->env_id), "%s", env_id);
+            t->next = r->topics;
+            r->topics = t;
+            if (r->sub && bus_sub_add(r->sub, topic) != OK)
+                LOG_WARN("gw.holds_events", "cannot subscribe to wp.completed of environment %s",
+                         env_id);
+        }
+        t->refs++;
+    } else if (t && --t->refs == 0) {
+        *pp = t->next;
+        if (r->sub)
+            (void)bus_sub_remove(r->sub, topic);
+        free(t);
+    }
+}
+
+/* Takes h off every list and timer; the caller then responds. */
+static void gw_hold_done(struct gw_hold *h)
+{
+    struct gw_holds *r = h->c->gw->holds;
+    if (h2o_timeout_is_linked(&h->tick))
+        h2o_timeout_unlink(&h->tick);
+    if (h->listed) {
+        if (h->prev)
+            h->prev->next = h->next;
+        else
+            r->waiters = h->next;
+        if (h->next)
+            h->next->prev = h->prev;
+        h->listed = false;
+        gw_holds_topic_ref(r, h->c->auth.env.id, -1);
+    }
+}
+
+static void gw_hold_respond_pending(struct gw_hold *h)
+{
+    struct gw_call *c = h->c;
+    gw_hold_done(h);
+    gw_respond_json(c, 200,
+                    json_pack("{s:b,s:I,s:[]}", "suspended", 0, "pending", (json_int_t)h->pending,
+                              "waitpoints"),
+                    0);
+}
+
+static void gw_hold_wake(struct gw_hold *h)
+{
+    if (h->calling) {
+        h->wake_pending = true;
+        return;
+    }
+    if (h2o_timeout_is_linked(&h->tick))
+        h2o_timeout_unlink(&h->tick);
+    gw_hold_issue(h);
+}
+
+static void gw_holds_on_event(void *arg, const char *topic, const struct envelope *env)
+{
+    struct gw *gw = arg;
+    struct gw_holds *r = gw->holds;
+    const char *env_id = topic + strlen("wp.completed.");
+    (void)env;
+    if (!r || strncmp(topic, "wp.completed.", strlen("wp.completed.")) != 0)
+        return;
+    for (struct gw_hold *h = r->waiters, *next; h; h = next) {
+        next = h->next; /* waking may finish h */
+        if (strcmp(h->c->auth.env.id, env_id) == 0)
+            gw_hold_wake(h);
+    }
+}
+
+static void gw_hold_on_tick(h2o_timeout_entry_t *entry)
+{
+    struct gw_hold *h = (struct gw_hold *)((char *)entry - offsetof(struct gw_hold, tick));
+    struct gw_call *c = h->c;
+    uint64_t now = clock_mono_ms();
+    if (gw_hold_client_gone(c) || c->gw->stopping || now >= h->deadline_mono) {
+        gw_hold_respond_pending(h);
+        return;
+    }
+    if (now >= h->next_poll_mono) {
+        gw_hold_issue(h);
+        return;
+    }
+    h2o_timeout_link(c->gw->ctx.loop, &c->gw->holds->tick, &h->tick);
+}
+
+static void gw_suspend_on_reply(void *arg, err_t rc, const struct envelope *env)
+{
+    struct gw_call *c = arg;
+    struct gw_hold *h = c->state;
+    struct mp_reader v;
+    uint32_t n = 0;
+    h->calling = false;
+    if (rc == OK && env && h->listed && !gw_wp_bool(env->body, "suspended") &&
+        (h->pending = gw_wp_u64(env->body, "pending")) > 0) {
+        /* still waiting: wait on, unless it is time to answer */
+        uint64_t now = clock_mono_ms();
+        if (gw_hold_client_gone(c) || c->gw->stopping || now >= h->deadline_mono) {
+            gw_hold_respond_pending(h);
+            return;
+        }
+        if (h->wake_pending) {
+            h->wake_pending = false;
+            gw_hold_issue(h);
+            return;
+        }
+        h->next_poll_mono = now + GW_HOLD_POLL_MS;
+        h2o_timeout_link(c->gw->ctx.loop, &c->gw->holds->tick, &h->tick);
+        return;
+    }
+    gw_hold_done(h);
+    if (rc == ERR_NOTFOUND) {
+        gw_respond_error(c, 404, GW_WP_RUN_NOT_FOUND, 0);
+        return;
+    }
+    if (rc == ERR_CONFLICT) {
+        gw_respond_error(c, 409, "run is no longer leased to this worker", GW_NO_RETRY);
+        return;
+    }
+    if (rc != OK || !env) {
+        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "run.suspend");
+        return;
+    }
+    json_t *wps = json_array();
+    if (mp_map_find(env->body.p, env->body.n, "waitpoints", &v) == OK &&
+        mp_read_array(&v, &n) == OK) {
+        for (uint32_t i = 0; i < n; i++) {
+            struct slice m;
+            if (mp_skip(&v, &m) != OK)
+                break;
+            json_array_append_new(wps, gw_wp_completed_json(m));
+        }
+    }
+    gw_respond_json(c, 200,
+                    json_pack("{s:b,s:I,s:o}", "suspended", gw_wp_bool(env->body, "suspended"),
+                              "pending", (json_int_t)gw_wp_u64(env->body, "pending"), "waitpoints",
+                              wps),
+                    0);
+}
+
+static void gw_hold_issue(struct gw_hold *h)
+{
+    struct gw_call *c = h->c;
+    struct mp_writer w;
+    mp_writer_init(&w);
+    mp_put_map(&w, 4);
+    mp_put_kv_str(&w, "env_id", c->auth.env.id);
+    mp_put_kv_str(&w, "run", c->params.run);
+    mp_put_kv_str(&w, "worker_id", h->worker[0] ? h->worker : NULL);
+    mp_put_kv_bool(&w, "hold", h->hold);
+    err_t rc = mp_writer_err(&w);
+    if (rc == OK)
+        rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], MSG_RUN_SUSPEND, mp_writer_data(&w),
+                      mp_writer_len(&w), &c->trace, gw_suspend_on_reply, c);
+    mp_writer_fini(&w);
+    if (rc != OK) {
+        gw_hold_done(h);
+        gw_respond_err(c, rc, "run.suspend");
+        return;
+    }
+    h->calling = true;
+}
+
+void gw_on_run_suspend(struct gw_call *c)
+{
+    h2o_req_t *req = c->req;
+    size_t n = req && req->entity.base ? req->entity.len : 0;
+    json_t *o = NULL, *v;
+    long long wait_s = 0;
+    if (!gw_wp_authorize_run(c))
+        return;
+    struct gw_hold *h = xcalloc(1, sizeof(*h));
+    h->c = c;
+    h->tick.cb = gw_hold_on_tick;
+    c->state = h;
+    if (n) {
+        o = json_loadb(req->entity.base, n, 0, NULL);
+        if (!json_is_object(o)) {
+            json_decref(o);
+            gw_respond_error(c, 400, "Expected a JSON object", 0);
+            return;
+        }
+        v = json_object_get(o, "workerId");
+        if (v && !json_is_null(v)) {
+            if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128) {
+                json_decref(o);
+                gw_respond_error(c, 400, "workerId must be a string of 1-128 characters", 0);
+                return;
+            }
+            snprintf(h->worker, sizeof(h->worker), "%s", json_string_value(v));
+        }
+        v = json_object_get(o, "hold");
+        if (v && !json_is_null(v)) {
+            if (!json_is_boolean(v)) {
+                json_decref(o);
+                gw_respond_error(c, 400, "hold must be a boolean", 0);
+                return;
+            }
+            h->hold = json_is_true(v);
+        }
+        v = json_object_get(o, "waitSeconds");
+        if (v && !json_is_null(v)) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > GW_HOLD_WAIT_MAX_S || (!h->hold && json_integer_value(v))) {
+                json_decref(o);
+                gw_respond_error(c, 400, "waitSeconds must be an integer 0-60, with hold: true", 0);
+                return;
+            }
+            wait_s = json_integer_value(v);
+        }
+        json_decref(o);
+    }
+    if (wait_s > 0) {
+        /* listen before the first try, so a completion right after it still wakes us */
+        struct gw_holds *r = gw_holds_get(c->gw);
+        h->deadline_mono = clock_mono_ms() + (uint64_t)wait_s * 1000;
+        h->next = r->waiters;
+        if (r->waiters)
+            r->waiters->prev = h;
+        r->waiters = h;
+        h->listed = true;
+        gw_holds_topic_ref(r, c->auth.env.id, +1);
+    }
+    gw_hold_issue(h);
+}
