@@ -4,10 +4,10 @@
  * tests' way): Last-Event-ID (gw_last_event_start, gw_js_number in h_realtime.c),
  * Timeout-Seconds and the integer query values (gw_parse_u64), the three query-string
  * readers (gw_query in h_streams.c, gw_wp_query in h_waitpoint_tokens.c, gw_list_param in
- * h_sessions_list.c), the
- * sessions list's duration, cursor and comma lists, the waitpoints' durations and ISO dates
- * (timeout, wait.until), expiresAt (h_sessions.c), traceparent (bus_trace_from_traceparent)
- * and Content-Type: application/protobuf (gw_is_protobuf).
+ * h_sessions_list.c), the sessions list's duration, cursor and comma lists, the waitpoints'
+ * durations and ISO dates (timeout, wait.until), expiresAt (h_sessions_validate.c),
+ * traceparent (bus_trace_from_traceparent) and Content-Type: application/protobuf
+ * (gw_is_protobuf).
  *
  * Feeds: byte 0 picks the parser, the rest is the header value or query string.
  * Checks: each agrees with a reference written here from its comment or the contract:
@@ -18,13 +18,14 @@
  * dates with a strict reader and timegm; parsed values are in range (no NaN reaches an
  * integer: UBSan would stop it), split lists hold no empty or comma part.
  */
-#include "../../gateway/h_sessions.c"
-#include "../../gateway/h_sessions_list.c"
 #include "../../gateway/h_realtime.c"
 #include "../../gateway/h_records.c"
-#include "../../gateway/h_s2.c"
-#include "../../gateway/h_streams.c"
 #include "../../gateway/h_run_suspend.c"
+#include "../../gateway/h_s2.c"
+#include "../../gateway/h_sessions.c"
+#include "../../gateway/h_sessions_list.c"
+#include "../../gateway/h_sessions_validate.c"
+#include "../../gateway/h_streams.c"
 #include "../../gateway/h_waitpoint_tokens.c"
 #include "../../gateway/h_waitpoints.c"
 
