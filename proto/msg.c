@@ -7,18 +7,19 @@
 #include <string.h>
 
 const struct msg_def msg_catalogue[] = {
-    {MSG_HEALTH_PING, "health.ping", MSG_K_REQUEST, "every actor",
-     "{} (empty)",
-     "{name: str, instance: uint, pid: uint, state: \"up\"|\"degraded\", store: \"ok\"|\"unreachable\", "
+    {MSG_HEALTH_PING, "health.ping", MSG_K_REQUEST, "every actor", "{} (empty)",
+     "{name: str, instance: uint, pid: uint, state: \"up\"|\"degraded\", store: "
+     "\"ok\"|\"unreachable\", "
      "uptime_ms: uint}"},
-    {MSG_BUS_ECHO, "bus.echo", MSG_K_REQUEST, "every actor",
-     "{data: bin}",
+    {MSG_BUS_ECHO, "bus.echo", MSG_K_REQUEST, "every actor", "{data: bin}",
      "{data: bin} (the request's data, unchanged)"},
     {MSG_BUS_FAULT, "bus.fault", MSG_K_EVENT, "supervisor (published)",
-     "{target: str, drop: float 0-1, dup: float 0-1, delay_ms: uint, delay_rate: float 0-1}",
+     "{target: str, drop: float 0-1, dup: float 0-1, delay_ms: uint, delay_rate: float 0-1}", ""},
+    {MSG_BUS_TAP, "bus.tap", MSG_K_EVENT, "supervisor (published)",
+     "{filters: [{actor?, type?, trace?, status?, session?, env?: str}]} (one per registered "
+     "listener; tap_filter.h)",
      ""},
-    {MSG_SV_STATUS, "sv.status", MSG_K_REQUEST, "supervisor",
-     "{}",
+    {MSG_SV_STATUS, "sv.status", MSG_K_REQUEST, "supervisor", "{}",
      "{node: str, leader: bool, fencing_token: uint, children: [{name, state, pid, uptime_ms, "
      "restarts, leader_only, ready, last_exit, fault}]}"},
     {MSG_SV_START, "sv.start", MSG_K_REQUEST, "supervisor", "{name: str}", "{name, state}"},
@@ -31,6 +32,10 @@ const struct msg_def msg_catalogue[] = {
      "{fault: {target, drop, dup, delay_ms, delay_rate}}"},
     {MSG_SV_FAULT_LIST, "sv.fault_list", MSG_K_REQUEST, "supervisor", "{}",
      "{faults: [{target, drop, dup, delay_ms, delay_rate}]}"},
+    {MSG_SV_TAP_FILTER, "sv.tap_filter", MSG_K_REQUEST, "supervisor",
+     "{id: str (the listener's, 1-63 bytes), cancel?: bool, filter?: {actor?, type?, trace?, "
+     "status?, session?, env?: str}} (renewed every second; gone 3 s after the last)",
+     "{listeners: uint}"},
 
     /* An env object: {id, type: "DEVELOPMENT"|"STAGING"|"PRODUCTION"|"PREVIEW", slug,
      * organization_id, organization_slug, project_id, project_slug, parent_id: str|nil,
@@ -40,8 +45,7 @@ const struct msg_def msg_catalogue[] = {
     {MSG_ENV_RESOLVE_KEY, "env.resolve_key", MSG_K_REQUEST, "session-manager",
      "{key: str, branch: str|nil (x-trigger-branch, for preview environments)}",
      "{env} | ERR_UNAUTH (no such key, or revoked past its grace window)"},
-    {MSG_ENV_GET, "env.get", MSG_K_REQUEST, "session-manager", "{id: str}",
-     "{env} | ERR_NOTFOUND"},
+    {MSG_ENV_GET, "env.get", MSG_K_REQUEST, "session-manager", "{id: str}", "{env} | ERR_NOTFOUND"},
     {MSG_ENV_CREATE, "env.create", MSG_K_REQUEST, "session-manager",
      "{org: str, project: str, type: \"dev\"|\"stg\"|\"prod\"|\"preview\", parent_id: str|nil, "
      "branch: str|nil}",
@@ -157,8 +161,7 @@ const struct msg_def msg_catalogue[] = {
     {MSG_STREAM_PEEK, "stream.peek", MSG_K_REQUEST, "stream-broker",
      "{env, key, io, count: uint 1-16}",
      "{records: [record] (the last count, oldest first), tail: uint, tail_ts: uint}"},
-    {MSG_STREAM_TRIM, "stream.trim", MSG_K_REQUEST, "stream-broker",
-     "{env, key, io, before: uint}",
+    {MSG_STREAM_TRIM, "stream.trim", MSG_K_REQUEST, "stream-broker", "{env, key, io, before: uint}",
      "{tail: uint} (records with seq < before are deleted; seqs are never reused)"},
     {MSG_STREAM_SEAL, "stream.seal", MSG_K_REQUEST, "stream-broker",
      "{env, key: the session's addressing key, reason: str|nil}",

@@ -17,6 +17,7 @@ enum msg_type {
     MSG_HEALTH_PING = 1, /* any process: liveness and store state */
     MSG_BUS_ECHO = 2,    /* any process: echoes its body (bus tests, benchmarks) */
     MSG_BUS_FAULT = 3,   /* event from the supervisor: fault-injection setting for one process */
+    MSG_BUS_TAP = 4,     /* event from the supervisor: the tap listeners' filters */
 
     MSG_SV_STATUS = 64,
     MSG_SV_START = 65,
@@ -25,6 +26,7 @@ enum msg_type {
     MSG_SV_KILL = 68,
     MSG_SV_FAULT_SET = 69,
     MSG_SV_FAULT_LIST = 70,
+    MSG_SV_TAP_FILTER = 71,
 
     /* session-manager: environments and API keys */
     MSG_ENV_RESOLVE_KEY = 128,

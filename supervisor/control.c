@@ -275,6 +275,9 @@ static void sv_on_request(struct bus_req *req, void *arg)
     case MSG_SV_FAULT_LIST:
         sv_on_fault_list(sv, req);
         return;
+    case MSG_SV_TAP_FILTER:
+        sv_taps_on_filter(sv, req);
+        return;
     default:
         bus_reply_err(req, ERR_PROTO, "unknown message type");
     }

@@ -115,6 +115,7 @@ static void sv_faults_timer(struct loop *l, void *arg)
     struct sv *sv = arg;
     sv_figures(sv);
     sv_faults_publish(sv); /* again and again: a restarted process catches up within 1 s */
+    sv_taps_publish(sv);   /* and so do the tap listeners' filters, which also expire here */
     sv_reconcile(sv);      /* and time-based rules (start timeouts) are seen without an event */
     (void)loop_timer_add(l, 1000, sv_faults_timer, sv);
 }

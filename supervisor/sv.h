@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "bus.h"
+#include "tap_filter.h"
 #include "cfg.h"
 #include "db_redis_async.h"
 #include "loop.h"
@@ -98,6 +99,14 @@ struct sv {
     struct sv_fault faults[SV_MAX_CHILDREN];
     unsigned nfaults;
 
+    /* tap listeners that registered a filter (taps.c) */
+    struct sv_tap {
+        char id[64];
+        uint64_t until_mono;
+        struct tap_filter f;
+    } taps[TAP_FILTERS_MAX];
+    unsigned ntaps;
+
     /* leader lock */
     struct db_redis_async *redis;     /* the lock's own connection; never blocks the loop */
     int leader_op;                    /* enum sv_leader_op in flight (leader.c), 0 = none */
@@ -140,5 +149,10 @@ bool sv_leader_busy(const struct sv *sv);        /* a leader command awaits its 
 err_t sv_control_open(struct sv *sv);
 void sv_faults_publish(struct sv *sv);
 const struct bus_fault *sv_fault_for(const struct sv *sv, const struct sv_child *c);
+
+/* taps.c: the tap listeners' filters. sv.tap_filter, and bus.tap published (and applied to the
+ * supervisor's own tap) after each change and every second, once the stale ones are gone. */
+void sv_taps_on_filter(struct sv *sv, struct bus_req *req);
+void sv_taps_publish(struct sv *sv);
 
 #endif

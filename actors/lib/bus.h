@@ -207,10 +207,18 @@ void bus_supervisor_events_url(const char *dir, char *out, size_t cap);
 void bus_tap_dir(const char *dir, char *out, size_t cap);
 /* Number of tap listeners connected (0 = the tap costs nothing). */
 unsigned bus_tap_listeners(const struct bus *b);
+struct tap_filter;
+/*
+ * The registered listeners' filters (tap_filter.h), n of them (0 clears), valid for
+ * TAP_FILTER_LEASE_MS unless set again: the supervisor sets its own, every other process gets
+ * them from bus.tap events. While as many listeners have registered as are connected, and
+ * none of them wants everything, a message that matches none of them is not mirrored.
+ */
+void bus_tap_filters_set(struct bus *b, const struct tap_filter *f, unsigned n);
 
 /*
- * Tap message (msgpack array): [ts_ms u64, proc str, instance u32, dir str
- * ("in"|"out"), peer str, topic str|nil, envelope bin].
+ * Tap message: one or more records, each a msgpack array [ts_ms u64, proc str, instance u32,
+ * dir str ("in"|"out"), peer str, topic str|nil, envelope bin, bytes u64] (docs/bus.md).
  */
 
 #endif

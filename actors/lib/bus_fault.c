@@ -4,7 +4,8 @@
  * The supervisor publishes a bus.fault event per process on its event
  * socket (and again every second, so a restarted process catches up); each
  * process applies the one addressed to its own name. While no fault is set
- * the hot path pays one atomic load.
+ * the hot path pays one atomic load. The same subscription carries bus.tap,
+ * the tap listeners' filters, which bus_tap.c applies.
  */
 #include "bus_int.h"
 
@@ -19,6 +20,7 @@
 #include "msg.h"
 
 #define BUS_FAULT_TOPIC "bus.fault"
+#define BUS_TAP_TOPIC "bus.tap"
 
 void bus_supervisor_events_url(const char *dir, char *out, size_t cap)
 {
@@ -161,8 +163,12 @@ static void bus_fault_cb(void *arg)
         size_t en;
         struct envelope env;
         if (bus_event_split(nng_msg_body(m), nng_msg_len(m), &topic, &eb, &en) == OK &&
-            env_decode(eb, en, &env) == OK)
-            bus_fault_apply_event(b, &env);
+            env_decode(eb, en, &env) == OK) {
+            if (env.type == MSG_BUS_TAP)
+                bus_tap_filters_event(b, &env);
+            else
+                bus_fault_apply_event(b, &env);
+        }
         nng_msg_free(m);
     }
     nng_recv_aio(b->fault_sub, b->fault_aio);
@@ -181,6 +187,8 @@ err_t bus_fault_follow(struct bus *b)
     bus_socket_tune(b, b->fault_sub);
     (void)nng_socket_set(b->fault_sub, NNG_OPT_SUB_SUBSCRIBE, BUS_FAULT_TOPIC,
                          sizeof(BUS_FAULT_TOPIC)); /* with the NUL: an exact topic */
+    (void)nng_socket_set(b->fault_sub, NNG_OPT_SUB_SUBSCRIBE, BUS_TAP_TOPIC,
+                         sizeof(BUS_TAP_TOPIC)); /* the tap listeners' filters */
     if ((rv = nng_aio_alloc(&b->fault_aio, bus_fault_cb, b)) != 0 ||
         (rv = nng_dial(b->fault_sub, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
         LOG_ERROR("bus.fault_follow", "could not follow %s: %s", url, nng_strerror(rv));

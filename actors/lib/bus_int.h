@@ -11,6 +11,8 @@
 #include <nng/supplemental/util/platform.h>
 
 #include "bus.h"
+#include "pmetrics.h"
+#include "tap_filter.h"
 #include "mp.h"
 
 /* Something to run on the owner's thread; embedded first in what it belongs to. */
@@ -52,6 +54,12 @@ struct bus {
     bool tap_batch_bad; /* a record did not fit: the batch ends with it cut, so it is dropped */
     bool tap_closing;
     nng_thread *tap_flusher;
+    /* the listeners' filters (tap_filter.h), from bus.tap events; guarded by tap_mtx */
+    struct tap_filter tap_filters[TAP_FILTERS_MAX];
+    unsigned tap_nfilters;
+    uint64_t tap_filters_until; /* clock_mono_ms past which they are stale */
+    atomic_bool tap_filtering;  /* some filter narrows what is mirrored: test each message */
+    struct pm_series *tap_records, *tap_filtered; /* figures (pmetrics.h) */
 
     /* faults */
     nng_mtx *fmtx;
@@ -85,6 +93,9 @@ err_t bus_dial_all(struct bus *b, nng_socket s, const char *urls, const char *wh
  * (strings to BUS_TAP_STR_MAX bytes, bins as their length: what tetherctl shows of them). */
 #define BUS_TAP_CUT_AT 512
 #define BUS_TAP_STR_MAX 256
+
+/* Tap: applies a bus.tap event (the listeners' filters, from the supervisor). nng thread. */
+void bus_tap_filters_event(struct bus *b, const struct envelope *env);
 
 /* Tap: mirrors one message if someone listens. env_bytes is the encoded envelope. */
 void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *topic,

@@ -22,6 +22,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "mpcut.h"
+#include "msg.h"
 
 void bus_tap_dir(const char *dir, char *out, size_t cap)
 {
@@ -125,6 +126,8 @@ err_t bus_tap_open(struct bus *b)
         return bus_nng_err(rv);
     }
     b->tap_open = true;
+    b->tap_records = pm_series(PM_TAP_RECORDS, "");
+    b->tap_filtered = pm_series(PM_TAP_FILTERED, "");
     return OK;
 }
 
@@ -190,6 +193,67 @@ static bool bus_tap_cut(const void *env_bytes, size_t n, struct mp_writer *cut)
     return ok;
 }
 
+void bus_tap_filters_set(struct bus *b, const struct tap_filter *f, unsigned n)
+{
+    bool narrowing = n > 0;
+    if (!b->tap_open)
+        return;
+    if (n > TAP_FILTERS_MAX)
+        n = TAP_FILTERS_MAX;
+    for (unsigned i = 0; i < n; i++)
+        if (tap_filter_empty(&f[i]))
+            narrowing = false; /* one listener wants everything: everything is sent */
+    nng_mtx_lock(b->tap_mtx);
+    if (n)
+        memcpy(b->tap_filters, f, n * sizeof(*f));
+    b->tap_nfilters = n;
+    b->tap_filters_until = clock_mono_ms() + TAP_FILTER_LEASE_MS;
+    atomic_store(&b->tap_filtering, narrowing);
+    nng_mtx_unlock(b->tap_mtx);
+}
+
+void bus_tap_filters_event(struct bus *b, const struct envelope *env)
+{
+    struct tap_filter f[TAP_FILTERS_MAX];
+    struct mp_reader v;
+    uint32_t count;
+    unsigned n = 0;
+    if (env->type != MSG_BUS_TAP || env->body.n == 0 ||
+        mp_map_find(env->body.p, env->body.n, "filters", &v) != OK ||
+        mp_read_array(&v, &count) != OK)
+        return;
+    for (uint32_t i = 0; i < count && n < TAP_FILTERS_MAX; i++) {
+        struct slice raw;
+        if (mp_skip(&v, &raw) != OK)
+            return;
+        if (tap_filter_read(raw.p, raw.n, &f[n]) == OK)
+            n++;
+        else
+            return; /* a filter this process cannot read: it narrows nothing */
+    }
+    bus_tap_filters_set(b, f, count > TAP_FILTERS_MAX ? 0 : n);
+}
+
+/* Whether one message is for some listener (tap_filter.h): only while every listener connected
+ * registered a filter that is still fresh, and only then is the envelope decoded. */
+static bool bus_tap_wanted(struct bus *b, const char *dir, const char *peer, const char *topic,
+                           const void *env_bytes, size_t n, unsigned pipes)
+{
+    struct envelope env;
+    bool wanted = true;
+    (void)dir;
+    if (env_decode(env_bytes, n, &env) != OK)
+        return true; /* the listener decides what to make of it */
+    nng_mtx_lock(b->tap_mtx);
+    if (b->tap_nfilters >= pipes && clock_mono_ms() < b->tap_filters_until) {
+        wanted = false;
+        for (unsigned i = 0; i < b->tap_nfilters && !wanted; i++)
+            wanted = tap_filter_match(&b->tap_filters[i], b->self, peer, topic, &env, env_bytes, n);
+    }
+    nng_mtx_unlock(b->tap_mtx);
+    return wanted;
+}
+
 void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *topic,
                   const void *env_bytes, size_t n)
 {
@@ -198,8 +262,15 @@ void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *
     struct mp_writer cut;
     size_t whole = n;
 
-    if (!b->tap_open || atomic_load_explicit(&b->tap_pipes, memory_order_relaxed) == 0)
+    unsigned pipes;
+    if (!b->tap_open || (pipes = atomic_load_explicit(&b->tap_pipes, memory_order_relaxed)) == 0)
         return;
+    if (atomic_load_explicit(&b->tap_filtering, memory_order_relaxed) &&
+        !bus_tap_wanted(b, dir, peer, topic, env_bytes, n, pipes)) {
+        pm_add(b->tap_filtered, 1);
+        return;
+    }
+    pm_add(b->tap_records, 1);
     bool was_cut = bus_tap_cut(env_bytes, n, &cut);
     if (was_cut) {
         env_bytes = mp_writer_data(&cut);

@@ -56,6 +56,12 @@ const struct pm_family pm_families[PM_NFAMILIES] = {
                            "WAL bytes between the server's end and what ClickHouse has.", 1},
     [PM_WAITPOINTS_PENDING] = {"tether_waitpoints_pending", PM_GAUGE,
                                "Waitpoints waiting for their completion, as last counted.", 1},
+    [PM_TAP_RECORDS] = {"tether_bus_tap_records_total", PM_COUNTER,
+                        "Messages this process mirrored on its tap for a listener.", 1},
+    [PM_TAP_FILTERED] = {"tether_bus_tap_filtered_total", PM_COUNTER,
+                         "Messages kept off the tap before any copy: no listener's filter wanted "
+                         "them.",
+                         1},
 };
 
 /* Upper bounds in microseconds of the duration buckets (le, seconds: 0.0001 ... 30). */

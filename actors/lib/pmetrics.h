@@ -48,6 +48,8 @@ enum pm_family_id {
     PM_REPL_LAG,            /* set in milliseconds, shown in seconds (scale 1000) */
     PM_REPL_LAG_BYTES,      /* WAL the replication slot has not had acknowledged */
     PM_WAITPOINTS_PENDING,  /* waitpoints waiting for completion */
+    PM_TAP_RECORDS,         /* messages mirrored on the tap */
+    PM_TAP_FILTERED,        /* messages a listener's filter kept off the tap */
     PM_NFAMILIES,
 };
 

@@ -7,7 +7,8 @@
  *   tetherctl kill NAME [SIGNAL]
  *   tetherctl fault NAME drop=0.1 dup=0.05 delay=50ms [delay_rate=0.5] | off
  *   tetherctl faults
- *   tetherctl tap [--actor NAME] [--type TYPE] [--trace ID] [--count N] [--seconds S] [--rate]
+ *   tetherctl tap [--actor NAME] [--type TYPE] [--trace ID] [--status S] [--session ID] [--env ID]
+ *                 [--count N] [--seconds S] [--rate]
  *   tetherctl ping ACTOR [--size BYTES] [--count N] [--timeout DUR]
  *   tetherctl proto-doc          (the message catalogue as Markdown: docs/protocol.md)
  *   tetherctl chaos kill|pause|bus|store ...   (chaos.c)
@@ -19,6 +20,7 @@
 #include <glob.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
+#include <nng/supplemental/util/platform.h>
 
 #include "bus.h"
 #include "cfg.h"
@@ -35,6 +38,7 @@
 #include "mpjson.h"
 #include "msg.h"
 #include "proc.h"
+#include "tap_filter.h"
 
 #include "ctl.h"
 
@@ -46,8 +50,8 @@ int ctl_usage(void)
             "       tetherctl kill NAME [SIGNAL]\n"
             "       tetherctl fault NAME drop=F dup=F delay=DUR [delay_rate=F] | off\n"
             "       tetherctl faults\n"
-            "       tetherctl tap [--actor NAME] [--type TYPE] [--trace ID] [--count N] "
-            "[--seconds S] [--rate]\n"
+            "       tetherctl tap [--actor NAME] [--type TYPE] [--trace ID] [--status S] "
+            "[--session ID] [--env ID] [--count N] [--seconds S] [--rate]\n"
             "       tetherctl ping ACTOR [--size BYTES] [--count N] [--timeout DUR]\n"
             "       tetherctl proto-doc\n"
             "       tetherctl env create --org ORG --project PROJ --type dev|stg|prod|preview\n"
@@ -284,8 +288,8 @@ static int ctl_fault(struct ctl *c, const char *name, int argc, char **argv)
 
 /* ---- tap ---- */
 
-struct tap_filter {
-    const char *actor, *type, *trace;
+struct tap_opts {
+    struct tap_filter want; /* registered with the supervisor, and applied here again */
     long count;
     double seconds;
     bool rate;
@@ -341,7 +345,7 @@ static const char *tap_kind(uint8_t k)
 
 /* Decodes the next record of a tap message (a batch of them, bus.md) and prints it (or
  * counts it): 1 shown, 0 filtered out, -1 not a record (the rest of the message is skipped). */
-static int tap_handle(struct mp_reader *r, const struct tap_filter *f, struct tap_rate *rates,
+static int tap_handle(struct mp_reader *r, const struct tap_opts *f, struct tap_rate *rates,
                       unsigned *nrates)
 {
     uint32_t fields;
@@ -368,12 +372,8 @@ static int tap_handle(struct mp_reader *r, const struct tap_filter *f, struct ta
         (void)slice_copy(topic, topics, sizeof(topics));
     const char *tname = msg_name(env.type);
 
-    if (f->actor && strcmp(f->actor, procs) != 0 && strcmp(f->actor, peers) != 0 &&
-        strncmp(procs, f->actor, strlen(f->actor)) != 0)
-        return 0;
-    if (f->type && strcmp(f->type, tname) != 0)
-        return 0;
-    if (f->trace && strcmp(f->trace, env.trace_id) != 0)
+    if (!tap_filter_match(&f->want, procs, peer.p ? peers : NULL, topic.p ? topics : NULL, &env,
+                          envb.p, envb.n))
         return 0;
 
     if (f->rate) {
@@ -411,7 +411,32 @@ static int tap_handle(struct mp_reader *r, const struct tap_filter *f, struct ta
     return 1;
 }
 
-static int ctl_tap(struct ctl *c, const struct tap_filter *f)
+/*
+ * Tells the supervisor what this listener wants (sv.tap_filter), so that every process keeps
+ * the rest off its tap before copying it; renewed every second, cancelled at the end. Without
+ * a supervisor (a bench's bus) nothing is narrowed and the filter applies here only.
+ */
+static void tap_register(struct ctl *c, const char *id, const struct tap_filter *want, bool cancel)
+{
+    struct mp_writer w;
+    struct bus_msg reply;
+    mp_writer_init(&w);
+    mp_put_map(&w, 2);
+    mp_put_kv_str(&w, "id", id);
+    if (cancel) {
+        mp_put_kv_bool(&w, "cancel", true);
+    } else {
+        mp_put_str(&w, "filter");
+        tap_filter_put(&w, want);
+    }
+    if (c->sv && mp_writer_err(&w) == OK &&
+        bus_call_sync(c->sv, MSG_SV_TAP_FILTER, mp_writer_data(&w), mp_writer_len(&w), 200,
+                      &reply) == OK)
+        bus_msg_free(&reply);
+    mp_writer_fini(&w);
+}
+
+static int ctl_tap(struct ctl *c, const struct tap_opts *f)
 {
     nng_socket s;
     char seen[256][BUS_URL_MAX + 64];
@@ -420,6 +445,8 @@ static int ctl_tap(struct ctl *c, const struct tap_filter *f)
     long printed = 0;
     uint64_t start = clock_mono_ms(), last_scan = 0, last_rate = start;
     int rv;
+    char id[64];
+    snprintf(id, sizeof(id), "tetherctl.%d.%08x", (int)getpid(), nng_random());
 
     if ((rv = nng_sub0_open(&s)) != 0) {
         fprintf(stderr, "tetherctl: cannot open a socket: %s\n", nng_strerror(rv));
@@ -438,6 +465,8 @@ static int ctl_tap(struct ctl *c, const struct tap_filter *f)
             break;
         if (now - last_scan >= 1000) {
             tap_rescan(s, c->bus_dir, seen, &nseen);
+            if (!tap_filter_empty(&f->want))
+                tap_register(c, id, &f->want, false);
             last_scan = now;
         }
         if (f->rate && now - last_rate >= 1000) {
@@ -468,6 +497,8 @@ static int ctl_tap(struct ctl *c, const struct tap_filter *f)
         if (f->count > 0 && printed >= f->count)
             break;
     }
+    if (!tap_filter_empty(&f->want))
+        tap_register(c, id, &f->want, true);
     /* The socket is left for the exit to close: nng 1.5's nng_close of a SUB socket that is
      * still taking messages at full rate hangs now and then in its reaper (tests/bench). */
     return 0;
@@ -582,16 +613,33 @@ static int ctl_run(struct ctl *c, int argc, char **argv)
         return ctl_proto_doc();
 
     if (strcmp(cmd, "tap") == 0) {
-        struct tap_filter f = {0};
+        struct tap_opts f = {0};
+        static const struct {
+            const char *flag;
+            size_t off, cap;
+        } fields[] = {
+            {"--actor", offsetof(struct tap_filter, actor), sizeof(f.want.actor)},
+            {"--type", offsetof(struct tap_filter, type), sizeof(f.want.type)},
+            {"--trace", offsetof(struct tap_filter, trace), sizeof(f.want.trace)},
+            {"--status", offsetof(struct tap_filter, status), sizeof(f.want.status)},
+            {"--session", offsetof(struct tap_filter, session), sizeof(f.want.session)},
+            {"--env", offsetof(struct tap_filter, env), sizeof(f.want.env)},
+        };
         for (int i = 2; i < argc; i++) {
-            if (strcmp(argv[i], "--rate") == 0)
+            size_t k = 0;
+            while (k < sizeof(fields) / sizeof(fields[0]) && strcmp(argv[i], fields[k].flag) != 0)
+                k++;
+            if (k < sizeof(fields) / sizeof(fields[0])) {
+                if (i + 1 >= argc || !argv[i + 1][0] ||
+                    snprintf((char *)&f.want + fields[k].off, fields[k].cap, "%s", argv[i + 1]) >=
+                        (int)fields[k].cap) {
+                    fprintf(stderr, "tetherctl: %s needs a value of 1 to %zu bytes\n",
+                            fields[k].flag, fields[k].cap - 1);
+                    return EXIT_PERMANENT;
+                }
+                i++;
+            } else if (strcmp(argv[i], "--rate") == 0)
                 f.rate = true;
-            else if (i + 1 < argc && strcmp(argv[i], "--actor") == 0)
-                f.actor = argv[++i];
-            else if (i + 1 < argc && strcmp(argv[i], "--type") == 0)
-                f.type = argv[++i];
-            else if (i + 1 < argc && strcmp(argv[i], "--trace") == 0)
-                f.trace = argv[++i];
             else if (i + 1 < argc && strcmp(argv[i], "--count") == 0)
                 f.count = strtol(argv[++i], NULL, 10);
             else if (i + 1 < argc && strcmp(argv[i], "--seconds") == 0)
@@ -599,7 +647,7 @@ static int ctl_run(struct ctl *c, int argc, char **argv)
             else
                 return ctl_usage();
         }
-        if ((rc = ctl_open(c, false)) != 0)
+        if ((rc = ctl_open(c, !tap_filter_empty(&f.want))) != 0)
             return rc;
         return ctl_tap(c, &f);
     }

@@ -1,5 +1,5 @@
 # bus_test.sh - the bus between processes: a 1 MiB record plus its envelope crosses every
-# hop, the tap mirrors traffic (with filters), faults drop/delay/duplicate messages and the
+# hop, the tap mirrors traffic (with filters, applied by the processes themselves), faults drop/delay/duplicate messages and the
 # caller sees a clean error, and a request is re-sent when the instance holding it dies.
 . "$(dirname "$0")/../lib/itest.sh"
 
@@ -52,6 +52,39 @@ sleep 1.2
 for _ in 1 2 3 4 5; do curl -s -o /dev/null "$TREE_URL/healthz"; done
 wait $TAP
 ok "--rate prints per-type message rates" bash -c "jq -e '.rates[\"health.ping\"] > 0' $TREE_DIR/rate.out | grep -q true"
+
+# --- filters are applied where the messages are: nothing is copied for a listener that does not
+# want it, as long as every listener registered its filter (docs/bus.md#the-tap)
+mval() { curl -s "$TREE_URL/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
+SMR='tether_bus_tap_records_total{process="session-manager"}'
+SMF='tether_bus_tap_filtered_total{process="session-manager"}'
+RMR='tether_bus_tap_records_total{process="run-manager"}'
+ctl tap --actor run-manager --seconds 4 >"$TREE_DIR/tap4.out" &
+TAP=$!
+sleep 1.5 # dialled, registered, published
+r0=$(mval "$SMR") f0=$(mval "$SMF") rr0=$(mval "$RMR")
+for _ in 1 2 3 4 5; do curl -s -o /dev/null "$TREE_URL/healthz"; done
+sleep 0.3
+r1=$(mval "$SMR") f1=$(mval "$SMF") rr1=$(mval "$RMR")
+wait $TAP
+ok "the session-manager keeps what the listener does not want off its tap ($f0 -> $f1)" test "$f1" -gt "$f0"
+is "$r1" "$r0" "and copies none of it"
+ok "the run-manager mirrors its own ($rr0 -> $rr1)" test "$rr1" -gt "$rr0"
+ok "the listener sees only the run-manager's traffic" \
+  bash -c "[[ -s $TREE_DIR/tap4.out ]] && ! jq -r '[.proc,.peer]|join(\" \")' $TREE_DIR/tap4.out | grep -v run-manager"
+ctl tap --actor run-manager --seconds 4 >/dev/null &
+TAP=$!
+ctl tap --seconds 4 >/dev/null &
+TAP2=$!
+sleep 1.5
+r0=$(mval "$SMR")
+for _ in 1 2 3; do curl -s -o /dev/null "$TREE_URL/healthz"; done
+sleep 0.3
+r1=$(mval "$SMR")
+wait $TAP $TAP2
+ok "with a second listener that wants everything, everything is mirrored again ($r0 -> $r1)" \
+  test "$r1" -gt "$r0"
+ok "the supervisor logged the registrations" grep -q '"sv.tap_filter"' "$TREE_LOG"
 
 # --- faults
 ok "tetherctl fault sets a drop fault" ctl_quiet fault stream-broker drop=1
