@@ -193,6 +193,12 @@ void gw_stream_log_end(const struct gw_stream_log *log, uint64_t bytes, uint64_t
  * URL the gateway hands out (X-S2-Endpoint, token callback URLs) starts with it.
  */
 void gw_public_base(struct gw_call *c, char *out, size_t cap);
+/*
+ * query.c: the value of ?name= in the request's query, '+' and %XX decoded: the last one when
+ * the name repeats (the contract's §1.1 reads a query as a flat map), false when it is absent.
+ * A value that does not fit in out, or holds %00, comes back as "" rather than cut short.
+ */
+bool gw_query(h2o_req_t *req, const char *name, char *out, size_t cap);
 /* Adds a response header before one of the gw_respond* calls. */
 void gw_add_header(struct gw_call *c, const char *name, const char *value);
 

@@ -41,8 +41,6 @@ struct gw_stream_state *gw_st(struct gw_call *c);
 void gw_stream_name(struct gw_call *c, struct slice s);
 /* A request header's value (not NUL-terminated, *n bytes) or NULL; borrowed from req. */
 const char *gw_header(h2o_req_t *req, const char *name, size_t *n);
-/* The value of ?name=, decoded; the last one wins, one unusable is "" (see h_streams.c). */
-bool gw_query(h2o_req_t *req, const char *name, char *out, size_t cap);
 /* A plain non-negative decimal of at most 19 digits; false otherwise. */
 bool gw_parse_u64(const char *s, size_t n, uint64_t *out);
 /* The row of a route where it is optional, then the authorization of action on it; false when

@@ -28,6 +28,7 @@
 #include "../../gateway/h_streams.c"
 #include "../../gateway/h_waitpoint_tokens.c"
 #include "../../gateway/h_waitpoints.c"
+#include "../../gateway/query.c"
 
 #include "fuzz.h"
 
