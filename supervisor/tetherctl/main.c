@@ -17,7 +17,6 @@
  * 111 the supervisor could not be reached.
  */
 #include <errno.h>
-#include <glob.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stddef.h>
@@ -39,6 +38,8 @@
 #include "msg.h"
 #include "proc.h"
 #include "tap_filter.h"
+#include "tap_listen.h"
+#include "tap_record.h"
 
 #include "ctl.h"
 
@@ -308,75 +309,20 @@ struct tap_rate {
     unsigned long n;
 };
 
-static void tap_rescan(nng_socket s, const char *dir, char seen[][BUS_URL_MAX + 64], unsigned *nseen)
-{
-    char pattern[BUS_URL_MAX + 16];
-    glob_t g;
-    snprintf(pattern, sizeof(pattern), "%s/tap/*.ipc", dir);
-    if (glob(pattern, 0, NULL, &g) != 0)
-        return;
-    for (size_t i = 0; i < g.gl_pathc && *nseen < 256; i++) {
-        char url[BUS_URL_MAX + 64];
-        bool known = false;
-        snprintf(url, sizeof(url), "ipc://%s", g.gl_pathv[i]);
-        for (unsigned k = 0; k < *nseen; k++)
-            if (strcmp(seen[k], url) == 0)
-                known = true;
-        if (!known && nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK) == 0)
-            snprintf(seen[(*nseen)++], BUS_URL_MAX + 64, "%s", url);
-    }
-    globfree(&g);
-}
-
-static const char *tap_kind(uint8_t k)
-{
-    switch (k) {
-    case ENV_REQUEST:
-        return "request";
-    case ENV_REPLY:
-        return "reply";
-    case ENV_ERROR:
-        return "error";
-    case ENV_EVENT:
-        return "event";
-    }
-    return "?";
-}
-
-/* Decodes the next record of a tap message (a batch of them, bus.md) and prints it (or
- * counts it): 1 shown, 0 filtered out, -1 not a record (the rest of the message is skipped). */
+/* Reads the next record of a tap message (a batch of them, bus.md) and prints it (or counts
+ * it): 1 shown, 0 filtered out or unreadable, -1 the rest of the message cannot be read. */
 static int tap_handle(struct mp_reader *r, const struct tap_opts *f, struct tap_rate *rates,
                       unsigned *nrates)
 {
-    uint32_t fields;
-    uint64_t ts, inst, bytes = 0;
-    struct slice proc, dir, peer, topic, envb, extra;
-    struct envelope env;
-    char procs[64], peers[64], topics[256];
-
-    if (mp_read_array(r, &fields) != OK || fields < 7 || mp_read_uint(r, &ts) != OK ||
-        mp_read_str(r, &proc) != OK || mp_read_uint(r, &inst) != OK || mp_read_str(r, &dir) != OK ||
-        mp_read_str_or_nil(r, &peer) != OK || mp_read_str_or_nil(r, &topic) != OK ||
-        mp_read_bin(r, &envb) != OK)
+    static struct tap_record rec; /* a topic's worth of bytes: not on the stack */
+    err_t rc = tap_record_next(r, &rec);
+    if (rc == ERR_PROTO)
         return -1;
-    if (fields >= 8 && mp_read_uint(r, &bytes) != OK) /* the envelope's size before its cut */
-        return -1;
-    for (uint32_t i = 8; i < fields; i++) /* fields a later tap may add */
-        if (mp_skip(r, &extra) != OK)
-            return -1;
-    if (env_decode(envb.p, envb.n, &env) != OK)
-        return 0;
-    (void)slice_copy(proc, procs, sizeof(procs));
-    (void)slice_copy(peer, peers, sizeof(peers));
-    if (topic.p)
-        (void)slice_copy(topic, topics, sizeof(topics));
-    const char *tname = msg_name(env.type);
-
-    if (!tap_filter_match(&f->want, procs, peer.p ? peers : NULL, topic.p ? topics : NULL, &env,
-                          envb.p, envb.n))
+    if (rc != OK || !tap_record_match(&f->want, &rec))
         return 0;
 
     if (f->rate) {
+        const char *tname = msg_name(rec.env.type);
         for (unsigned i = 0; i < *nrates; i++)
             if (strcmp(rates[i].type, tname) == 0) {
                 rates[i].n++;
@@ -388,26 +334,12 @@ static int tap_handle(struct mp_reader *r, const struct tap_opts *f, struct tap_
         }
         return 1;
     }
-
-    char tsbuf[32], *body = NULL, esc[1100] = "";
-    size_t bl;
-    clock_iso8601(ts, tsbuf, sizeof(tsbuf));
-    if (env.body.n == 0 || mp_to_json_masked(env.body.p, env.body.n, 256, &body, &bl) != OK)
-        body = NULL;
-    if (env.err_msg.p)
-        log_json_escape(env.err_msg.p, env.err_msg.n, esc, sizeof(esc));
-    printf("{\"ts\":\"%s\",\"proc\":\"%s\",\"dir\":\"%.*s\",\"peer\":\"%s\",\"type\":\"%s\","
-           "\"kind\":\"%s\",\"req\":\"%" PRIx64 "\",\"trace\":\"%s\",\"sender\":\"%s\","
-           "\"attempt\":%u,\"deadline_ms\":%" PRIu64 ",\"bytes\":%" PRIu64,
-           tsbuf, procs, (int)dir.n, dir.p, peers, tname, tap_kind(env.kind), env.req_id,
-           env.trace_id, env.sender, env.attempt, env.deadline_ms, bytes ? bytes : envb.n);
-    if (topic.p)
-        printf(",\"topic\":\"%s\"", topics);
-    if (env.kind == ENV_ERROR)
-        printf(",\"error\":\"%s\",\"message\":\"%s\"", err_name(env.err_code), esc);
-    printf(",\"body\":%s}\n", body ? body : "null");
+    struct jbuf line = {0};
+    tap_record_json(&rec, &line);
+    if (line.err == OK)
+        printf("%.*s\n", (int)line.n, line.p);
     fflush(stdout);
-    free(body);
+    jbuf_free(&line);
     return 1;
 }
 
@@ -439,8 +371,8 @@ static void tap_register(struct ctl *c, const char *id, const struct tap_filter 
 static int ctl_tap(struct ctl *c, const struct tap_opts *f)
 {
     nng_socket s;
-    char seen[256][BUS_URL_MAX + 64];
-    unsigned nseen = 0, nrates = 0;
+    static struct tap_dials dials; /* 80 KiB: not on the stack */
+    unsigned nrates = 0;
     struct tap_rate rates[64];
     long printed = 0;
     uint64_t start = clock_mono_ms(), last_scan = 0, last_rate = start;
@@ -464,7 +396,7 @@ static int ctl_tap(struct ctl *c, const struct tap_opts *f)
         if (f->seconds > 0 && now - start >= (uint64_t)(f->seconds * 1000))
             break;
         if (now - last_scan >= 1000) {
-            tap_rescan(s, c->bus_dir, seen, &nseen);
+            tap_listen_rescan(s, c->bus_dir, &dials);
             if (!tap_filter_empty(&f->want))
                 tap_register(c, id, &f->want, false);
             last_scan = now;
