@@ -21,6 +21,8 @@ void gw_on_session_end_and_continue(struct gw_call *c);
 
 /* console.c: GET /api/v1/console/processes, the supervisor's sv.status for the console */
 void gw_on_console_processes(struct gw_call *c);
+/* console_tap.c: GET /api/v1/console/tap, the bus tap as SSE for the console */
+void gw_on_console_tap(struct gw_call *c);
 
 /* h_sessions_list.c: GET /api/v1/sessions, served by the clickhouse-replicator */
 void gw_on_session_list(struct gw_call *c);

@@ -16,6 +16,7 @@ const struct gw_route gw_routes[] = {
     {GW_POST, "/api/v1/auth/jwt/claims", 0, GW_BODY_RAW, GW_AUTH_SECRET, gw_on_jwt_claims},
     {GW_GET, "/api/v1/auth/whoami", 0, GW_BODY_RAW, ANY, gw_on_whoami},
     {GW_GET, "/api/v1/console/processes", 0, GW_BODY_RAW, GW_AUTH_SECRET, gw_on_console_processes},
+    {GW_GET, "/api/v1/console/tap", 0, GW_BODY_RAW, GW_AUTH_SECRET, gw_on_console_tap},
 
     {GW_POST, "/api/v1/sessions", 32 * KIB, GW_BODY_JSON, ANY, gw_on_session_create},
     {GW_GET, "/api/v1/sessions", 0, GW_BODY_RAW, ANY, gw_on_session_list},

@@ -121,6 +121,16 @@ req GET /api/v1/console/processes -H "Authorization: Bearer $KEY"
 is "$CODE" 200 "and answers a secret key"
 is "$(jq -r '[.children[].name] | index("stream-broker") != null' <<<"$BODY")" true "with the tree's children"
 is "$(jq -r '.leader | type' <<<"$BODY")" boolean "and the leader state"
+req GET /api/v1/console/tap
+is "$CODE" 401 "the tap view needs a key"
+req GET "/api/v1/console/tap?actor=$(printf 'a%.0s' $(seq 1 80))" -H "Authorization: Bearer $KEY"
+is "$CODE" 400 "a filter too long for its field is refused"
+TAPV=$(curl -s -N --max-time 3 -H "Authorization: Bearer $KEY" "$TREE_URL/api/v1/console/tap?type=health.ping" &
+  sleep 1.5
+  curl -s -o /dev/null "$TREE_URL/healthz"
+  wait)
+ok "the tap view streams records of its type at once" grep -q '^data: {.*"type":"health.ping"' <<<"$TAPV"
+ok "and only those" bash -c "! grep '^data: {\"ts' <<<\"\$1\" | grep -v '\"type\":\"health.ping\"'" _ "$TAPV"
 
 # --- key rotation: the old key works within its grace window, not after it
 NEW=$(ctl env rotate-key "$ENV_ID" --grace 2s)
