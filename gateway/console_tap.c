@@ -426,25 +426,13 @@ static void gw_tap_on_stop(h2o_generator_t *gen, h2o_req_t *req)
 
 void gw_on_console_tap(struct gw_call *c)
 {
-    static const struct {
-        const char *name;
-        size_t off, cap;
-    } fields[] = {
-        {"actor", offsetof(struct tap_filter, actor), sizeof(((struct tap_filter *)0)->actor)},
-        {"type", offsetof(struct tap_filter, type), sizeof(((struct tap_filter *)0)->type)},
-        {"trace", offsetof(struct tap_filter, trace), sizeof(((struct tap_filter *)0)->trace)},
-        {"status", offsetof(struct tap_filter, status), sizeof(((struct tap_filter *)0)->status)},
-        {"session", offsetof(struct tap_filter, session),
-         sizeof(((struct tap_filter *)0)->session)},
-        {"env", offsetof(struct tap_filter, env), sizeof(((struct tap_filter *)0)->env)},
-    };
     struct tap_filter want = {0};
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        char *dst = (char *)&want + fields[i].off;
-        if (gw_query(c->req, fields[i].name, dst, fields[i].cap) && !dst[0]) {
+    for (unsigned i = 0; i < tap_filter_nnames; i++) {
+        const char *name = tap_filter_names[i];
+        char v[sizeof(want.session) + 1];
+        if (gw_query(c->req, name, v, sizeof(v)) && tap_filter_set(&want, name, v) != OK) {
             char msg[96];
-            snprintf(msg, sizeof(msg), "%s: at most %zu bytes, no NUL", fields[i].name,
-                     fields[i].cap - 1);
+            snprintf(msg, sizeof(msg), "%s: 1 to %zu bytes, no NUL", name, tap_filter_room(name));
             gw_respond_error(c, 400, msg, GW_NO_RETRY);
             return;
         }

@@ -22,6 +22,37 @@ static const struct {
 };
 #define TAP_NFIELDS (sizeof(tap_fields) / sizeof(tap_fields[0]))
 
+const char *const tap_filter_names[] = {"actor", "type", "trace", "status", "session", "env"};
+const unsigned tap_filter_nnames = TAP_NFIELDS;
+
+static int tap_field(const char *name)
+{
+    for (size_t i = 0; i < TAP_NFIELDS; i++)
+        if (strcmp(tap_fields[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+err_t tap_filter_set(struct tap_filter *f, const char *name, const char *value)
+{
+    int i = tap_field(name);
+    if (i < 0)
+        return ERR_NOTFOUND;
+    size_t n = strlen(value);
+    if (n == 0)
+        return ERR_INVAL;
+    if (n >= tap_fields[i].cap)
+        return ERR_TOOBIG;
+    memcpy((char *)f + tap_fields[i].off, value, n + 1);
+    return OK;
+}
+
+size_t tap_filter_room(const char *name)
+{
+    int i = tap_field(name);
+    return i < 0 ? 0 : tap_fields[i].cap - 1;
+}
+
 bool tap_filter_empty(const struct tap_filter *f)
 {
     for (size_t i = 0; i < TAP_NFIELDS; i++)

@@ -40,6 +40,16 @@ struct tap_filter {
     char env[64];
 };
 
+/* The fields' names, as the wire, the query and tetherctl's flags (--actor) spell them. */
+extern const char *const tap_filter_names[];
+extern const unsigned tap_filter_nnames;
+
+/* Sets the field called name to value (1 byte or more, no NUL): ERR_NOTFOUND for a name that
+ * is no field, ERR_TOOBIG for a value that does not fit, ERR_INVAL for an empty one. */
+err_t tap_filter_set(struct tap_filter *f, const char *name, const char *value);
+/* The room for a field's value, terminating NUL excluded; 0 for a name that is no field. */
+size_t tap_filter_room(const char *name);
+
 /* True when the filter has no field set (it matches everything). */
 bool tap_filter_empty(const struct tap_filter *f);
 

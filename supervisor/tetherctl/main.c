@@ -546,27 +546,12 @@ static int ctl_run(struct ctl *c, int argc, char **argv)
 
     if (strcmp(cmd, "tap") == 0) {
         struct tap_opts f = {0};
-        static const struct {
-            const char *flag;
-            size_t off, cap;
-        } fields[] = {
-            {"--actor", offsetof(struct tap_filter, actor), sizeof(f.want.actor)},
-            {"--type", offsetof(struct tap_filter, type), sizeof(f.want.type)},
-            {"--trace", offsetof(struct tap_filter, trace), sizeof(f.want.trace)},
-            {"--status", offsetof(struct tap_filter, status), sizeof(f.want.status)},
-            {"--session", offsetof(struct tap_filter, session), sizeof(f.want.session)},
-            {"--env", offsetof(struct tap_filter, env), sizeof(f.want.env)},
-        };
         for (int i = 2; i < argc; i++) {
-            size_t k = 0;
-            while (k < sizeof(fields) / sizeof(fields[0]) && strcmp(argv[i], fields[k].flag) != 0)
-                k++;
-            if (k < sizeof(fields) / sizeof(fields[0])) {
-                if (i + 1 >= argc || !argv[i + 1][0] ||
-                    snprintf((char *)&f.want + fields[k].off, fields[k].cap, "%s", argv[i + 1]) >=
-                        (int)fields[k].cap) {
-                    fprintf(stderr, "tetherctl: %s needs a value of 1 to %zu bytes\n",
-                            fields[k].flag, fields[k].cap - 1);
+            const char *name = strncmp(argv[i], "--", 2) == 0 ? argv[i] + 2 : "";
+            if (tap_filter_room(name) > 0) {
+                if (i + 1 >= argc || tap_filter_set(&f.want, name, argv[i + 1]) != OK) {
+                    fprintf(stderr, "tetherctl: %s needs a value of 1 to %zu bytes\n", argv[i],
+                            tap_filter_room(name));
                     return EXIT_PERMANENT;
                 }
                 i++;

@@ -126,12 +126,30 @@ T_TEST(wire)
     mp_writer_fini(&w);
 }
 
+T_TEST(names)
+{
+    struct tap_filter f = {0};
+    for (unsigned i = 0; i < tap_filter_nnames; i++) {
+        T_ASSERT(tap_filter_room(tap_filter_names[i]) > 0);
+        T_OK(tap_filter_set(&f, tap_filter_names[i], "x"));
+    }
+    T_EQ(tap_filter_room("nope"), (size_t)0);
+    T_ERR(tap_filter_set(&f, "nope", "x"), ERR_NOTFOUND);
+    T_ERR(tap_filter_set(&f, "actor", ""), ERR_INVAL);
+    char big[100];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    T_ERR(tap_filter_set(&f, "actor", big), ERR_TOOBIG);
+    T_OK(tap_filter_set(&f, "session", big));
+}
+
 int main(void)
 {
     mp_writer_init(&enc);
     T_RUN(fields);
     T_RUN(status);
     T_RUN(wire);
+    T_RUN(names);
     mp_writer_fini(&enc);
     return T_DONE();
 }
