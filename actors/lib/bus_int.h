@@ -1,6 +1,7 @@
 /*
- * bus_int.h - what the bus modules (bus.c, bus_event.c, bus_tap.c,
- * bus_fault.c) share. Not for users of the bus: they include bus.h.
+ * bus_int.h - what the bus modules (bus.c, bus_serve.c, bus_call.c,
+ * bus_event.c, bus_tap.c, bus_fault.c) share. Not for users of the bus:
+ * they include bus.h.
  */
 #ifndef TETHER_LIB_BUS_INT_H
 #define TETHER_LIB_BUS_INT_H
@@ -77,6 +78,9 @@ void bus_queue_push(struct bus *b, struct bus_item *it);
 err_t bus_msg_build(const struct envelope *env, const char *topic, const void *body, size_t n,
                     nng_msg **out);
 
+/* Fills out with a random trace id (ENV_TRACE_LEN hex digits, never all zero, NUL-terminated). */
+void bus_trace_fill(char *out);
+
 /* Maps an nng error to err_t (logging nothing). */
 err_t bus_nng_err(int rv);
 
@@ -116,6 +120,15 @@ void bus_fault_unfollow(struct bus *b);
 
 void bus_subs_close(struct bus *b);
 void bus_pubs_close(struct bus *b);
+
+/* Servers (bus_serve.c): closes every server; a request the owner still holds is
+ * freed and never replies. Called by bus_close only, before the queue is drained. */
+void bus_servers_close(struct bus *b);
+/* Peers (bus_call.c): bus_peers_close closes the sockets and stops every live call,
+ * whose completions land in the queue; bus_peers_free frees the peers and must come
+ * only after bus_close drained the queue of those calls. Called by bus_close only. */
+void bus_peers_close(struct bus *b);
+void bus_peers_free(struct bus *b);
 
 /* Splits a topic-framed event message: "<topic>\0<envelope>". */
 err_t bus_event_split(const void *data, size_t n, const char **topic, const void **env,
