@@ -1,18 +1,19 @@
 /*
- * feed.c - SSE responses following record streams, and the fan-out of the
- * stream-broker's events to them (see feed.h).
+ * feed.c - SSE responses following record streams: each feed's output,
+ * its reads from the stream-broker, its pings and its end (see feed.h).
+ * The table of topics and the fan-out of the broker's events to the feeds
+ * are in feed_topics.c, the records' S2 JSON in feed_record.c.
  *
  * Output goes through two buffers: `out` is what h2o is writing (it must
  * stay valid until h2o calls proceed), `pend` collects what comes
  * meanwhile. Only one h2o_send is ever outstanding, as h2o requires.
  */
-#include "feed.h"
+#include "feed_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
 
 #include <nng/nng.h>
@@ -25,148 +26,16 @@
 #include "mem.h"
 #include "msg.h"
 
-#define GW_FEED_TICK_MS 1000
 #define GW_FEED_READ_COUNT 1000
-#define GW_FEED_BUCKETS 4096
 #define GW_FEED_STALL_MS 60000 /* a write the client has not taken by then cuts it off */
 /* An idle feed whose stream has events re-reads it this long after its last read (at the next
  * ping): the bound on how long a lost last event can delay a record (feed.h) */
 #define GW_FEED_RESYNC_MS 60000
 
-struct gw_feed_topic;
-
-struct gw_feed {
-    h2o_generator_t gen; /* first: h2o hands it back */
-    struct gw *gw;
-    h2o_req_t *req;      /* NULL once the client is gone */
-    struct gw_feed_ref *ref;
-    struct gw_feed_opts o;
-    struct gw_feed_topic *topic;
-    struct gw_feed *tprev, *tnext; /* in topic->feeds */
-    h2o_timeout_entry_t tick;
-    uint64_t next_seq;
-    uint64_t deadline_mono, next_ping_mono, started_mono;
-    uint64_t read_mono; /* when the last read was sent */
-    uint64_t delivered, bytes;
-    unsigned calls;       /* bus calls in flight: the feed outlives its client until they end */
-    bool reading, read_again, live, sending, final_sent, ending, cut;
-    bool read_later; /* a read waits until the client has taken what is in flight */
-    size_t owed;     /* bytes of live records waiting in the broker for a read_later */
-    uint64_t send_started_mono;
-    struct jbuf out, pend;
-    struct gw_stream_log log; /* written when the stream ends */
-};
-
 /* The pool-side half: tells the feed its request went away. */
 struct gw_feed_ref {
     struct gw_feed *feed;
 };
-
-struct gw_feed_topic {
-    struct gw_feed_topic *next; /* in the bucket */
-    struct gw_feed *feeds;
-    unsigned nfeeds;
-    bool polled; /* no events for it (no subscription): its feeds re-read on every ping */
-    char name[];
-};
-
-struct gw_feeds {
-    h2o_timeout_t tick;
-    struct bus_sub *sub; /* the stream-broker's events; NULL: feeds poll on every ping */
-    struct gw_feed_topic *buckets[GW_FEED_BUCKETS];
-    unsigned nfeeds;
-    size_t buffer_max;
-};
-
-static void gw_feed_read(struct gw_feed *f);
-static void gw_feeds_on_event(void *arg, const char *topic, const struct envelope *env);
-
-/* ---- the registry of topics ---- */
-
-static unsigned gw_topic_hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % GW_FEED_BUCKETS;
-}
-
-static struct gw_feeds *gw_feeds_get(struct gw *gw)
-{
-    char urls[BUS_URL_MAX * 8];
-    if (gw->feeds)
-        return gw->feeds;
-    struct gw_feeds *fs = xcalloc(1, sizeof(*fs));
-    fs->buffer_max = (size_t)gw->gw.sse_buffer;
-    h2o_timeout_init(gw->ctx.loop, &fs->tick, GW_FEED_TICK_MS);
-    gw_events_urls(gw, "stream-broker", urls, sizeof(urls));
-    if (!urls[0] || bus_sub_open(gw->bus, urls, gw_feeds_on_event, gw, &fs->sub) != OK) {
-        LOG_WARN("gw.feed_events", "cannot follow the stream-broker's events; feeds poll");
-        fs->sub = NULL;
-    }
-    gw->feeds = fs;
-    return fs;
-}
-
-static struct gw_feed_topic *gw_topic_find(struct gw_feeds *fs, const char *name)
-{
-    for (struct gw_feed_topic *t = fs->buckets[gw_topic_hash(name)]; t; t = t->next)
-        if (strcmp(t->name, name) == 0)
-            return t;
-    return NULL;
-}
-
-static void gw_topic_join(struct gw_feeds *fs, struct gw_feed *f, const char *name)
-{
-    struct gw_feed_topic *t = gw_topic_find(fs, name);
-    if (!t) {
-        size_t n = strlen(name);
-        t = xcalloc(1, sizeof(*t) + n + 1);
-        memcpy(t->name, name, n + 1);
-        unsigned b = gw_topic_hash(name);
-        t->next = fs->buckets[b];
-        fs->buckets[b] = t;
-        t->polled = !fs->sub;
-        if (fs->sub && bus_sub_add(fs->sub, name) != OK) {
-            LOG_WARN("gw.feed_events", "cannot subscribe to a stream's events; it is polled");
-            t->polled = true;
-        }
-    }
-    f->topic = t;
-    f->tprev = NULL;
-    f->tnext = t->feeds;
-    if (t->feeds)
-        t->feeds->tprev = f;
-    t->feeds = f;
-    t->nfeeds++;
-    fs->nfeeds++;
-}
-
-static void gw_topic_leave(struct gw_feeds *fs, struct gw_feed *f)
-{
-    struct gw_feed_topic *t = f->topic;
-    if (!t)
-        return;
-    if (f->tprev)
-        f->tprev->tnext = f->tnext;
-    else
-        t->feeds = f->tnext;
-    if (f->tnext)
-        f->tnext->tprev = f->tprev;
-    f->topic = NULL;
-    fs->nfeeds--;
-    if (--t->nfeeds > 0)
-        return;
-    for (struct gw_feed_topic **pp = &fs->buckets[gw_topic_hash(t->name)]; *pp; pp = &(*pp)->next) {
-        if (*pp == t) {
-            *pp = t->next;
-            break;
-        }
-    }
-    if (fs->sub)
-        (void)bus_sub_remove(fs->sub, t->name);
-    free(t);
-}
 
 /* ---- lifetime ---- */
 
@@ -256,7 +125,7 @@ static void gw_feed_flush(struct gw_feed *f)
 /* Ends a client that does not read. h2o still holds a write for it: shutting the socket fails
  * that write, and h2o then closes the connection and disposes of the request (which detaches
  * the feed). */
-static void gw_feed_cut(struct gw_feed *f)
+void gw_feed_cut(struct gw_feed *f)
 {
     h2o_socket_t *sock = gw_feed_socket(f);
     f->cut = true;
@@ -289,7 +158,7 @@ static void gw_feed_put(struct gw_feed *f, const char *s, size_t n)
     gw_feed_queued(f, before);
 }
 
-static void gw_feed_end(struct gw_feed *f, const char *error)
+void gw_feed_end(struct gw_feed *f, const char *error)
 {
     char buf[256];
     if (!f->req || f->ending)
@@ -337,8 +206,8 @@ static void gw_feed_ping(struct gw_feed *f, uint64_t now)
 }
 
 /* Appends an `event: batch` frame of records already rendered as a JSON array body. */
-static void gw_feed_batch(struct gw_feed *f, const char *records, size_t n, unsigned count,
-                          uint64_t last_seq, uint64_t tail, uint64_t tail_ts)
+void gw_feed_batch(struct gw_feed *f, const char *records, size_t n, unsigned count,
+                   uint64_t last_seq, uint64_t tail, uint64_t tail_ts)
 {
     char head[128], tailj[96];
     uint64_t now = clock_mono_ms();
@@ -359,90 +228,7 @@ static void gw_feed_batch(struct gw_feed *f, const char *records, size_t n, unsi
     gw_feed_queued(f, before);
 }
 
-/* ---- records ---- */
-
-void gw_stream_put_name(struct mp_writer *w, const struct gw_feed_opts *o, uint32_t extra)
-{
-    mp_put_map(w, 3 + extra);
-    mp_put_kv_str(w, "env", o->env);
-    mp_put_kv_str(w, "key", o->key);
-    mp_put_kv_str(w, "io", o->io);
-}
-
-/* One of a record's byte strings as a JSON string, in format f. */
-static void gw_record_bytes(struct jbuf *b, enum gw_rec_format f, struct slice s)
-{
-    if (f == GW_REC_BASE64)
-        jbuf_base64(b, s.p, s.n);
-    else
-        jbuf_str(b, s.p, s.n, 0);
-}
-
-err_t gw_record_json(struct mp_reader *r, struct jbuf *b, enum gw_rec_format f, uint64_t *seq,
-                     uint64_t *ts_out)
-{
-    uint32_t nk, nh;
-    uint64_t ts = 0;
-    struct slice body = SLICE_NULL;
-    struct mp_reader headers = {0};
-    bool have_headers = false;
-    *seq = UINT64_MAX;
-    if (mp_read_map(r, &nk) != OK)
-        return ERR_PROTO;
-    for (uint32_t i = 0; i < nk; i++) {
-        struct slice k;
-        if (mp_read_str(r, &k) != OK)
-            return ERR_PROTO;
-        if (slice_eq(k, "seq")) {
-            if (mp_read_uint(r, seq) != OK)
-                return ERR_PROTO;
-        } else if (slice_eq(k, "ts")) {
-            if (mp_read_uint(r, &ts) != OK)
-                return ERR_PROTO;
-        } else if (slice_eq(k, "body")) {
-            if (mp_read_bin(r, &body) != OK)
-                return ERR_PROTO;
-        } else if (slice_eq(k, "headers")) {
-            headers = *r;
-            have_headers = true;
-            if (mp_skip(r, NULL) != OK)
-                return ERR_PROTO;
-        } else if (mp_skip(r, NULL) != OK) {
-            return ERR_PROTO;
-        }
-    }
-    if (*seq == UINT64_MAX)
-        return ERR_PROTO;
-    if (ts_out)
-        *ts_out = ts;
-    jbuf_fmt(b, "{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64, *seq, ts);
-    if (have_headers) {
-        if (mp_read_array(&headers, &nh) != OK)
-            return ERR_PROTO;
-        if (nh > 0) {
-            jbuf_puts(b, ",\"headers\":[");
-            for (uint32_t i = 0; i < nh; i++) {
-                uint32_t two;
-                struct slice hn, hv;
-                if (mp_read_array(&headers, &two) != OK || two != 2 ||
-                    mp_read_str(&headers, &hn) != OK || mp_read_str(&headers, &hv) != OK)
-                    return ERR_PROTO;
-                jbuf_puts(b, i ? ",[" : "[");
-                gw_record_bytes(b, f, hn);
-                jbuf_put(b, ",", 1);
-                gw_record_bytes(b, f, hv);
-                jbuf_put(b, "]", 1);
-            }
-            jbuf_put(b, "]", 1);
-        }
-    }
-    if (body.n > 0) {
-        jbuf_puts(b, ",\"body\":");
-        gw_record_bytes(b, f, body);
-    }
-    jbuf_put(b, "}", 1);
-    return b->err;
-}
+/* ---- reads ---- */
 
 static void gw_feed_on_read(void *arg, err_t rc, const struct envelope *env)
 {
@@ -515,7 +301,7 @@ static void gw_feed_on_read(void *arg, err_t rc, const struct envelope *env)
     }
 }
 
-static void gw_feed_read(struct gw_feed *f)
+void gw_feed_read(struct gw_feed *f)
 {
     struct mp_writer w;
     struct bus_trace trace;
@@ -550,59 +336,7 @@ static void gw_feed_read(struct gw_feed *f)
     gw_metrics_feed_read();
 }
 
-/* ---- events and time ---- */
-
-static void gw_feeds_on_event(void *arg, const char *topic, const struct envelope *env)
-{
-    struct gw *gw = arg;
-    struct gw_feeds *fs = gw->feeds;
-    struct mp_reader v;
-    struct gw_feed_topic *t;
-    if (!fs || !(t = gw_topic_find(fs, topic)))
-        return;
-    if (mp_map_find(env->body.p, env->body.n, "record", &v) != OK)
-        return;
-    /* render once for every feed of the topic that wants that format */
-    struct jbuf recs[GW_REC_BASE64 + 1] = {{0}}, *rec;
-    bool rendered[GW_REC_BASE64 + 1] = {false};
-    uint64_t seq, ts;
-    struct mp_reader start = v;
-    if (gw_record_json(&v, &recs[GW_REC_RAW], GW_REC_RAW, &seq, &ts) != OK) {
-        jbuf_free(&recs[GW_REC_RAW]);
-        return;
-    }
-    rendered[GW_REC_RAW] = true;
-    for (struct gw_feed *f = t->feeds, *next; f; f = next) {
-        next = f->tnext; /* delivering may end (and unlink) f */
-        if (f->ending)
-            continue;
-        rec = &recs[f->o.format];
-        if (!rendered[f->o.format]) {
-            struct mp_reader again = start;
-            rendered[f->o.format] = true;
-            (void)gw_record_json(&again, rec, f->o.format, &seq, &ts); /* parsed once already */
-        }
-        if (f->reading) {
-            f->read_again = true; /* its read may have run before this record: read once more */
-        } else if (!f->live) {
-            continue;
-        } else if (seq == f->next_seq) {
-            f->next_seq = seq + 1;
-            gw_feed_batch(f, rec->p, rec->n, 1, seq, seq + 1, ts);
-        } else if (seq > f->next_seq) {
-            if (f->sending) { /* the read waits for the client: count what it will owe */
-                f->owed += rec->n;
-                if (f->pend.n + f->owed > fs->buffer_max) {
-                    gw_feed_cut(f);
-                    continue;
-                }
-            }
-            gw_feed_read(f); /* a gap: read it from the store, in order */
-        }
-    }
-    for (unsigned i = 0; i <= GW_REC_BASE64; i++)
-        jbuf_free(&recs[i]);
-}
+/* ---- time ---- */
 
 static void gw_feed_on_tick(h2o_timeout_entry_t *entry)
 {
@@ -637,7 +371,7 @@ static void gw_feed_on_tick(h2o_timeout_entry_t *entry)
     h2o_timeout_link(f->gw->ctx.loop, &f->gw->feeds->tick, &f->tick);
 }
 
-/* ---- start, stop ---- */
+/* ---- start ---- */
 
 void gw_feed_start(struct gw_call *c, const struct gw_feed_opts *o)
 {
@@ -681,20 +415,4 @@ void gw_feed_start(struct gw_call *c, const struct gw_feed_opts *o)
     if (!o->drain)
         h2o_timeout_link(gw->ctx.loop, &fs->tick, &f->tick);
     gw_feed_read(f);
-}
-
-void gw_feeds_stop(struct gw *gw)
-{
-    struct gw_feeds *fs = gw->feeds;
-    if (!fs)
-        return;
-    for (unsigned b = 0; b < GW_FEED_BUCKETS; b++)
-        for (struct gw_feed_topic *t = fs->buckets[b]; t; t = t->next)
-            for (struct gw_feed *f = t->feeds; f; f = f->tnext)
-                gw_feed_end(f, "the server is restarting; reconnect with Last-Event-ID");
-}
-
-unsigned gw_feeds_count(const struct gw *gw)
-{
-    return gw->feeds ? gw->feeds->nfeeds : 0;
 }

@@ -66,7 +66,7 @@ struct gw {
     unsigned inflight;        /* HTTP requests waiting on the bus */
     struct gw_runs *runs;     /* long-polling dequeues (h_dequeue.c); made on first use */
     struct gw_holds *holds;   /* long-polling holds (h_run_suspend.c); made on first use */
-    struct gw_feeds *feeds;   /* SSE subscribers of record streams (feed.c); made on first use */
+    struct gw_feeds *feeds;   /* SSE feeds of record streams (feed_topics.c); made on first use */
     struct gw_sesscache *sessions; /* recent session rows (sesscache.h, sessref.c) */
     struct bus_sub *session_events; /* session.changed from the session-manager */
     bool stopping;
