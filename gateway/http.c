@@ -1,12 +1,11 @@
 /*
- * http.c - the request pipeline (see http.h), CORS, request ids, limits and
- * the access log.
+ * http.c - the request pipeline (see http.h), CORS, request ids and limits;
+ * the access log lines it writes are in access_log.c.
  *
  * CORS follows the contract's §1.3 on every response this file sends,
  * errors and 413 included: the Origin is reflected (with Vary: Origin) and
  * x-trigger-jwt headers are exposed; OPTIONS is answered without auth.
  */
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,52 +99,7 @@ static void gw_request_id(char *out, size_t cap)
     out[20] = '\0';
 }
 
-/* ---- the access log ---- */
-
-/* The access log line and the request's figures (metrics.h): route is the call's, or NULL for
- * an answer outside a call, which tmpl then names; extra, when not empty, is more fields. */
-static void gw_access_line(const char *method_s, size_t method_n, const char *tmpl,
-                           const struct gw_route *route, int status, uint64_t bytes,
-                           uint64_t started, uint64_t started_us, const char *env_id,
-                           const char *request_id, const char *extra)
-{
-    char fields[1024], method[16], path[256];
-    if (route)
-        gw_metrics_request(route, 0, status, started_us);
-    else
-        gw_metrics_request(NULL, gw_metrics_other(tmpl), status, started_us);
-    if (!log_enabled(LOG_LVL_INFO))
-        return;
-    log_json_escape(method_s, method_n, method, sizeof(method));
-    log_json_escape(tmpl, strlen(tmpl), path, sizeof(path));
-    snprintf(fields, sizeof(fields),
-             "\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"bytes\":%" PRIu64
-             ",\"duration_ms\":%" PRIu64 ",\"env\":\"%s\",\"request_id\":\"%s\"%s",
-             method, path, status, bytes, clock_mono_ms() - started, env_id ? env_id : "",
-             request_id, extra);
-    /* the path is the route's template: ids and tokens in URLs never reach the log */
-    log_emit(LOG_LVL_INFO, "http.access", fields, "%.*s %s %d", (int)method_n, method_s, tmpl,
-             status);
-}
-
-static void gw_access_log(h2o_req_t *req, const char *tmpl, const struct gw_route *route,
-                          int status, size_t bytes, uint64_t started, uint64_t started_us,
-                          const char *env_id, const char *request_id)
-{
-    gw_access_line(req->method.base, req->method.len, tmpl, route, status, bytes, started,
-                   started_us, env_id, request_id, "");
-}
-
-void gw_stream_log_end(const struct gw_stream_log *log, uint64_t bytes, uint64_t records,
-                       bool cut)
-{
-    char extra[96];
-    snprintf(extra, sizeof(extra), ",\"stream\":true,\"records\":%" PRIu64 "%s", records,
-             cut ? ",\"cut\":true" : "");
-    gw_access_line(log->method, strlen(log->method), log->route->pattern, log->route,
-                   log->status, bytes, log->started_mono, log->started_us, log->env_id,
-                   log->request_id, extra);
-}
+/* ---- answers outside a call ---- */
 
 void gw_send_plain(h2o_req_t *req, int status, const char *body, size_t n, const char *tmpl,
                    uint64_t started, unsigned flags)

@@ -188,6 +188,13 @@ h2o_req_t *gw_call_stream(struct gw_call *c, int status, const char *content_typ
 void gw_stream_log_end(const struct gw_stream_log *log, uint64_t bytes, uint64_t records,
                        bool cut);
 /*
+ * access_log.c: the access log line and the figures of an answer sent in one piece (http.c's
+ * answers): route is the call's, or NULL for an answer outside a call, which tmpl then names.
+ */
+void gw_access_log(h2o_req_t *req, const char *tmpl, const struct gw_route *route, int status,
+                   size_t bytes, uint64_t started, uint64_t started_us, const char *env_id,
+                   const char *request_id);
+/*
  * Where clients reach this gateway (no trailing slash): TETHER_GW_PUBLIC_URL; else the
  * request's Host when TETHER_GW_ALLOWED_HOSTS admitted it; else the listen address. Every
  * URL the gateway hands out (X-S2-Endpoint, token callback URLs) starts with it.

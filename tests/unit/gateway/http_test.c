@@ -6,6 +6,7 @@
  * check at exit covers "finished". The pipeline's other parts are stubbed: this file tests
  * http.c's call lifetime only.
  */
+#include "../../../gateway/access_log.c"
 #include "../../../gateway/errmap.c"
 #include "../../../gateway/http.c"
 
