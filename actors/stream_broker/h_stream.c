@@ -28,7 +28,7 @@ static void sb_reply_writer(struct bus_req *req, struct mp_writer *w)
         (void)bus_reply_err(req, ERR_NOMEM, "could not encode the reply");
 }
 
-/* store.c has logged the cause; this says what the caller may do. */
+/* eval.c and append.c have logged the cause; this says what the caller may do. */
 static void sb_reply_store_err(struct bus_req *req, err_t rc)
 {
     if (rc == ERR_UNAVAIL || rc == ERR_TIMEOUT || rc == ERR_CLOSED) /* CLOSED: we are stopping */

@@ -5,7 +5,11 @@
  * Layers, one file each:
  *   main.c     the actor: routes, the events socket;
  *   h_stream.c stream.append/read/peek/trim handlers and stream.record events;
- *   store.c    the Lua scripts and every Redis call (one script per request);
+ *   scripts.c  the Lua scripts (one per request) and sb_store_init;
+ *   eval.c     running a script (EVALSHA, EVAL when Redis forgot it), reading replies;
+ *   quota.c    the environment's quota: this broker's view, settling the counter;
+ *   append.c   stream.append's Redis call;
+ *   store.c    stream.read, stream.peek, stream.trim and stream.seal's Redis calls;
  *   wire.c     pure: request validation, Redis key names, entry parsing,
  *              record encoding.
  * Everything runs on the actor's single loop thread, and nothing blocks it:
@@ -98,9 +102,19 @@ struct sb_script {
     bool loading; /* a SCRIPT LOAD is on its way */
 };
 
-/* Environments whose quota a broker tracks at once (store.c). */
+/* Environments whose quota a broker tracks at once (quota.c). */
 #define SB_QUOTA_SLOTS 1024
-struct sb_quota;
+/* A quota's view older than this is read again before an append decides on it. */
+#define SB_QUOTA_FRESH_MS 1000
+
+/* One environment's quota as this broker sees it (quota.c). */
+struct sb_quota {
+    char env[STREAM_ENV_MAX + 1]; /* "" = free slot */
+    int64_t used;                 /* the counter, as Redis last said */
+    int64_t held;                 /* reserved or settling here: not in used yet */
+    uint64_t fresh_mono;          /* when used was last read; 0 = never */
+    unsigned refs;                /* operations in flight that point here */
+};
 
 /* The stream-broker's own settings (docs/config.md); 0 means no limit. */
 struct sb_cfg {
@@ -139,7 +153,7 @@ void sb_on_stream_peek(struct actor *a, struct bus_req *req);
 void sb_on_stream_trim(struct actor *a, struct bus_req *req);
 void sb_on_stream_seal(struct actor *a, struct bus_req *req);
 
-/* ---- store.c: Redis ----
+/* ---- scripts.c, append.c, store.c: Redis ----
  * Every call is asynchronous: it returns OK and later runs its callback once, on the loop,
  * with OK, ERR_UNAVAIL (Redis unreachable, loading, out of memory or read-only: retry
  * later; logged as a warning), ERR_TIMEOUT (no answer in time: the write may or may not
@@ -195,6 +209,56 @@ err_t sb_store_trim(struct sb *sb, const struct sb_stream *s, uint64_t before, s
  */
 err_t sb_store_seal(struct sb *sb, const char *env, const char *key, const char *reason,
                     sb_store_fn done, void *arg);
+
+/* ---- eval.c, quota.c: what the Redis calls share ---- */
+
+/*
+ * One script call in flight: the argv stays with it so that a Redis that forgot the
+ * script gets it again (EVAL) without the caller knowing. done runs once with the reply
+ * (valid during the call) or the failure.
+ */
+typedef void (*sb_eval_fn)(void *arg, err_t rc, const redisReply *r);
+
+struct sb_eval {
+    struct sb *sb;
+    struct sb_script *script;
+    int argc;
+    const char **argv;
+    size_t *lens;
+    char nkeys[16];
+    bool resent;
+    sb_eval_fn done;
+    void *arg;
+};
+
+/*
+ * Starts script s with argv[3..argc) as its keys (the first nkeys) and arguments; argv[0..2]
+ * and lens[0..2] are room for the command, script and key count, and both arrays (and e)
+ * must live until done has run. An error reply reaches done as ERR_UNAVAIL (Redis cannot
+ * serve now) or ERR_INTERNAL, logged. On an error return done is never called.
+ */
+err_t sb_eval_start(struct sb *sb, struct sb_eval *e, struct sb_script *s, int argc,
+                    const char **argv, size_t *lens, int nkeys, sb_eval_fn done, void *arg);
+
+/* Logs that script s got a reply it does not expect (what: what it expected); ERR_INTERNAL. */
+err_t sb_unexpected(const struct sb_script *s, const char *what);
+/* A reply's non-negative integer (an integer, or a decimal string); false otherwise. */
+bool sb_reply_u64(const redisReply *r, uint64_t *v);
+/* A reply's integer (an integer reply only); false otherwise. */
+bool sb_reply_i64(const redisReply *r, int64_t *v);
+
+/* The keys a script of stream s uses: its records, next counter and bytes counter. */
+struct sb_stream_keys {
+    char stream[SB_KEY_MAX], next[SB_KEY_MAX], bytes[SB_KEY_MAX], sealed[SB_KEY_MAX];
+};
+
+/* The slot of env, claimed if new; NULL when every slot is busy (then: no local view). */
+struct sb_quota *sb_quota_of(struct sb *sb, const char *env);
+/*
+ * Adds change (signed) to env's counter without waiting: the bytes stay held locally until
+ * Redis has counted them. A failure is logged, not returned (docs/stream-broker.md).
+ */
+void sb_quota_settle(struct sb *sb, const char *env, int64_t change);
 
 /* ---- wire.c: pure ---- */
 
