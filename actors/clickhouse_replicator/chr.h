@@ -2,7 +2,10 @@
  * chr.h - the clickhouse-replicator's state and the contracts between its files.
  *
  * main.c names the routes and settings; repl.c runs the logical replication
- * stream on the loop (non-blocking libpq), batches rows and acknowledges;
+ * stream on the loop (non-blocking libpq); batch.c holds rows until they are
+ * inserted (insert.c) and ack.c acknowledges them; lag.c logs and measures
+ * the lag; setup_job.c schedules the setup; fault.c is the tests' fault
+ * injection;
  * pgo.c decodes pgoutput and builds ClickHouse rows (pure, unit-tested);
  * worker.c runs blocking store calls on threads and hands results back
  * through an eventfd; setup.c creates the slot and backfills (on a worker);
@@ -249,15 +252,46 @@ struct chr {
     uint64_t rows_inserted, rows_skipped, batches, insert_failures;
 };
 
+/* PostgreSQL's epoch, 2000-01-01, in unix ms (its timestamps count from there). */
+#define CHR_PG_EPOCH_MS 946684800000ull
+
 /* repl.c */
 void chr_repl_start(struct chr *chr);
 void chr_repl_stop(struct chr *chr);
-/* Lag in bytes and seconds, for logs and session.list's read-your-writes window. */
-uint64_t chr_lag_bytes(const struct chr *chr);
-uint64_t chr_lag_ms(const struct chr *chr);
 
 /* A replication=database connection (TimeZone UTC); started non-blocking or made blocking. */
 PGconn *chr_repl_connect(struct chr *chr, bool nonblocking);
+/* Watches the replication connection's socket for ev (POLLIN/POLLOUT; 0: not at all). */
+void chr_watch(struct chr *chr, short ev);
+/*
+ * Drops the replication connection (why: for the log): what was only received is dropped,
+ * the batch in flight finishes, and a reconnect is scheduled after the backoff.
+ */
+void chr_conn_drop(struct chr *chr, const char *why);
+/* A loop timer: connects (or runs the setup first while it is not done); arg is the chr. */
+void chr_connect(struct loop *l, void *arg);
+
+/* lag.c: lag in bytes and seconds, for logs and session.list's read-your-writes window. */
+uint64_t chr_lag_bytes(const struct chr *chr);
+uint64_t chr_lag_ms(const struct chr *chr);
+/* Loop timers (arg: the chr) that re-arm themselves: chr.lag every lag_log_ms with the
+ * slot's health, and the lag on /metrics every second. */
+void chr_lag_timer(struct loop *l, void *arg);
+void chr_figures_timer(struct loop *l, void *arg);
+
+/* ack.c: sends a status update naming safe_lsn (after a fence check) when it moved, force is
+ * set, the server asked, or status_ms passed; at most one on its way. */
+void chr_ack_maybe(struct chr *chr, bool force);
+/* A loop timer (arg: the chr) that re-arms itself every status_ms: chr_ack_maybe. */
+void chr_status_timer(struct loop *l, void *arg);
+
+/* insert.c: makes the pending batch the one in flight and inserts it, unless one is in flight
+ * already (it flushes again when done), the replicator is fenced, or nothing is pending. */
+void chr_flush(struct chr *chr);
+
+/* setup_job.c: a loop timer (arg: the chr): runs the setup (setup.c) on the insert worker
+ * after a fence check, unless it runs already; connects once it succeeded, else retries. */
+void chr_setup_timer(struct loop *l, void *arg);
 
 /* setup.c: on the insert worker: publication, slot (+ backfill when new). */
 err_t chr_setup_run(struct chr *chr, struct chr_worker *w);
@@ -269,8 +303,11 @@ err_t chr_ch_insert(struct chr *chr, struct db_ch *ch, const char *data, size_t 
 /* fence.c: fn(chr, ok) once: ok = the fence still holds our token (or no fencing). */
 typedef void (*chr_fence_fn)(struct chr *chr, bool ok, void *arg);
 void chr_fence_check(struct chr *chr, chr_fence_fn fn, void *arg);
+/* A fence check failed: another node leads. Logs it, sets chr->fenced and stops the loop. */
+void chr_fenced(struct chr *chr);
 
-/* Test hook: if TETHER_CHR_FAULT_FILE holds `what`, removes it and SIGKILLs the process. */
+/* fault.c: test hook: if TETHER_CHR_FAULT_FILE holds `what`, removes it and SIGKILLs the
+ * process. */
 void chr_fault_point(struct chr *chr, const char *what);
 /* Test hook: true if TETHER_CHR_FAULT_FILE holds "refuse_row MARKER" and data[0..n) contains
  * MARKER (the file stays: every try is refused). Thread-safe (reads only the file). */
@@ -279,8 +316,10 @@ bool chr_fault_refuses(const struct chr *chr, const char *data, size_t n);
 /* list.c */
 void chr_on_session_list(struct actor *a, struct bus_req *req);
 
-/* batches */
+/* batch.c */
 void chr_batch_clear(struct chr_batch *b);
+/* Clears b and frees its storage (it may be used again, empty). */
+void chr_batch_fini(struct chr_batch *b);
 void chr_batch_add(struct chr_batch *b, const char *sid, uint64_t lsn, char *json, size_t n);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * fence.c - the fencing check before every insert and acknowledgement.
+ * fence.c - the fencing check before every insert and acknowledgement, and
+ * what a failed one does (chr_fenced).
  *
  * The supervisor that holds the leader lock INCRs <lock key>:fence when it
  * takes the lock and passes the new value as TETHER_FENCING_TOKEN. If the
@@ -85,4 +86,13 @@ void chr_fence_check(struct chr *chr, chr_fence_fn fn, void *arg)
     fr->fn = fn;
     fr->arg = arg;
     chr_fence_send(fr);
+}
+
+void chr_fenced(struct chr *chr)
+{
+    LOG_ERROR("chr.fenced", "the fence moved past token %" PRIu64
+              ": another node leads; no more inserts or acknowledgements",
+              chr->fence_token);
+    chr->fenced = true;
+    loop_stop(chr->loop);
 }

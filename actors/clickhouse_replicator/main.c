@@ -1,8 +1,9 @@
 /*
  * clickhouse-replicator - PostgreSQL logical replication of sessions into ClickHouse; leader-only.
  *
- * repl.c streams the slot and inserts batches, acknowledging an LSN only
- * once ClickHouse holds every row up to it; list.c answers session.list.
+ * repl.c streams the slot and insert.c inserts batches, ack.c acknowledging
+ * an LSN only once ClickHouse holds every row up to it; list.c answers
+ * session.list.
  * This file names the settings and the route and starts the pieces. The
  * skeleton (actors/lib/actor.c) joins the bus and reports readiness.
  */

@@ -12,11 +12,17 @@
  *   list NAME      a session.list query (one per filter case)
  * Exit 0, 1 when a piece could not be made.
  */
+#include "../../actors/clickhouse_replicator/ack.c"
+#include "../../actors/clickhouse_replicator/batch.c"
+#include "../../actors/clickhouse_replicator/fault.c"
 #include "../../actors/clickhouse_replicator/fence.c"
+#include "../../actors/clickhouse_replicator/insert.c"
+#include "../../actors/clickhouse_replicator/lag.c"
 #include "../../actors/clickhouse_replicator/list.c"
 #include "../../actors/clickhouse_replicator/pgo.c"
 #include "../../actors/clickhouse_replicator/repl.c"
 #include "../../actors/clickhouse_replicator/setup.c"
+#include "../../actors/clickhouse_replicator/setup_job.c"
 #include "../../actors/clickhouse_replicator/worker.c"
 
 /* The fixture (the same one tests/chdb/queries.test.mjs expects results of), in the org o1,
