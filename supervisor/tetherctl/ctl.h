@@ -55,6 +55,13 @@ int ctl_fault_parse(int argc, char **argv, struct bus_fault *f);
 /* The sv.fault_set body for target name. */
 void ctl_fault_encode(struct mp_writer *w, const char *name, const struct bus_fault *f);
 
+/*
+ * tetherctl tap [options] (tap.c): argv holds the options. Opens the bus itself (dialling
+ * the supervisor only when a filter is given, to register it) and prints until --count
+ * messages were shown, --seconds passed, or SIGINT/SIGTERM; returns the exit code.
+ */
+int ctl_tap(struct ctl *c, int argc, char **argv);
+
 /* tetherctl env ...: argv[0] is the subcommand (env.c). */
 int ctl_env(struct ctl *c, int argc, char **argv);
 
