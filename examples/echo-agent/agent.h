@@ -3,8 +3,9 @@
  *
  * main.c owns one struct ea_agent: configuration, the shutdown flags and the
  * lock runs use to say they ended. run.c executes one dequeued run per
- * thread (plus a heartbeat thread): follow the session's .in, answer each
- * record on .out, then complete, fail or abandon the run.
+ * thread (plus a heartbeat thread, heartbeat.c): follow the session's .in
+ * (follow.c), answer each record on .out (out.c), then complete, fail or
+ * abandon the run (end.c).
  */
 #ifndef ECHO_AGENT_AGENT_H
 #define ECHO_AGENT_AGENT_H

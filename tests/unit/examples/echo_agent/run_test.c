@@ -6,8 +6,13 @@
  * (HTTP, threads) is tested against a real tree by echo_agent_test.sh.
  */
 #include "../../../../examples/echo-agent/ea.c"
+#include "../../../../examples/echo-agent/end.c"
+#include "../../../../examples/echo-agent/follow.c"
+#include "../../../../examples/echo-agent/heartbeat.c"
 #include "../../../../examples/echo-agent/http.c"
 #include "../../../../examples/echo-agent/jlog.c"
+#include "../../../../examples/echo-agent/out.c"
+#include "../../../../examples/echo-agent/request.c"
 #include "../../../../examples/echo-agent/run.c"
 #include "../../../../examples/echo-agent/sse.c"
 
