@@ -31,6 +31,33 @@ static err_t mp_cut_str(struct slice s, struct mp_writer *w, size_t max)
     return OK;
 }
 
+/*
+ * A bin or an ext as the rendering shows it: {"$bin": length} or {"$ext": true}. The placeholder
+ * is a map, one level deeper than the value: where no container may open any more (the depth
+ * mp_skip allows), the value stays whole, so the copy is never refused where the input is not.
+ */
+static err_t mp_cut_placeholder(struct mp_reader *r, struct mp_writer *w, enum mp_type t,
+                                unsigned depth)
+{
+    struct mp_reader at = *r;
+    struct slice raw, bin;
+    if (mp_skip(r, &raw) != OK)
+        return ERR_PROTO;
+    if (depth >= MP_MAX_DEPTH) {
+        mp_put_raw(w, raw.p, raw.n);
+        return OK;
+    }
+    mp_put_map(w, 1);
+    if (t == MP_BIN && mp_read_bin(&at, &bin) == OK) {
+        mp_put_str(w, "$bin");
+        mp_put_uint(w, bin.n);
+    } else {
+        mp_put_str(w, "$ext");
+        mp_put_bool(w, true);
+    }
+    return OK;
+}
+
 static err_t mp_cut_container(struct mp_reader *r, struct mp_writer *w, size_t max, unsigned depth,
                               enum mp_type t)
 {
@@ -77,19 +104,8 @@ static err_t mp_cut_value(struct mp_reader *r, struct mp_writer *w, size_t max, 
             return ERR_PROTO;
         return mp_cut_str(s, w, max);
     case MP_BIN:
-        if (mp_read_bin(r, &s) != OK)
-            return ERR_PROTO;
-        mp_put_map(w, 1);
-        mp_put_str(w, "$bin");
-        mp_put_uint(w, s.n);
-        return OK;
     case MP_EXT:
-        if (mp_skip(r, &s) != OK)
-            return ERR_PROTO;
-        mp_put_map(w, 1);
-        mp_put_str(w, "$ext");
-        mp_put_bool(w, true);
-        return OK;
+        return mp_cut_placeholder(r, w, t, depth);
     case MP_ARRAY:
     case MP_MAP:
         return mp_cut_container(r, w, max, depth, t);

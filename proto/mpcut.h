@@ -4,7 +4,8 @@
  * mp_cut writes a copy of the single object in buf[0..n) in which every string longer than
  * max_str bytes keeps its longest prefix of whole UTF-8 sequences within max_str bytes (the
  * rule of mpjson.h's rendering) followed by "…", every bin becomes the map {"$bin": <its
- * length>} and every ext the map {"$ext": true}; everything else is copied as it is. So
+ * length>} and every ext the map {"$ext": true} (but where nesting is at mp_skip's limit, where
+ * that map could not open, they stay whole); everything else is copied as it is. So
  * mp_to_json(copy, max_str) renders the same text as mp_to_json(original, max_str), and a
  * 1 MiB record costs a listener a few hundred bytes.
  *

@@ -84,6 +84,20 @@ T_TEST(utf8_prefix_is_whole_sequences)
     mp_writer_fini(&w);
 }
 
+/* A bin where no container may open any more: kept whole, so the copy renders (fuzz find). */
+T_TEST(bin_at_the_depth_limit)
+{
+    struct mp_writer w;
+    mp_writer_init(&w);
+    for (int i = 0; i < MP_MAX_DEPTH; i++)
+        mp_put_array(&w, 1);
+    mp_put_bin(&w, "abc", 3);
+    int same;
+    (void)cut_same(&w, 256, &same);
+    T_ASSERT(same);
+    mp_writer_fini(&w);
+}
+
 T_TEST(refused)
 {
     struct mp_writer c;
@@ -107,6 +121,7 @@ int main(void)
 {
     T_RUN(long_strings_and_bins);
     T_RUN(utf8_prefix_is_whole_sequences);
+    T_RUN(bin_at_the_depth_limit);
     T_RUN(refused);
     return T_DONE();
 }
