@@ -10,7 +10,6 @@
  */
 #include "feed_int.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,12 +85,7 @@ static h2o_socket_t *gw_feed_socket(struct gw_feed *f)
  */
 static bool gw_feed_client_gone(struct gw_feed *f)
 {
-    h2o_socket_t *sock = gw_feed_socket(f);
-    char c;
-    if (!sock)
-        return false;
-    ssize_t r = recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    return gw_req_client_gone(f->req);
 }
 
 static void gw_feed_flush(struct gw_feed *f)

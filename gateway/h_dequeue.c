@@ -11,12 +11,10 @@
  * the environment. Bodies and tokens are never logged. The readers of
  * run-manager replies are h_runs.c's (runs_int.h).
  */
-#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "auth.h"
 #include "clock.h"
@@ -70,24 +68,11 @@ struct gw_dq {
 
 static void gw_dq_issue(struct gw_dq *dq);
 
-/*
- * True when the client of a waiting dequeue has gone. h2o notices a closed
- * connection only when it reads from it, which it does not while a request
- * is being handled, so we peek: 0 bytes is the peer's FIN. Runs leased to a
- * departed client would otherwise wait for their lease to end.
- */
+/* The client of a waiting dequeue has gone: runs leased to it would otherwise wait for their
+ * lease to end. */
 static bool gw_dq_client_gone(struct gw_call *c)
 {
-    char b;
-    if (!c->req)
-        return true;
-    h2o_conn_t *conn = c->req->conn;
-    h2o_socket_t *sock =
-        conn && conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
-    if (!sock)
-        return false;
-    ssize_t n = recv(h2o_socket_get_fd(sock), &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    return !c->req || gw_req_client_gone(c->req);
 }
 
 static void gw_runs_on_event(void *arg, const char *topic, const struct envelope *env);

@@ -6,12 +6,10 @@
  * dequeue's). What every waitpoint route shares is h_waitpoints.c's
  * (waitpoints_int.h).
  */
-#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "clock.h"
 #include "gw.h"
@@ -84,19 +82,10 @@ struct gw_hold {
 static void gw_hold_issue(struct gw_hold *h);
 static void gw_holds_on_event(void *arg, const char *topic, const struct envelope *env);
 
-/* The client of a waiting hold has gone (a peek: 0 bytes is its FIN; see h_dequeue.c). */
+/* The client of a waiting hold has gone. */
 static bool gw_hold_client_gone(struct gw_call *c)
 {
-    char b;
-    if (!c->req)
-        return true;
-    h2o_conn_t *conn = c->req->conn;
-    h2o_socket_t *sock =
-        conn && conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
-    if (!sock)
-        return false;
-    ssize_t n = recv(h2o_socket_get_fd(sock), &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    return !c->req || gw_req_client_gone(c->req);
 }
 
 static struct gw_holds *gw_holds_get(struct gw *gw)

@@ -6,9 +6,11 @@
  * errors and 413 included: the Origin is reflected (with Vary: Origin) and
  * x-trigger-jwt headers are exposed; OPTIONS is answered without auth.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <nng/nng.h>
 #include <nng/supplemental/util/platform.h>
@@ -554,4 +556,16 @@ void gw_public_base(struct gw_call *c, char *out, size_t cap)
         return;
     }
     snprintf(out, cap, "%s", c->gw->listen_base);
+}
+
+bool gw_req_client_gone(h2o_req_t *req)
+{
+    char b;
+    h2o_conn_t *conn = req ? req->conn : NULL;
+    h2o_socket_t *sock =
+        conn && conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
+    if (!sock)
+        return false;
+    ssize_t n = recv(h2o_socket_get_fd(sock), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }

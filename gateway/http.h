@@ -206,6 +206,12 @@ void gw_public_base(struct gw_call *c, char *out, size_t cap);
  * A value that does not fit in out, or holds %00, comes back as "" rather than cut short.
  */
 bool gw_query(h2o_req_t *req, const char *name, char *out, size_t cap);
+/*
+ * True when the client of req has closed its side. h2o does not read an HTTP/1 connection while
+ * a request waits for its answer or its response streams, so this peeks: 0 bytes is the peer's
+ * FIN. A pipelined request or HTTP/2 frames are data, not an end. False without a socket to ask.
+ */
+bool gw_req_client_gone(h2o_req_t *req);
 /* Adds a response header before one of the gw_respond* calls. */
 void gw_add_header(struct gw_call *c, const char *name, const char *value);
 
