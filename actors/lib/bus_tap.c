@@ -174,11 +174,11 @@ static int bus_tap_pack_str(msgpack_packer *pk, const char *s)
  * strings past BUS_TAP_STR_MAX bytes, bins as their length) into *cut, which the caller frees.
  * The bytes a listener takes were what a listener cost; it renders the same text either way.
  */
-static bool bus_tap_cut(const void *env_bytes, size_t n, struct mp_writer *cut)
+static bool bus_tap_cut(const struct envelope *decoded, struct mp_writer *cut)
 {
-    struct envelope env;
+    struct envelope env = *decoded;
     struct mp_writer body;
-    if (n <= BUS_TAP_CUT_AT || env_decode(env_bytes, n, &env) != OK || env.body.n == 0)
+    if (env.body.n == 0)
         return false;
     mp_writer_init(&body);
     bool ok = mp_cut(env.body.p, env.body.n, BUS_TAP_STR_MAX, &body) == OK;
@@ -235,20 +235,20 @@ void bus_tap_filters_event(struct bus *b, const struct envelope *env)
 }
 
 /* Whether one message is for some listener (tap_filter.h): only while every listener connected
- * registered a filter that is still fresh, and only then is the envelope decoded. */
-static bool bus_tap_wanted(struct bus *b, const char *dir, const char *peer, const char *topic,
-                           const void *env_bytes, size_t n, unsigned pipes)
+ * registered a filter that is still fresh. env is the decoded envelope, NULL when it does not
+ * decode (then the listener decides what to make of it). */
+static bool bus_tap_wanted(struct bus *b, const char *peer, const char *topic,
+                           const struct envelope *env, const void *env_bytes, size_t n,
+                           unsigned pipes)
 {
-    struct envelope env;
     bool wanted = true;
-    (void)dir;
-    if (env_decode(env_bytes, n, &env) != OK)
-        return true; /* the listener decides what to make of it */
+    if (!env)
+        return true;
     nng_mtx_lock(b->tap_mtx);
     if (b->tap_nfilters >= pipes && clock_mono_ms() < b->tap_filters_until) {
         wanted = false;
         for (unsigned i = 0; i < b->tap_nfilters && !wanted; i++)
-            wanted = tap_filter_match(&b->tap_filters[i], b->self, peer, topic, &env, env_bytes, n);
+            wanted = tap_filter_match(&b->tap_filters[i], b->self, peer, topic, env, env_bytes, n);
     }
     nng_mtx_unlock(b->tap_mtx);
     return wanted;
@@ -265,13 +265,16 @@ void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *
     unsigned pipes;
     if (!b->tap_open || (pipes = atomic_load_explicit(&b->tap_pipes, memory_order_relaxed)) == 0)
         return;
-    if (atomic_load_explicit(&b->tap_filtering, memory_order_relaxed) &&
-        !bus_tap_wanted(b, dir, peer, topic, env_bytes, n, pipes)) {
+    /* decoded once, and only when a filter or the cut needs it */
+    bool filtering = atomic_load_explicit(&b->tap_filtering, memory_order_relaxed);
+    struct envelope env;
+    bool decoded = (filtering || n > BUS_TAP_CUT_AT) && env_decode(env_bytes, n, &env) == OK;
+    if (filtering && !bus_tap_wanted(b, peer, topic, decoded ? &env : NULL, env_bytes, n, pipes)) {
         pm_add(b->tap_filtered, 1);
         return;
     }
     pm_add(b->tap_records, 1);
-    bool was_cut = bus_tap_cut(env_bytes, n, &cut);
+    bool was_cut = decoded && n > BUS_TAP_CUT_AT && bus_tap_cut(&env, &cut);
     if (was_cut) {
         env_bytes = mp_writer_data(&cut);
         n = mp_writer_len(&cut);
