@@ -93,8 +93,10 @@ done
 
 CHDB=""
 [[ -x tests/chdb/run.sh && tests/chdb/run.sh == *"$ONLY"* ]] && CHDB=tests/chdb/run.sh
+COMPAT= # the compatibility tests run with every test, or alone (TETHER_TEST_ONLY=compat)
+[[ -x tests/compat/run.sh && tests/compat/run.sh == *"$ONLY"* ]] && COMPAT=tests/compat/run.sh
 
-if ((${#ITESTS[@]} > 0)) || [[ -x tests/compat/run.sh && -z $ONLY ]] || [[ -n $CHDB ]]; then
+if ((${#ITESTS[@]} > 0)) || [[ -n $COMPAT ]] || [[ -n $CHDB ]]; then
   # Stores, trees and their logs live in memory when the machine has a tmpfs: a disk stalled by
   # another tenant's fsyncs would otherwise hold up a log write or a store's commit for seconds,
   # and the tests that measure recovery would measure the disk. TETHER_TEST_DIR overrides it.
@@ -121,8 +123,8 @@ if ((${#ITESTS[@]} > 0)) || [[ -x tests/compat/run.sh && -z $ONLY ]] || [[ -n $C
     for t in "${ITESTS[@]}"; do
       run_tap "integration ${t#tests/integration/}" 300 bash "$t"
     done
-    if [[ -x tests/compat/run.sh && -z $ONLY ]]; then
-      run_tap "compat" 600 tests/compat/run.sh
+    if [[ -n $COMPAT ]]; then
+      run_tap "compat" 600 "$COMPAT"
     fi
     if [[ -n $CHDB ]]; then
       run_tap "chdb" 600 "$CHDB" "$BUILD"
