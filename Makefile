@@ -43,7 +43,7 @@ LDFLAGS := $(LDSAN)
 
 LIBS_CORE := -lnng -lmsgpackc -lpthread
 LIBS_STORE := $(shell pkg-config --libs libpq hiredis libcurl 2>/dev/null || echo -lpq -lhiredis -lcurl)
-LIBS_GW := -lh2o-evloop -ljwt -ljansson -lssl -lcrypto -lz
+LIBS_GW := -lh2o-evloop -lnghttp2 -ljwt -ljansson -lssl -lcrypto -lz
 LIBS_ECHO := $(shell pkg-config --libs libcurl jansson 2>/dev/null || echo -lcurl -ljansson) -lpthread
 
 # ---- sources ----

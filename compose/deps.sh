@@ -12,6 +12,8 @@ PACKAGES=(
   gcc make pkg-config libc6-dev
   libnng-dev libmsgpack-dev libpq-dev libhiredis-dev libcurl4-openssl-dev
   libh2o-evloop-dev libjwt-dev libjansson-dev libssl-dev
+  # the S2 append sessions (gateway/s2s.h): HTTP/2 with a request body that stays open
+  libnghttp2-dev
   postgresql postgresql-client redis-server redis-tools
   clickhouse-server clickhouse-client
   curl jq wrk nodejs npm procps iproute2 util-linux

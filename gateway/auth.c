@@ -28,7 +28,7 @@
 
 struct gw_env_entry {
     unsigned char digest[32];
-    uint64_t expires_mono;      /* 0 = free */
+    uint64_t expires_mono; /* 0 = free */
     struct gw_env env;
     char keys[GW_MAX_SIGNING_KEYS][128];
     unsigned nkeys;
@@ -55,7 +55,8 @@ static void gw_digest(const char *a, size_t an, const char *b, size_t bn, unsign
     if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) || !EVP_DigestUpdate(ctx, a, an) ||
         !EVP_DigestUpdate(ctx, "\0", 1) || !EVP_DigestUpdate(ctx, b, bn) ||
         !EVP_DigestFinal_ex(ctx, out, &n))
-        memset(out, 0, 32); /* cannot happen short of OOM; an all-zero digest only misses the cache */
+        memset(out, 0,
+               32); /* cannot happen short of OOM; an all-zero digest only misses the cache */
     EVP_MD_CTX_free(ctx);
 }
 
@@ -210,8 +211,9 @@ static void gw_jwt_finish(struct gw_auth_op *op, const struct gw_env_entry *e)
     for (unsigned i = 0; i < e->nkeys && !sig; i++)
         sig = gw_jwt_signature_ok(op->token, op->token_n, e->keys[i], strlen(e->keys[i]));
     if (!sig) {
-        op->done(c, 401, "Public Access Token is invalid: signature verification failed. See "
-                         "https://trigger.dev/docs/frontend/overview#authentication");
+        op->done(c, 401,
+                 "Public Access Token is invalid: signature verification failed. See "
+                 "https://trigger.dev/docs/frontend/overview#authentication");
         gw_auth_op_free(op);
         return;
     }
@@ -260,8 +262,9 @@ static void gw_on_env_get(void *arg, err_t rc, const struct envelope *env)
         if (op->env_only)
             op->done(op->call, 404, "Not found");
         else
-            op->done(op->call, 401, "Public Access Token is invalid: environment not found. See "
-                                    "https://trigger.dev/docs/frontend/overview#authentication");
+            op->done(op->call, 401,
+                     "Public Access Token is invalid: environment not found. See "
+                     "https://trigger.dev/docs/frontend/overview#authentication");
         gw_auth_op_free(op);
         return;
     }
@@ -287,7 +290,8 @@ static void gw_auth_secret(struct gw_call *c, const char *key, size_t n, gw_auth
 {
     struct gw_auth_op *op;
     struct mp_writer w;
-    ssize_t bi = h2o_find_header_by_str(&c->req->headers, H2O_STRLIT("x-trigger-branch"), -1);
+    ssize_t bi =
+        c->req ? h2o_find_header_by_str(&c->req->headers, H2O_STRLIT("x-trigger-branch"), -1) : -1;
     const char *branch = bi >= 0 ? c->req->headers.entries[bi].value.base : "";
     size_t bn = bi >= 0 ? c->req->headers.entries[bi].value.len : 0;
 
@@ -336,14 +340,16 @@ static void gw_auth_jwt(struct gw_call *c, const char *token, size_t n, gw_auth_
 
     err_t rc = gw_jwt_parse(token, n, &op->claims);
     if (rc != OK) {
-        done(c, 401, "Public Access Token is invalid. See "
-                     "https://trigger.dev/docs/frontend/overview#authentication");
+        done(c, 401,
+             "Public Access Token is invalid. See "
+             "https://trigger.dev/docs/frontend/overview#authentication");
         gw_auth_op_free(op);
         return;
     }
     if (!op->claims.sub[0]) {
-        done(c, 401, "Public Access Token is invalid: missing subject. See "
-                     "https://trigger.dev/docs/frontend/overview#authentication");
+        done(c, 401,
+             "Public Access Token is invalid: missing subject. See "
+             "https://trigger.dev/docs/frontend/overview#authentication");
         gw_auth_op_free(op);
         return;
     }
@@ -429,18 +435,25 @@ void gw_auth_begin(struct gw_call *c, gw_auth_done_fn done)
         return;
     }
     ssize_t i = h2o_find_header(&c->req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i < 0)
+        gw_auth_bearer(c, NULL, 0, done);
+    else
+        gw_auth_bearer(c, c->req->headers.entries[i].value.base,
+                       c->req->headers.entries[i].value.len, done);
+}
+
+void gw_auth_bearer(struct gw_call *c, const char *value, size_t len, gw_auth_done_fn done)
+{
     const char *token = NULL;
     size_t n = 0;
     enum gw_cred kind = GW_CRED_NONE;
 
-    if (i >= 0 && gw_auth_token_cached(c, c->req->headers.entries[i].value.base,
-                                       c->req->headers.entries[i].value.len)) {
+    if (value && gw_auth_token_cached(c, value, len)) {
         done(c, 0, NULL);
         return;
     }
-    if (i >= 0)
-        kind = gw_auth_classify(c->req->headers.entries[i].value.base,
-                                c->req->headers.entries[i].value.len, &token, &n);
+    if (value)
+        kind = gw_auth_classify(value, len, &token, &n);
     switch (kind) {
     case GW_CRED_NONE:
         done(c, 401, "Invalid API Key");

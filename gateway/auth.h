@@ -49,6 +49,13 @@ typedef void (*gw_auth_done_fn)(struct gw_call *c, int status, const char *error
 void gw_auth_begin(struct gw_call *c, gw_auth_done_fn done);
 
 /*
+ * The same from an Authorization value already in hand (value NULL: none), for a caller that
+ * has no h2o request: the S2 append sessions (s2s.h) hand in their HTTP/2 header. c->req may
+ * be NULL; no X-Trigger-Branch is read then. c->route->auth says which credentials count.
+ */
+void gw_auth_bearer(struct gw_call *c, const char *value, size_t len, gw_auth_done_fn done);
+
+/*
  * For a route without a credential (route auth 0: a capability URL such as a token's
  * callback), once its handler knows which environment the URL names: fills c->auth.env
  * (signing key included; c->auth.kind stays 0, no scope) and calls done once: 0, 404 when

@@ -430,6 +430,19 @@ void gw_edge_guard(h2o_socket_t *sock, size_t max_body)
     gw_frame_init(&g->frame, max_body);
     sock->on_close.cb = gw_guard_free;
     sock->on_close.data = g;
+    if (sock->input->size > 0) {
+        /* bytes read before the guard (s2s.h looked for HTTP/2's preface) are the first it sees */
+        size_t start = 0;
+        const char *why = NULL;
+        int v = gw_frame_feed(&g->frame, sock->input->bytes, sock->input->size, &start, &why);
+        if (v != GW_FRAME_OK) {
+            g->status = v;
+            g->why = why;
+            sock->input->size = start; /* h2o answers what came before; the refusal follows */
+            if (start == 0)
+                gw_guard_answer(sock, g);
+        }
+    }
 }
 
 /* ---- hosts ---- */
@@ -536,10 +549,10 @@ bool gw_hosts_match(const struct gw_hosts *hosts, const char *authority, size_t 
     return false;
 }
 
-void gw_listen_base(const char *host, long long port, char *out, size_t cap)
+void gw_listen_base(const char *host, long long port, bool tls, char *out, size_t cap)
 {
     /* 0.0.0.0 is where the gateway listens, not an address anyone can reach it at */
     if (!host || !*host || strcmp(host, "0.0.0.0") == 0)
         host = "127.0.0.1";
-    snprintf(out, cap, "http://%s:%lld", host, port);
+    snprintf(out, cap, "%s://%s:%lld", tls ? "https" : "http", host, port);
 }

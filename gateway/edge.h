@@ -27,8 +27,11 @@
  * h2o_socket_read_start() after every response, edge.c defines that
  * function (the executable's definition wins over the library's, whose
  * own calls go through the PLT) and calls h2o's through dlsym(RTLD_NEXT).
- * HTTP/2 (h2c upgrade, prior knowledge) is switched off in main.c, so
- * every connection stays HTTP/1 and the guard's view holds.
+ * h2o's own HTTP/2 (h2c upgrade, prior knowledge) is switched off in main.c:
+ * a connection that opens with HTTP/2's preface is served by s2s.h and never
+ * reaches h2o or the guard, and every other one stays HTTP/1, so the guard's
+ * view holds. The bytes read while telling the two apart are fed to the
+ * guard first (gw_edge_guard).
  *
  * Everything here runs on the gateway's loop thread.
  */
@@ -114,7 +117,7 @@ err_t gw_hosts_parse(const char *list, struct gw_hosts *out, char *why, size_t c
  */
 bool gw_hosts_match(const struct gw_hosts *hosts, const char *authority, size_t len);
 
-/* "http://<host>:<port>" for the listen address, 0.0.0.0 read as 127.0.0.1. */
-void gw_listen_base(const char *host, long long port, char *out, size_t cap);
+/* "http://<host>:<port>" (https with tls) for the listen address, 0.0.0.0 read as 127.0.0.1. */
+void gw_listen_base(const char *host, long long port, bool tls, char *out, size_t cap);
 
 #endif

@@ -374,7 +374,7 @@ void gw_feed_start(struct gw_call *c, const struct gw_feed_opts *o)
     char topic[STREAM_NAME_MAX];
     struct gw_feed_opts opts = *o; /* o may live in c->state, which ends with the call */
     o = &opts;
-    if (stream_topic(topic, sizeof(topic), o->env, o->key, o->io) != OK) {
+    if (stream_topic(topic, sizeof(topic), o->env, o->key, o->channel, o->io) != OK) {
         gw_respond_error(c, 400, "Invalid stream", 0);
         return;
     }

@@ -44,6 +44,7 @@ enum gw_rec_format {
 struct gw_feed_opts {
     char env[STREAM_ENV_MAX + 1];
     char key[STREAM_KEY_MAX + 1];
+    char channel[STREAM_CHANNEL_MAX + 1]; /* "": the session's own pair; else a side channel */
     char io[4];
     uint64_t start;   /* first sequence number wanted (clamped to the tail) */
     uint64_t wait_ms; /* idle time at the tail before [DONE] */
@@ -64,7 +65,8 @@ void gw_feeds_stop(struct gw *gw);
 /* Feeds open in this process (metrics, tests). */
 unsigned gw_feeds_count(const struct gw *gw);
 
-/* Starts a stream.* request body: a map of 3 + extra pairs, the first three naming o's stream. */
+/* Starts a stream.* request body: a map of extra pairs after those naming o's stream (env, key,
+ * io, and channel for a side channel's). */
 void gw_stream_put_name(struct mp_writer *w, const struct gw_feed_opts *o, uint32_t extra);
 
 /*

@@ -11,10 +11,12 @@
 
 void gw_stream_put_name(struct mp_writer *w, const struct gw_feed_opts *o, uint32_t extra)
 {
-    mp_put_map(w, 3 + extra);
+    mp_put_map(w, (o->channel[0] ? 4 : 3) + extra);
     mp_put_kv_str(w, "env", o->env);
     mp_put_kv_str(w, "key", o->key);
     mp_put_kv_str(w, "io", o->io);
+    if (o->channel[0])
+        mp_put_kv_str(w, "channel", o->channel);
 }
 
 /* One of a record's byte strings as a JSON string, in format f. */

@@ -44,6 +44,9 @@ struct gw_cfg {
     long long session_cache_ttl_ms;
     long long session_cache_max;
     char *allowed_hosts;
+    long long h2_idle_timeout_ms;
+    char *tls_cert; /* TLS on the port when both are set (tls.h) */
+    char *tls_key;
 };
 
 struct gw_runs;
@@ -55,7 +58,7 @@ struct gw {
     struct cfg_common cfg;
     struct gw_cfg gw;
     struct gw_hosts allowed;  /* TETHER_GW_ALLOWED_HOSTS; n = 0: every Host, none echoed */
-    char listen_base[64];     /* http://<listen address>:<port>, X-S2-Endpoint's default */
+    char listen_base[64];     /* http(s)://<listen address>:<port>, X-S2-Endpoint's default */
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "clock.h"
 #include "gw.h"
@@ -140,7 +141,8 @@ static void gw_append_on_session(void *arg, err_t rc, const struct envelope *env
         return;
     }
     gw_stream_name(c, s);
-    if (strcmp(c->params.io, "in") != 0) {
+    /* a side channel's .in wakes and triggers no run (the SDK's rule): it is only observed */
+    if (strcmp(c->params.io, "in") != 0 || c->params.channel[0]) {
         gw_append_send(c);
         return;
     }
@@ -396,6 +398,13 @@ void gw_on_stream_subscribe(struct gw_call *c)
     }
     st->feed.wait_ms = secs * 1000;
     st->feed.start = gw_last_event_start(c->req);
+    /* the SDK's from: "latest" (sent only without a Last-Event-ID): what is appended from now on;
+     * a start past the tail is clamped to it. Any other value starts at the beginning. */
+    size_t fn, ln;
+    const char *from = gw_header(c->req, "x-trigger-stream-start", &fn);
+    if (from && fn == 6 && strncasecmp(from, "latest", 6) == 0 &&
+        !gw_header(c->req, "last-event-id", &ln))
+        st->feed.start = UINT64_MAX;
     err_t rc = gw_session_lookup_cached(c, gw_sub_on_session);
     if (rc != OK)
         gw_respond_err(c, rc, "session.get");

@@ -30,10 +30,24 @@
 
 /* ---- PUT /realtime/v1/sessions/:session/:io: S2 credentials for writing the channel ---- */
 
-/* The one scope an S2 access token carries: its stream. */
-static void gw_s2_scope(char *out, size_t cap, const char *key, const char *io)
+/*
+ * An S2 stream's name: "sessions/<key>/<io>" for the session's own pair,
+ * "sessions/<key>/channels/<channel>/<io>" for a side channel's (a key holds no "/").
+ */
+static void gw_s2_name(char *out, size_t cap, const struct gw_feed_opts *f)
 {
-    snprintf(out, cap, "s2:append:sessions/%s/%s", key, io);
+    if (f->channel[0])
+        snprintf(out, cap, "sessions/%s/channels/%s/%s", f->key, f->channel, f->io);
+    else
+        snprintf(out, cap, "sessions/%s/%s", f->key, f->io);
+}
+
+/* The one scope an S2 access token carries: its stream. */
+static void gw_s2_scope(char *out, size_t cap, const struct gw_feed_opts *f)
+{
+    char name[STREAM_NAME_MAX];
+    gw_s2_name(name, sizeof(name), f);
+    snprintf(out, cap, "s2:append:%s", name);
 }
 
 static void gw_init_on_session(void *arg, err_t rc, const struct envelope *env)
@@ -41,7 +55,7 @@ static void gw_init_on_session(void *arg, err_t rc, const struct envelope *env)
     struct gw_call *c = arg;
     struct gw_stream_state *st = c->state;
     struct slice s;
-    char base[512], endpoint[600], name[STREAM_KEY_MAX + 32], scope[STREAM_KEY_MAX + 64];
+    char base[512], endpoint[600], name[STREAM_NAME_MAX], scope[STREAM_NAME_MAX + 16];
     if (!gw_stream_row(c, rc, env, &s, "write", "Session not found") || !gw_out_writer_ok(c, s))
         return;
     if (s.n && gw_sess_u64(s, "closed_at_ms")) {
@@ -49,7 +63,7 @@ static void gw_init_on_session(void *arg, err_t rc, const struct envelope *env)
         return;
     }
     gw_stream_name(c, s);
-    gw_s2_scope(scope, sizeof(scope), st->feed.key, st->feed.io);
+    gw_s2_scope(scope, sizeof(scope), &st->feed);
     const char *const scopes[] = {scope};
     char *token =
         gw_jwt_mint(c->auth.env.signing_key, c->auth.env.id, scopes, 1, GW_S2_TOKEN_TTL_S);
@@ -59,7 +73,7 @@ static void gw_init_on_session(void *arg, err_t rc, const struct envelope *env)
     }
     gw_public_base(c, base, sizeof(base));
     snprintf(endpoint, sizeof(endpoint), "%s/s2/v1", base);
-    snprintf(name, sizeof(name), "sessions/%s/%s", st->feed.key, st->feed.io);
+    gw_s2_name(name, sizeof(name), &st->feed);
     gw_add_header(c, "x-s2-access-token", token);
     gw_add_header(c, "x-s2-stream-name", name);
     gw_add_header(c, "x-s2-basin", GW_S2_BASIN);
@@ -81,41 +95,58 @@ void gw_on_stream_init(struct gw_call *c)
 
 /* ---- the S2-compatible records endpoint: /s2/v1/streams/:stream/records ---- */
 
-/*
- * The stream of an S2 request: "sessions/<key>/<io>" in the URL, allowed by a
- * token minted for exactly that stream (or the secret key).
- */
+int gw_s2_stream_check(const struct gw_auth *a, const char *name, struct gw_feed_opts *feed,
+                       const char **code, const char **message)
+{
+    const char *key = name + 9, *slash, *io;
+    char scope[STREAM_NAME_MAX + 16];
+    size_t chn = 0;
+    /* sessions/<key>/<io> or sessions/<key>/channels/<channel>/<io> (gw_s2_name) */
+    bool ok = strncmp(name, "sessions/", 9) == 0 && (slash = strchr(key, '/')) != NULL &&
+              slash > key && (size_t)(slash - key) <= STREAM_KEY_MAX;
+    if (ok) {
+        io = slash + 1;
+        if (strncmp(io, "channels/", 9) == 0) {
+            const char *ch = io + 9, *end = strchr(ch, '/');
+            chn = end ? (size_t)(end - ch) : 0;
+            ok = chn > 0 && chn <= STREAM_CHANNEL_MAX;
+            if (ok) {
+                snprintf(feed->channel, sizeof(feed->channel), "%.*s", (int)chn, ch);
+                ok = stream_channel_valid(feed->channel);
+                io = end + 1;
+            }
+        }
+        /* gw_id_problem: a key no session URL can carry (path.h), so no session's stream has it */
+        ok = ok && stream_io_valid(io) && !gw_id_problem(key, (size_t)(slash - key));
+    }
+    if (!ok) {
+        feed->channel[0] = '\0';
+        *code = "stream_not_found";
+        *message = "no such stream";
+        return 404;
+    }
+    snprintf(feed->env, sizeof(feed->env), "%s", a->env.id);
+    snprintf(feed->key, sizeof(feed->key), "%.*s", (int)(slash - key), key);
+    snprintf(feed->io, sizeof(feed->io), "%s", io);
+    if (a->kind == GW_AUTH_SECRET)
+        return 0;
+    gw_s2_scope(scope, sizeof(scope), feed);
+    for (unsigned i = 0; i < a->nscopes; i++)
+        if (strcmp(a->scopes[i], scope) == 0)
+            return 0;
+    *code = "permission_denied";
+    *message = "the access token does not cover this stream";
+    return 403;
+}
+
+/* The stream of an S2 request (gw_s2_stream_check), or false after answering its error. */
 static bool gw_s2_stream(struct gw_call *c)
 {
-    struct gw_stream_state *st = gw_st(c);
-    const char *name = c->params.session, *slash;
-    char scope[STREAM_KEY_MAX + 64];
-    if (strncmp(name, "sessions/", 9) != 0 || !(slash = strrchr(name, '/')) || slash == name + 8 ||
-        !stream_io_valid(slash + 1) || (size_t)(slash - (name + 9)) > STREAM_KEY_MAX) {
-        gw_respond_json(
-            c, 404, json_pack("{s:s,s:s}", "code", "stream_not_found", "message", "no such stream"),
-            GW_NO_RETRY);
-        return false;
-    }
-    if (gw_id_problem(name + 9, (size_t)(slash - (name + 9)))) {
-        /* a key no session URL can carry (path.h): no session's stream has it */
-        gw_respond_json(
-            c, 404, json_pack("{s:s,s:s}", "code", "stream_not_found", "message", "no such stream"),
-            GW_NO_RETRY);
-        return false;
-    }
-    snprintf(st->feed.env, sizeof(st->feed.env), "%s", c->auth.env.id);
-    snprintf(st->feed.key, sizeof(st->feed.key), "%.*s", (int)(slash - (name + 9)), name + 9);
-    snprintf(st->feed.io, sizeof(st->feed.io), "%s", slash + 1);
-    if (c->auth.kind == GW_AUTH_SECRET)
+    const char *code, *message;
+    int status = gw_s2_stream_check(&c->auth, c->params.session, &gw_st(c)->feed, &code, &message);
+    if (status == 0)
         return true;
-    gw_s2_scope(scope, sizeof(scope), st->feed.key, st->feed.io);
-    for (unsigned i = 0; i < c->auth.nscopes; i++)
-        if (strcmp(c->auth.scopes[i], scope) == 0)
-            return true;
-    gw_respond_json(c, 403,
-                    json_pack("{s:s,s:s}", "code", "permission_denied", "message",
-                              "the access token does not cover this stream"),
+    gw_respond_json(c, status, json_pack("{s:s,s:s}", "code", code, "message", message),
                     GW_NO_RETRY);
     return false;
 }
@@ -152,11 +183,25 @@ static void gw_s2_too_large(struct gw_call *c)
                     GW_NO_RETRY);
 }
 
+err_t gw_s2_appended(const struct envelope *env, uint64_t *first, uint32_t *n, uint64_t *tail,
+                     uint64_t *ts)
+{
+    struct mp_reader v;
+    *tail = *ts = 0;
+    if (mp_map_find(env->body.p, env->body.n, "seqs", &v) != OK || mp_read_array(&v, n) != OK ||
+        *n == 0 || mp_read_uint(&v, first) != OK)
+        return ERR_PROTO;
+    if (mp_map_find(env->body.p, env->body.n, "tail", &v) == OK)
+        (void)mp_read_uint(&v, tail);
+    if (mp_map_find(env->body.p, env->body.n, "ts", &v) == OK)
+        (void)mp_read_uint(&v, ts);
+    return OK;
+}
+
 static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
     struct gw_stream_state *st = c->state;
-    struct mp_reader v;
     uint32_t n;
     uint64_t first = 0, tail = 0, ts = 0;
     if (rc == ERR_TOOBIG) { /* the broker's own check of the same limit: the same answer */
@@ -183,15 +228,10 @@ static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
         gw_respond_err(c, rc, "stream.append");
         return;
     }
-    if (mp_map_find(env->body.p, env->body.n, "seqs", &v) != OK || mp_read_array(&v, &n) != OK ||
-        n == 0 || mp_read_uint(&v, &first) != OK) {
+    if (gw_s2_appended(env, &first, &n, &tail, &ts) != OK) {
         gw_respond_err(c, ERR_PROTO, "stream.append");
         return;
     }
-    if (mp_map_find(env->body.p, env->body.n, "tail", &v) == OK)
-        (void)mp_read_uint(&v, &tail);
-    if (mp_map_find(env->body.p, env->body.n, "ts", &v) == OK)
-        (void)mp_read_uint(&v, &ts);
     if (st->proto) {
         uint8_t ack[S2_ACK_MAX];
         size_t len = s2_ack_encode(ack, first, first + n, tail, ts);
@@ -206,14 +246,18 @@ static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
                     0);
 }
 
-/* The stream.append request of an S2 batch (headers and bodies as they came). */
-static void gw_s2_put_records(struct mp_writer *w, const struct s2_input *in)
+void gw_s2_put_records(struct mp_writer *w, const struct s2_input *in, const char *part_prefix)
 {
+    char part[STREAM_PART_ID_MAX + 1];
     mp_put_str(w, "records");
     mp_put_array(w, (uint32_t)in->nrecords);
     for (size_t i = 0; i < in->nrecords; i++) {
         const struct s2_record *r = &in->records[i];
-        mp_put_map(w, 2);
+        mp_put_map(w, part_prefix ? 3 : 2);
+        if (part_prefix) {
+            snprintf(part, sizeof(part), "%s:%zu", part_prefix, i);
+            mp_put_kv_str(w, "part_id", part);
+        }
         mp_put_str(w, "headers");
         mp_put_array(w, (uint32_t)r->nheaders);
         for (size_t h = r->first_header; h < r->first_header + r->nheaders; h++) {
@@ -224,6 +268,22 @@ static void gw_s2_put_records(struct mp_writer *w, const struct s2_input *in)
         mp_put_str(w, "body");
         mp_put_bin(w, r->body.p, r->body.n);
     }
+}
+
+int gw_s2_input_check(const struct s2_input *in, char *why, size_t cap)
+{
+    if (in->conditional) {
+        snprintf(why, cap, "match_seq_num and fencing_token are not supported");
+        return 422;
+    }
+    /* the route's one limit (it has no byte cap of its own): S2 caps a whole batch at 1 MiB
+     * metered; it also keeps the bus request under the receive limit whatever the record
+     * count */
+    if (in->metered > STREAM_RECORD_MAX) {
+        snprintf(why, cap, "a batch may hold at most 1 MiB of metered records");
+        return 413;
+    }
+    return 0;
 }
 
 /*
@@ -248,27 +308,21 @@ void gw_on_s2_append(struct gw_call *c)
                                  sizeof(why));
     else
         rc = s2_input_from_json(c->body, st->feed.format == GW_REC_BASE64, &in, why, sizeof(why));
-    if (rc == OK && in.conditional) {
-        snprintf(why, sizeof(why), "match_seq_num and fencing_token are not supported");
-        rc = ERR_INVAL;
-    }
-    if (rc != OK) {
+    int status = rc == OK ? gw_s2_input_check(&in, why, sizeof(why)) : 422;
+    if (status != 0)
         s2_input_fini(&in);
+    if (status == 413) {
+        gw_s2_too_large(c);
+        return;
+    }
+    if (status != 0) {
         gw_respond_json(c, 422, json_pack("{s:s,s:s}", "code", "invalid", "message", why),
                         GW_NO_RETRY);
         return;
     }
-    /* the route's one limit (it has no byte cap of its own): S2 caps a whole batch at 1 MiB
-     * metered; it also keeps the bus request under the receive limit whatever the record
-     * count */
-    if (in.metered > STREAM_RECORD_MAX) {
-        s2_input_fini(&in);
-        gw_s2_too_large(c);
-        return;
-    }
     mp_writer_init(&w);
     gw_stream_put_name(&w, &st->feed, 1);
-    gw_s2_put_records(&w, &in);
+    gw_s2_put_records(&w, &in, NULL);
     s2_input_fini(&in);
     rc = mp_writer_err(&w);
     if (rc == OK)

@@ -60,6 +60,8 @@ void gw_stream_name(struct gw_call *c, struct slice s)
     snprintf(st->feed.env, sizeof(st->feed.env), "%s", c->auth.env.id);
     gw_addressing_key(c, s, st->feed.key, sizeof(st->feed.key));
     snprintf(st->feed.io, sizeof(st->feed.io), "%s", c->params.io);
+    /* a route under .../channels/:channel names a side channel's pair (validated by then) */
+    snprintf(st->feed.channel, sizeof(st->feed.channel), "%s", c->params.channel);
 }
 
 const char *gw_header(h2o_req_t *req, const char *name, size_t *n)

@@ -552,7 +552,8 @@ void gw_public_base(struct gw_call *c, char *out, size_t cap)
     if (c->req && c->gw->allowed.n &&
         gw_hosts_match(&c->gw->allowed, c->req->authority.base, c->req->authority.len)) {
         h2o_iovec_t host = c->req->authority;
-        snprintf(out, cap, "http://%.*s", (int)host.len, host.base);
+        snprintf(out, cap, "%s://%.*s", c->req->scheme == &H2O_URL_SCHEME_HTTPS ? "https" : "http",
+                 (int)host.len, host.base);
         return;
     }
     snprintf(out, cap, "%s", c->gw->listen_base);

@@ -81,8 +81,9 @@ bool gw_is_protobuf(h2o_req_t *req);
 struct gw_params {
     char session[GW_PARAM_MAX]; /* :session, or the S2 endpoint's :stream */
     char io[16];
+    char channel[160]; /* :channel, a named side channel (checked: stream_channel_valid) */
     char run[GW_PARAM_MAX];
-    const char *bad; /* the first parameter ("session", "io", "run", "stream") that did not
+    const char *bad; /* the first parameter ("session", "io", "run", "stream", ...) that did not
                         decode, or NULL */
     err_t bad_rc;    /* why: ERR_INVAL (a bad escape or %00) or ERR_TOOBIG */
     char waitpoint[128]; /* :waitpoint (h_waitpoint_tokens.c, h_waitpoints.c) */

@@ -27,6 +27,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "proc.h"
+#include "s2s.h"
+#include "tls.h"
 
 #define GW_OFF(f) offsetof(struct gw_cfg, f)
 
@@ -63,6 +65,14 @@ static const struct cfg_def gw_cfg_defs[] = {
     {"TETHER_GW_ALLOWED_HOSTS", CFG_STR, "", 0, 0, GW_OFF(allowed_hosts),
      "comma list of host or host:port the API answers for (any other Host: 421); empty: every "
      "Host, and none is ever echoed"},
+    {"TETHER_GW_H2_IDLE_TIMEOUT", CFG_MS, "30s", 100, 3600000, GW_OFF(h2_idle_timeout_ms),
+     "how long an HTTP/2 connection (the SDK's streaming writer) may stay open without a stream "
+     "before the gateway ends it with GOAWAY"},
+    {"TETHER_GW_TLS_CERT", CFG_STR, "", 0, 0, GW_OFF(tls_cert),
+     "PEM certificate chain: with TETHER_GW_TLS_KEY, the port speaks TLS only (ALPN h2 for the "
+     "SDK's streaming writer, http/1.1 for the rest); empty: plain TCP (HTTP/1 and h2c)"},
+    {"TETHER_GW_TLS_KEY", CFG_STR, "", 0, 0, GW_OFF(tls_key),
+     "PEM private key of TETHER_GW_TLS_CERT"},
 };
 
 static struct gw *gw_self;
@@ -92,14 +102,20 @@ static int gw_on_req(h2o_handler_t *self, h2o_req_t *req)
     {
         if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
             !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
-                           H2O_STRLIT("GET"));
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
             static const char body[] = "{\"error\":\"Method not allowed\"}";
             gw_send_plain(req, 405, body, sizeof(body) - 1, "/healthz", clock_mono_ms(), 0);
             return 0;
         }
         return gw_on_healthz(gw, req);
     }
+}
+
+/* An HTTP/1 connection: the framing guard sees every byte before h2o parses it (edge.h). */
+static void gw_http1(struct gw *gw, h2o_socket_t *sock)
+{
+    gw_edge_guard(sock, (size_t)gw->gw.max_body);
+    h2o_accept(&gw->accept_ctx, sock);
 }
 
 static void gw_on_accept(h2o_socket_t *listener, const char *err)
@@ -110,8 +126,10 @@ static void gw_on_accept(h2o_socket_t *listener, const char *err)
         return;
     if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
         return;
-    gw_edge_guard(sock, (size_t)gw->gw.max_body); /* before h2o reads a byte */
-    h2o_accept(&gw->accept_ctx, sock);
+    if (gw_tls_on())
+        gw_tls_accept(gw, sock, gw_http1); /* ALPN h2 goes to the S2 append sessions */
+    else
+        s2s_accept(gw, sock, gw_http1); /* so does h2c */
 }
 
 static void gw_on_bus(h2o_socket_t *sock, const char *err)
@@ -136,6 +154,7 @@ static void gw_begin_stop(struct gw *gw, const char *why)
         gw->listener = NULL;
     }
     gw_feeds_stop(gw); /* SSE clients reconnect (to another gateway) with Last-Event-ID */
+    s2s_stop(gw);      /* S2 writers re-send what was not acknowledged on a new connection */
 }
 
 static void gw_on_signal(h2o_socket_t *sock, const char *err)
@@ -215,7 +234,8 @@ static void gw_raise_fd_limit(void)
             rl.rlim_cur = before;
     }
     if (rl.rlim_cur < GW_FDS_WANTED)
-        LOG_WARN("gw.fd_limit", "descriptor limit %llu (hard %llu) caps concurrent connections "
+        LOG_WARN("gw.fd_limit",
+                 "descriptor limit %llu (hard %llu) caps concurrent connections "
                  "below %d; raise the hard limit (ulimit -Hn)",
                  (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, GW_FDS_WANTED);
     else
@@ -245,7 +265,10 @@ static int gw_run(struct gw *gw, int argc, char **argv)
         LOG_ERROR("cfg.invalid", "TETHER_GW_ALLOWED_HOSTS: %s", why);
         return EXIT_PERMANENT;
     }
-    gw_listen_base(gw->gw.http_host, gw->gw.http_port, gw->listen_base, sizeof(gw->listen_base));
+    if (gw_tls_open(gw) != OK)
+        return EXIT_PERMANENT;
+    gw_listen_base(gw->gw.http_host, gw->gw.http_port, gw_tls_on(), gw->listen_base,
+                   sizeof(gw->listen_base));
     if (!gw->gw.public_url || !*gw->gw.public_url)
         LOG_WARN("gw.public_url_unset",
                  "TETHER_GW_PUBLIC_URL is not set: X-S2-Endpoint names %s; set it to the URL "

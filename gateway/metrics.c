@@ -55,6 +55,8 @@ struct gw_m_slot {
     struct gw_m_hist request_duration[GW_M_ROWS];
     gw_m_gauge sse_open;
     gw_m_counter sse_total, sse_records, sse_bytes, feed_reads;
+    gw_m_gauge s2s_open;
+    gw_m_counter s2s_total, s2s_batches, s2s_records;
     gw_m_counter bus[GW_NPEERS][GW_M_NBUS];
     struct gw_m_hist bus_duration[GW_NPEERS];
 };
@@ -151,6 +153,7 @@ err_t gw_metrics_open(struct gw *gw, unsigned instance)
     gw_m_mine = &gw_m->slots[instance];
     atomic_store_explicit(&gw_m_mine->pid, (int64_t)getpid(), memory_order_relaxed);
     atomic_store_explicit(&gw_m_mine->sse_open, 0, memory_order_relaxed); /* the last one's died */
+    atomic_store_explicit(&gw_m_mine->s2s_open, 0, memory_order_relaxed);
     gw_m_add(&gw_m_mine->starts, 1);
     return OK;
 }
@@ -159,6 +162,7 @@ void gw_metrics_close(void)
 {
     if (gw_m_mine) {
         atomic_store_explicit(&gw_m_mine->sse_open, 0, memory_order_relaxed);
+        atomic_store_explicit(&gw_m_mine->s2s_open, 0, memory_order_relaxed);
         atomic_store_explicit(&gw_m_mine->pid, 0, memory_order_relaxed);
     }
     if (gw_m && gw_m != gw_m_own)
@@ -210,6 +214,27 @@ void gw_metrics_sse_close(uint64_t records, uint64_t bytes)
                           memory_order_relaxed);
     gw_m_add(&gw_m_mine->sse_records, records);
     gw_m_add(&gw_m_mine->sse_bytes, bytes);
+}
+
+void gw_metrics_s2s_open(void)
+{
+    if (!gw_m_mine)
+        return;
+    atomic_store_explicit(&gw_m_mine->s2s_open,
+                          atomic_load_explicit(&gw_m_mine->s2s_open, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    gw_m_add(&gw_m_mine->s2s_total, 1);
+}
+
+void gw_metrics_s2s_close(uint64_t batches, uint64_t records)
+{
+    if (!gw_m_mine)
+        return;
+    atomic_store_explicit(&gw_m_mine->s2s_open,
+                          atomic_load_explicit(&gw_m_mine->s2s_open, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    gw_m_add(&gw_m_mine->s2s_batches, batches);
+    gw_m_add(&gw_m_mine->s2s_records, records);
 }
 
 void gw_metrics_feed_read(void)
@@ -330,7 +355,7 @@ static void gw_m_render(struct jbuf *b)
                             row * sizeof(struct gw_m_hist));
     }
 
-    int64_t open = 0;
+    int64_t open = 0, s2s_open = 0;
     unsigned live = 0;
     uint64_t starts = GW_M_SUM(starts);
     for (size_t s = 0; s < GW_M_SLOTS; s++) {
@@ -339,6 +364,7 @@ static void gw_m_render(struct jbuf *b)
         if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
             live++;
             open += atomic_load_explicit(&gw_m->slots[s].sse_open, memory_order_relaxed);
+            s2s_open += atomic_load_explicit(&gw_m->slots[s].s2s_open, memory_order_relaxed);
         }
     }
     gw_m_scalar(b, "tether_gateway_processes", "gauge",
@@ -355,6 +381,16 @@ static void gw_m_render(struct jbuf *b)
                 "Bytes sent on server-sent event streams that ended.", GW_M_SUM(sse_bytes));
     gw_m_scalar(b, "tether_feed_reads_total", "counter",
                 "Record stream reads made for subscribers.", GW_M_SUM(feed_reads));
+    gw_m_scalar(b, "tether_s2s_sessions", "gauge",
+                "S2 append sessions (the SDK's streaming .out writer) open now.",
+                s2s_open < 0 ? 0 : (uint64_t)s2s_open);
+    gw_m_scalar(b, "tether_s2s_sessions_total", "counter", "S2 append sessions started.",
+                GW_M_SUM(s2s_total));
+    gw_m_scalar(b, "tether_s2s_batches_total", "counter",
+                "Batches appended and acknowledged on S2 append sessions that ended.",
+                GW_M_SUM(s2s_batches));
+    gw_m_scalar(b, "tether_s2s_records_total", "counter",
+                "Records appended on S2 append sessions that ended.", GW_M_SUM(s2s_records));
 
     jbuf_puts(b, "# HELP tether_gateway_bus_requests_total Bus requests made for HTTP calls, by "
                  "actor and outcome.\n# TYPE tether_gateway_bus_requests_total counter\n");

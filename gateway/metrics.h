@@ -67,6 +67,9 @@ enum gw_m_other gw_metrics_other(const char *tmpl);
 
 void gw_metrics_sse_open(void);
 void gw_metrics_sse_close(uint64_t records, uint64_t bytes);
+/* An S2 append session (s2s.h) begins; one ends with the batches and records it acknowledged. */
+void gw_metrics_s2s_open(void);
+void gw_metrics_s2s_close(uint64_t batches, uint64_t records);
 void gw_metrics_bus(unsigned actor, enum gw_m_bus outcome, uint64_t started_mono_us);
 /* A record stream read that a feed made (gw_feed_read), records fanned out by the ones it gave. */
 void gw_metrics_feed_read(void);

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "jbuf.h"
 #include "path.h"
+#include "stream.h"
 
 err_t gw_pct_decode(const char *s, size_t n, char *out, size_t cap)
 {
@@ -98,6 +99,10 @@ bool gw_route_match(const char *pattern, const char *path, size_t n, struct gw_p
                 dst = params->io;
                 cap = sizeof(params->io);
                 name = "io";
+            } else if (plen == 8 && memcmp(p, ":channel", 8) == 0) {
+                dst = params->channel;
+                cap = sizeof(params->channel);
+                name = "channel";
             } else if (plen == 4 && memcmp(p, ":run", 4) == 0) {
                 dst = params->run;
                 cap = sizeof(params->run);
@@ -177,6 +182,10 @@ bool gw_params_valid(const struct gw_route *r, const struct gw_params *p, json_t
                       "path", "io", "options", "in", "out", "received", got);
         json_array_append_new(issues, i);
     }
+    if (strstr(r->pattern, ":channel") && !stream_channel_valid(p->channel))
+        json_array_append_new(issues,
+                              gw_issue("channel", "Invalid channel name: use 1-128 characters "
+                                                  "from [A-Za-z0-9._-]"));
     if (strstr(r->pattern, ":run"))
         gw_check_id(issues, p, "run", p->run, 256, "Invalid run id");
     if (strstr(r->pattern, ":waitpoint"))

@@ -43,6 +43,17 @@ const struct gw_route gw_routes[] = {
      gw_on_stream_append},
     {GW_GET, "/realtime/v1/sessions/:session/:io/records", 0, GW_BODY_RAW, ANY,
      gw_on_stream_records},
+    /* a session's named side channels: the same routes on their own .in/.out pairs */
+    {GW_PUT, "/realtime/v1/sessions/:session/channels/:channel/:io", 0, GW_BODY_RAW, ANY,
+     gw_on_stream_init},
+    {GW_GET, "/realtime/v1/sessions/:session/channels/:channel/:io", 0, GW_BODY_RAW, ANY,
+     gw_on_stream_subscribe},
+    {GW_HEAD, "/realtime/v1/sessions/:session/channels/:channel/:io", 0, GW_BODY_RAW, ANY,
+     gw_on_stream_subscribe},
+    {GW_POST, "/realtime/v1/sessions/:session/channels/:channel/:io/append", 0, GW_BODY_RAW, ANY,
+     gw_on_stream_append},
+    {GW_GET, "/realtime/v1/sessions/:session/channels/:channel/:io/records", 0, GW_BODY_RAW, ANY,
+     gw_on_stream_records},
     /* the S2-compatible records endpoint that PUT above points agents at */
     {GW_POST, "/s2/v1/streams/:stream/records", 0, GW_BODY_JSON_PROTO, ANY, gw_on_s2_append},
     {GW_GET, "/s2/v1/streams/:stream/records", 0, GW_BODY_RAW, ANY, gw_on_s2_read},

@@ -279,3 +279,29 @@ size_t s2_ack_encode(uint8_t *out, uint64_t start, uint64_t end, uint64_t tail, 
     o += pb_put_position(out + o, 2, end, ts);
     return o + pb_put_position(out + o, 3, tail, ts);
 }
+
+int s2s_frame_next(const uint8_t *p, size_t n, uint8_t *flag, const uint8_t **msg, size_t *msg_n,
+                   size_t *used)
+{
+    if (n < 3)
+        return 0;
+    size_t len = (size_t)p[0] << 16 | (size_t)p[1] << 8 | p[2];
+    if (len == 0 || len > S2S_FRAME_MAX)
+        return -1;
+    if (n - 3 < len)
+        return 0;
+    *flag = p[3];
+    *msg = p + 4;
+    *msg_n = len - 1;
+    *used = 3 + len;
+    return 1;
+}
+
+void s2s_frame_head(uint8_t out[4], size_t msg_n, uint8_t flag)
+{
+    size_t len = msg_n + 1;
+    out[0] = (uint8_t)(len >> 16);
+    out[1] = (uint8_t)(len >> 8);
+    out[2] = (uint8_t)len;
+    out[3] = flag;
+}

@@ -70,4 +70,24 @@ void s2_input_fini(struct s2_input *in);
 #define S2_ACK_MAX 96
 size_t s2_ack_encode(uint8_t *out, uint64_t start, uint64_t end, uint64_t tail, uint64_t ts);
 
+/*
+ * s2s framing (the streaming append session, s2s.h), both directions: a 3-byte big-endian
+ * length of what follows, a flag byte [T][CC][reserved] (T: terminal, CC: compression, 00
+ * none), then the message. A terminal frame carries a 2-byte big-endian HTTP status and a
+ * JSON error: the session's last.
+ */
+#define S2S_FRAME_MAX (2u << 20) /* flag byte + message, as S2's client caps it */
+#define S2S_FLAG_TERMINAL 0x80u
+#define S2S_FLAG_COMPRESSION 0x60u
+
+/*
+ * The first frame of p[0..n): 1 with *flag, *msg, *msg_n and *used (its whole length) set;
+ * 0 when more bytes are needed; -1 when the length is 0 or over S2S_FRAME_MAX.
+ */
+int s2s_frame_next(const uint8_t *p, size_t n, uint8_t *flag, const uint8_t **msg, size_t *msg_n,
+                   size_t *used);
+
+/* The 4 bytes that start a frame of msg_n message bytes (≤ S2S_FRAME_MAX - 1) with flag. */
+void s2s_frame_head(uint8_t out[4], size_t msg_n, uint8_t flag);
+
 #endif

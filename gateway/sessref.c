@@ -13,6 +13,7 @@
 #include "mp.h"
 #include "msg.h"
 #include "sesscache.h"
+#include "stream.h"
 
 bool gw_sess_str(struct slice m, const char *k, char *out, size_t cap)
 {
@@ -60,12 +61,13 @@ static void gw_sessions_on_event(void *arg, const char *topic, const struct enve
 err_t gw_sessions_open(struct gw *gw)
 {
     char urls[BUS_URL_MAX * 8];
-    gw->sessions = gw_sesscache_new((size_t)gw->gw.session_cache_max,
-                                    (uint64_t)gw->gw.session_cache_ttl_ms);
+    gw->sessions =
+        gw_sesscache_new((size_t)gw->gw.session_cache_max, (uint64_t)gw->gw.session_cache_ttl_ms);
     if (gw->gw.session_cache_max == 0)
         return OK;
     gw_events_urls(gw, "session-manager", urls, sizeof(urls));
-    if (!urls[0] || bus_sub_open(gw->bus, urls, gw_sessions_on_event, gw, &gw->session_events) != OK ||
+    if (!urls[0] ||
+        bus_sub_open(gw->bus, urls, gw_sessions_on_event, gw, &gw->session_events) != OK ||
         bus_sub_add(gw->session_events, "session.changed") != OK) {
         LOG_ERROR("gw.sessions", "cannot follow session.changed: session rows are not cached");
         gw->gw.session_cache_max = 0;
@@ -143,7 +145,8 @@ bool gw_session_authorize(struct gw_call *c, struct slice s, const char *action,
                           const char *const *super, bool with_url)
 {
     char friendly[128], ext[GW_PARAM_MAX];
-    const char *ids[3];
+    char narrow[6][GW_PARAM_MAX + STREAM_CHANNEL_MAX + 24];
+    const char *ids[9];
     unsigned n = 0;
     char why[2048];
     if (with_url)
@@ -152,6 +155,18 @@ bool gw_session_authorize(struct gw_call *c, struct slice s, const char *action,
         gw_sess_str(s, "friendly_id", friendly, sizeof(friendly));
         ids[n++] = friendly;
         ids[n++] = gw_sess_str(s, "external_id", ext, sizeof(ext)) ? ext : "";
+    }
+    if (c->params.channel[0]) {
+        /* a side channel's route: the session's scopes cover it, and so do the channel's own,
+         * "<action>:sessions:<id>:channels:<name>" and the same ":<io>" */
+        unsigned base = n;
+        for (unsigned i = 0; i < base; i++) {
+            snprintf(narrow[2 * i], sizeof(narrow[0]), "%s:channels:%s", ids[i], c->params.channel);
+            snprintf(narrow[2 * i + 1], sizeof(narrow[0]), "%s:channels:%s:%s", ids[i],
+                     c->params.channel, c->params.io);
+            ids[n++] = narrow[2 * i];
+            ids[n++] = narrow[2 * i + 1];
+        }
     }
     unsigned nsuper = 0;
     while (nsuper < 3 && super[nsuper]) /* a NULL ends the list early: no super-scope counts */

@@ -55,4 +55,26 @@ bool gw_out_writer_ok(struct gw_call *c, struct slice s);
  * know. */
 bool gw_s2_format(struct gw_call *c, enum gw_rec_format *f);
 
+/*
+ * h_s2.c's steps that the S2 append sessions (s2s_stream.c) take too, which have no h2o
+ * request.
+ *
+ * gw_s2_stream_check: the stream "sessions/<key>/<io>" named by an S2 request, allowed by a
+ * token minted for exactly that stream (or the secret key): 0 with feed's env, key and io set,
+ * else the status (404, 403) with S2's error code and message (static text).
+ */
+int gw_s2_stream_check(const struct gw_auth *a, const char *name, struct gw_feed_opts *feed,
+                       const char **code, const char **message);
+/* The batch's own limits: 0, or 422/413 with why (cap bytes) filled. */
+struct s2_input;
+int gw_s2_input_check(const struct s2_input *in, char *why, size_t cap);
+/*
+ * The "records" of a stream.append request for an S2 batch (headers and bodies as they came);
+ * with part_prefix, record i has the part id "<part_prefix>:<i>" (stream-broker de-duplicates).
+ */
+void gw_s2_put_records(struct mp_writer *w, const struct s2_input *in, const char *part_prefix);
+/* The first seq, record count, tail and timestamp of a stream.append reply; ERR_PROTO. */
+err_t gw_s2_appended(const struct envelope *env, uint64_t *first, uint32_t *n, uint64_t *tail,
+                     uint64_t *ts);
+
 #endif

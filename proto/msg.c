@@ -146,7 +146,8 @@ const struct msg_def msg_catalogue[] = {
      * epoch), headers: [[name: str, value: str]], body: bin}. Sizes: a record's metered size
      * (8 + 2 x headers + their bytes + body) is at most 1 MiB (proto/stream.h). */
     {MSG_STREAM_APPEND, "stream.append", MSG_K_REQUEST, "stream-broker",
-     "{env, key, io, records: [{part_id: str|nil, headers: [[name, value]], body: bin}] (1-1000, "
+     "{env, key, io, channel?: str|nil (a named side channel's pair), records: [{part_id: str|nil, "
+     "headers: [[name, value]], body: bin}] (1-1000, "
      "appended atomically in order)}",
      "{seqs: [uint], dups: [bool] (true: part_id was seen within 5 min; seq is the original "
      "record's and nothing was appended), tail: uint (the next seq), ts: uint} | ERR_TOOBIG | "
@@ -154,18 +155,20 @@ const struct msg_def msg_catalogue[] = {
      "appended) | ERR_CLOSED (the session is sealed, nothing appended; message: the seal, "
      "stream.seal) | ERR_UNAVAIL (Redis, also when full)"},
     {MSG_STREAM_READ, "stream.read", MSG_K_REQUEST, "stream-broker",
-     "{env, key, io, from: uint (first seq wanted), count: uint 1-1000}",
+     "{env, key, io, channel?, from: uint (first seq wanted), count: uint 1-1000}",
      "{records: [record] (seq >= from, oldest first; trimmed records are skipped; cut short to "
      "fit TETHER_BUS_RECV_MAX, at least one: continue from the last seq + 1 while below tail), "
      "tail: uint (the next seq), tail_ts: uint (ms of the last record, 0 when none)}"},
     {MSG_STREAM_PEEK, "stream.peek", MSG_K_REQUEST, "stream-broker",
-     "{env, key, io, count: uint 1-16}",
+     "{env, key, io, channel?, count: uint 1-16}",
      "{records: [record] (the last count, oldest first), tail: uint, tail_ts: uint}"},
-    {MSG_STREAM_TRIM, "stream.trim", MSG_K_REQUEST, "stream-broker", "{env, key, io, before: uint}",
+    {MSG_STREAM_TRIM, "stream.trim", MSG_K_REQUEST, "stream-broker",
+     "{env, key, io, channel?, before: uint}",
      "{tail: uint} (records with seq < before are deleted; seqs are never reused)"},
     {MSG_STREAM_SEAL, "stream.seal", MSG_K_REQUEST, "stream-broker",
      "{env, key: the session's addressing key, reason: str|nil}",
-     "{sealed: true} (both streams of the session refuse every later append with ERR_CLOSED, "
+     "{sealed: true} (every stream of the session, its channels' too, refuses every later append "
+     "with ERR_CLOSED, "
      "message \"0\" or \"1<reason>\"; idempotent, never lifted)"},
     {MSG_STREAM_RECORD, "stream.record", MSG_K_EVENT,
      "stream-broker (published on stream-broker.events.<instance>.ipc)",

@@ -4,7 +4,9 @@
  * Shared by the stream-broker (which owns the Redis keys and publishes on
  * the topic) and the gateway (which subscribes to the topic of every stream
  * one of its clients reads). Every name is a pure function of (environment
- * id, addressing key, io), so all gateway and broker instances agree on it.
+ * id, addressing key, channel, io), so all gateway and broker instances agree
+ * on it. The channel is empty for the session's own .in/.out pair, else the
+ * name of one of its named side channels, which have a pair each.
  */
 #ifndef TETHER_PROTO_STREAM_H
 #define TETHER_PROTO_STREAM_H
@@ -28,17 +30,26 @@
 /* Longest environment id and addressing key a stream name accepts. */
 #define STREAM_ENV_MAX 64u
 #define STREAM_KEY_MAX 1024u
+/* Longest name of a named side channel. */
+#define STREAM_CHANNEL_MAX 128u
 /* Room for any name below. */
-#define STREAM_NAME_MAX (STREAM_ENV_MAX + STREAM_KEY_MAX + 64u)
+#define STREAM_NAME_MAX (STREAM_ENV_MAX + STREAM_KEY_MAX + STREAM_CHANNEL_MAX + 64u)
 
 /* "in" or "out". */
 bool stream_io_valid(const char *io);
 
+/* A side channel's name: 1-128 of [A-Za-z0-9._-] (the SDK's rule). */
+bool stream_channel_valid(const char *channel);
+
 /*
- * The event topic of a stream: "stream.<env>.<io>.<key>" (the key last: it may hold dots).
- * ERR_INVAL when env or key is empty, too long or holds a NUL, or io is not valid.
+ * The event topic of a stream: "stream.<env>.<io>.<key>" for the session's own pair,
+ * "stream.<env>.ch/<channel>/<io>.<key>" for a side channel's (the key last: it may hold dots;
+ * a channel holds no "/", and no own topic begins "ch/", so none is another's prefix). channel
+ * NULL or "": the session's own. ERR_INVAL when env or key is empty, too long or holds a NUL,
+ * io is not valid or the channel is not.
  */
-err_t stream_topic(char *out, size_t cap, const char *env, const char *key, const char *io);
+err_t stream_topic(char *out, size_t cap, const char *env, const char *key, const char *channel,
+                   const char *io);
 
 /* The metered size of a record (what STREAM_RECORD_MAX bounds). */
 size_t stream_metered_size(size_t nheaders, size_t header_bytes, size_t body_n);

@@ -51,7 +51,7 @@ static void sb_publish_appended(struct sb *sb, const struct sb_append *ap)
     err_t last = OK;
     if (!sb->events)
         return;
-    if (stream_topic(topic, sizeof(topic), ap->s.env, ap->s.key, ap->s.io) != OK) {
+    if (stream_topic(topic, sizeof(topic), ap->s.env, ap->s.key, ap->s.channel, ap->s.io) != OK) {
         /* sb_parse_stream checked the same limits */
         LOG_ERROR("stream.publish_failed", "no topic for a validated stream name");
         return;

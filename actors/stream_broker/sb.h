@@ -21,6 +21,8 @@
  * Redis data model, for a stream (env, key, io) with T = "{env:key}" (a
  * Cluster hash tag: every key of one session lives in one slot):
  *   tether:stream:T:io           the records; seq N is entry id "N-1",
+ *                                (a side channel's: io is "ch/<channel>/<io>" in every key
+ *                                of the stream, in the same slot; the seal is the session's);
  *                                fields t <ms>, b <body>, then one pair per header;
  *   tether:stream:T:io:next      the next seq (records ever appended);
  *   tether:stream:T:io:bytes     the metered bytes of the records the stream holds;
@@ -49,7 +51,7 @@
 #include "stream.h"
 
 /* Room for any Redis key of a stream: prefix, tag, io, suffix or part id. */
-#define SB_KEY_MAX (64u + STREAM_ENV_MAX + STREAM_KEY_MAX + STREAM_PART_ID_MAX)
+#define SB_KEY_MAX (64u + STREAM_ENV_MAX + STREAM_KEY_MAX + STREAM_CHANNEL_MAX + STREAM_PART_ID_MAX)
 /* Records one stream.peek returns at most. */
 #define SB_PEEK_MAX 16u
 /* Room for a validation message sent back with ERR_INVAL / ERR_TOOBIG. */
@@ -59,7 +61,8 @@
 struct sb_stream {
     char env[STREAM_ENV_MAX + 1];
     char key[STREAM_KEY_MAX + 1];
-    char io[4]; /* "in" | "out" */
+    char channel[STREAM_CHANNEL_MAX + 1]; /* "": the session's own pair; else a side channel */
+    char io[4];                           /* "in" | "out" */
 };
 
 /* One record of a stream.append request; slices borrow from the request body. */

@@ -62,20 +62,28 @@ err_t sb_parse_stream(struct slice body, struct sb_stream *s, char *why, size_t 
         snprintf(why, cap, "io must be \"in\" or \"out\"");
         return ERR_INVAL;
     }
+    /* optional: absent or nil names the session's own pair */
+    if (sb_find(body, "channel", &v) == OK) {
+        struct slice ch;
+        if (mp_read_str_or_nil(&v, &ch) != OK ||
+            (ch.p && (slice_copy(ch, s->channel, sizeof(s->channel)) != OK ||
+                      memchr(ch.p, '\0', ch.n) || !stream_channel_valid(s->channel)))) {
+            snprintf(why, cap, "channel must be nil or 1-%u of [A-Za-z0-9._-]", STREAM_CHANNEL_MAX);
+            return ERR_INVAL;
+        }
+    }
     return OK;
 }
 
-err_t sb_parse_uint(struct slice body, const char *key, uint64_t min, uint64_t max,
-                    uint64_t *out, char *why, size_t cap)
+err_t sb_parse_uint(struct slice body, const char *key, uint64_t min, uint64_t max, uint64_t *out,
+                    char *why, size_t cap)
 {
     struct mp_reader v;
-    if (sb_find(body, key, &v) != OK || mp_read_uint(&v, out) != OK || *out < min ||
-        *out > max) {
+    if (sb_find(body, key, &v) != OK || mp_read_uint(&v, out) != OK || *out < min || *out > max) {
         if (max == UINT64_MAX)
             snprintf(why, cap, "%s must be an unsigned integer", key);
         else
-            snprintf(why, cap, "%s must be an integer from %" PRIu64 " to %" PRIu64, key, min,
-                     max);
+            snprintf(why, cap, "%s must be an integer from %" PRIu64 " to %" PRIu64, key, min, max);
         return ERR_INVAL;
     }
     return OK;
@@ -203,8 +211,10 @@ void sb_append_fini(struct sb_append *ap)
 /* "tether:<kind>:{env:key}:io<suffix>" into SB_KEY_MAX bytes; the name limits keep it within. */
 static size_t sb_key_fmt(char *out, const char *kind, const struct sb_stream *s, const char *suffix)
 {
-    int w = snprintf(out, SB_KEY_MAX, "tether:%s:{%s:%s}:%s%s", kind, s->env, s->key, s->io,
-                     suffix);
+    int w = s->channel[0] ? snprintf(out, SB_KEY_MAX, "tether:%s:{%s:%s}:ch/%s/%s%s", kind, s->env,
+                                     s->key, s->channel, s->io, suffix)
+                          : snprintf(out, SB_KEY_MAX, "tether:%s:{%s:%s}:%s%s", kind, s->env,
+                                     s->key, s->io, suffix);
     return w < 0 ? 0 : (size_t)w < SB_KEY_MAX ? (size_t)w : SB_KEY_MAX - 1;
 }
 
@@ -242,8 +252,11 @@ size_t sb_key_quota(const char *env, char *out)
  */
 size_t sb_key_part_prefix(const struct sb_stream *s, char *out)
 {
-    int w = snprintf(out, SB_KEY_MAX, "tether:part:%zu:{%s:%s}:%s:", strlen(s->key), s->env,
-                     s->key, s->io);
+    int w = s->channel[0]
+                ? snprintf(out, SB_KEY_MAX, "tether:part:%zu:{%s:%s}:ch/%s/%s:", strlen(s->key),
+                           s->env, s->key, s->channel, s->io)
+                : snprintf(out, SB_KEY_MAX, "tether:part:%zu:{%s:%s}:%s:", strlen(s->key), s->env,
+                           s->key, s->io);
     return w < 0 ? 0 : (size_t)w < SB_KEY_MAX ? (size_t)w : SB_KEY_MAX - 1;
 }
 
@@ -293,8 +306,7 @@ err_t sb_entry_parse(const redisReply *e, struct sb_entry *out)
         return ERR_PROTO;
     /* positional: the first two pairs are t and b whatever the headers are named */
     if (f->elements < 4 || f->elements % 2 != 0 || !sb_str_is(f->element[0], "t") ||
-        !sb_is_str(f->element[1]) || !sb_str_is(f->element[2], "b") ||
-        !sb_is_str(f->element[3]) ||
+        !sb_is_str(f->element[1]) || !sb_str_is(f->element[2], "b") || !sb_is_str(f->element[3]) ||
         !sb_parse_u64(f->element[1]->str, f->element[1]->len, &out->ts))
         return ERR_PROTO;
     for (size_t i = 4; i < f->elements; i++)

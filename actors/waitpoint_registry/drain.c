@@ -185,7 +185,7 @@ void wp_topic_want(struct wp *wp, const char *env, const char *key, const char *
 {
     char name[STREAM_NAME_MAX];
     struct wp_topic **link;
-    if (stream_topic(name, sizeof(name), env, key, io) != OK)
+    if (stream_topic(name, sizeof(name), env, key, NULL, io) != OK)
         return;
     struct wp_topic *t = wp_topic_find(wp, name, &link);
     if (!t) {
@@ -261,7 +261,7 @@ static void wp_complete_channel(struct wp *wp, const char *env, const char *key,
 {
     char s[24], f[24], name[STREAM_NAME_MAX];
     char *out = wp_envelope_data(body.p, body.n);
-    if (!out || stream_topic(name, sizeof(name), env, key, io) != OK) {
+    if (!out || stream_topic(name, sizeof(name), env, key, NULL, io) != OK) {
         free(out);
         return;
     }

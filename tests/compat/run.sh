@@ -17,15 +17,19 @@ if [[ ! -d node_modules/@trigger.dev/sdk ]] || [[ package-lock.json -nt node_mod
 fi
 
 . "$HERE/../lib/itest.sh"
-tree_start >/dev/null
+# HTTP/2 connections the SDK pools in the test processes end soon after their last stream, so the
+# processes exit when their tests are done
+tree_start TETHER_GW_H2_IDLE_TIMEOUT=2s >/dev/null
 export TETHER_URL=$TREE_URL
 export TETHER_TREE_LOG=$TREE_LOG
 suffix=$$-$RANDOM
-export TETHER_SECRET_KEY TETHER_SECRET_KEY_B TETHER_SECRET_KEY_ECHO
+export TETHER_SECRET_KEY TETHER_SECRET_KEY_B TETHER_SECRET_KEY_ECHO TETHER_SECRET_KEY_AGENT
 TETHER_SECRET_KEY=$(ctl env create --org "compat-$suffix" --project a --type dev) || exit 1
 TETHER_SECRET_KEY_B=$(ctl env create --org "compat-$suffix" --project b --type dev) || exit 1
 # The echo-agent serves an environment of its own: the runs other tests trigger stay queued.
 TETHER_SECRET_KEY_ECHO=$(ctl env create --org "compat-$suffix" --project echo --type dev) || exit 1
+# agent.test.mjs starts its own worker written with the SDK (agent/sdk-agent.mjs) on this one.
+TETHER_SECRET_KEY_AGENT=$(ctl env create --org "compat-$suffix" --project agent --type dev) || exit 1
 # Its idle runs complete (echo.test.mjs checks the continuation after a completed run).
 TETHER_URL=$TREE_URL TETHER_SECRET_KEY=$TETHER_SECRET_KEY_ECHO TETHER_ECHO_SLEEP_SECONDS=0 \
   "$TETHER_TEST_BIN/echo-agent" 2>"$TREE_DIR/echo-agent.log" &

@@ -168,3 +168,13 @@ test("the SDK's one-shot .out writes (writeControl, trimTo) go through the S2 en
     [[5, "4"]],
   );
 });
+
+test('subscribeToSessionStream with from: "latest" (X-Trigger-Stream-Start) gets only what is appended after it connects', async () => {
+  const before = await client().readSessionStreamRecords(sid, "in");
+  assert.ok(before.records.length > 0, "the stream has history to skip");
+  const reading = collect("in", { from: "latest", timeoutInSeconds: 5 }, (c) => c.length === 1);
+  await new Promise((r) => setTimeout(r, 300));
+  await client().appendToSessionStream(sid, "in", "after-latest");
+  const { chunks } = await reading;
+  assert.deepEqual(chunks, ["after-latest"]);
+});

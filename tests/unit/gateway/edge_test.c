@@ -192,12 +192,12 @@ T_TEST(hosts)
 T_TEST(listen_base)
 {
     char b[64];
-    gw_listen_base("127.0.0.1", 8787, b, sizeof(b));
+    gw_listen_base("127.0.0.1", 8787, false, b, sizeof(b));
     T_STREQ(b, "http://127.0.0.1:8787");
-    gw_listen_base("0.0.0.0", 80, b, sizeof(b));
+    gw_listen_base("0.0.0.0", 80, false, b, sizeof(b));
     T_STREQ(b, "http://127.0.0.1:80");
-    gw_listen_base("10.1.2.3", 9000, b, sizeof(b));
-    T_STREQ(b, "http://10.1.2.3:9000");
+    gw_listen_base("10.1.2.3", 9000, true, b, sizeof(b));
+    T_STREQ(b, "https://10.1.2.3:9000");
 }
 
 int main(void)

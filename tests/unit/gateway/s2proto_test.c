@@ -144,8 +144,8 @@ T_TEST(json)
     struct s2_input in;
     char why[160];
     json_t *j = json_loads(
-        "{\"records\":[{\"headers\":[[\"trigger-control\",\"turn-complete\"]]},{\"body\":\"x\"}]}", 0,
-        &e);
+        "{\"records\":[{\"headers\":[[\"trigger-control\",\"turn-complete\"]]},{\"body\":\"x\"}]}",
+        0, &e);
     T_OK(s2_input_from_json(j, false, &in, why, sizeof(why)));
     T_EQ(in.nrecords, 2u);
     T_EQ(in.records[0].nheaders, 1u);
@@ -154,8 +154,11 @@ T_TEST(json)
     T_EQ(in.metered, (8u + 2 + 15 + 13) + (8u + 1));
     s2_input_fini(&in);
     json_decref(j);
-    const char *bad[] = {"{}", "{\"records\":[]}", "{\"records\":[1]}",
-                         "{\"records\":[{\"body\":1}]}", "{\"records\":[{\"headers\":[[\"a\"]]}]}",
+    const char *bad[] = {"{}",
+                         "{\"records\":[]}",
+                         "{\"records\":[1]}",
+                         "{\"records\":[{\"body\":1}]}",
+                         "{\"records\":[{\"headers\":[[\"a\"]]}]}",
                          "{\"records\":[{\"headers\":[[\"a\",2]]}]}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         j = json_loads(bad[i], 0, &e);
@@ -194,7 +197,8 @@ T_TEST(json_base64)
     T_EQ(in.metered, (8u + 2 * 2 + 1 + 3 + 1 + 2 + 4) + 8u);
     s2_input_fini(&in);
     json_decref(j);
-    const char *bad[] = {"{\"records\":[{\"body\":\"a*b=\"}]}", "{\"records\":[{\"body\":\"abc\"}]}",
+    const char *bad[] = {"{\"records\":[{\"body\":\"a*b=\"}]}",
+                         "{\"records\":[{\"body\":\"abc\"}]}",
                          "{\"records\":[{\"headers\":[[\"aA==\",\"a=bc\"]]}]}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         j = json_loads(bad[i], 0, &e);
@@ -217,6 +221,36 @@ T_TEST(ack)
     T_ASSERT(n <= S2_ACK_MAX);
 }
 
+T_TEST(frames)
+{
+    uint8_t buf[16], head[4], flag = 0xff;
+    const uint8_t *msg = NULL;
+    size_t msg_n = 0, used = 0;
+    /* a frame of 3 message bytes, then the start of the next */
+    s2s_frame_head(head, 3, S2S_FLAG_TERMINAL);
+    T_MEMEQ(head, "\x00\x00\x04\x80", 4);
+    memcpy(buf, head, 4);
+    memcpy(buf + 4, "abc\x00\x00", 5);
+    for (size_t n = 0; n < 7; n++) /* every cut short of its end: more is needed */
+        T_EQ(s2s_frame_next(buf, n, &flag, &msg, &msg_n, &used), 0);
+    T_EQ(s2s_frame_next(buf, 9, &flag, &msg, &msg_n, &used), 1);
+    T_EQ(flag, S2S_FLAG_TERMINAL);
+    T_EQ(msg_n, 3);
+    T_EQ(used, 7);
+    T_MEMEQ(msg, "abc", 3);
+    /* a flag byte alone is a frame with an empty message */
+    T_EQ(s2s_frame_next((const uint8_t *)"\x00\x00\x01\x00", 4, &flag, &msg, &msg_n, &used), 1);
+    T_EQ(msg_n, 0);
+    T_EQ(used, 4);
+    /* a length of 0, or over the 2 MiB S2's client allows: malformed at once */
+    T_EQ(s2s_frame_next((const uint8_t *)"\x00\x00\x00", 3, &flag, &msg, &msg_n, &used), -1);
+    T_EQ(s2s_frame_next((const uint8_t *)"\x20\x00\x01", 3, &flag, &msg, &msg_n, &used), -1);
+    T_EQ(s2s_frame_next((const uint8_t *)"\x20\x00\x00", 3, &flag, &msg, &msg_n, &used), 0);
+    /* the largest head */
+    s2s_frame_head(head, S2S_FRAME_MAX - 1, 0);
+    T_MEMEQ(head, "\x20\x00\x00\x00", 4);
+}
+
 int main(void)
 {
     T_RUN(proto_trim);
@@ -226,5 +260,6 @@ int main(void)
     T_RUN(json);
     T_RUN(json_base64);
     T_RUN(ack);
+    T_RUN(frames);
     return T_DONE();
 }

@@ -247,7 +247,7 @@ T_TEST(events_long_topic)
     snprintf(purl, sizeof(purl), "ipc://%s/events-long.ipc", dir);
     memset(key, 'k', STREAM_KEY_MAX);
     key[STREAM_KEY_MAX] = '\0';
-    T_OK(stream_topic(topic, sizeof(topic), "cm0envaaaaaaaaaaaaaaaaaaaa", key, "out"));
+    T_OK(stream_topic(topic, sizeof(topic), "cm0envaaaaaaaaaaaaaaaaaaaa", key, NULL, "out"));
     T_OK(bus_pub_open(client, purl, &pub));
     T_OK(bus_sub_open(client, purl, on_event, &ev, &sub));
     T_OK(bus_sub_add(sub, topic));

@@ -435,6 +435,61 @@ T_TEST(keys)
     T_ASSERT(sb_key_next(&s, k) < SB_KEY_MAX - 1);
     T_ASSERT(sb_key_bytes(&s, k) < SB_KEY_MAX - 1);
     T_ASSERT(sb_key_quota(s.env, k) < SB_KEY_MAX - 1);
+    /* a side channel's keys: in the session's slot, apart from its own pair's and each other's */
+    memset(s.channel, 'c', STREAM_CHANNEL_MAX);
+    s.channel[STREAM_CHANNEL_MAX] = '\0';
+    T_ASSERT(sb_key_part_prefix(&s, k) + STREAM_PART_ID_MAX < SB_KEY_MAX);
+    T_ASSERT(sb_key_next(&s, k) < SB_KEY_MAX - 1);
+    struct sb_stream c = {.env = "env_1", .key = "k", .channel = "tools.v1", .io = "in"};
+    sb_key_stream(&c, k);
+    T_STREQ(k, "tether:stream:{env_1:k}:ch/tools.v1/in");
+    sb_key_part_prefix(&c, k);
+    T_STREQ(k, "tether:part:1:{env_1:k}:ch/tools.v1/in:");
+}
+
+T_TEST(channels)
+{
+    struct mp_writer w;
+    struct sb_stream s;
+    char why[SB_WHY_MAX] = "", topic[STREAM_NAME_MAX];
+    mp_writer_init(&w);
+    mp_put_map(&w, 4);
+    put_name(&w, "e", "k", "out");
+    mp_put_kv_str(&w, "channel", "a-b_c.9");
+    T_OK(sb_parse_stream(body_of(&w), &s, why, sizeof(why)));
+    T_STREQ(s.channel, "a-b_c.9");
+    /* nil is the session's own pair */
+    mp_writer_reset(&w);
+    mp_put_map(&w, 4);
+    put_name(&w, "e", "k", "out");
+    mp_put_str(&w, "channel");
+    mp_put_nil(&w);
+    T_OK(sb_parse_stream(body_of(&w), &s, why, sizeof(why)));
+    T_STREQ(s.channel, "");
+    static const char *const bad[] = {"", "a b", "a/b", "\xc3\xa9", NULL};
+    for (int i = 0; bad[i]; i++) {
+        mp_writer_reset(&w);
+        mp_put_map(&w, 4);
+        put_name(&w, "e", "k", "out");
+        mp_put_kv_str(&w, "channel", bad[i]);
+        T_ERR(sb_parse_stream(body_of(&w), &s, why, sizeof(why)), ERR_INVAL);
+        T_ASSERT(strstr(why, "channel") != NULL);
+    }
+    mp_writer_fini(&w);
+    /* topics: a channel's is never a prefix of the pair's, nor the pair's of a channel's */
+    T_OK(stream_topic(topic, sizeof(topic), "e", "k", NULL, "in"));
+    T_STREQ(topic, "stream.e.in.k");
+    T_OK(stream_topic(topic, sizeof(topic), "e", "k", "", "in"));
+    T_STREQ(topic, "stream.e.in.k");
+    T_OK(stream_topic(topic, sizeof(topic), "e", "k", "in.x", "in"));
+    T_STREQ(topic, "stream.e.ch/in.x/in.k");
+    T_ERR(stream_topic(topic, sizeof(topic), "e", "k", "a/b", "in"), ERR_INVAL);
+    char longest[STREAM_CHANNEL_MAX + 2];
+    memset(longest, 'x', sizeof(longest) - 1);
+    longest[sizeof(longest) - 1] = '\0';
+    T_ASSERT(!stream_channel_valid(longest));
+    longest[STREAM_CHANNEL_MAX] = '\0';
+    T_ASSERT(stream_channel_valid(longest));
 }
 
 /* ---- entries: redisReply trees built by hand ---- */
@@ -580,6 +635,7 @@ int main(void)
     T_RUN(append_valid);
     T_RUN(append_invalid);
     T_RUN(keys);
+    T_RUN(channels);
     T_RUN(entries);
     T_RUN(trim_commands);
     return T_DONE();
