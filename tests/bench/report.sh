@@ -21,6 +21,8 @@ COMPARISONS='[
  ["appends/s, one stream, .out", "throughput", "appends_per_s", "tether_append_one_stream", "nchan_publish_one_channel", "redis_xadd_one_stream", "xadd_per_s"],
  ["appends/s, 64 streams, .out", "throughput", "appends_per_s", "tether_append_64_streams", "nchan_publish_64_channels", "redis_xadd_64_streams", "xadd_per_s"],
  ["appends/s, one stream, .in", "throughput", "appends_per_s", "tether_append_in_one_stream", "nchan_publish_one_channel", "redis_xadd_one_stream", "xadd_per_s"],
+ ["chunks/s, the SDK streaming writer (s2s), one stream, .out", "throughput", "appends_per_s", "s2s_writer_1", "nchan_publish_one_channel", "redis_xadd_one_stream", "xadd_per_s"],
+ ["chunks/s, the SDK streaming writer (s2s), 8 streams, .out", "throughput", "appends_per_s", "s2s_writer_8", "nchan_publish_64_channels", "redis_xadd_64_streams", "xadd_per_s"],
  ["latency p50 ms, 1 stream x 1000 subscribers", "latency", "p50_ms", "sse_fanout_1x1000", "nchan_fanout_1x1000", "redis_xadd_latency_one_stream", "p50_ms"],
  ["latency p99 ms, 1 stream x 1000 subscribers", "latency", "p99_ms", "sse_fanout_1x1000", "nchan_fanout_1x1000", "redis_xadd_latency_one_stream", "p99_ms"],
  ["latency p99.9 ms, 1 stream x 1000 subscribers", "latency", "p999_ms", "sse_fanout_1x1000", "nchan_fanout_1x1000", "redis_xadd_latency_one_stream", "p999_ms"],
@@ -32,6 +34,8 @@ COMPARISONS='[
 # replication.sh): a label, the case, the field, the goal (null: none), the case's field that
 # says at what load.
 FIGURES='[
+ ["SDK streaming writer chunk -> subscriber p50 ms", "s2s_chunk_to_subscriber_100hz", "p50_ms", null, "rate_per_s"],
+ ["SDK streaming writer chunk -> subscriber p99 ms", "s2s_chunk_to_subscriber_100hz", "p99_ms", null, "rate_per_s"],
  ["commit -> visible in ClickHouse p50 ms", "commit_to_clickhouse", "p50_ms", null, "commits_per_s"],
  ["commit -> visible in ClickHouse p99 ms", "commit_to_clickhouse", "p99_ms", 500, "commits_per_s"],
  ["GET /api/v1/sessions first page p50 ms", "list_first_page", "p50_ms", null, "sessions"],

@@ -2,7 +2,7 @@
 # stream_writer.sh BUILD_DIR: the SDK's streaming .out writer (session.out.pipe: S2 append
 # sessions over HTTP/2) through Tether: chunks/s with 1 and 8 writers and chunk -> subscriber
 # latency, next to the unary append from the same Node client in the same run
-# (tests/bench/stream_writer.mjs, the SDK from tests/compat/node_modules). Starts its own stores
+# (tests/compat/agent/writer-bench.mjs, beside the SDK it imports from tests/compat/node_modules). Starts its own stores
 # and tree (2 gateway processes).
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/../.." && pwd -P)
@@ -16,7 +16,7 @@ bench_tree_start
 KEY=$("$BUILD/bin/tetherctl" env create --org bench --project writer --type dev)
 echo "== the SDK's streaming writer (s2s over HTTP/2): chunks/s and chunk -> subscriber latency, next to unary appends from the same client"
 out=$(cd tests/compat && TETHER_URL=$URL TETHER_SECRET_KEY=$KEY BENCH_CHUNKS=${TETHER_BENCH_CHUNKS:-20000} \
-  node "$ROOT/tests/bench/stream_writer.mjs")
+  node agent/writer-bench.mjs)
 echo "$out"
 v() { jq -r --arg c "$1" "select(.case == \$c) | .$2" <<<"$out"; }
 w1=$(v s2s_writer_1 chunks_per_s)
