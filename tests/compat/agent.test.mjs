@@ -300,8 +300,9 @@ test("s2s by hand: 24 MiB through one session, past every flow-control window, e
   }
 });
 
-// The SDK's writer piping `n` records while `fault(pid)` is done to the stream-broker.
-async function pipeThroughFault(suffix, n, fault) {
+// The SDK's writer piping `n` records while `fault(pid)` is done to a process: the stream-broker,
+// or with `which` another one from /healthz.
+async function pipeThroughFault(suffix, n, fault, which = (h) => h.actors["stream-broker"].pid) {
   const sid = await newSession(suffix);
   const out = sessions.open(sid).out;
   async function* gen() {
@@ -311,8 +312,9 @@ async function pipeThroughFault(suffix, n, fault) {
     }
   }
   const health = await (await fetch(`${baseURL}/healthz`)).json();
-  const pid = health.actors["stream-broker"].pid;
+  const pid = which(health);
   const faulted = new Promise((r) => setTimeout(r, 500)).then(() => fault(pid));
+  faulted.catch(() => {});
   const { waitUntilComplete } = out.pipe(gen());
   await waitUntilComplete();
   await faulted;
@@ -333,5 +335,15 @@ test("the stream-broker stopped past the writer's ack timeout: the client re-sen
     // past the gateway's bus deadline and S2's 5 s ack timeout, so batches are re-sent
     await new Promise((r) => setTimeout(r, 6500)).finally(() => process.kill(pid, "SIGCONT"));
   });
+  assert.deepEqual(got, [...Array(n).keys()]);
+});
+
+test("every gateway killed -9 under the SDK's writer: it reconnects to the restarted ones, every record once, in order", async () => {
+  const n = 300;
+  const res = await fetch(`${baseURL}/api/v1/console/processes`, { headers: { Authorization: `Bearer ${key}` } });
+  const gateways = (await res.json()).children.filter((c) => c.name.startsWith("gateway")).map((c) => c.pid);
+  assert.ok(gateways.length >= 1);
+  // the writer's HTTP/2 connection is on one of them: all go at once
+  const got = await pipeThroughFault("gateway", n, () => gateways.forEach((pid) => process.kill(pid, "SIGKILL")), () => 0);
   assert.deepEqual(got, [...Array(n).keys()]);
 });
