@@ -45,6 +45,7 @@ struct gw_cfg {
     long long session_cache_max;
     char *allowed_hosts;
     long long h2_idle_timeout_ms;
+    long long snapshot_url_ttl_ms;
     char *tls_cert; /* TLS on the port when both are set (tls.h) */
     char *tls_key;
 };

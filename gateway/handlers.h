@@ -18,6 +18,12 @@ void gw_on_session_get(struct gw_call *c);
 void gw_on_session_update(struct gw_call *c);
 void gw_on_session_close(struct gw_call *c);
 void gw_on_session_end_and_continue(struct gw_call *c);
+/* h_snapshot.c: the chat snapshot's presigned URLs, and the URL itself; h_transcript.c: the
+ * transcript read from it. The snapshot is the session's document of this name (session.blob_*) */
+#define GW_SNAPSHOT_NAME "snapshot.json"
+void gw_on_snapshot_url(struct gw_call *c);
+void gw_on_snapshot(struct gw_call *c);
+void gw_on_session_transcript(struct gw_call *c);
 
 /* console.c: GET /api/v1/console/processes, the supervisor's sv.status for the console */
 void gw_on_console_processes(struct gw_call *c);

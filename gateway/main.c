@@ -68,6 +68,9 @@ static const struct cfg_def gw_cfg_defs[] = {
     {"TETHER_GW_H2_IDLE_TIMEOUT", CFG_MS, "30s", 100, 3600000, GW_OFF(h2_idle_timeout_ms),
      "how long an HTTP/2 connection (the SDK's streaming writer) may stay open without a stream "
      "before the gateway ends it with GOAWAY"},
+    {"TETHER_GW_SNAPSHOT_URL_TTL", CFG_MS, "1h", 1000, 604800000, GW_OFF(snapshot_url_ttl_ms),
+     "how long a presigned snapshot URL (PUT/GET /api/v1/sessions/:session/snapshot-url) "
+     "stays good"},
     {"TETHER_GW_TLS_CERT", CFG_STR, "", 0, 0, GW_OFF(tls_cert),
      "PEM certificate chain: with TETHER_GW_TLS_KEY, the port speaks TLS only (ALPN h2 for the "
      "SDK's streaming writer, http/1.1 for the rest); empty: plain TCP (HTTP/1 and h2c)"},

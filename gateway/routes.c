@@ -25,6 +25,14 @@ const struct gw_route gw_routes[] = {
     {GW_POST, "/api/v1/sessions/:session/close", 1 * KIB, GW_BODY_JSON, ANY, gw_on_session_close},
     {GW_POST, "/api/v1/sessions/:session/end-and-continue", 1 * KIB, GW_BODY_JSON, ANY,
      gw_on_session_end_and_continue},
+    /* the chat snapshot (h_snapshot.c): presigned URLs, and the URL itself, whose signature is
+     * the capability (no credential); a snapshot is at most 2 MiB */
+    {GW_PUT, "/api/v1/sessions/:session/snapshot-url", 0, GW_BODY_RAW, ANY, gw_on_snapshot_url},
+    {GW_GET, "/api/v1/sessions/:session/snapshot-url", 0, GW_BODY_RAW, ANY, gw_on_snapshot_url},
+    {GW_PUT, "/api/v1/sessions/:session/snapshot", 2048 * KIB, GW_BODY_RAW, 0, gw_on_snapshot},
+    {GW_GET, "/api/v1/sessions/:session/snapshot", 0, GW_BODY_RAW, 0, gw_on_snapshot},
+    {GW_GET, "/api/v1/sessions/:session/transcript", 0, GW_BODY_RAW, GW_AUTH_SECRET,
+     gw_on_session_transcript},
 
     {GW_POST, "/api/v1/workers/dequeue", 16 * KIB, GW_BODY_JSON, GW_AUTH_SECRET,
      gw_on_worker_dequeue},

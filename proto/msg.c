@@ -74,6 +74,14 @@ const struct msg_def msg_catalogue[] = {
      "{session} (the first close wins: closed_at and closed_reason are write-once; the reply "
      "comes once the stream-broker has sealed the session's streams, so no append is taken "
      "after it) | ERR_NOTFOUND | ERR_UNAVAIL (the seal failed: closed, retry the close)"},
+    {MSG_SESSION_BLOB_PUT, "session.blob_put", MSG_K_REQUEST, "session-manager",
+     "{env_id, ref: friendly id, name: 1-64 of [a-z0-9._-], content_type: str (1-255), body: bin "
+     "(at most 2 MiB)}",
+     "{size: uint} (replaces the session's document of that name) | ERR_NOTFOUND (no such "
+     "session) | ERR_TOOBIG"},
+    {MSG_SESSION_BLOB_GET, "session.blob_get", MSG_K_REQUEST, "session-manager",
+     "{env_id, ref: friendly id, name}",
+     "{content_type, body: bin, updated_at_ms: uint} | ERR_NOTFOUND (no session, or none stored)"},
     {MSG_SESSION_CHANGED, "session.changed", MSG_K_EVENT,
      "session-manager (close, update), run-manager (run.swap); on their events sockets",
      "{env_id, friendly_id, external_id: str|nil} on topic \"session.changed\": gateways drop "

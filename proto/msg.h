@@ -42,6 +42,8 @@ enum msg_type {
     MSG_SESSION_UPDATE = 142,
     MSG_SESSION_CLOSE = 143,
     MSG_SESSION_CHANGED = 144, /* event: a session's row changed (close, update, swap) */
+    MSG_SESSION_BLOB_PUT = 145,
+    MSG_SESSION_BLOB_GET = 146,
 
     /* run-manager: task runs and the session-run binding */
     MSG_RUN_ENSURE = 160,

@@ -2,7 +2,8 @@
  * session-manager - session rows, environments and API keys (PostgreSQL).
  *
  * It owns runtime environments and their secret keys (env.* messages,
- * env.c) and session rows (session.* messages, session.c).
+ * env.c), session rows (session.* messages, session.c) and the documents a session
+ * keeps (session.blob_*, blob.c).
  * The skeleton (actors/lib/actor.c) joins the bus, connects the store,
  * reports ready and answers health.ping; this file only names the routes.
  * One thread: every handler runs on the actor's loop. Routes marked once
@@ -24,6 +25,8 @@ static const struct actor_route sm_routes[] = {
     {.type = MSG_SESSION_GET, .fn = sm_on_session_get},
     {.type = MSG_SESSION_UPDATE, .fn = sm_on_session_update, .once = true},
     {.type = MSG_SESSION_CLOSE, .fn = sm_on_session_close},
+    {.type = MSG_SESSION_BLOB_PUT, .fn = sm_on_blob_put},
+    {.type = MSG_SESSION_BLOB_GET, .fn = sm_on_blob_get},
 };
 
 static const struct actor_spec sm_spec = {

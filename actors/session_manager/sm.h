@@ -55,6 +55,13 @@ struct sm_env {
     bool project_deleted; /* its project's deleted_at is set */
 };
 
+/* ---- blob.c: a session's documents (the chat snapshot), on the non-blocking pool ---- */
+
+/* session.blob_put {env_id, ref, name, content_type, body}: stores (replaces) one document. */
+void sm_on_blob_put(struct actor *a, struct bus_req *req);
+/* session.blob_get {env_id, ref, name}: the document, or ERR_NOTFOUND. */
+void sm_on_blob_get(struct actor *a, struct bus_req *req);
+
 /* ---- env.c: handlers (registered in main.c's routes) ---- */
 
 /* env.resolve_key {key, branch}: the environment a secret key authenticates, or ERR_UNAUTH. */
