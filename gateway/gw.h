@@ -46,6 +46,8 @@ struct gw_cfg {
     char *allowed_hosts;
     long long h2_idle_timeout_ms;
     long long snapshot_url_ttl_ms;
+    char *rate_api; /* "BURST/PER_S" or "" (ratelimit.h) */
+    char *rate_realtime;
     char *tls_cert; /* TLS on the port when both are set (tls.h) */
     char *tls_key;
 };

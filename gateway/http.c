@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "ratelimit.h"
 
 #define GW_URL_MAX 8192
 #define GW_HEADERS_MAX 16384
@@ -109,8 +110,8 @@ void gw_send_plain(h2o_req_t *req, int status, const char *body, size_t n, const
     gw_send_typed(req, status, "application/json; charset=utf-8", body, n, tmpl, started, flags);
 }
 
-void gw_send_typed(h2o_req_t *req, int status, const char *content_type, const char *body,
-                   size_t n, const char *tmpl, uint64_t started, unsigned flags)
+void gw_send_typed(h2o_req_t *req, int status, const char *content_type, const char *body, size_t n,
+                   const char *tmpl, uint64_t started, unsigned flags)
 {
     char request_id[24];
     gw_request_id(request_id, sizeof(request_id));
@@ -178,8 +179,11 @@ static void gw_resume_on_reply(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_resume r = *(struct gw_resume *)arg;
     free(arg);
-    gw_metrics_bus(r.actor, rc == OK ? GW_M_BUS_OK : rc == ERR_TIMEOUT ? GW_M_BUS_TIMEOUT
-                            : rc == ERR_UNAVAIL ? GW_M_BUS_UNAVAILABLE : GW_M_BUS_ERROR,
+    gw_metrics_bus(r.actor,
+                   rc == OK            ? GW_M_BUS_OK
+                   : rc == ERR_TIMEOUT ? GW_M_BUS_TIMEOUT
+                   : rc == ERR_UNAVAIL ? GW_M_BUS_UNAVAILABLE
+                                       : GW_M_BUS_ERROR,
                    r.started_us);
     gw_call_resume(r.call, r.cb, rc, env);
 }
@@ -209,8 +213,8 @@ void gw_add_header(struct gw_call *c, const char *name, const char *value)
         gw_hdr(c->req, name, h2o_strdup(&c->req->pool, value, SIZE_MAX).base, strlen(value));
 }
 
-static void gw_call_send(struct gw_call *c, int status, const char *content_type,
-                         const char *body, size_t n, unsigned flags)
+static void gw_call_send(struct gw_call *c, int status, const char *content_type, const char *body,
+                         size_t n, unsigned flags)
 {
     h2o_req_t *req = c->req;
     if (req) {
@@ -225,9 +229,8 @@ static void gw_call_send(struct gw_call *c, int status, const char *content_type
             gw_hdr(req, "x-should-retry", H2O_STRLIT("false"));
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                        strlen(content_type));
-        gw_access_log(req, c->route->pattern, c->route, status, n, c->started_mono,
-                      c->started_us, c->auth.env.id,
-                      c->request_id);
+        gw_access_log(req, c->route->pattern, c->route, status, n, c->started_mono, c->started_us,
+                      c->auth.env.id, c->request_id);
         /* h2o_send_inline leaves the length unset, and an HTTP/1 response without one ends
          * its connection: every answer would cost the client a new one */
         req->res.content_length = n;
@@ -303,8 +306,8 @@ void gw_respond_err(struct gw_call *c, err_t rc, const char *what)
         LOG_WARN("gw.request_failed", "%s failed in %s: %s", c->route->pattern, what ? what : "?",
                  err_str(rc));
     else
-        LOG_INFO("gw.request_refused", "%s refused in %s: %s", c->route->pattern,
-                 what ? what : "?", err_str(rc));
+        LOG_INFO("gw.request_refused", "%s refused in %s: %s", c->route->pattern, what ? what : "?",
+                 err_str(rc));
     if (status == 503 || status == 504)
         gw_add_header(c, "x-should-retry", "true");
     /* the client gets the documented text for the status, never an internal label; a full
@@ -343,6 +346,11 @@ static void gw_after_auth(struct gw_call *c, int status, const char *error)
         gw_call_free(c);
         return;
     }
+    gw_rate_check(c); /* continues in gw_after_limits, or answers 429 */
+}
+
+void gw_after_limits(struct gw_call *c)
+{
     h2o_req_t *req = c->req;
     size_t body_n = req->entity.base ? req->entity.len : 0;
 
@@ -370,8 +378,9 @@ static void gw_after_auth(struct gw_call *c, int status, const char *error)
             return;
         }
         if (!json_is_object(c->body)) {
-            gw_respond_error(c, 400, "Expected object, received " /* zod's wording */
-                                     "something else",
+            gw_respond_error(c, 400,
+                             "Expected object, received " /* zod's wording */
+                             "something else",
                              0);
             return;
         }
@@ -395,8 +404,8 @@ static unsigned gw_method_bit(const h2o_iovec_t m)
     static const struct {
         const char *name;
         unsigned bit;
-    } t[] = {{"GET", GW_GET},     {"HEAD", GW_HEAD},   {"POST", GW_POST},
-             {"PUT", GW_PUT},     {"PATCH", GW_PATCH}, {"DELETE", GW_DELETE}};
+    } t[] = {{"GET", GW_GET}, {"HEAD", GW_HEAD},   {"POST", GW_POST},
+             {"PUT", GW_PUT}, {"PATCH", GW_PATCH}, {"DELETE", GW_DELETE}};
     for (unsigned i = 0; i < sizeof(t) / sizeof(t[0]); i++)
         if (h2o_memis(m.base, m.len, t[i].name, strlen(t[i].name)))
             return t[i].bit;
@@ -424,8 +433,8 @@ const char *gw_method_name(unsigned bit)
 static void gw_preflight(h2o_req_t *req, const char *tmpl, const char *rid, uint64_t started)
 {
     ssize_t o = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
-    ssize_t ah = h2o_find_header_by_str(&req->headers, H2O_STRLIT("access-control-request-headers"),
-                                        -1);
+    ssize_t ah =
+        h2o_find_header_by_str(&req->headers, H2O_STRLIT("access-control-request-headers"), -1);
     req->res.status = 200;
     req->res.reason = "OK";
     if (o >= 0) {
@@ -457,8 +466,8 @@ int gw_http_on_req(struct gw *gw, h2o_req_t *req)
     unsigned allowed = 0, m = gw_method_bit(req->method);
     /* the raw path without its query: path_normalized is already percent-decoded, and the
      * parameters must be decoded once only (path.c) */
-    size_t plen = req->query_at != SIZE_MAX && req->query_at < req->path.len ? req->query_at
-                                                                               : req->path.len;
+    size_t plen =
+        req->query_at != SIZE_MAX && req->query_at < req->path.len ? req->query_at : req->path.len;
     size_t hdr_bytes = 0;
     bool shape = false;
 

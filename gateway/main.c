@@ -27,6 +27,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proc.h"
+#include "ratelimit.h"
 #include "s2s.h"
 #include "tls.h"
 
@@ -71,6 +72,12 @@ static const struct cfg_def gw_cfg_defs[] = {
     {"TETHER_GW_SNAPSHOT_URL_TTL", CFG_MS, "1h", 1000, 604800000, GW_OFF(snapshot_url_ttl_ms),
      "how long a presigned snapshot URL (PUT/GET /api/v1/sessions/:session/snapshot-url) "
      "stays good"},
+    {"TETHER_GW_RATE_API", CFG_STR, "", 0, 0, GW_OFF(rate_api),
+     "rate limit per environment on the routes under /api/: BURST/PER_S (a token bucket of "
+     "BURST tokens gaining PER_S a second, shared by every gateway through Redis), e.g. 750/25; "
+     "empty: no limit"},
+    {"TETHER_GW_RATE_REALTIME", CFG_STR, "", 0, 0, GW_OFF(rate_realtime),
+     "the same for /realtime/ and /s2/ (appends, subscriptions, S2 records); empty: no limit"},
     {"TETHER_GW_TLS_CERT", CFG_STR, "", 0, 0, GW_OFF(tls_cert),
      "PEM certificate chain: with TETHER_GW_TLS_KEY, the port speaks TLS only (ALPN h2 for the "
      "SDK's streaming writer, http/1.1 for the rest); empty: plain TCP (HTTP/1 and h2c)"},
@@ -268,7 +275,7 @@ static int gw_run(struct gw *gw, int argc, char **argv)
         LOG_ERROR("cfg.invalid", "TETHER_GW_ALLOWED_HOSTS: %s", why);
         return EXIT_PERMANENT;
     }
-    if (gw_tls_open(gw) != OK)
+    if (gw_tls_open(gw) != OK || gw_rate_open(gw) != OK)
         return EXIT_PERMANENT;
     gw_listen_base(gw->gw.http_host, gw->gw.http_port, gw_tls_on(), gw->listen_base,
                    sizeof(gw->listen_base));

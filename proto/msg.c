@@ -178,6 +178,12 @@ const struct msg_def msg_catalogue[] = {
      "{sealed: true} (every stream of the session, its channels' too, refuses every later append "
      "with ERR_CLOSED, "
      "message \"0\" or \"1<reason>\"; idempotent, never lifted)"},
+    {MSG_RATE_TAKE, "rate.take", MSG_K_REQUEST, "stream-broker",
+     "{env, group: 1-32 of [a-z], burst: uint, per_s: uint (tokens a second), cost: uint|absent "
+     "(1)}",
+     "{allowed: bool, limit: uint (burst), remaining: uint, reset_ms: uint (unix ms: when a take "
+     "can succeed if refused, when the bucket is full if taken), retry_after_ms: uint} "
+     "(one Redis bucket per environment and group, tether:rate:{env}:<group>)"},
     {MSG_STREAM_RECORD, "stream.record", MSG_K_EVENT,
      "stream-broker (published on stream-broker.events.<instance>.ipc)",
      "{env, key, io, record} on the stream's topic (proto/stream.h); a latency path only: "

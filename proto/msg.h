@@ -64,6 +64,7 @@ enum msg_type {
     MSG_STREAM_TRIM = 183,
     MSG_STREAM_RECORD = 184, /* event from the stream-broker: one appended record */
     MSG_STREAM_SEAL = 185,
+    MSG_RATE_TAKE = 186, /* a token of an environment's rate-limit bucket (the gateway's) */
 
     /* waitpoint-registry: waitpoints (tokens, session-channel waits, durations) */
     MSG_WP_CREATE = 200,

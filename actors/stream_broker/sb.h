@@ -155,6 +155,8 @@ void sb_on_stream_read(struct actor *a, struct bus_req *req);
 void sb_on_stream_peek(struct actor *a, struct bus_req *req);
 void sb_on_stream_trim(struct actor *a, struct bus_req *req);
 void sb_on_stream_seal(struct actor *a, struct bus_req *req);
+/* rate.c: rate.take, a token of an environment's bucket for a route group (the gateway's limits) */
+void sb_on_rate_take(struct actor *a, struct bus_req *req);
 
 /* ---- scripts.c, append.c, store.c: Redis ----
  * Every call is asynchronous: it returns OK and later runs its callback once, on the loop,
