@@ -113,6 +113,13 @@ char *gw_jwt_mint(const char *key, const char *sub, const char *const *scopes, u
  */
 char *gw_mint_session_token(const struct gw_env *env, const char *addressing_key);
 
+/*
+ * What a capability URL carries instead of a credential (a token's callback, a snapshot URL):
+ * HMAC-SHA256 of msg[0..n) under key (an environment's signing key), in lowercase hex (65 bytes
+ * with the NUL). false, out "", when key is empty or the HMAC cannot be made (jwt.c).
+ */
+bool gw_hmac_hex(const char *key, const char *msg, size_t n, char out[65]);
+
 /* ---- scopes (scope.c) ---- */
 
 /* One resource type and the ids a request touches ({"sessions", [friendly, external]}). */

@@ -286,14 +286,8 @@ static void gw_get_on_session(void *arg, err_t rc, const struct envelope *env)
     struct gw_call *c = arg;
     struct slice s;
     static const char *const super[] = {"read:sessions", "read:all", "admin"};
-    if (rc == ERR_NOTFOUND) {
-        gw_respond_error(c, 404, "Not found", GW_NO_RETRY);
+    if (!gw_session_reply(c, rc, env, &s, "Not found", GW_NO_RETRY, "session.get"))
         return;
-    }
-    if (rc != OK || !gw_reply_session(env, &s)) {
-        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.get");
-        return;
-    }
     if (!gw_session_authorize(c, s, "read", super, false))
         return;
     gw_respond_json(c, 200, gw_session_item(s), 0);
@@ -312,14 +306,8 @@ static void gw_update_on_updated(void *arg, err_t rc, const struct envelope *env
 {
     struct gw_call *c = arg;
     struct slice s;
-    if (rc == ERR_NOTFOUND) {
-        gw_respond_error(c, 404, "Session not found", 0);
+    if (!gw_session_reply(c, rc, env, &s, "Session not found", 0, "session.update"))
         return;
-    }
-    if (rc != OK || !gw_reply_session(env, &s)) {
-        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.update");
-        return;
-    }
     gw_respond_json(c, 200, gw_session_item(s), 0);
 }
 
@@ -328,14 +316,8 @@ static void gw_update_on_session(void *arg, err_t rc, const struct envelope *env
     struct gw_call *c = arg;
     struct slice s;
     char ext[GW_PARAM_MAX];
-    if (rc == ERR_NOTFOUND) {
-        gw_respond_error(c, 404, "Session not found", 0);
+    if (!gw_session_reply(c, rc, env, &s, "Session not found", 0, "session.get"))
         return;
-    }
-    if (rc != OK || !gw_reply_session(env, &s)) {
-        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.get");
-        return;
-    }
     json_t *want = json_object_get(c->body, "externalId");
     if (want) {
         bool has = gw_sess_str(s, "external_id", ext, sizeof(ext));
@@ -398,14 +380,8 @@ static void gw_close_on_closed(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
     struct slice s;
-    if (rc == ERR_NOTFOUND) {
-        gw_respond_error(c, 404, "Resource not found", 0);
+    if (!gw_session_reply(c, rc, env, &s, "Resource not found", 0, "session.close"))
         return;
-    }
-    if (rc != OK || !gw_reply_session(env, &s)) {
-        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.close");
-        return;
-    }
     gw_respond_json(c, 200, gw_session_item(s), 0);
 }
 

@@ -19,8 +19,6 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "auth.h"
 #include "clock.h"
@@ -57,19 +55,10 @@ static bool gw_snap_sign(const char *key, bool put, const char *env, const char 
                          uint64_t expires_s, char out[65])
 {
     char msg[512];
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
     int m = snprintf(msg, sizeof(msg), "tether-snapshot\n%s\n%s\n%s\n%" PRIu64, put ? "put" : "get",
                      env, friendly, expires_s);
     out[0] = '\0';
-    if (!key[0] || m < 0 || (size_t)m >= sizeof(msg) ||
-        !HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)msg, (size_t)m, mac,
-              &n) ||
-        n != 32)
-        return false;
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", mac[i]);
-    return true;
+    return m > 0 && (size_t)m < sizeof(msg) && gw_hmac_hex(key, msg, (size_t)m, out);
 }
 
 /* ---- PUT/GET /api/v1/sessions/:session/snapshot-url ---- */
@@ -82,14 +71,8 @@ static void gw_snapurl_on_session(void *arg, err_t rc, const struct envelope *en
     struct gw_snap *sn = c->state;
     struct slice s;
     char base[512], url[1400];
-    if (rc == ERR_NOTFOUND) {
-        gw_respond_error(c, 404, "Not found", GW_NO_RETRY);
+    if (!gw_session_reply(c, rc, env, &s, "Not found", GW_NO_RETRY, "session.get"))
         return;
-    }
-    if (rc != OK || !gw_reply_session(env, &s)) {
-        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.get");
-        return;
-    }
     if (!gw_session_authorize(c, s, sn->put ? "write" : "read", sn->put ? wsuper : rsuper, true))
         return;
     if (!gw_sess_str(s, "friendly_id", sn->friendly, sizeof(sn->friendly)) || !sn->friendly[0]) {

@@ -32,6 +32,19 @@ struct gw_transcript {
     char friendly[128];
 };
 
+/* The cursors a snapshot's header (or version 1 document) names: {lastOutEventId?, lastInEventId?}. */
+static json_t *gw_transcript_cursors(const json_t *from)
+{
+    static const char *const keys[] = {"lastOutEventId", "lastInEventId"};
+    json_t *cursors = json_object();
+    for (int i = 0; i < 2; i++) {
+        json_t *v = json_object_get(from, keys[i]);
+        if (json_is_string(v))
+            json_object_set(cursors, keys[i], v);
+    }
+    return cursors;
+}
+
 /* An entry of the SDK's version 2 blob: {id, final, message} with message.id == id. */
 static json_t *gw_transcript_entry(const char *line, size_t n)
 {
@@ -60,13 +73,7 @@ static json_t *gw_transcript_parse(const char *p, size_t n, json_t **cursors)
             return NULL;
         }
         json_t *header = json_loadb(p, (size_t)(nl - p), 0, NULL);
-        *cursors = json_object();
-        const char *keys[] = {"lastOutEventId", "lastInEventId"};
-        for (int i = 0; i < 2; i++) {
-            json_t *v = json_object_get(header, keys[i]);
-            if (json_is_string(v))
-                json_object_set(*cursors, keys[i], v);
-        }
+        *cursors = gw_transcript_cursors(header);
         json_decref(header);
         for (const char *line = nl + 1; line < p + n;) {
             const char *end = memchr(line, '\n', (size_t)(p + n - line));
@@ -94,13 +101,7 @@ static json_t *gw_transcript_parse(const char *p, size_t n, json_t **cursors)
         if (json_is_object(m) && json_is_string(id) && json_string_length(id) > 0)
             json_array_append_new(entries, json_pack("{s:O,s:O}", "id", id, "message", m));
     }
-    *cursors = json_object();
-    const char *keys[] = {"lastOutEventId", "lastInEventId"};
-    for (int k = 0; k < 2; k++) {
-        json_t *v = json_object_get(doc, keys[k]);
-        if (json_is_string(v))
-            json_object_set(*cursors, keys[k], v);
-    }
+    *cursors = gw_transcript_cursors(doc);
     json_decref(doc);
     return entries;
 }
@@ -161,13 +162,10 @@ static void gw_transcript_on_session(void *arg, err_t rc, const struct envelope 
     struct gw_transcript *t = c->state;
     struct slice s;
     struct mp_writer w;
-    if (rc == ERR_NOTFOUND) {
-        gw_respond_error(c, 404, "Session not found", GW_NO_RETRY);
+    if (!gw_session_reply(c, rc, env, &s, "Session not found", GW_NO_RETRY, "session.get"))
         return;
-    }
-    if (rc != OK || !gw_reply_session(env, &s) ||
-        !gw_sess_str(s, "friendly_id", t->friendly, sizeof(t->friendly))) {
-        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.get");
+    if (!gw_sess_str(s, "friendly_id", t->friendly, sizeof(t->friendly))) {
+        gw_respond_err(c, ERR_PROTO, "session.get");
         return;
     }
     mp_writer_init(&w);

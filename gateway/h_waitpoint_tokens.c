@@ -18,8 +18,6 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "auth.h"
 #include "gw.h"
@@ -45,17 +43,7 @@ static const char *gw_wp_status(const char *s)
  */
 static bool gw_wp_hash(const char *key, const char *id, char out[65])
 {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    out[0] = '\0';
-    if (!key[0] ||
-        !HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)id, strlen(id), mac,
-              &n) ||
-        n != 32)
-        return false;
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", mac[i]);
-    return true;
+    return gw_hmac_hex(key, id, strlen(id), out);
 }
 
 /*

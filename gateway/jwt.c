@@ -285,3 +285,17 @@ char *gw_mint_session_token(const struct gw_env *env, const char *addressing_key
     const char *const scopes[] = {r, w};
     return gw_jwt_mint(env->signing_key, env->id, scopes, 2, 3600);
 }
+
+bool gw_hmac_hex(const char *key, const char *msg, size_t n, char out[65])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    out[0] = '\0';
+    if (!key[0] ||
+        !HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)msg, n, mac, &len) ||
+        len != 32)
+        return false;
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+    return true;
+}

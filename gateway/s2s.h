@@ -42,6 +42,20 @@ struct gw;
 typedef void (*s2s_http1_fn)(struct gw *gw, h2o_socket_t *sock);
 
 /*
+ * A connection not yet handed to a protocol (its first bytes being read, or its TLS handshake
+ * under way, tls.h), closed when TETHER_GW_REQ_TIMEOUT passes first. Owned by the socket (its
+ * on_close hook frees it) until s2s_wait_end, which the code handing sock on calls first.
+ */
+struct s2s_wait {
+    h2o_timeout_entry_t timeout;
+    h2o_socket_t *sock;
+    struct gw *gw;
+    s2s_http1_fn http1;
+};
+struct s2s_wait *s2s_wait_start(struct gw *gw, h2o_socket_t *sock, s2s_http1_fn http1);
+void s2s_wait_end(struct s2s_wait *w);
+
+/*
  * Takes an accepted connection: reads until its first bytes tell HTTP/2's preface from
  * anything else, then serves it here or hands it to http1 with those bytes still in
  * sock->input. A connection that sends nothing telling within TETHER_GW_REQ_TIMEOUT is closed.

@@ -381,42 +381,52 @@ void s2s_stop(struct gw *gw)
     }
 }
 
-/* ---- telling HTTP/2 from HTTP/1 ---- */
+/* ---- connections not yet handed on, and telling HTTP/2 from HTTP/1 ---- */
 
-struct s2s_sniff {
-    h2o_timeout_entry_t timeout;
-    h2o_socket_t *sock;
-    struct gw *gw;
-    s2s_http1_fn http1;
-};
+static h2o_timeout_t s2s_wait_timeout;
+static bool s2s_wait_timeout_ready;
 
-static h2o_timeout_t s2s_sniff_timeout;
-static bool s2s_sniff_timeout_ready;
-
-static void s2s_sniff_end(struct s2s_sniff *s)
+void s2s_wait_end(struct s2s_wait *w)
 {
-    h2o_timeout_unlink(&s->timeout);
-    s->sock->on_close.cb = NULL;
-    s->sock->on_close.data = NULL;
-    free(s);
+    h2o_timeout_unlink(&w->timeout);
+    w->sock->on_close.cb = NULL;
+    w->sock->on_close.data = NULL;
+    free(w);
 }
 
-static void s2s_sniff_on_close(void *data)
+static void s2s_wait_on_close(void *data)
 {
-    struct s2s_sniff *s = data;
-    h2o_timeout_unlink(&s->timeout);
-    free(s);
+    struct s2s_wait *w = data;
+    h2o_timeout_unlink(&w->timeout);
+    free(w);
 }
 
-static void s2s_sniff_on_timeout(h2o_timeout_entry_t *entry)
+static void s2s_wait_on_timeout(h2o_timeout_entry_t *entry)
 {
-    struct s2s_sniff *s = H2O_STRUCT_FROM_MEMBER(struct s2s_sniff, timeout, entry);
-    h2o_socket_close(s->sock); /* frees s (on_close) */
+    struct s2s_wait *w = H2O_STRUCT_FROM_MEMBER(struct s2s_wait, timeout, entry);
+    h2o_socket_close(w->sock); /* frees w (on_close) */
+}
+
+struct s2s_wait *s2s_wait_start(struct gw *gw, h2o_socket_t *sock, s2s_http1_fn http1)
+{
+    if (!s2s_wait_timeout_ready) {
+        h2o_timeout_init(gw->ctx.loop, &s2s_wait_timeout, (uint64_t)gw->gw.req_timeout_ms);
+        s2s_wait_timeout_ready = true;
+    }
+    struct s2s_wait *w = xcalloc(1, sizeof(*w));
+    w->sock = sock;
+    w->gw = gw;
+    w->http1 = http1;
+    w->timeout.cb = s2s_wait_on_timeout;
+    sock->on_close.cb = s2s_wait_on_close;
+    sock->on_close.data = w;
+    h2o_timeout_link(gw->ctx.loop, &s2s_wait_timeout, &w->timeout);
+    return w;
 }
 
 static void s2s_sniff_on_read(h2o_socket_t *sock, const char *err)
 {
-    struct s2s_sniff *s = sock->on_close.data;
+    struct s2s_wait *w = sock->on_close.data;
     if (err) {
         h2o_socket_close(sock);
         return;
@@ -425,10 +435,10 @@ static void s2s_sniff_on_read(h2o_socket_t *sock, const char *err)
     bool prefix = memcmp(sock->input->bytes, S2S_PREFACE, n) == 0;
     if (prefix && n < S2S_PREFACE_LEN)
         return; /* "PRI * HT…" so far: wait for the rest */
-    struct gw *gw = s->gw;
-    s2s_http1_fn http1 = s->http1;
+    struct gw *gw = w->gw;
+    s2s_http1_fn http1 = w->http1;
     h2o_socket_read_stop(sock);
-    s2s_sniff_end(s);
+    s2s_wait_end(w);
     if (!prefix) {
         http1(gw, sock);
         return;
@@ -441,17 +451,6 @@ static void s2s_sniff_on_read(h2o_socket_t *sock, const char *err)
 
 void s2s_accept(struct gw *gw, h2o_socket_t *sock, s2s_http1_fn http1)
 {
-    if (!s2s_sniff_timeout_ready) {
-        h2o_timeout_init(gw->ctx.loop, &s2s_sniff_timeout, (uint64_t)gw->gw.req_timeout_ms);
-        s2s_sniff_timeout_ready = true;
-    }
-    struct s2s_sniff *s = xcalloc(1, sizeof(*s));
-    s->sock = sock;
-    s->gw = gw;
-    s->http1 = http1;
-    s->timeout.cb = s2s_sniff_on_timeout;
-    sock->on_close.cb = s2s_sniff_on_close;
-    sock->on_close.data = s;
-    h2o_timeout_link(gw->ctx.loop, &s2s_sniff_timeout, &s->timeout);
+    (void)s2s_wait_start(gw, sock, http1);
     h2o_socket_read_start(sock, s2s_sniff_on_read);
 }

@@ -42,6 +42,20 @@ bool gw_reply_session(const struct envelope *env, struct slice *out)
            mp_skip(&v, out) == OK;
 }
 
+bool gw_session_reply(struct gw_call *c, err_t rc, const struct envelope *env, struct slice *s,
+                      const char *not_found, unsigned flags, const char *what)
+{
+    if (rc == ERR_NOTFOUND) {
+        gw_respond_error(c, 404, not_found, flags);
+        return false;
+    }
+    if (rc != OK || !gw_reply_session(env, s)) {
+        gw_respond_err(c, rc == OK ? ERR_PROTO : rc, what);
+        return false;
+    }
+    return true;
+}
+
 /* ---- the cache of session rows ---- */
 
 static void gw_sessions_on_event(void *arg, const char *topic, const struct envelope *env)

@@ -23,6 +23,13 @@ bool gw_sess_str(struct slice m, const char *k, char *out, size_t cap);
 uint64_t gw_sess_u64(struct slice m, const char *k);
 /* The session object inside a reply {session: {...}}. */
 bool gw_reply_session(const struct envelope *env, struct slice *out);
+/*
+ * The row of a session.* reply for c: true with *s set; false once c is answered: 404
+ * {"error": not_found} (with flags) when there is no such session, else the failure of `what`
+ * (the request's name, for the log), a reply without a row being ERR_PROTO.
+ */
+bool gw_session_reply(struct gw_call *c, err_t rc, const struct envelope *env, struct slice *s,
+                      const char *not_found, unsigned flags, const char *what);
 /* session.get of the URL's :session value (friendly id or externalId) in the caller's environment. */
 err_t gw_session_lookup(struct gw_call *c, bus_reply_fn cb);
 /*

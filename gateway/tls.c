@@ -14,17 +14,6 @@
 
 static SSL_CTX *gw_tls_ctx;
 
-/* A handshake under way, with the deadline it has (TETHER_GW_REQ_TIMEOUT). */
-struct gw_tls_hs {
-    h2o_timeout_entry_t timeout;
-    h2o_socket_t *sock;
-    struct gw *gw;
-    s2s_http1_fn http1;
-};
-
-static h2o_timeout_t gw_tls_timeout;
-static bool gw_tls_timeout_ready;
-
 bool gw_tls_on(void)
 {
     return gw_tls_ctx != NULL;
@@ -69,45 +58,25 @@ err_t gw_tls_open(struct gw *gw)
     /* in this order of preference: HTTP/2 here serves the S2 append sessions only, so a client
      * that can speak both (a browser, curl) gets HTTP/1.1 and the whole API; S2's client offers
      * h2 alone, and gets it */
-    static const h2o_iovec_t protocols[] = {{H2O_STRLIT("http/1.1")}, {H2O_STRLIT("h2")}, {NULL}};
+    static const h2o_iovec_t protocols[] = {
+        {H2O_STRLIT("http/1.1")}, {H2O_STRLIT("h2")}, {NULL, 0}};
     h2o_ssl_register_alpn_protocols(ctx, protocols);
     gw_tls_ctx = ctx;
     LOG_INFO("gw.tls", "TLS on, certificate %s, ALPN http/1.1 and h2", cert);
     return OK;
 }
 
-static void gw_tls_hs_free(struct gw_tls_hs *hs)
-{
-    h2o_timeout_unlink(&hs->timeout);
-    hs->sock->on_close.cb = NULL;
-    hs->sock->on_close.data = NULL;
-    free(hs);
-}
-
-static void gw_tls_on_close(void *data)
-{
-    struct gw_tls_hs *hs = data;
-    h2o_timeout_unlink(&hs->timeout);
-    free(hs);
-}
-
-static void gw_tls_on_timeout(h2o_timeout_entry_t *entry)
-{
-    struct gw_tls_hs *hs = H2O_STRUCT_FROM_MEMBER(struct gw_tls_hs, timeout, entry);
-    h2o_socket_close(hs->sock); /* frees hs (on_close) */
-}
-
 static void gw_tls_on_handshake(h2o_socket_t *sock, const char *err)
 {
-    struct gw_tls_hs *hs = sock->on_close.data;
-    struct gw *gw = hs->gw;
-    s2s_http1_fn http1 = hs->http1;
+    struct s2s_wait *w = sock->on_close.data;
+    struct gw *gw = w->gw;
+    s2s_http1_fn http1 = w->http1;
     if (err) {
         LOG_DEBUG("gw.tls_handshake_failed", "TLS handshake failed: %s", err);
         h2o_socket_close(sock);
         return;
     }
-    gw_tls_hs_free(hs);
+    s2s_wait_end(w);
     h2o_iovec_t proto = h2o_socket_ssl_get_selected_protocol(sock);
     if (proto.len == 2 && memcmp(proto.base, "h2", 2) == 0) {
         if (!s2s_serve(gw, sock)) {
@@ -121,17 +90,6 @@ static void gw_tls_on_handshake(h2o_socket_t *sock, const char *err)
 
 void gw_tls_accept(struct gw *gw, h2o_socket_t *sock, s2s_http1_fn http1)
 {
-    if (!gw_tls_timeout_ready) {
-        h2o_timeout_init(gw->ctx.loop, &gw_tls_timeout, (uint64_t)gw->gw.req_timeout_ms);
-        gw_tls_timeout_ready = true;
-    }
-    struct gw_tls_hs *hs = xcalloc(1, sizeof(*hs));
-    hs->sock = sock;
-    hs->gw = gw;
-    hs->http1 = http1;
-    hs->timeout.cb = gw_tls_on_timeout;
-    sock->on_close.cb = gw_tls_on_close;
-    sock->on_close.data = hs;
-    h2o_timeout_link(gw->ctx.loop, &gw_tls_timeout, &hs->timeout);
+    (void)s2s_wait_start(gw, sock, http1); /* the handshake has TETHER_GW_REQ_TIMEOUT */
     h2o_socket_ssl_handshake(sock, gw_tls_ctx, NULL, gw_tls_on_handshake);
 }

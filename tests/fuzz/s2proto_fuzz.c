@@ -3,8 +3,10 @@
  * protobuf AppendInput decoder s2_input_from_proto, the JSON one s2_input_from_json (raw and
  * base64), and the AppendAck encoder s2_ack_encode.
  *
- * Feeds, by byte 0: (0) the rest as a protobuf body; (1, 2) the rest as a JSON body, raw or
- * S2-Format: base64; (3) 32 bytes as the four positions of an ack.
+ * Feeds, by byte 0: with bit 2 set, the rest as the s2s frames of an append session (s2s.h),
+ * each frame's message as a protobuf body; else by its low bits: (0) the rest as a protobuf
+ * body; (1, 2) the rest as a JSON body, raw or S2-Format: base64; (3) 32 bytes as the four
+ * positions of an ack.
  * Checks: a decoded batch holds 1-STREAM_BATCH_MAX records of at most STREAM_HEADERS_MAX
  * headers each, its header ranges tile the header array, its slices lie in the body (or the
  * decoder's own bytes) and its metered size is the sum of stream_metered_size; the batch
@@ -261,10 +263,39 @@ static void check_ack(struct fuzz_in in)
         FUZZ_CHECK(got[f][0] == v[f] && got[f][1] == v[3]);
 }
 
+/*
+ * The s2s framing (an append session's body, as it arrives): every frame found lies in the
+ * input, is as long as its head says, and its head encodes back to the same bytes; the walk
+ * ends at a frame cut short (0) or a malformed length (-1); each whole frame's message is also
+ * decoded as an AppendInput, as the gateway does.
+ */
+static void check_frames(const uint8_t *p, size_t n)
+{
+    uint8_t flag, head[4];
+    const uint8_t *msg;
+    size_t msg_n, used, off = 0;
+    int r;
+    while ((r = s2s_frame_next(p + off, n - off, &flag, &msg, &msg_n, &used)) == 1) {
+        FUZZ_CHECK(used >= 4 && used <= n - off && used == msg_n + 4);
+        FUZZ_CHECK(msg == p + off + 4 && msg_n + 1 <= S2S_FRAME_MAX);
+        s2s_frame_head(head, msg_n, flag);
+        FUZZ_CHECK(memcmp(head, p + off, 4) == 0);
+        check_proto(msg, msg_n);
+        off += used;
+    }
+    FUZZ_CHECK(r == 0 || r == -1);
+    FUZZ_CHECK(off <= n);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fuzz_in in = {data, size};
-    switch (fuzz_u8(&in) & 3) {
+    uint8_t mode = fuzz_u8(&in);
+    if (mode & 4) { /* the same bytes as the body of an append session */
+        check_frames(in.p, in.n);
+        return 0;
+    }
+    switch (mode & 3) {
     case 0:
         check_proto(in.p, in.n);
         break;

@@ -51,6 +51,10 @@ void gw_metrics_bus(unsigned actor, enum gw_m_bus outcome, uint64_t started_us)
 {
     (void)actor, (void)outcome, (void)started_us;
 }
+void gw_rate_check(struct gw_call *c) /* no limits here: straight on */
+{
+    gw_after_limits(c);
+}
 const struct gw_route gw_routes[] = {{GW_GET, "/t", 0, GW_BODY_RAW, GW_AUTH_SECRET, NULL}};
 const size_t gw_nroutes = 1;
 
