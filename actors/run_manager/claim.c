@@ -206,6 +206,11 @@ void rm_on_run_ensure(struct actor *a, struct bus_req *req)
     if (!rm_claim_args(req, env_id, session_id, reason, sizeof(reason)))
         return;
     err_t rc = rm_ensure(rm_of(a), env_id, session_id, reason, &c);
+    /* the session had a live run: nothing was written, so no answer is worth keeping (a re-send
+     * reads again), and the transaction rolls back instead of committing: the common case of
+     * an .in append costs a read, not a write */
+    if (rc == OK && !c.triggered)
+        actor_once_nothing_done(a);
     rm_claim_reply(req, "run.ensure", rc, NULL, &c, "triggered");
 }
 

@@ -15,11 +15,11 @@ const client = () => apiClientManager.clientOrThrow();
 const tag = `channels-${process.pid}-${Date.now()}`;
 const task = `channels-task-${process.pid}`;
 
-async function start(suffix) {
+async function start(suffix, taskIdentifier = `${task}-${suffix}`) {
   return sessions.start({
     type: "chat",
     externalId: `${tag}-${suffix}`,
-    taskIdentifier: task,
+    taskIdentifier,
     triggerConfig: { basePayload: {} },
   });
 }
@@ -72,15 +72,16 @@ test("a side channel's .out (streaming writer, append, writeControl) and .in are
 });
 
 test("an .in append on a side channel triggers no run; one on the session's .in does", async () => {
-  const s = await start("wake");
+  const s = await start("wake"); // a task of its own: its runs are this session's alone
+  const wakeTask = `${task}-wake`;
   // take the first run and finish it, so the session has no live run
   const res = await fetch(`${baseURL}/api/v1/workers/dequeue`, {
     method: "POST",
     headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ taskIdentifiers: [task], waitSeconds: 5, workerId: "ch-w" }),
+    body: JSON.stringify({ taskIdentifiers: [wakeTask], waitSeconds: 5, workerId: "ch-w" }),
   });
   const { runs } = await res.json();
-  const run = runs.find((r) => r.sessionId === s.id) ?? runs[0];
+  const run = runs.find((r) => r.sessionId === s.id);
   assert.ok(run, "the first run was dequeued");
   for (const r of runs) {
     const done = await fetch(`${baseURL}/api/v1/runs/${r.id}/complete`, {
@@ -96,7 +97,7 @@ test("an .in append on a side channel triggers no run; one on the session's .in 
     await fetch(`${baseURL}/api/v1/workers/dequeue`, {
       method: "POST",
       headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
-      body: JSON.stringify({ taskIdentifiers: [task], waitSeconds: 0, workerId: "ch-w" }),
+      body: JSON.stringify({ taskIdentifiers: [wakeTask], waitSeconds: 0, workerId: "ch-w" }),
     })
   ).json();
   assert.deepEqual(queued.runs.filter((r) => r.sessionId === s.id), [], "no run for the channel's .in");
@@ -106,7 +107,7 @@ test("an .in append on a side channel triggers no run; one on the session's .in 
     await fetch(`${baseURL}/api/v1/workers/dequeue`, {
       method: "POST",
       headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
-      body: JSON.stringify({ taskIdentifiers: [task], waitSeconds: 5, workerId: "ch-w" }),
+      body: JSON.stringify({ taskIdentifiers: [wakeTask], waitSeconds: 5, workerId: "ch-w" }),
     })
   ).json();
   const cont = woke.runs.find((r) => r.sessionId === s.id);
