@@ -45,6 +45,7 @@ struct gw_cfg {
     long long session_cache_max;
     char *allowed_hosts;
     long long h2_idle_timeout_ms;
+    long long h2_max_connections;
     long long snapshot_url_ttl_ms;
     char *rate_api; /* "BURST/PER_S" or "" (ratelimit.h) */
     char *rate_realtime;

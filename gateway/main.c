@@ -78,6 +78,10 @@ static const struct cfg_def gw_cfg_defs[] = {
      "empty: no limit"},
     {"TETHER_GW_RATE_REALTIME", CFG_STR, "", 0, 0, GW_OFF(rate_realtime),
      "the same for /realtime/ and /s2/ (appends, subscriptions, S2 records); empty: no limit"},
+    {"TETHER_GW_H2_MAX_CONNECTIONS", CFG_INT, "256", 1, 65536, GW_OFF(h2_max_connections),
+     "HTTP/2 connections (the SDK's streaming writer) one gateway process serves at once; each "
+     "may hold up to 16 MiB of batches not yet acknowledged, so this bounds that memory; more "
+     "are closed at once (the writer retries)"},
     {"TETHER_GW_TLS_CERT", CFG_STR, "", 0, 0, GW_OFF(tls_cert),
      "PEM certificate chain: with TETHER_GW_TLS_KEY, the port speaks TLS only (ALPN h2 for the "
      "SDK's streaming writer, http/1.1 for the rest); empty: plain TCP (HTTP/1 and h2c)"},

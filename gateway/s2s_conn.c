@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "clock.h"
 #include "gw.h"
 #include "log.h"
 #include "mem.h"
@@ -323,6 +324,21 @@ static nghttp2_session_callbacks *s2s_callbacks(void)
 
 bool s2s_serve(struct gw *gw, h2o_socket_t *sock)
 {
+    if (s2s_nconns >= (unsigned)gw->gw.h2_max_connections) {
+        /* each may hold its connection window (16 MiB) of unacknowledged batches: a bound on
+         * connections is the bound on that memory. The writer retries (another gateway). */
+        static uint64_t last_warn;
+        uint64_t now = clock_mono_ms();
+        if (!last_warn || now - last_warn > 10000) {
+            last_warn = now;
+            LOG_WARN("gw.s2s_full",
+                     "%u HTTP/2 connections open (TETHER_GW_H2_MAX_CONNECTIONS): "
+                     "new ones are closed",
+                     s2s_nconns);
+        }
+        h2o_socket_close(sock);
+        return true;
+    }
     static nghttp2_option *opt;
     nghttp2_session_callbacks *cbs = s2s_callbacks();
     if (!cbs || (!opt && nghttp2_option_new(&opt) != 0))
