@@ -208,15 +208,21 @@ is "$CODE" 413 "an S2 batch over 1 MiB metered is 413"
 # A client that stops reading: a tiny receive window, then appends until what waits for it
 # passes TETHER_GW_SSE_BUFFER. The gateway cuts it off, so reading afterwards reaches the end
 # long before Timeout-Seconds would.
-python3 - "$TREE_URL" "$KEY" "big-$S" >"$TETHER_TEST_TMP/stall.$S" <<'PY' &
-import socket, sys, time, urllib.parse
+# The client waits for the appends to be done (a file says so), however long a loaded machine
+# takes over them: reading earlier could drain what waits before it passes the limit.
+rm -f "$TETHER_TEST_TMP/stall-done.$S"
+python3 - "$TREE_URL" "$KEY" "big-$S" "$TETHER_TEST_TMP/stall-done.$S" >"$TETHER_TEST_TMP/stall.$S" <<'PY' &
+import os, socket, sys, time, urllib.parse
 u = urllib.parse.urlparse(sys.argv[1])
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 s.connect((u.hostname, u.port))
 s.sendall(("GET /realtime/v1/sessions/%s/out HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
            "Timeout-Seconds: 600\r\nLast-Event-ID: 5\r\n\r\n" % (sys.argv[3], sys.argv[2])).encode())
-time.sleep(6)
+t0 = time.time()
+while not os.path.exists(sys.argv[4]) and time.time() - t0 < 120:
+    time.sleep(0.1)
+time.sleep(1)  # the gateway's feed takes the last append's event
 s.settimeout(5)
 n, t0, ended = 0, time.time(), False
 while not ended and time.time() - t0 < 15:  # pings keep an uncut stream alive: bound it
@@ -237,11 +243,12 @@ for i in $(seq 1 40); do
   head -c 200000 /dev/zero | tr '\0' d | curl -s -o /dev/null -H "Authorization: Bearer $KEY" \
     --data-binary @- "$TREE_URL/realtime/v1/sessions/big-$S/out/append"
 done
+touch "$TETHER_TEST_TMP/stall-done.$S"
 wait "$STALL"
 read -r how got <"$TETHER_TEST_TMP/stall.$S"
 is "$how" ended "a client that stops reading is cut off (not held until Timeout-Seconds)"
 ok "before it had everything (got $got of ~8 MB)" test "${got:-0}" -lt 8000000
-rm -f "$TETHER_TEST_TMP/stall.$S"
+rm -f "$TETHER_TEST_TMP/stall.$S" "$TETHER_TEST_TMP/stall-done.$S"
 
 # --- S2 protobuf appends (what the S2 client sends for bytes records): a trim command
 api POST /api/v1/sessions "{\"type\":\"chat\",\"externalId\":\"trim-$S\",\"taskIdentifier\":\"echo\",\"triggerConfig\":{\"basePayload\":{}}}" "$KEY" -H 'Content-Type: application/json'
