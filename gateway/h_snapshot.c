@@ -27,6 +27,7 @@
 #include "mem.h"
 #include "msg.h"
 #include "sessref.h"
+#include "streams_int.h" /* gw_parse_u64 */
 
 #define GW_SNAPSHOT_TYPE_MAX 255
 
@@ -200,8 +201,8 @@ void gw_on_snapshot(struct gw_call *c)
         gw_respond_error(c, 403, "A snapshot URL needs env, op, expires and sig", GW_NO_RETRY);
         return;
     }
-    for (const char *p = expires; *p; p++)
-        e = *p >= '0' && *p <= '9' && e < UINT64_MAX / 10 ? e * 10 + (uint64_t)(*p - '0') : 0;
+    if (!gw_parse_u64(expires, strlen(expires), &e))
+        e = 0; /* refused below, as an expired URL */
     if (strcmp(op, sn->put ? "put" : "get") != 0) {
         gw_respond_error(c, 403, "This snapshot URL is for another method", GW_NO_RETRY);
         return;

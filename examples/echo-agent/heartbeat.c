@@ -66,16 +66,7 @@ void *run_heartbeat(void *arg)
     }
     for (;;) {
         long pause_ms = lease_s * 1000L / 3;
-        struct http_req rq = {.method = "POST",
-                              .url = url,
-                              .bearer = run_bearer(r),
-                              .content_type = "application/json",
-                              .body = text,
-                              .body_len = strlen(text),
-                              .timeout_ms = 10000,
-                              .max_body = EA_ANSWER_MAX,
-                              .should_abort = run_abort_hb,
-                              .abort_arg = r};
+        struct http_req rq = run_post_json(r, url, text, run_abort_hb);
         ea_err_t rc = http_do(&r->hb, &rq, &rs);
         if (rc == EA_OK && rs.status == 401 && rq.bearer == r->token) {
             atomic_store(&r->use_key, 1); /* the run token expired: the key is accepted too */

@@ -116,18 +116,24 @@ ea_err_t run_post_route(struct ea_run *r, const char *verb, json_t *body, struct
                EA_OK) {
         run_why(r, "run URL too long");
     } else {
-        struct http_req rq = {.method = "POST",
-                              .url = url,
-                              .bearer = run_bearer(r),
-                              .content_type = "application/json",
-                              .body = text,
-                              .body_len = strlen(text),
-                              .timeout_ms = 10000,
-                              .max_body = EA_ANSWER_MAX,
-                              .should_abort = run_abort_final,
-                              .abort_arg = r};
+        struct http_req rq = run_post_json(r, url, text, run_abort_final);
         rc = run_call(r, &r->api, &rq, rs, RUN_TRIES, verb);
     }
     free(text);
     return rc;
+}
+
+struct http_req run_post_json(struct ea_run *r, const char *url, const char *text,
+                              http_abort_fn should_abort)
+{
+    return (struct http_req){.method = "POST",
+                             .url = url,
+                             .bearer = run_bearer(r),
+                             .content_type = "application/json",
+                             .body = text,
+                             .body_len = strlen(text),
+                             .timeout_ms = 10000,
+                             .max_body = EA_ANSWER_MAX,
+                             .should_abort = should_abort,
+                             .abort_arg = r};
 }

@@ -86,6 +86,10 @@ int run_abort_io(void *arg);
 int run_abort_sse(void *arg);
 int run_abort_hb(void *arg);
 int run_abort_final(void *arg);
+/* A POST of the JSON text to url with the run's credential, 10 s, answer ≤ EA_ANSWER_MAX;
+ * should_abort as the caller's step needs (request.c). text and url stay the caller's. */
+struct http_req run_post_json(struct ea_run *r, const char *url, const char *text,
+                              http_abort_fn should_abort);
 /*
  * Runs rq up to tries times while the failure is transient. EA_OK means a 2xx answer;
  * anything else sets r->why (unless aborted): EA_ERR_NET for what stayed transient,

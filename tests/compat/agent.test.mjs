@@ -12,6 +12,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { auth, configure, sessions } from "@trigger.dev/sdk";
 import { apiClientManager } from "@trigger.dev/core/v3";
+import { collectChunks } from "./lib/sse.mjs";
 
 const baseURL = process.env.TETHER_URL;
 const key = process.env.TETHER_SECRET_KEY_AGENT;
@@ -155,24 +156,9 @@ async function newSession(suffix, payload) {
 // Every chunk of .out through the SDK's reader with a public token (what a browser holds).
 async function readAll(sid, until, timeoutInSeconds = 20) {
   const publicToken = await auth.createPublicToken({ scopes: { read: { sessions: sid } } });
-  return auth.withAuth({ accessToken: publicToken }, async () => {
-    const got = [];
-    const stop = new AbortController();
-    const timer = setTimeout(() => stop.abort(), timeoutInSeconds * 1000);
-    const stream = await client().subscribeToSessionStream(sid, "out", { timeoutInSeconds, signal: stop.signal });
-    try {
-      for await (const chunk of stream) {
-        got.push(chunk);
-        if (until(chunk)) break;
-      }
-    } catch (e) {
-      if (!stop.signal.aborted) throw e;
-    } finally {
-      clearTimeout(timer);
-      stop.abort();
-    }
-    return got;
-  });
+  return auth.withAuth({ accessToken: publicToken }, () =>
+    collectChunks(sid, "out", { until, timeoutInSeconds }),
+  );
 }
 
 test("a worker written with the SDK streams deltas to .out with pipe, writer and append; a browser-style reader gets every chunk in order", async () => {

@@ -7,6 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { auth, configure, sessions } from "@trigger.dev/sdk";
 import { apiClientManager } from "@trigger.dev/core/v3";
+import { collectChunks } from "./lib/sse.mjs";
 
 const baseURL = process.env.TETHER_URL;
 const key = process.env.TETHER_SECRET_KEY_B; // an environment no worker serves: runs stay queued
@@ -24,24 +25,13 @@ async function start(suffix, taskIdentifier = `${task}-${suffix}`) {
   });
 }
 
-async function subscribeAll(sid, io, channel, want) {
-  const got = [];
-  const stop = new AbortController();
-  const timer = setTimeout(() => stop.abort(), 10000);
-  const stream = await client().subscribeToSessionStream(sid, io, { channel, timeoutInSeconds: 5, signal: stop.signal });
-  try {
-    for await (const c of stream) {
-      got.push(c);
-      if (got.length === want) break;
-    }
-  } catch (e) {
-    if (!stop.signal.aborted) throw e;
-  } finally {
-    clearTimeout(timer);
-    stop.abort();
-  }
-  return got;
-}
+const subscribeAll = (sid, io, channel, want) =>
+  collectChunks(sid, io, {
+    channel,
+    timeoutInSeconds: 5,
+    abortAfterMs: 10000,
+    until: (_, got) => got.length === want,
+  });
 
 test("a side channel's .out (streaming writer, append, writeControl) and .in are a pair of their own", async () => {
   const s = await start("pair");

@@ -36,9 +36,6 @@ ok "... and x-ratelimit-reset is a unix time in ms within a second ($((reset - n
 body=$(curl -s -H "Authorization: Bearer $KEY" "$TREE_URL/api/v1/auth/whoami")
 is "$(jq -r .error <<<"$body")" "Rate limit exceeded" "the 429's body"
 is "$(whoami "$KEY_B" 7)" 200 "another environment has a bucket of its own"
-sid=$(curl -s -H "Authorization: Bearer $KEY_B" -H 'Content-Type: application/json' \
-  -d '{"type":"chat","externalId":"rate-1","taskIdentifier":"t","triggerConfig":{"basePayload":{}}}' \
-  "$TREE_URL/api/v1/sessions" | jq -r .id)
 is "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $KEY" \
   -d x "$TREE_URL/realtime/v1/sessions/rate-x/in/append")" 404 \
   "/realtime is not limited by the api group (the empty bucket's environment gets its 404, not 429)"
@@ -53,6 +50,5 @@ diag "SDK: $out"
 is "$(jq -r .ok <<<"$out")" true "an SDK call on an empty bucket succeeds in the end"
 ok "... after waiting until x-ratelimit-reset, as zodfetch does" \
   test "$(jq -r '.waitedMs >= .resetInMs - 50' <<<"$out")" = true
-[[ -n $sid ]] || diag "no session was made"
 tree_stop
 done_testing
