@@ -110,6 +110,12 @@ void actor_reply_store_err(struct bus_req *req, const char *what, err_t rc);
  */
 void actor_once_nothing_done(struct actor *a);
 
+/*
+ * Opens the instance's event socket: ipc://<bus dir>/<actor>.events.<instance>.ipc, and the
+ * tcp:// endpoint of TETHER_BUS_EVENTS_LISTEN when the supervisor set one (actor_events.c).
+ */
+err_t actor_events_open(struct actor *a, struct bus_pub **out);
+
 /* Runs the actor; returns the process exit code (0, EXIT_PERMANENT or EXIT_TEMPORARY). */
 int actor_main(const struct actor_spec *spec, int argc, char **argv);
 

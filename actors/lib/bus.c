@@ -323,6 +323,7 @@ void bus_close(struct bus *b)
         }
     }
     bus_peers_free(b);
+    free(b->cluster_body);
     bus_tap_close(b);
     if (b->efd >= 0)
         close(b->efd);

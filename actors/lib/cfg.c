@@ -41,7 +41,10 @@ const struct cfg_def cfg_common_defs[] = {
     {"TETHER_SHUTDOWN_GRACE", CFG_MS, "10s", 0, 600000, CFG_OFF(shutdown_grace_ms),
      "how long a process finishes in-flight work after SIGTERM"},
     {"TETHER_NODE_ID", CFG_STR, "", 0, 0, CFG_OFF(node_id),
-     "name of this node in leader locks and logs; empty means the host name"},
+     "name of this node in leader locks, the cluster registry and logs; empty means the host name"},
+    {"TETHER_BUS_EVENTS_LISTEN", CFG_STR, "", 0, 0, CFG_OFF(bus_events_listen),
+     "a second endpoint of this process's event socket (tcp://addr:port), for other nodes' "
+     "gateways; the supervisor sets it when TETHER_NODE_ADDR is set"},
     {"TETHER_PG_STATEMENT_TIMEOUT", CFG_MS, "5s", 100, 600000, CFG_OFF(pg_statement_timeout_ms),
      "PostgreSQL statement_timeout of an actor's connection; a statement cut off by it answers "
      "503 with x-should-retry: true"},

@@ -80,6 +80,7 @@ struct cfg_common {
     char *ch_url;
     long long shutdown_grace_ms;
     char *node_id;
+    char *bus_events_listen; /* TETHER_BUS_EVENTS_LISTEN: tcp:// twin of the event socket */
     long long pg_statement_timeout_ms;
     long long pg_pool;
 };

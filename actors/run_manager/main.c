@@ -72,22 +72,13 @@ static void rm_on_tx(struct actor *a, enum actor_tx t)
 static err_t rm_init(struct actor *a)
 {
     struct rm *rm = &rm_state;
-    char url[BUS_URL_MAX + 32];
     a->state = rm;
     rm->pg = &a->pg;
     rm->loop = &a->loop;
-    /* beside the request endpoint: ipc://<bus dir>/run-manager.events.<instance>.ipc */
-    if (a->cfg.bus_dir[0])
-        snprintf(url, sizeof(url), "ipc://%s/run-manager.events.%u.ipc", a->cfg.bus_dir,
-                 proc_instance());
-    else
-        snprintf(url, sizeof(url), "ipc://%s/bus/run-manager.events.%u.ipc", a->cfg.run_dir,
-                 proc_instance());
-    err_t rc = bus_pub_open(a->bus, url, &rm->events);
+    err_t rc = actor_events_open(a, &rm->events);
     if (rc != OK)
         return rc;
     rm_sweep_start(rm);
-    LOG_INFO("run.events", "publishing run.queued on %s", url);
     return OK;
 }
 

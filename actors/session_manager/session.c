@@ -171,18 +171,10 @@ static struct bus_pub *sm_events;
 
 err_t sm_session_init(struct actor *a)
 {
-    char dir[BUS_URL_MAX], url[BUS_URL_MAX + 48];
     err_t rc = bus_peer_open_actor(a->bus, "stream-broker", &sm_broker);
     if (rc != OK)
         return rc;
-    cfg_bus_dir(&a->cfg, dir, sizeof(dir));
-    int w = snprintf(url, sizeof(url), "ipc://%s/session-manager.events.%u.ipc", dir,
-                     proc_instance());
-    if (w < 0 || (size_t)w >= sizeof(url)) {
-        LOG_ERROR("session.events", "the bus directory is too long for an endpoint: %s", dir);
-        return ERR_INVAL;
-    }
-    return bus_pub_open(a->bus, url, &sm_events);
+    return actor_events_open(a, &sm_events);
 }
 
 /* session.changed for row 0 of r: every gateway drops its cached copy (a latency path). */

@@ -51,24 +51,11 @@ static const struct actor_route sb_routes[] = {
 static err_t sb_init(struct actor *a)
 {
     struct sb *sb = &sb_state;
-    char dir[BUS_URL_MAX], url[BUS_URL_MAX + 48];
     a->state = sb;
     sb_store_init(sb, a->ra);
     /* receivers accept TETHER_BUS_RECV_MAX (the tree shares it), envelope included */
     sb->reply_max = (size_t)a->cfg.bus_recv_max - ENV_OVERHEAD_MAX;
-    /* beside the request endpoint: ipc://<bus dir>/stream-broker.events.<instance>.ipc */
-    cfg_bus_dir(&a->cfg, dir, sizeof(dir));
-    int w = snprintf(url, sizeof(url), "ipc://%s/stream-broker.events.%u.ipc", dir,
-                     proc_instance());
-    if (w < 0 || (size_t)w >= sizeof(url)) {
-        LOG_ERROR("stream.events", "the bus directory is too long for an endpoint: %s", dir);
-        return ERR_INVAL;
-    }
-    err_t rc = bus_pub_open(a->bus, url, &sb->events);
-    if (rc != OK)
-        return rc;
-    LOG_INFO("stream.events", "publishing stream.record on %s", url);
-    return OK;
+    return actor_events_open(a, &sb->events);
 }
 
 static void sb_fini(struct actor *a)

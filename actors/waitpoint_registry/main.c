@@ -69,15 +69,7 @@ static err_t wp_init(struct actor *a)
     if ((rc = bus_peer_open_actor(a->bus, "stream-broker", &wp->broker)) != OK ||
         (rc = bus_peer_open_actor(a->bus, "run-manager", &wp->rm)) != OK)
         return rc;
-    /* beside the request endpoint: ipc://<bus dir>/waitpoint-registry.events.<instance>.ipc */
-    char url[BUS_URL_MAX + 32];
-    if (a->cfg.bus_dir[0])
-        snprintf(url, sizeof(url), "ipc://%s/waitpoint-registry.events.%u.ipc", a->cfg.bus_dir,
-                 proc_instance());
-    else
-        snprintf(url, sizeof(url), "ipc://%s/bus/waitpoint-registry.events.%u.ipc",
-                 a->cfg.run_dir, proc_instance());
-    if ((rc = bus_pub_open(a->bus, url, &wp->events)) != OK)
+    if ((rc = actor_events_open(a, &wp->events)) != OK)
         return rc;
     return wp_drain_start(wp);
 }
