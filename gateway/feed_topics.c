@@ -30,14 +30,12 @@ static unsigned gw_topic_hash(const char *s)
 
 struct gw_feeds *gw_feeds_get(struct gw *gw)
 {
-    char urls[BUS_URL_MAX * 8];
     if (gw->feeds)
         return gw->feeds;
     struct gw_feeds *fs = xcalloc(1, sizeof(*fs));
     fs->buffer_max = (size_t)gw->gw.sse_buffer;
     h2o_timeout_init(gw->ctx.loop, &fs->tick, GW_FEED_TICK_MS);
-    gw_events_urls(gw, "stream-broker", urls, sizeof(urls));
-    if (!urls[0] || bus_sub_open(gw->bus, urls, gw_feeds_on_event, gw, &fs->sub) != OK) {
+    if (bus_sub_open_actor(gw->bus, "stream-broker", gw_feeds_on_event, gw, &fs->sub) != OK) {
         LOG_WARN("gw.feed_events", "cannot follow the stream-broker's events; feeds poll");
         fs->sub = NULL;
     }

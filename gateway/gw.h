@@ -84,11 +84,6 @@ struct gw {
 /* The process's gateway; handlers reach it through the h2o context. */
 struct gw *gw_of(h2o_req_t *req);
 
-/*
- * The event sockets of every instance of actor, comma-separated, from its request endpoints:
- * ipc://<dir>/<actor>.<n>.ipc publishes on ipc://<dir>/<actor>.events.<n>.ipc (events.c).
- */
-void gw_events_urls(struct gw *gw, const char *actor, char *out, size_t cap);
 
 /* sessref.c: the session cache and the session.changed subscription that keeps it current. */
 err_t gw_sessions_open(struct gw *gw);

@@ -79,14 +79,12 @@ static void gw_runs_on_event(void *arg, const char *topic, const struct envelope
 
 static struct gw_runs *gw_runs_get(struct gw *gw)
 {
-    char urls[BUS_URL_MAX * 8];
     if (gw->runs)
         return gw->runs;
     struct gw_runs *r = xcalloc(1, sizeof(*r));
     h2o_timeout_init(gw->ctx.loop, &r->tick, GW_DQ_TICK_MS);
-    gw_events_urls(gw, "run-manager", urls, sizeof(urls));
     /* without events a long-poll still works, at GW_DQ_POLL_MS's latency */
-    if (!urls[0] || bus_sub_open(gw->bus, urls, gw_runs_on_event, gw, &r->sub) != OK) {
+    if (bus_sub_open_actor(gw->bus, "run-manager", gw_runs_on_event, gw, &r->sub) != OK) {
         LOG_WARN("gw.runs_events", "cannot follow the run-manager's events; dequeues poll");
         r->sub = NULL;
     }

@@ -90,13 +90,11 @@ static bool gw_hold_client_gone(struct gw_call *c)
 
 static struct gw_holds *gw_holds_get(struct gw *gw)
 {
-    char urls[BUS_URL_MAX * 8];
     if (gw->holds)
         return gw->holds;
     struct gw_holds *r = xcalloc(1, sizeof(*r));
     h2o_timeout_init(gw->ctx.loop, &r->tick, GW_HOLD_TICK_MS);
-    gw_events_urls(gw, "waitpoint-registry", urls, sizeof(urls));
-    if (!urls[0] || bus_sub_open(gw->bus, urls, gw_holds_on_event, gw, &r->sub) != OK) {
+    if (bus_sub_open_actor(gw->bus, "waitpoint-registry", gw_holds_on_event, gw, &r->sub) != OK) {
         LOG_WARN("gw.holds_events", "cannot follow the waitpoint-registry's events; holds poll");
         r->sub = NULL;
     }

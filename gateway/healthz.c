@@ -5,6 +5,11 @@
  * naming the ones that did not. The pings go out at once, in parallel; the
  * answer is built when the last one returns. If the client leaves first,
  * the replies are still collected (the bus calls own `hz`), then dropped.
+ *
+ * On a node of a cluster that another node leads, the leader-only
+ * clickhouse-replicator is not running here by design: it is reported as
+ * "standby" without a ping and does not make the node unready, so a load
+ * balancer keeps every follower (hz_standby).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,6 +19,7 @@
 
 #include "clock.h"
 #include "feed.h"
+#include "jbuf.h"
 #include "gw.h"
 #include "http.h"
 #include "log.h"
@@ -81,9 +87,53 @@ static uint64_t hz_uint(const struct envelope *env, const char *key)
     return u;
 }
 
+/*
+ * Whether this node waits on another for the leader-only work: the cluster view names another
+ * leader, or lists other nodes while none leads (a failover under way). A node alone keeps the
+ * old rule: its replicator must answer.
+ */
+static bool hz_standby(const struct gw *gw)
+{
+    const struct bus_cluster *v = bus_cluster_view(gw->bus);
+    if (!v->known)
+        return false;
+    if (v->leader[0])
+        return strcmp(v->leader, v->self) != 0;
+    return v->n > 1;
+}
+
+/* "cluster": the view this node's supervisor last published, null before the first. */
+static void hz_cluster_json(const struct gw *gw, struct jbuf *j)
+{
+    const struct bus_cluster *v = bus_cluster_view(gw->bus);
+    if (!v->known) {
+        jbuf_puts(j, "null");
+        return;
+    }
+    jbuf_puts(j, "{\"node\":");
+    jbuf_str(j, v->self, strlen(v->self), 0);
+    jbuf_puts(j, ",\"leader\":");
+    if (v->leader[0])
+        jbuf_str(j, v->leader, strlen(v->leader), 0);
+    else
+        jbuf_puts(j, "null");
+    jbuf_fmt(j, ",\"view_age_ms\":%" PRIu64 ",\"nodes\":[", clock_mono_ms() - v->seen_mono);
+    for (unsigned i = 0; i < v->n; i++) {
+        const struct bus_cluster_node *nd = &v->nodes[i];
+        jbuf_puts(j, i ? ",{\"node\":" : "{\"node\":");
+        jbuf_str(j, nd->node, strlen(nd->node), 0);
+        jbuf_puts(j, ",\"addr\":");
+        jbuf_str(j, nd->addr, strlen(nd->addr), 0);
+        jbuf_fmt(j, ",\"leader\":%s,\"fencing_token\":%" PRIu64 ",\"age_ms\":%" PRIu64 "}",
+                 nd->leader ? "true" : "false", nd->fencing_token, nd->age_ms);
+    }
+    jbuf_puts(j, "]}");
+}
+
 static void hz_finish(struct hz *hz)
 {
-    char body[4096];
+    char body[8192];
+    struct jbuf cl = {0};
     size_t o = 0;
     bool all_up = true;
     struct gw *gw = hz->gw;
@@ -97,9 +147,12 @@ static void hz_finish(struct hz *hz)
     o += (size_t)snprintf(body + o, sizeof(body) - o, "{\"actors\":{");
     for (unsigned i = 0; i < GW_NACTORS; i++) {
         struct hz_result *r = &hz->res[i];
-        bool up = r->rc == OK && strcmp(r->state, "up") == 0;
+        bool up = r->rc == OK && (strcmp(r->state, "up") == 0 || strcmp(r->state, "standby") == 0);
         all_up &= up;
-        if (r->rc == OK)
+        if (r->rc == OK && strcmp(r->state, "standby") == 0)
+            o += (size_t)snprintf(body + o, sizeof(body) - o, "%s\"%s\":{\"state\":\"standby\"}",
+                                  i ? "," : "", gw_actor_names[i]);
+        else if (r->rc == OK)
             o += (size_t)snprintf(body + o, sizeof(body) - o,
                                   "%s\"%s\":{\"state\":\"%s\",\"store\":\"%s\",\"pid\":%" PRIu64
                                   ",\"uptime_ms\":%" PRIu64 "}",
@@ -115,7 +168,7 @@ static void hz_finish(struct hz *hz)
     o += (size_t)snprintf(body + o, sizeof(body) - o, "},\"failing\":[");
     for (unsigned i = 0, first = 1; i < GW_NACTORS; i++) {
         struct hz_result *r = &hz->res[i];
-        if (r->rc == OK && strcmp(r->state, "up") == 0)
+        if (r->rc == OK && (strcmp(r->state, "up") == 0 || strcmp(r->state, "standby") == 0))
             continue;
         o += (size_t)snprintf(body + o, sizeof(body) - o, "%s\"%s\"", first ? "" : ",",
                               gw_actor_names[i]);
@@ -123,11 +176,13 @@ static void hz_finish(struct hz *hz)
         if (o >= sizeof(body))
             o = sizeof(body) - 1;
     }
+    hz_cluster_json(gw, &cl);
     o += (size_t)snprintf(body + o, sizeof(body) - o,
                           "],\"gateway\":{\"pid\":%ld,\"uptime_ms\":%" PRIu64
-                          ",\"feeds\":%u},\"status\":\"%s\"}",
+                          ",\"feeds\":%u},\"cluster\":%s,\"status\":\"%s\"}",
                           (long)getpid(), clock_mono_ms() - gw->started_mono, gw_feeds_count(gw),
-                          all_up ? "ok" : "degraded");
+                          cl.err == OK && cl.p ? cl.p : "null", all_up ? "ok" : "degraded");
+    jbuf_free(&cl);
     if (o >= sizeof(body))
         o = sizeof(body) - 1;
     gw_send_plain(hz->req, all_up ? 200 : 503, body, o, "/healthz", hz->started_mono, 0);
@@ -171,7 +226,15 @@ int gw_on_healthz(struct gw *gw, h2o_req_t *req)
     hz->pending = GW_NACTORS;
     hz->started_mono = clock_mono_ms();
     gw->inflight++;
+    bool standby = hz_standby(gw);
+    if (standby) { /* not running here by design: no ping (the others remain, so no finish) */
+        snprintf(hz->res[GW_ACTOR_CH_REPLICATOR].state, sizeof(hz->res[0].state), "standby");
+        hz->res[GW_ACTOR_CH_REPLICATOR].rc = OK;
+        hz->pending--;
+    }
     for (unsigned i = 0; i < GW_NACTORS; i++) {
+        if (standby && i == GW_ACTOR_CH_REPLICATOR)
+            continue;
         struct hz_call *call = xmalloc(sizeof(*call));
         call->hz = hz;
         call->idx = i;

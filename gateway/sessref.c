@@ -74,14 +74,12 @@ static void gw_sessions_on_event(void *arg, const char *topic, const struct enve
 
 err_t gw_sessions_open(struct gw *gw)
 {
-    char urls[BUS_URL_MAX * 8];
     gw->sessions =
         gw_sesscache_new((size_t)gw->gw.session_cache_max, (uint64_t)gw->gw.session_cache_ttl_ms);
     if (gw->gw.session_cache_max == 0)
         return OK;
-    gw_events_urls(gw, "session-manager", urls, sizeof(urls));
-    if (!urls[0] ||
-        bus_sub_open(gw->bus, urls, gw_sessions_on_event, gw, &gw->session_events) != OK ||
+    if (bus_sub_open_actor(gw->bus, "session-manager", gw_sessions_on_event, gw,
+                           &gw->session_events) != OK ||
         bus_sub_add(gw->session_events, "session.changed") != OK) {
         LOG_ERROR("gw.sessions", "cannot follow session.changed: session rows are not cached");
         gw->gw.session_cache_max = 0;

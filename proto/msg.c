@@ -19,9 +19,14 @@ const struct msg_def msg_catalogue[] = {
      "{filters: [{actor?, type?, trace?, status?, session?, env?: str}]} (one per registered "
      "listener; tap_filter.h)",
      ""},
+    {MSG_CLUSTER_MEMBERS, "cluster.members", MSG_K_EVENT, "supervisor (published)",
+     "{self: str, leader: str, nodes: [{node: str, addr: str, leader: bool, fencing_token: uint, "
+     "age_ms: uint, events: {<actor>: [tcp:// url]}}]} (every second; bus_cluster.c)",
+     ""},
     {MSG_SV_STATUS, "sv.status", MSG_K_REQUEST, "supervisor", "{}",
-     "{node: str, leader: bool, fencing_token: uint, children: [{name, state, pid, uptime_ms, "
-     "restarts, leader_only, ready, last_exit, fault}]}"},
+     "{node: str, leader: bool, fencing_token: uint, cluster: cluster.members body | nil, "
+     "children: [{name, state, pid, uptime_ms, restarts, leader_only, ready, last_exit, "
+     "fault}]}"},
     {MSG_SV_START, "sv.start", MSG_K_REQUEST, "supervisor", "{name: str}", "{name, state}"},
     {MSG_SV_STOP, "sv.stop", MSG_K_REQUEST, "supervisor", "{name: str}", "{name, state}"},
     {MSG_SV_RESTART, "sv.restart", MSG_K_REQUEST, "supervisor", "{name: str}", "{name, state}"},

@@ -18,6 +18,7 @@ enum msg_type {
     MSG_BUS_ECHO = 2,    /* any process: echoes its body (bus tests, benchmarks) */
     MSG_BUS_FAULT = 3,   /* event from the supervisor: fault-injection setting for one process */
     MSG_BUS_TAP = 4,     /* event from the supervisor: the tap listeners' filters */
+    MSG_CLUSTER_MEMBERS = 5, /* event from the supervisor: the nodes and their event sockets */
 
     MSG_SV_STATUS = 64,
     MSG_SV_START = 65,

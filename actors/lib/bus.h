@@ -179,6 +179,7 @@ void bus_msg_free(struct bus_msg *m);
 
 /* ---- events ---- */
 
+/* Listens on url (a comma-separated list: ipc:// for the node, tcp:// for other nodes). */
 err_t bus_pub_open(struct bus *b, const char *url, struct bus_pub **out);
 /* Publishes an event; topic is matched exactly by subscribers. Never blocks. */
 err_t bus_publish(struct bus_pub *p, const char *topic, uint16_t type, const void *body,
@@ -190,8 +191,44 @@ typedef void (*bus_event_fn)(void *arg, const char *topic, const struct envelope
 /* Dials urls (comma-separated) and delivers events of subscribed topics to fn. */
 err_t bus_sub_open(struct bus *b, const char *urls, bus_event_fn fn, void *arg,
                    struct bus_sub **out);
+/*
+ * Follows actor's events wherever they are published: on this node (bus_actor_events_urls) and
+ * on every other node the cluster view names (dials come and go with the view: bus_cluster.c).
+ */
+err_t bus_sub_open_actor(struct bus *b, const char *actor, bus_event_fn fn, void *arg,
+                         struct bus_sub **out);
 err_t bus_sub_add(struct bus_sub *s, const char *topic);
 err_t bus_sub_remove(struct bus_sub *s, const char *topic);
+
+/* ---- the cluster ---- */
+
+#define BUS_CLUSTER_NODES 32
+#define BUS_CLUSTER_NAME_MAX 64
+
+/* One node of the cluster as this node's supervisor last read the registry. */
+struct bus_cluster_node {
+    char node[BUS_CLUSTER_NAME_MAX];
+    char addr[BUS_CLUSTER_NAME_MAX]; /* TETHER_NODE_ADDR, "" for a node without one */
+    bool leader;
+    uint64_t fencing_token;          /* of its lock, 0 unless leader */
+    uint64_t age_ms;                 /* since its last heartbeat, when read */
+};
+
+/*
+ * The supervisor's cluster.members event, kept by every process that follows its supervisor's
+ * events (bus_opts.follow_faults). known is false until the first arrives; seen_mono is when
+ * the last did (clock_mono_ms). Owner thread only.
+ */
+struct bus_cluster {
+    bool known;
+    char self[BUS_CLUSTER_NAME_MAX];
+    char leader[BUS_CLUSTER_NAME_MAX]; /* "" while no node leads */
+    uint64_t seen_mono;
+    unsigned n;
+    struct bus_cluster_node nodes[BUS_CLUSTER_NODES];
+};
+
+const struct bus_cluster *bus_cluster_view(const struct bus *b);
 
 /* ---- faults and the tap ---- */
 

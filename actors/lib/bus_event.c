@@ -29,15 +29,6 @@ struct bus_pub {
     nng_socket sock;
 };
 
-struct bus_sub {
-    struct bus_sub *next;
-    struct bus *bus;
-    nng_socket sock;
-    nng_aio *aio;
-    bus_event_fn fn;
-    void *arg;
-};
-
 struct bus_event_item {
     struct bus_item item;
     struct bus_sub *sub;
@@ -68,11 +59,20 @@ err_t bus_pub_open(struct bus *b, const char *url, struct bus_pub **out)
         return bus_nng_err(rv);
     }
     bus_socket_tune(b, p->sock);
-    if ((rv = nng_listen(p->sock, url, NULL, 0)) != 0) {
-        LOG_ERROR("bus.pub_failed", "could not listen on %s: %s", url, nng_strerror(rv));
+    char list[BUS_URL_MAX * 2], *save = NULL;
+    if (snprintf(list, sizeof(list), "%s", url) >= (int)sizeof(list)) {
+        LOG_ERROR("bus.pub_failed", "endpoint list too long: %s", url);
         nng_close(p->sock);
         free(p);
-        return bus_nng_err(rv);
+        return ERR_INVAL;
+    }
+    for (char *u = strtok_r(list, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        if ((rv = nng_listen(p->sock, u, NULL, 0)) != 0) {
+            LOG_ERROR("bus.pub_failed", "could not listen on %s: %s", u, nng_strerror(rv));
+            nng_close(p->sock);
+            free(p);
+            return bus_nng_err(rv);
+        }
     }
     p->next = b->pubs;
     b->pubs = p;
@@ -202,6 +202,23 @@ err_t bus_sub_open(struct bus *b, const char *urls, bus_event_fn fn, void *arg,
     return OK;
 }
 
+err_t bus_sub_open_actor(struct bus *b, const char *actor, bus_event_fn fn, void *arg,
+                         struct bus_sub **out)
+{
+    char urls[BUS_URL_MAX * 8];
+    bus_actor_events_urls(b, actor, urls, sizeof(urls));
+    if (!urls[0]) {
+        LOG_ERROR("bus.sub_failed", "no event socket of %s to follow", actor);
+        return ERR_INVAL;
+    }
+    err_t rc = bus_sub_open(b, urls, fn, arg, out);
+    if (rc != OK)
+        return rc;
+    snprintf((*out)->actor, sizeof((*out)->actor), "%s", actor);
+    bus_cluster_dial(b, *out);
+    return OK;
+}
+
 static err_t bus_sub_opt(struct bus_sub *s, const char *opt, const char *topic)
 {
     size_t tl = strlen(topic);
@@ -225,6 +242,7 @@ void bus_subs_close(struct bus *b)
 {
     for (struct bus_sub *s = b->subs, *next; s; s = next) {
         next = s->next;
+        bus_cluster_undial(s);
         nng_close(s->sock);
         nng_aio_stop(s->aio);
         nng_aio_free(s->aio);

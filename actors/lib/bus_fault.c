@@ -5,7 +5,8 @@
  * socket (and again every second, so a restarted process catches up); each
  * process applies the one addressed to its own name. While no fault is set
  * the hot path pays one atomic load. The same subscription carries bus.tap,
- * the tap listeners' filters, which bus_tap.c applies.
+ * the tap listeners' filters, which bus_tap.c applies, and cluster.members,
+ * the nodes of the cluster, which bus_cluster.c keeps and dials.
  */
 #include "bus_int.h"
 
@@ -21,6 +22,7 @@
 
 #define BUS_FAULT_TOPIC "bus.fault"
 #define BUS_TAP_TOPIC "bus.tap"
+#define BUS_CLUSTER_TOPIC "cluster.members"
 
 void bus_supervisor_events_url(const char *dir, char *out, size_t cap)
 {
@@ -164,12 +166,17 @@ static void bus_fault_cb(void *arg)
         struct envelope env;
         if (bus_event_split(nng_msg_body(m), nng_msg_len(m), &topic, &eb, &en) == OK &&
             env_decode(eb, en, &env) == OK) {
-            if (env.type == MSG_BUS_TAP)
+            if (env.type == MSG_CLUSTER_MEMBERS) {
+                bus_cluster_event(b, m); /* read on the owner's thread: it dials */
+                m = NULL;
+            } else if (env.type == MSG_BUS_TAP) {
                 bus_tap_filters_event(b, &env);
-            else
+            } else {
                 bus_fault_apply_event(b, &env);
+            }
         }
-        nng_msg_free(m);
+        if (m)
+            nng_msg_free(m);
     }
     nng_recv_aio(b->fault_sub, b->fault_aio);
 }
@@ -189,6 +196,8 @@ err_t bus_fault_follow(struct bus *b)
                          sizeof(BUS_FAULT_TOPIC)); /* with the NUL: an exact topic */
     (void)nng_socket_set(b->fault_sub, NNG_OPT_SUB_SUBSCRIBE, BUS_TAP_TOPIC,
                          sizeof(BUS_TAP_TOPIC)); /* the tap listeners' filters */
+    (void)nng_socket_set(b->fault_sub, NNG_OPT_SUB_SUBSCRIBE, BUS_CLUSTER_TOPIC,
+                         sizeof(BUS_CLUSTER_TOPIC)); /* the nodes, for bus_sub_open_actor */
     if ((rv = nng_aio_alloc(&b->fault_aio, bus_fault_cb, b)) != 0 ||
         (rv = nng_dial(b->fault_sub, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
         LOG_ERROR("bus.fault_follow", "could not follow %s: %s", url, nng_strerror(rv));

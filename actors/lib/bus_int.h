@@ -23,6 +23,25 @@ struct bus_item {
     void (*drop)(struct bus_item *it); /* free without delivering (bus_close) */
 };
 
+/* A dial of a subscriber to another node's event socket (bus_cluster.c). */
+struct bus_sub_remote {
+    struct bus_sub_remote *next;
+    nng_dialer dialer;
+    bool keep; /* still named by the latest cluster view */
+    char url[BUS_URL_MAX];
+};
+
+struct bus_sub {
+    struct bus_sub *next;
+    struct bus *bus;
+    nng_socket sock;
+    nng_aio *aio;
+    bus_event_fn fn;
+    void *arg;
+    char actor[BUS_NAME_MAX];        /* bus_sub_open_actor: whose events, on every node */
+    struct bus_sub_remote *remotes;  /* owner thread only */
+};
+
 struct bus {
     char proc[BUS_NAME_MAX];
     char self[ENV_SENDER_MAX + 1]; /* "proc" or "proc.N": what faults and the tap name */
@@ -69,6 +88,11 @@ struct bus {
     bool fault_sub_open;
     nng_socket fault_sub;
     nng_aio *fault_aio;
+
+    /* the cluster view of this node's supervisor (bus_cluster.c); owner thread only */
+    struct bus_cluster cluster;
+    void *cluster_body; /* the view's event body as it came (the nodes' event sockets) */
+    size_t cluster_body_n;
 };
 
 /* Queues an item for the owner's thread; callable from any thread. */
@@ -119,6 +143,14 @@ err_t bus_fault_follow(struct bus *b);
 void bus_fault_unfollow(struct bus *b);
 
 void bus_subs_close(struct bus *b);
+
+/* Cluster: hands a cluster.members event message to the owner's thread (takes m). nng thread. */
+void bus_cluster_event(struct bus *b, nng_msg *m);
+/* Cluster: dials the other nodes' event sockets of s's actor that the view names, and
+ * closes the dials of nodes no longer in it. Owner thread. */
+void bus_cluster_dial(struct bus *b, struct bus_sub *s);
+/* Cluster: closes s's dials to other nodes. */
+void bus_cluster_undial(struct bus_sub *s);
 void bus_pubs_close(struct bus *b);
 
 /* Servers (bus_serve.c): closes every server; a request the owner still holds is

@@ -50,6 +50,8 @@ const struct pm_family pm_families[PM_NFAMILIES] = {
                       "1 while this node's supervisor holds the leader lock.", 1},
     [PM_SV_FENCING_TOKEN] = {"tether_supervisor_fencing_token", PM_GAUGE,
                              "The fencing token of the leader lock held, 0 without it.", 1},
+    [PM_CLUSTER_NODES] = {"tether_cluster_nodes", PM_GAUGE,
+                           "Nodes alive in the cluster registry, as this node last read it.", 1},
     [PM_REPL_LAG] = {"tether_replicator_lag_seconds", PM_GAUGE,
                      "Age of the oldest change not yet in ClickHouse (0 when caught up).", 1000},
     [PM_REPL_LAG_BYTES] = {"tether_replicator_lag_bytes", PM_GAUGE,

@@ -45,6 +45,7 @@ enum pm_family_id {
     PM_SV_CHILD_UP,         /* child: 1 while up */
     PM_SV_LEADER,           /* 1 while this node holds the leader lock */
     PM_SV_FENCING_TOKEN,    /* the token of the lock held, 0 without */
+    PM_CLUSTER_NODES,       /* nodes in the cluster registry, as last read */
     PM_REPL_LAG,            /* set in milliseconds, shown in seconds (scale 1000) */
     PM_REPL_LAG_BYTES,      /* WAL the replication slot has not had acknowledged */
     PM_WAITPOINTS_PENDING,  /* waitpoints waiting for completion */

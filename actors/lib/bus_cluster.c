@@ -1,0 +1,239 @@
+/*
+ * bus_cluster.c - the cluster view of this node's supervisor, and the dials
+ * it makes to other nodes' event sockets.
+ *
+ * The supervisor reads the node registry in Redis every second and
+ * publishes what it found as cluster.members on its event socket (the one
+ * bus.fault travels on). Each process keeps the latest view (for /healthz)
+ * and, for every subscriber opened with bus_sub_open_actor, dials the
+ * tcp:// event sockets of that actor on every other node, closing the dials
+ * of nodes that left. So a record appended through any node's broker is
+ * published straight to every node's gateways, with no hop through another
+ * gateway. Events stay a latency path: a view that is late or lost only
+ * delays a subscriber until its feed reads the gap from the broker.
+ */
+#include "bus_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "mem.h"
+#include "msg.h"
+
+/* At most this many event sockets of one actor on one node (TETHER_SV_INSTANCES_* <= 16). */
+#define BUS_CLUSTER_URLS 16
+
+struct bus_cluster_item {
+    struct bus_item item;
+    struct bus *bus;
+    nng_msg *msg;
+};
+
+const struct bus_cluster *bus_cluster_view(const struct bus *b)
+{
+    return &b->cluster;
+}
+
+/* Reads a str field of the map at raw into out; "" when absent or too long. */
+static void bus_cluster_str(struct slice raw, const char *key, char *out, size_t cap)
+{
+    struct mp_reader v;
+    struct slice s;
+    out[0] = '\0';
+    if (mp_map_find(raw.p, raw.n, key, &v) == OK && mp_read_str(&v, &s) == OK)
+        (void)slice_copy(s, out, cap);
+}
+
+static uint64_t bus_cluster_uint(struct slice raw, const char *key)
+{
+    struct mp_reader v;
+    uint64_t u = 0;
+    if (mp_map_find(raw.p, raw.n, key, &v) == OK)
+        (void)mp_read_uint(&v, &u);
+    return u;
+}
+
+static bool bus_cluster_bool(struct slice raw, const char *key)
+{
+    struct mp_reader v;
+    bool b = false;
+    if (mp_map_find(raw.p, raw.n, key, &v) == OK)
+        (void)mp_read_bool(&v, &b);
+    return b;
+}
+
+/* Parses the event body into view; false when it is not a cluster.members body. */
+static bool bus_cluster_parse(const struct envelope *env, struct bus_cluster *view)
+{
+    struct slice body = {(const char *)env->body.p, env->body.n};
+    struct mp_reader v;
+    uint32_t n;
+    memset(view, 0, sizeof(*view));
+    bus_cluster_str(body, "self", view->self, sizeof(view->self));
+    bus_cluster_str(body, "leader", view->leader, sizeof(view->leader));
+    if (!view->self[0] || mp_map_find(body.p, body.n, "nodes", &v) != OK ||
+        mp_read_array(&v, &n) != OK)
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        struct slice raw;
+        if (mp_skip(&v, &raw) != OK)
+            return false;
+        if (view->n == BUS_CLUSTER_NODES)
+            continue; /* more nodes than a view holds: the rest are not dialled */
+        struct bus_cluster_node *nd = &view->nodes[view->n];
+        bus_cluster_str(raw, "node", nd->node, sizeof(nd->node));
+        if (!nd->node[0])
+            continue;
+        bus_cluster_str(raw, "addr", nd->addr, sizeof(nd->addr));
+        nd->leader = bus_cluster_bool(raw, "leader");
+        nd->fencing_token = bus_cluster_uint(raw, "fencing_token");
+        nd->age_ms = bus_cluster_uint(raw, "age_ms");
+        view->n++;
+    }
+    view->known = true;
+    view->seen_mono = clock_mono_ms();
+    return true;
+}
+
+/* The kept bodies of the nodes, for bus_cluster_dial; replaced with each view. */
+static void bus_cluster_keep_raw(struct bus *b, const struct envelope *env)
+{
+    free(b->cluster_body);
+    b->cluster_body = xmalloc(env->body.n ? env->body.n : 1);
+    memcpy(b->cluster_body, env->body.p, env->body.n);
+    b->cluster_body_n = env->body.n;
+}
+
+static struct bus_sub_remote *bus_cluster_find(struct bus_sub *s, const char *url)
+{
+    for (struct bus_sub_remote *r = s->remotes; r; r = r->next)
+        if (strcmp(r->url, url) == 0)
+            return r;
+    return NULL;
+}
+
+/* Marks (and dials when new) one URL an other node advertises for s's actor. */
+static void bus_cluster_want(struct bus_sub *s, struct slice url)
+{
+    char u[BUS_URL_MAX];
+    if (slice_copy(url, u, sizeof(u)) != OK || strncmp(u, "tcp://", 6) != 0)
+        return; /* only the network endpoints: ipc:// names a path on the other host */
+    struct bus_sub_remote *r = bus_cluster_find(s, u);
+    if (r) {
+        r->keep = true;
+        return;
+    }
+    r = xcalloc(1, sizeof(*r));
+    snprintf(r->url, sizeof(r->url), "%s", u);
+    int rv = nng_dial(s->sock, r->url, &r->dialer, NNG_FLAG_NONBLOCK);
+    if (rv != 0) {
+        LOG_WARN("bus.cluster_dial_failed", "cannot follow %s's events at %s: %s", s->actor,
+                 r->url, nng_strerror(rv));
+        free(r);
+        return;
+    }
+    LOG_INFO("bus.cluster_dial", "following %s's events at %s", s->actor, r->url);
+    r->keep = true;
+    r->next = s->remotes;
+    s->remotes = r;
+}
+
+void bus_cluster_dial(struct bus *b, struct bus_sub *s)
+{
+    const struct bus_cluster *view = &b->cluster;
+    struct mp_reader nodes;
+    uint32_t n;
+
+    if (!s->actor[0] || !view->known)
+        return;
+    for (struct bus_sub_remote *r = s->remotes; r; r = r->next)
+        r->keep = false;
+    if (mp_map_find(b->cluster_body, b->cluster_body_n, "nodes", &nodes) == OK &&
+        mp_read_array(&nodes, &n) == OK) {
+        for (uint32_t i = 0; i < n; i++) {
+            struct slice raw, urls_raw;
+            struct mp_reader ev, urls;
+            uint32_t nu;
+            char node[BUS_CLUSTER_NAME_MAX];
+            if (mp_skip(&nodes, &raw) != OK)
+                break;
+            bus_cluster_str(raw, "node", node, sizeof(node));
+            if (!node[0] || strcmp(node, view->self) == 0)
+                continue; /* this node's own events come over ipc:// */
+            if (mp_map_find(raw.p, raw.n, "events", &ev) != OK ||
+                mp_skip(&ev, &urls_raw) != OK ||
+                mp_map_find(urls_raw.p, urls_raw.n, s->actor, &urls) != OK ||
+                mp_read_array(&urls, &nu) != OK)
+                continue;
+            for (uint32_t j = 0; j < nu && j < BUS_CLUSTER_URLS; j++) {
+                struct slice u;
+                if (mp_read_str(&urls, &u) != OK)
+                    break;
+                bus_cluster_want(s, u);
+            }
+        }
+    }
+    for (struct bus_sub_remote **pp = &s->remotes; *pp;) {
+        struct bus_sub_remote *r = *pp;
+        if (r->keep) {
+            pp = &r->next;
+            continue;
+        }
+        LOG_INFO("bus.cluster_undial", "no longer following %s's events at %s (node gone)",
+                 s->actor, r->url);
+        nng_dialer_close(r->dialer);
+        *pp = r->next;
+        free(r);
+    }
+}
+
+void bus_cluster_undial(struct bus_sub *s)
+{
+    for (struct bus_sub_remote *r = s->remotes, *next; r; r = next) {
+        next = r->next;
+        nng_dialer_close(r->dialer);
+        free(r);
+    }
+    s->remotes = NULL;
+}
+
+static void bus_cluster_run(struct bus_item *it)
+{
+    struct bus_cluster_item *ci = (struct bus_cluster_item *)it;
+    struct bus *b = ci->bus;
+    const char *topic;
+    const void *eb;
+    size_t en;
+    struct envelope env;
+    struct bus_cluster view;
+
+    if (bus_event_split(nng_msg_body(ci->msg), nng_msg_len(ci->msg), &topic, &eb, &en) == OK &&
+        env_decode(eb, en, &env) == OK && bus_cluster_parse(&env, &view)) {
+        b->cluster = view;
+        bus_cluster_keep_raw(b, &env);
+        for (struct bus_sub *s = b->subs; s; s = s->next)
+            bus_cluster_dial(b, s);
+    }
+    nng_msg_free(ci->msg);
+    free(ci);
+}
+
+static void bus_cluster_drop(struct bus_item *it)
+{
+    struct bus_cluster_item *ci = (struct bus_cluster_item *)it;
+    nng_msg_free(ci->msg);
+    free(ci);
+}
+
+void bus_cluster_event(struct bus *b, nng_msg *m)
+{
+    struct bus_cluster_item *ci = xcalloc(1, sizeof(*ci));
+    ci->item.run = bus_cluster_run;
+    ci->item.drop = bus_cluster_drop;
+    ci->bus = b;
+    ci->msg = m;
+    bus_queue_push(b, &ci->item);
+}
