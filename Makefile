@@ -44,6 +44,7 @@ LDFLAGS := $(LDSAN)
 LIBS_CORE := -lnng -lmsgpackc -lpthread
 LIBS_STORE := $(shell pkg-config --libs libpq hiredis libcurl 2>/dev/null || echo -lpq -lhiredis -lcurl)
 LIBS_GW := -lh2o-evloop -lnghttp2 -ljwt -ljansson -lssl -lcrypto -lz
+LIBS_SV := -ljansson
 LIBS_ECHO := $(shell pkg-config --libs libcurl jansson 2>/dev/null || echo -lcurl -ljansson) -lpthread
 
 # ---- sources ----
@@ -102,7 +103,7 @@ $(call obj,gateway/console.c): gateway/console/index.html
 $(BUILD)/bin/supervisor: $(call obj,$(SV_SRC)) $(LIBTETHER)
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_STORE) $(LIBS_CORE)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_SV) $(LIBS_STORE) $(LIBS_CORE)
 
 $(BUILD)/bin/tetherctl: $(call obj,$(CTL_SRC)) $(LIBTETHER)
 	@mkdir -p $(dir $@)

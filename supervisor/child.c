@@ -94,7 +94,8 @@ static char **sv_child_env(struct sv *sv, const struct sv_child *c, char *store,
 {
     static const char *const ours[] = {"TETHER_CHILD_NAME=", "TETHER_INSTANCE=",
                                        "TETHER_NOTIFY_FD=",  "TETHER_PARENT_FD=",
-                                       "TETHER_FAULT=",      "TETHER_FENCING_TOKEN=", NULL};
+                                       "TETHER_FAULT=",      "TETHER_FENCING_TOKEN=",
+                                       "TETHER_BUS_EVENTS_LISTEN=", NULL};
     size_t n = 0, used = 0;
     char **env;
     const struct bus_fault *f = sv_fault_for(sv, c);
@@ -132,6 +133,8 @@ static char **sv_child_env(struct sv *sv, const struct sv_child *c, char *store,
                f->delay_ms, f->delay_rate);
     if (c->spec->leader_only)
         SV_PUT("TETHER_FENCING_TOKEN=%" PRIu64, sv->fencing_token);
+    if (c->events_port)
+        SV_PUT("TETHER_BUS_EVENTS_LISTEN=tcp://%s:%u", sv->sv.node_addr, c->events_port);
 #undef SV_PUT
     env[n] = NULL;
     return env;

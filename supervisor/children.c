@@ -17,14 +17,16 @@
 #include "log.h"
 
 const struct sv_spec sv_specs[] = {
-    {"session-manager", "session-manager", {NULL}, false, "TETHER_SV_INSTANCES_SESSION_MANAGER"},
-    {"run-manager", "run-manager", {"session-manager"}, false, "TETHER_SV_INSTANCES_RUN_MANAGER"},
-    {"stream-broker", "stream-broker", {NULL}, false, "TETHER_SV_INSTANCES_STREAM_BROKER"},
-    {"waitpoint-registry", "waitpoint-registry", {"stream-broker", "run-manager"}, false,
+    {"session-manager", "session-manager", {NULL}, false, true,
+     "TETHER_SV_INSTANCES_SESSION_MANAGER"},
+    {"run-manager", "run-manager", {"session-manager"}, false, true,
+     "TETHER_SV_INSTANCES_RUN_MANAGER"},
+    {"stream-broker", "stream-broker", {NULL}, false, true, "TETHER_SV_INSTANCES_STREAM_BROKER"},
+    {"waitpoint-registry", "waitpoint-registry", {"stream-broker", "run-manager"}, false, true,
      "TETHER_SV_INSTANCES_WAITPOINT_REGISTRY"},
-    {"clickhouse-replicator", "clickhouse-replicator", {"session-manager"}, true, NULL},
+    {"clickhouse-replicator", "clickhouse-replicator", {"session-manager"}, true, false, NULL},
     {"gateway", "gateway",
-     {"session-manager", "run-manager", "stream-broker", "waitpoint-registry"}, false,
+     {"session-manager", "run-manager", "stream-broker", "waitpoint-registry"}, false, false,
      "TETHER_GATEWAY_PROCS"},
 };
 

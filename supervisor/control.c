@@ -94,10 +94,16 @@ static void sv_on_status(struct sv *sv, struct bus_req *req)
     struct mp_writer w;
     uint64_t now = clock_mono_ms();
     mp_writer_init(&w);
-    mp_put_map(&w, 4);
+    mp_put_map(&w, 5);
     mp_put_kv_str(&w, "node", sv->node);
     mp_put_kv_bool(&w, "leader", sv->leader);
     mp_put_kv_uint(&w, "fencing_token", sv->leader ? sv->fencing_token : 0);
+    /* the registry as last read (cluster.c): {self, leader, nodes}, nil before the first */
+    mp_put_str(&w, "cluster");
+    if (sv->cluster_body)
+        mp_put_raw(&w, sv->cluster_body, sv->cluster_body_n);
+    else
+        mp_put_nil(&w);
     mp_put_str(&w, "children");
     mp_put_array(&w, sv->nchildren);
     for (unsigned i = 0; i < sv->nchildren; i++) {

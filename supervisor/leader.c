@@ -2,7 +2,11 @@
  * leader.c - the node's leader lock in Redis, with a fencing token.
  *
  * Acquire: one Lua step that, if the key is free, takes the next fencing
- * token (INCR) and sets the key to "<node>:<pid>:<token>" with a TTL.
+ * token (INCR) and sets the key to "<node>:<pid>:<token>" with a TTL. When
+ * another node holds it, the step answers the lock's remaining time (as a
+ * negative number) and the next try is made just after that, not at the
+ * next TTL/6 tick: a dead leader's lock moves within one TTL of its last
+ * renewal.
  * Renew every TTL/6 only if the value is still ours. The lock is treated as
  * lost when a renewal says so, or when no renewal has succeeded for half the
  * TTL (Redis unreachable): the leader-only children are then killed at once.
@@ -39,7 +43,9 @@ static const char sv_lua_acquire[] =
     "if string.sub(v, 1, string.len(p)) == p then "
     "  redis.call('pexpire', KEYS[1], ARGV[2]) "
     "  return tonumber(string.sub(v, string.len(p) + 1)) or 0 "
-    "end return 0";
+    "end "
+    "local left = redis.call('pttl', KEYS[1]) "
+    "if left > 0 then return -left end return 0";
 
 static const char sv_lua_renew[] =
     "if redis.call('get', KEYS[1]) == ARGV[1] then "
@@ -66,6 +72,16 @@ enum sv_leader_op {
 };
 
 static void sv_leader_answer(void *arg, err_t rc, const redisReply *rep);
+
+/* One try of the acquire just after another node's lock expires (sv_leader_answer). */
+static void sv_leader_retry(struct loop *l, void *arg)
+{
+    struct sv *sv = arg;
+    (void)l;
+    sv->leader_retry_armed = false;
+    if (!sv->leader)
+        sv_leader_tick(sv);
+}
 
 /*
  * Sends a script with the lock key (and its fence key); its answer arrives in
@@ -106,6 +122,10 @@ static void sv_leader_answer(void *arg, err_t rc, const redisReply *rep)
         LOG_WARN("sv.leader_error", "leader lock script failed: %s", rep->str ? rep->str : "?");
     switch (op) {
     case SV_LEADER_ACQUIRE:
+        /* held elsewhere for -v ms more: try again as it expires, if that is before the tick */
+        if (rc == OK && v < 0 && -v < sv->sv.leader_ttl_ms / 6 && !sv->leader_retry_armed &&
+            !sv->stopping && loop_timer_add(&sv->loop, (uint64_t)(-v) + 5, sv_leader_retry, sv))
+            sv->leader_retry_armed = true;
         /* a stop or a loss may have come while the answer was on its way */
         if (rc != OK || v <= 0 || sv->leader || sv->stopping)
             return;

@@ -54,6 +54,15 @@ static const struct cfg_def sv_cfg_defs[] = {
      "gateway processes sharing the HTTP port (SO_REUSEPORT)"},
     {"TETHER_SV_CONTROL_URL", CFG_STR, "", 0, 0, SV_OFF(control_url),
      "control socket; empty means ipc://<bus dir>/supervisor.ipc"},
+    {"TETHER_NODE_ADDR", CFG_STR, "", 0, 0, SV_OFF(node_addr),
+     "address (IP or host name) other nodes reach this node's event sockets at; empty: a node "
+     "alone, its event sockets are ipc:// only"},
+    {"TETHER_BUS_EVENTS_PORT", CFG_INT, "7480", 1, 65000, SV_OFF(events_port),
+     "first TCP port of this node's event sockets when TETHER_NODE_ADDR is set: one per "
+     "instance of the session-manager, run-manager, stream-broker and waitpoint-registry, "
+     "consecutive"},
+    {"TETHER_SV_NODE_TTL", CFG_MS, "5s", 2000, 600000, SV_OFF(node_ttl_ms),
+     "a node whose registry record is not refreshed this long is gone from the cluster view"},
 };
 
 static void sv_on_signal(struct loop *l, int signo, void *arg)
@@ -116,6 +125,7 @@ static void sv_faults_timer(struct loop *l, void *arg)
     sv_figures(sv);
     sv_faults_publish(sv); /* again and again: a restarted process catches up within 1 s */
     sv_taps_publish(sv);   /* and so do the tap listeners' filters, which also expire here */
+    sv_cluster_tick(sv);   /* this node in the registry, the registry to this node's processes */
     sv_reconcile(sv);      /* and time-based rules (start timeouts) are seen without an event */
     (void)loop_timer_add(l, 1000, sv_faults_timer, sv);
 }
@@ -224,6 +234,8 @@ static int sv_run(struct sv *sv, int argc, char **argv)
         return EXIT_PERMANENT;
     if (sv_children_build(sv) != OK)
         return EXIT_PERMANENT;
+    sv_cluster_assign_ports(sv);
+    sv->started_ms = clock_wall_ms();
     if (loop_init(&sv->loop) != OK || loop_signals(&sv->loop, sigs, 4, sv_on_signal, sv) != OK)
         return EXIT_TEMPORARY;
     if (sv_leader_open(sv) != OK) {
@@ -264,6 +276,9 @@ static int sv_run(struct sv *sv, int argc, char **argv)
     if (sv_leader_release(sv))
         while (sv_leader_busy(sv))
             loop_run_once(&sv->loop, 100);
+    if (sv_cluster_leave(sv))
+        while (sv_cluster_busy(sv))
+            loop_run_once(&sv->loop, 100);
     LOG_INFO("sv.stopped", "every child stopped");
     return 0;
 }
@@ -278,6 +293,7 @@ int main(int argc, char **argv)
         sv_kill_all(&sv);
     bus_close(sv.bus);
     sv_leader_close(&sv);
+    sv_cluster_free(&sv);
     loop_fini(&sv.loop);
     struct cfg_table tables[] = {
         {cfg_common_defs, cfg_common_defs_len, &sv.cfg},

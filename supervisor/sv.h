@@ -42,6 +42,7 @@ struct sv_spec {
     const char *bin;                  /* binary in the bin directory */
     const char *deps[SV_MAX_DEPS];    /* base names that must be up first */
     bool leader_only;                 /* runs only while this node holds the leader lock */
+    bool events;                      /* publishes events (actor_events_open) */
     const char *instances_env;        /* variable giving the instance count, or NULL for 1 */
 };
 
@@ -61,6 +62,7 @@ struct sv_child {
     uint64_t deaths[SV_TALLY];        /* ring of death times, for the intensity limit */
     unsigned ndeaths;
     char last_exit[48];               /* "exit 1", "signal 9" */
+    unsigned events_port;             /* its tcp:// event socket on a clustered node, or 0 */
 };
 
 struct sv_fault {
@@ -81,7 +83,12 @@ struct sv_cfg {
     char *leader_key;
     long long gateway_procs;
     char *control_url;
+    char *node_addr;                  /* TETHER_NODE_ADDR: "" for a node alone */
+    long long events_port;            /* TETHER_BUS_EVENTS_PORT: the first event socket's */
+    long long node_ttl_ms;            /* TETHER_SV_NODE_TTL: unheard this long, a node is gone */
 };
+
+#define SV_CLUSTER_NODES 32
 
 struct sv {
     struct cfg_common cfg;
@@ -115,6 +122,16 @@ struct sv {
     uint64_t fencing_token;
     char lock_value[128];
     uint64_t leader_renewed_mono;
+    bool leader_retry_armed;          /* a try at another node's lock expiry is scheduled */
+
+    /* the cluster registry (cluster.c) */
+    uint64_t started_ms;              /* wall clock, for the record */
+    bool cluster_busy;                /* a registry step awaits its answer */
+    bool cluster_warned;
+    void *cluster_body;               /* the last cluster.members body, for sv.status */
+    size_t cluster_body_n;
+    unsigned cluster_nodes;
+    char cluster_leader[64];
 
     bool stopping;                    /* SIGTERM received: stop everything, then exit */
     bool fast_stop;                   /* a second SIGTERM: SIGKILL at once */
@@ -144,6 +161,14 @@ void sv_leader_tick(struct sv *sv);              /* acquire or renew; stops lead
 /* Sends the release if the lock is ours; true when an answer is to come (sv_leader_busy). */
 bool sv_leader_release(struct sv *sv);
 bool sv_leader_busy(const struct sv *sv);        /* a leader command awaits its answer */
+
+/* cluster.c */
+void sv_cluster_assign_ports(struct sv *sv);     /* after sv_children_build */
+bool sv_has_events(const struct sv_child *c);    /* has a tcp:// event socket */
+void sv_cluster_tick(struct sv *sv);             /* every second: register, read, publish */
+bool sv_cluster_leave(struct sv *sv);            /* on a clean stop; true: an answer is to come */
+bool sv_cluster_busy(const struct sv *sv);
+void sv_cluster_free(struct sv *sv);
 
 /* control.c */
 err_t sv_control_open(struct sv *sv);

@@ -2,7 +2,7 @@
  * tetherctl - the operator's tool: talks to the supervisor's control socket
  * and taps bus traffic.
  *
- *   tetherctl status [--json]
+ *   tetherctl status [--json] [--cluster]
  *   tetherctl start|stop|restart NAME
  *   tetherctl kill NAME [SIGNAL]
  *   tetherctl fault NAME drop=0.1 dup=0.05 delay=50ms [delay_rate=0.5] | off
@@ -39,7 +39,7 @@
 int ctl_usage(void)
 {
     fprintf(stderr,
-            "usage: tetherctl status [--json]\n"
+            "usage: tetherctl status [--json] [--cluster]\n"
             "       tetherctl start|stop|restart NAME\n"
             "       tetherctl kill NAME [SIGNAL]\n"
             "       tetherctl fault NAME drop=F dup=F delay=DUR [delay_rate=F] | off\n"
@@ -141,7 +141,60 @@ bool ctl_bool(struct slice map, const char *key)
     return b;
 }
 
-static int ctl_status(struct ctl *c, bool json)
+/*
+ * The cluster as this node's supervisor last read the registry: one line a node, the
+ * leader marked, and how long ago each was heard from.
+ */
+static int ctl_status_cluster(struct slice body)
+{
+    struct mp_reader v, nodes;
+    struct slice cl;
+    uint32_t n;
+    char self[64], leader[64];
+    if (mp_map_find(body.p, body.n, "cluster", &v) != OK || mp_skip(&v, &cl) != OK ||
+        mp_map_find(cl.p, cl.n, "nodes", &nodes) != OK || mp_read_array(&nodes, &n) != OK) {
+        fprintf(stderr, "tetherctl: the supervisor has not read the cluster registry yet\n");
+        return 1;
+    }
+    ctl_str(cl, "self", self, sizeof(self));
+    ctl_str(cl, "leader", leader, sizeof(leader));
+    printf("cluster: %" PRIu32 " node%s, leader %s\n", n, n == 1 ? "" : "s",
+           leader[0] ? leader : "none");
+    printf("%-24s %-20s %-7s %8s %10s %s\n", "NODE", "ADDR", "LEADER", "TOKEN", "SEEN", "EVENTS");
+    for (uint32_t i = 0; i < n; i++) {
+        struct slice nd, evs;
+        struct mp_reader ev;
+        uint32_t ne = 0;
+        char name[64], addr[64], seen[32];
+        if (mp_skip(&nodes, &nd) != OK)
+            break;
+        if (mp_map_find(nd.p, nd.n, "events", &ev) == OK && mp_skip(&ev, &evs) == OK) {
+            struct mp_reader m;
+            uint32_t k;
+            mp_reader_init(&m, evs.p, evs.n);
+            if (mp_read_map(&m, &k) == OK)
+                for (uint32_t j = 0; j < k; j++) {
+                    struct slice key, val;
+                    struct mp_reader a;
+                    uint32_t cnt;
+                    if (mp_read_str(&m, &key) != OK || mp_skip(&m, &val) != OK)
+                        break;
+                    mp_reader_init(&a, val.p, val.n);
+                    if (mp_read_array(&a, &cnt) == OK)
+                        ne += cnt;
+                }
+        }
+        snprintf(seen, sizeof(seen), "%.1fs ago", (double)ctl_uint(nd, "age_ms") / 1000.0);
+        ctl_str(nd, "node", name, sizeof(name));
+        printf("%-24s %-20s %-7s %8" PRIu64 " %10s %u socket%s%s\n", name,
+               ctl_str(nd, "addr", addr, sizeof(addr))[0] ? addr : "-",
+               ctl_bool(nd, "leader") ? "yes" : "-", ctl_uint(nd, "fencing_token"), seen, ne,
+               ne == 1 ? "" : "s", strcmp(name, self) == 0 ? " (this node)" : "");
+    }
+    return 0;
+}
+
+static int ctl_status(struct ctl *c, bool json, bool cluster)
 {
     struct bus_msg reply;
     struct mp_reader v;
@@ -155,6 +208,11 @@ static int ctl_status(struct ctl *c, bool json)
         ctl_print_json(body);
         bus_msg_free(&reply);
         return 0;
+    }
+    if (cluster) {
+        rc = ctl_status_cluster(body);
+        bus_msg_free(&reply);
+        return rc;
     }
     printf("node %s, leader: %s", ctl_str(body, "node", node, sizeof(node)),
            ctl_bool(body, "leader") ? "yes" : "no");
@@ -419,8 +477,18 @@ static int ctl_run(struct ctl *c, int argc, char **argv)
 
     if ((rc = ctl_open(c, true)) != 0)
         return rc;
-    if (strcmp(cmd, "status") == 0)
-        return ctl_status(c, argc > 2 && strcmp(argv[2], "--json") == 0);
+    if (strcmp(cmd, "status") == 0) {
+        bool json = false, cluster = false;
+        for (int i = 2; i < argc; i++) {
+            if (strcmp(argv[i], "--json") == 0)
+                json = true;
+            else if (strcmp(argv[i], "--cluster") == 0)
+                cluster = true;
+            else
+                return ctl_usage();
+        }
+        return ctl_status(c, json, cluster);
+    }
     if (strcmp(cmd, "faults") == 0) {
         struct bus_msg reply;
         if ((rc = ctl_call(c, MSG_SV_FAULT_LIST, NULL, &reply)) != 0)

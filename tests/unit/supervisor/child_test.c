@@ -28,9 +28,9 @@ const struct bus_fault *sv_fault_for(const struct sv *sv, const struct sv_child 
 static struct sv sv;
 
 static const struct sv_spec specs[] = {
-    {"alpha", "alpha", {NULL}, false, NULL},
-    {"beta", "beta", {"alpha"}, false, NULL},
-    {"lead", "lead", {NULL}, true, NULL},
+    {"alpha", "alpha", {NULL}, false, false, NULL},
+    {"beta", "beta", {"alpha"}, false, false, NULL},
+    {"lead", "lead", {NULL}, true, false, NULL},
 };
 
 static void set_cmd(const char *name, const char *cmd)
