@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # services.sh: run PostgreSQL 15, Redis 7 and ClickHouse 18.16 as plain local processes (no
-# containers, no systemd), every file under DIR, listening on 127.0.0.1 only.
+# containers, no systemd), every file under DIR, listening on 127.0.0.1 (and, for a cluster test,
+# on the address TETHER_STORES_LISTEN names).
 # Usage: services.sh start DIR [--fresh] | stop DIR | status DIR | env DIR   (see compose/README.md)
 # Exit: 0 ok, 100 usage or bad configuration, 111 a service could not be started or stopped.
 set -euo pipefail
@@ -34,6 +35,7 @@ usage: $PROG start DIR [--fresh]
 env: TETHER_SERVICES="$ALL_SERVICES"  TETHER_PORTS=auto
      TETHER_PG_PORT=$DEF_PG_PORT  TETHER_REDIS_PORT=$DEF_REDIS_PORT  TETHER_CH_HTTP_PORT=$DEF_CH_HTTP_PORT  TETHER_CH_TCP_PORT=$DEF_CH_TCP_PORT
      TETHER_PG_FAST=0  TETHER_REDIS_APPENDFSYNC=everysec  TETHER_REDIS_MAXMEMORY=1gb  TETHER_SERVICES_TIMEOUT=30
+     TETHER_STORES_LISTEN=ADDR/PREFIX (also listen on ADDR, trust PREFIX's hosts)  TETHER_REDIS_LISTEN=ADDR
 EOF
   exit "$EX_USAGE"
 }
@@ -42,6 +44,27 @@ EOF
 # small helpers
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+
+# TETHER_STORES_LISTEN=10.77.0.254/24: every store also listens on that address and trusts the
+# hosts of that network (the cluster test's nodes, in network namespaces behind a bridge: they
+# cannot reach the host's 127.0.0.1). TETHER_REDIS_LISTEN moves Redis's extra address elsewhere,
+# so a test can cut a node off from Redis alone. No authentication is added: a test network only.
+readonly IPV4_RE='^([0-9]{1,3}\.){3}[0-9]{1,3}$'
+LISTEN_ADDR="" LISTEN_NET="" REDIS_ADDR=""
+if [[ -n ${TETHER_STORES_LISTEN:-} ]]; then
+  LISTEN_ADDR=${TETHER_STORES_LISTEN%/*}
+  [[ $TETHER_STORES_LISTEN == */* && $LISTEN_ADDR =~ $IPV4_RE && ${TETHER_STORES_LISTEN##*/} =~ ^[0-9]{1,2}$ ]] || {
+    printf '%s: TETHER_STORES_LISTEN must be an IPv4 address with its prefix, like 10.77.0.254/24: %s\n' \
+      "$PROG" "$TETHER_STORES_LISTEN" >&2
+    exit "$EX_USAGE"
+  }
+  LISTEN_NET=$TETHER_STORES_LISTEN
+  REDIS_ADDR=${TETHER_REDIS_LISTEN:-$LISTEN_ADDR}
+  [[ $REDIS_ADDR =~ $IPV4_RE ]] || {
+    printf '%s: TETHER_REDIS_LISTEN must be an IPv4 address: %s\n' "$PROG" "$REDIS_ADDR" >&2
+    exit "$EX_USAGE"
+  }
+fi
 
 # First line of a file into REPLY (ClickHouse writes its pid file without a newline).
 read_line() {
@@ -411,7 +434,8 @@ pg_start() {
   fi
   {
     printf '# Written by compose/services.sh at every start; edits are lost.\n'
-    printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = '%s'\n" "$port" "$sockdir"
+    printf "listen_addresses = '127.0.0.1%s'\nport = %s\nunix_socket_directories = '%s'\n" \
+      "${LISTEN_ADDR:+,$LISTEN_ADDR}" "$port" "$sockdir"
     printf 'wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\nmax_connections = 200\n'
     # the clickhouse-replicator's slot: a stalled slot may hold this much WAL, then it is
     # invalidated rather than filling the disk (docs/clickhouse-replicator.md#when-the-slot-falls-behind)
@@ -421,6 +445,9 @@ pg_start() {
       printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n'
     fi
   } | as_user postgres tee "$d/data/tether.conf" >/dev/null
+  if [[ -n $LISTEN_NET ]] && ! grep -qF "host all all $LISTEN_NET trust" "$d/data/pg_hba.conf"; then
+    printf 'host all all %s trust\n' "$LISTEN_NET" | as_user postgres tee -a "$d/data/pg_hba.conf" >/dev/null
+  fi
   pg_wait_zombie "$d/data/postmaster.pid"
   printf '%s\n' "$port" >"$d/ports"
   WAIT_FAILURE="pg_ctl start failed"
@@ -488,7 +515,9 @@ redis_start() {
   printf '%s\n' "$port" >"$d/ports"
   WAIT_FAILURE="could not be started"
   mark=$(log_mark "$d/redis.log")
-  if ! daemon redis-server --bind 127.0.0.1 --port "$port" --dir "$d" \
+  local bind=(--bind 127.0.0.1)
+  [[ -n $REDIS_ADDR ]] && bind=(--bind 127.0.0.1 "$REDIS_ADDR" --protected-mode no)
+  if ! daemon redis-server "${bind[@]}" --port "$port" --dir "$d" \
     --appendonly yes --appendfsync "$fsync" --save "" \
     --maxmemory "$maxmem" --maxmemory-policy noeviction \
     --daemonize yes --pidfile "$d/redis.pid" --logfile "$d/redis.log" >/dev/null 2>&1 ||
@@ -520,7 +549,8 @@ ch_write_config() {
        the others are opened only when set, and are not. -->
   <http_port>$http</http_port>
   <tcp_port>$tcp</tcp_port>
-  <listen_host>127.0.0.1</listen_host>
+  <listen_host>127.0.0.1</listen_host>${LISTEN_ADDR:+
+  <listen_host>$LISTEN_ADDR</listen_host>}
   <path>$d/data/</path>
   <tmp_path>$d/tmp/</tmp_path>
   <user_files_path>$d/user_files/</user_files_path>
@@ -535,7 +565,7 @@ ch_write_config() {
   <mlock_executable>false</mlock_executable>
 </yandex>
 EOF
-  cat >"$d/users.xml" <<'EOF'
+  cat >"$d/users.xml" <<EOF
 <?xml version="1.0"?>
 <!-- Written by compose/services.sh at every start; edits are lost. -->
 <yandex>
@@ -552,7 +582,8 @@ EOF
       <password></password>
       <networks>
         <ip>127.0.0.1</ip>
-        <ip>::1</ip>
+        <ip>::1</ip>${LISTEN_NET:+
+        <ip>$LISTEN_NET</ip>}
       </networks>
       <profile>default</profile>
       <quota>default</quota>

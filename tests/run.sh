@@ -4,6 +4,8 @@
 #  - integration tests: real PostgreSQL, Redis and ClickHouse started once on free ports in a
 #    temporary directory, then every tests/integration/*_test.sh (TAP) against BUILD_DIR/bin;
 #  - the short fuzz run (tests/fuzz/run.sh), one TAP line per libFuzzer target;
+#  - the cluster tests (tests/cluster/*_test.sh: three nodes in network namespaces, stores of
+#    their own);
 #  - compatibility tests (tests/compat/run.sh) when present;
 #  - the ClickHouse dialect tests (tests/chdb/run.sh: a current engine, chDB, and the test server).
 # A test file that crashes or times out without reporting counts as one failure.
@@ -91,12 +93,20 @@ for t in tests/integration/*_test.sh; do
   ITESTS+=("$t")
 done
 
+# three nodes in network namespaces (tests/cluster/netns.sh)
+CTESTS=()
+for t in tests/cluster/*_test.sh; do
+  [[ -e $t ]] || continue
+  [[ -n $ONLY && $t != *"$ONLY"* ]] && continue
+  CTESTS+=("$t")
+done
+
 CHDB=""
 [[ -x tests/chdb/run.sh && tests/chdb/run.sh == *"$ONLY"* ]] && CHDB=tests/chdb/run.sh
 COMPAT= # the compatibility tests run with every test, or alone (TETHER_TEST_ONLY=compat)
 [[ -x tests/compat/run.sh && tests/compat/run.sh == *"$ONLY"* ]] && COMPAT=tests/compat/run.sh
 
-if ((${#ITESTS[@]} > 0)) || [[ -n $COMPAT ]] || [[ -n $CHDB ]]; then
+if ((${#ITESTS[@]} > 0)) || ((${#CTESTS[@]} > 0)) || [[ -n $COMPAT ]] || [[ -n $CHDB ]]; then
   # Stores, trees and their logs live in memory when the machine has a tmpfs: a disk stalled by
   # another tenant's fsyncs would otherwise hold up a log write or a store's commit for seconds,
   # and the tests that measure recovery would measure the disk. TETHER_TEST_DIR overrides it.
@@ -122,6 +132,10 @@ if ((${#ITESTS[@]} > 0)) || [[ -n $COMPAT ]] || [[ -n $CHDB ]]; then
     export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0
     for t in "${ITESTS[@]}"; do
       run_tap "integration ${t#tests/integration/}" 300 bash "$t"
+    done
+    # the cluster tests start stores of their own on a bridge their nodes reach
+    for t in "${CTESTS[@]}"; do
+      run_tap "cluster ${t#tests/cluster/}" 300 bash "$t" "$BUILD"
     done
     if [[ -n $COMPAT ]]; then
       run_tap "compat" 600 "$COMPAT"

@@ -1,9 +1,11 @@
 // workload.mjs - the chaos suite's mixed load against one running tree, written as a history.
 //
-//   node workload.mjs --url URL --key SECRET --history FILE [--seconds 60] [--seed N]
+//   node workload.mjs --url URL[,URL...] --key SECRET --history FILE [--seconds 60] [--seed N]
 //        [--writers 12] [--subscribers 6] [--sessions 16] [--pg URL] [--ch URL] [--ready FILE]
 //        [--budget SECONDS]
 //
+// Several URLs (the nodes of a cluster, tests/cluster/) spread the requests: each attempt and each
+// SSE connection goes to one picked at random, as a load balancer would send them.
 // Bounded in count and time, loopback only. What it does, every step written to the history
 // (one JSON object per line, `t` = milliseconds on the monotonic clock from the start):
 //   - creates sessions (half served by the echo-agent's task, half by a task no worker runs),
@@ -41,9 +43,9 @@ function args(argv) {
 }
 
 const A = args(process.argv.slice(2));
-const URL_BASE = A.url;
+const URLS = (A.url ?? '').split(',').filter(Boolean);
 const KEY = A.key;
-if (!URL_BASE || !KEY || !A.history) {
+if (!URLS.length || !KEY || !A.history) {
   console.error('usage: workload.mjs --url URL --key KEY --history FILE [--seconds N] [--seed N]');
   process.exit(100);
 }
@@ -56,6 +58,9 @@ const ECHO_TASK = A['echo-task'] ?? 'echo';
 const QUIET_TASK = 'chaos-idle';
 const MAX_OPS = Number(A['max-ops'] ?? 200000); // a bound on the whole run, whatever its length
 const BUDGET_MS = Number(A.budget ?? SECONDS + 240) * 1000;
+
+// the node a request goes to: not seeded, so the workload's own choices stay those of the seed
+const base = () => URLS[Math.floor(Math.random() * URLS.length)];
 
 // ---- seeded randomness (mulberry32): the same seed makes the same choices
 let rs = SEED >>> 0;
@@ -116,7 +121,7 @@ async function call(desc, method, path, opt = {}) {
     let text = '';
     let error = null;
     try {
-      const res = await fetch(URL_BASE + path, {
+      const res = await fetch(base() + path, {
         method,
         headers: {
           authorization: `Bearer ${KEY}`,
@@ -213,7 +218,7 @@ async function subscriber(k) {
     let status = 0;
     let why = 'end';
     try {
-      const res = await fetch(`${URL_BASE}/realtime/v1/sessions/${encodeURIComponent(s.ext)}/${io}`, {
+      const res = await fetch(`${base()}/realtime/v1/sessions/${encodeURIComponent(s.ext)}/${io}`, {
         headers: {
           authorization: `Bearer ${KEY}`, accept: 'text/event-stream', 'timeout-seconds': '20',
           ...(last >= 0 ? { 'last-event-id': String(last) } : {}),
