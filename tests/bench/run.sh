@@ -43,6 +43,9 @@ echo
 "$ROOT/tests/bench/stream_append.sh" "$BUILD" | tee -a "$RESULTS"
 
 echo
+"$ROOT/tests/bench/cluster.sh" "$BUILD" | tee -a "$RESULTS"
+
+echo
 "$ROOT/tests/bench/stream_writer.sh" "$BUILD" | tee -a "$RESULTS"
 
 echo
