@@ -316,9 +316,14 @@ static int gw_run(struct gw *gw, int argc, char **argv)
     };
     if (bus_open(&gw->bus, &bo) != OK)
         return EXIT_TEMPORARY;
-    for (unsigned i = 0; i < GW_NACTORS; i++)
-        if (bus_peer_open_actor(gw->bus, gw_actor_names[i], &gw->actors[i]) != OK)
+    for (unsigned i = 0; i < GW_NACTORS; i++) {
+        /* the replicator runs on the leader node only: a follower's lists go there */
+        err_t prc = i == GW_ACTOR_CH_REPLICATOR
+                        ? bus_peer_open_leader(gw->bus, gw_actor_names[i], &gw->actors[i])
+                        : bus_peer_open_actor(gw->bus, gw_actor_names[i], &gw->actors[i]);
+        if (prc != OK)
             return EXIT_TEMPORARY;
+    }
     if (gw_console_peer_open(gw) != OK)
         return EXIT_TEMPORARY;
     if (gw_sessions_open(gw) != OK)

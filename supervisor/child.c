@@ -135,6 +135,8 @@ static char **sv_child_env(struct sv *sv, const struct sv_child *c, char *store,
         SV_PUT("TETHER_FENCING_TOKEN=%" PRIu64, sv->fencing_token);
     if (c->events_port)
         SV_PUT("TETHER_BUS_EVENTS_LISTEN=tcp://%s:%u", sv->sv.node_addr, c->events_port);
+    if (c->requests_port)
+        SV_PUT("TETHER_BUS_REQUESTS_LISTEN=tcp://%s:%u", sv->sv.node_addr, c->requests_port);
 #undef SV_PUT
     env[n] = NULL;
     return env;

@@ -64,15 +64,20 @@ static const char *sv_json_str(json_t *o, const char *key)
 /* This node's record: what other nodes need to reach it, and what operators read. */
 static char *sv_cluster_record(const struct sv *sv)
 {
-    json_t *o = json_object(), *ev = json_object();
+    json_t *o = json_object(), *ev = json_object(), *rq = json_object();
     char url[BUS_URL_MAX];
-    if (!o || !ev) {
+    if (!o || !ev || !rq) {
         json_decref(o);
         json_decref(ev);
+        json_decref(rq);
         return NULL;
     }
     for (unsigned i = 0; i < sv->nchildren; i++) {
         const struct sv_child *c = &sv->children[i];
+        if (c->requests_port) {
+            snprintf(url, sizeof(url), "tcp://%s:%u", sv->sv.node_addr, c->requests_port);
+            (void)json_object_set_new(rq, c->spec->name, json_string(url));
+        }
         if (!sv_has_events(c))
             continue;
         json_t *list = json_object_get(ev, c->spec->name);
@@ -91,25 +96,34 @@ static char *sv_cluster_record(const struct sv *sv)
     (void)json_object_set_new(o, "fencing_token",
                               json_integer(sv->leader ? (json_int_t)sv->fencing_token : 0));
     (void)json_object_set_new(o, "events", ev);
+    (void)json_object_set_new(o, "requests", rq);
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
 }
 
-/* One node of the answer as msgpack: {node, addr, leader, fencing_token, age_ms, events}. */
+/*
+ * One node of the answer as msgpack: {node, addr, leader, fencing_token, age_ms, events,
+ * requests}.
+ */
 static void sv_cluster_put_node(struct mp_writer *w, const char *node, uint64_t age,
                                 json_t *rec)
 {
-    json_t *ev = json_object_get(rec, "events");
+    json_t *ev = json_object_get(rec, "events"), *rq = json_object_get(rec, "requests");
     const char *actor;
     json_t *urls;
-    mp_put_map(w, 6);
+    mp_put_map(w, 7);
     mp_put_kv_str(w, "node", node);
     mp_put_kv_str(w, "addr", sv_json_str(rec, "addr"));
     mp_put_kv_bool(w, "leader", json_is_true(json_object_get(rec, "leader")));
     json_int_t ft = json_integer_value(json_object_get(rec, "fencing_token"));
     mp_put_kv_uint(w, "fencing_token", ft > 0 ? (uint64_t)ft : 0);
     mp_put_kv_uint(w, "age_ms", age);
+    mp_put_str(w, "requests");
+    mp_put_map(w, json_is_object(rq) ? (uint32_t)json_object_size(rq) : 0);
+    if (json_is_object(rq))
+        json_object_foreach(rq, actor, urls)
+            mp_put_kv_str(w, actor, json_is_string(urls) ? json_string_value(urls) : "");
     mp_put_str(w, "events");
     mp_put_map(w, json_is_object(ev) ? (uint32_t)json_object_size(ev) : 0);
     if (!json_is_object(ev))
@@ -272,6 +286,9 @@ void sv_cluster_assign_ports(struct sv *sv)
     for (unsigned i = 0; i < sv->nchildren; i++) {
         struct sv_child *c = &sv->children[i];
         c->events_port = 0;
+        c->requests_port = 0;
+        if (sv->sv.node_addr[0] && c->spec->leader_only)
+            c->requests_port = (unsigned)sv->sv.leader_port;
         if (!sv->sv.node_addr[0] || !c->spec->events)
             continue;
         c->events_port = (unsigned)sv->sv.events_port + next++;

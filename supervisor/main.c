@@ -61,6 +61,9 @@ static const struct cfg_def sv_cfg_defs[] = {
      "first TCP port of this node's event sockets when TETHER_NODE_ADDR is set: one per "
      "instance of the session-manager, run-manager, stream-broker and waitpoint-registry, "
      "consecutive"},
+    {"TETHER_BUS_LEADER_PORT", CFG_INT, "7479", 1, 65535, SV_OFF(leader_port),
+     "TCP port of the leader-only actor's request socket (the clickhouse-replicator's) when "
+     "TETHER_NODE_ADDR is set: other nodes' gateways send it their session lists"},
     {"TETHER_SV_NODE_TTL", CFG_MS, "5s", 2000, 600000, SV_OFF(node_ttl_ms),
      "a node whose registry record is not refreshed this long is gone from the cluster view"},
 };

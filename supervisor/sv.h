@@ -63,6 +63,7 @@ struct sv_child {
     unsigned ndeaths;
     char last_exit[48];               /* "exit 1", "signal 9" */
     unsigned events_port;             /* its tcp:// event socket on a clustered node, or 0 */
+    unsigned requests_port;           /* leader-only: its tcp:// request socket there, or 0 */
 };
 
 struct sv_fault {
@@ -85,6 +86,7 @@ struct sv_cfg {
     char *control_url;
     char *node_addr;                  /* TETHER_NODE_ADDR: "" for a node alone */
     long long events_port;            /* TETHER_BUS_EVENTS_PORT: the first event socket's */
+    long long leader_port;            /* TETHER_BUS_LEADER_PORT: the leader-only actor's */
     long long node_ttl_ms;            /* TETHER_SV_NODE_TTL: unheard this long, a node is gone */
 };
 

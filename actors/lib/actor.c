@@ -322,7 +322,7 @@ static int actor_run(struct actor *a, int argc, char **argv)
         tables[ntables++] = (struct cfg_table){spec->cfg, spec->ncfg, spec->cfg_base};
     enum cfg_action action;
     static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
-    char url[BUS_URL_MAX];
+    char url[BUS_URL_MAX * 2];
     const char *listen;
 
     log_init(spec->name, LOG_LVL_INFO, true);
@@ -359,6 +359,18 @@ static int actor_run(struct actor *a, int argc, char **argv)
     listen = getenv("TETHER_BUS_LISTEN");
     if (!listen || !*listen) {
         bus_actor_url(a->bus, spec->name, bo.instance, url, sizeof(url));
+        listen = url;
+    }
+    /* on a clustered node the leader-only actor also serves the other nodes' gateways */
+    const char *tcp = a->cfg.bus_requests_listen;
+    if (tcp && *tcp) {
+        char both[sizeof(url)];
+        int w = snprintf(both, sizeof(both), "%s,%s", listen, tcp);
+        if (w < 0 || (size_t)w >= sizeof(both)) {
+            LOG_ERROR("cfg.invalid", "TETHER_BUS_REQUESTS_LISTEN is too long: %s", tcp);
+            return EXIT_PERMANENT;
+        }
+        memcpy(url, both, (size_t)w + 1);
         listen = url;
     }
 

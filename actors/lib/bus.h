@@ -148,6 +148,12 @@ unsigned bus_inflight(const struct bus *b);
 err_t bus_peer_open(struct bus *b, const char *name, const char *urls, struct bus_peer **out);
 /* Dials the actor's default or configured endpoints (bus_actor_peers). */
 err_t bus_peer_open_actor(struct bus *b, const char *actor, struct bus_peer **out);
+/*
+ * For a leader-only actor: as bus_peer_open_actor, and while the cluster view names another
+ * node as leader, that node's registered tcp:// endpoint for it too (bus_cluster.c), so calls
+ * reach the one instance in the cluster wherever it runs.
+ */
+err_t bus_peer_open_leader(struct bus *b, const char *actor, struct bus_peer **out);
 
 /*
  * Reply callback, on the owner's thread. rc is OK with the reply envelope,

@@ -27,6 +27,11 @@ struct bus_peer {
     nng_socket sock;
     nng_mtx *mtx;           /* guards calls */
     struct bus_call *calls; /* live calls, so bus_close can stop them */
+    /* bus_peer_open_leader: the dial to the leader node's instance (owner thread only) */
+    bool follow_leader;
+    bool remote_on;
+    nng_dialer remote;
+    char remote_url[BUS_URL_MAX];
 };
 
 enum bus_call_state {
@@ -240,6 +245,56 @@ err_t bus_peer_open_actor(struct bus *b, const char *actor, struct bus_peer **ou
     char urls[BUS_URL_MAX * 8];
     bus_actor_peers(b, actor, urls, sizeof(urls));
     return bus_peer_open(b, actor, urls, out);
+}
+
+/*
+ * Dials the leader's endpoint for p's actor as the view names it, closing the dial to a
+ * previous leader. nng's REQ sends only on connected pipes: on a follower the ipc:// dial to
+ * the absent local instance never connects, so every call goes to the leader; on the leader
+ * there is no remote dial.
+ */
+static void bus_peer_cluster(struct bus *b, struct bus_peer *p)
+{
+    char url[BUS_URL_MAX] = "";
+    if (!bus_cluster_leader_url(b, p->name, url, sizeof(url)))
+        url[0] = '\0';
+    if (p->remote_on && strcmp(url, p->remote_url) == 0)
+        return;
+    if (p->remote_on) {
+        LOG_INFO("bus.cluster_undial", "no longer calling %s at %s (not the leader now)", p->name,
+                 p->remote_url);
+        nng_dialer_close(p->remote);
+        p->remote_on = false;
+        p->remote_url[0] = '\0';
+    }
+    if (!url[0])
+        return;
+    int rv = nng_dial(p->sock, url, &p->remote, NNG_FLAG_NONBLOCK);
+    if (rv != 0) {
+        LOG_WARN("bus.cluster_dial_failed", "cannot call %s on the leader at %s: %s", p->name,
+                 url, nng_strerror(rv));
+        return;
+    }
+    p->remote_on = true;
+    snprintf(p->remote_url, sizeof(p->remote_url), "%s", url);
+    LOG_INFO("bus.cluster_dial", "calling %s on the leader at %s", p->name, url);
+}
+
+void bus_peers_cluster(struct bus *b)
+{
+    for (struct bus_peer *p = b->peers; p; p = p->next)
+        if (p->follow_leader)
+            bus_peer_cluster(b, p);
+}
+
+err_t bus_peer_open_leader(struct bus *b, const char *actor, struct bus_peer **out)
+{
+    err_t rc = bus_peer_open_actor(b, actor, out);
+    if (rc != OK)
+        return rc;
+    (*out)->follow_leader = true;
+    bus_peer_cluster(b, *out);
+    return OK;
 }
 
 static err_t bus_call_prepare(struct bus_peer *p, uint16_t type, const void *body, size_t n,

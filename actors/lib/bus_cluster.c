@@ -190,6 +190,33 @@ void bus_cluster_dial(struct bus *b, struct bus_sub *s)
     }
 }
 
+bool bus_cluster_leader_url(const struct bus *b, const char *actor, char *out, size_t cap)
+{
+    const struct bus_cluster *view = &b->cluster;
+    struct mp_reader nodes, rq;
+    uint32_t n;
+
+    if (!view->known || !view->leader[0] || strcmp(view->leader, view->self) == 0 ||
+        mp_map_find(b->cluster_body, b->cluster_body_n, "nodes", &nodes) != OK ||
+        mp_read_array(&nodes, &n) != OK)
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        struct slice raw, rq_raw;
+        char node[BUS_CLUSTER_NAME_MAX];
+        if (mp_skip(&nodes, &raw) != OK)
+            return false;
+        bus_cluster_str(raw, "node", node, sizeof(node));
+        if (strcmp(node, view->leader) != 0)
+            continue;
+        if (mp_map_find(raw.p, raw.n, "requests", &rq) != OK || mp_skip(&rq, &rq_raw) != OK)
+            return false;
+        bus_cluster_str(rq_raw, actor, out, cap);
+        /* only the network endpoints: ipc:// names a path on the other host */
+        return strncmp(out, "tcp://", 6) == 0;
+    }
+    return false;
+}
+
 void bus_cluster_undial(struct bus_sub *s)
 {
     for (struct bus_sub_remote *r = s->remotes, *next; r; r = next) {
@@ -216,6 +243,7 @@ static void bus_cluster_run(struct bus_item *it)
         bus_cluster_keep_raw(b, &env);
         for (struct bus_sub *s = b->subs; s; s = s->next)
             bus_cluster_dial(b, s);
+        bus_peers_cluster(b);
     }
     nng_msg_free(ci->msg);
     free(ci);

@@ -151,6 +151,14 @@ void bus_cluster_event(struct bus *b, nng_msg *m);
 void bus_cluster_dial(struct bus *b, struct bus_sub *s);
 /* Cluster: closes s's dials to other nodes. */
 void bus_cluster_undial(struct bus_sub *s);
+/*
+ * Cluster: the tcp:// request endpoint the view's leader registered for actor, when the leader
+ * is another node that registered one; false otherwise (no leader, this node leads). Owner
+ * thread.
+ */
+bool bus_cluster_leader_url(const struct bus *b, const char *actor, char *out, size_t cap);
+/* Cluster: points every bus_peer_open_leader peer at the view's leader (bus_call.c). */
+void bus_peers_cluster(struct bus *b);
 void bus_pubs_close(struct bus *b);
 
 /* Servers (bus_serve.c): closes every server; a request the owner still holds is

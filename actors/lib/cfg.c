@@ -45,6 +45,9 @@ const struct cfg_def cfg_common_defs[] = {
     {"TETHER_BUS_EVENTS_LISTEN", CFG_STR, "", 0, 0, CFG_OFF(bus_events_listen),
      "a second endpoint of this process's event socket (tcp://addr:port), for other nodes' "
      "gateways; the supervisor sets it when TETHER_NODE_ADDR is set"},
+    {"TETHER_BUS_REQUESTS_LISTEN", CFG_STR, "", 0, 0, CFG_OFF(bus_requests_listen),
+     "a second endpoint of this actor's request socket (tcp://addr:port), for other nodes' "
+     "gateways; the supervisor sets it for the leader-only actor when TETHER_NODE_ADDR is set"},
     {"TETHER_PG_STATEMENT_TIMEOUT", CFG_MS, "5s", 100, 600000, CFG_OFF(pg_statement_timeout_ms),
      "PostgreSQL statement_timeout of an actor's connection; a statement cut off by it answers "
      "503 with x-should-retry: true"},

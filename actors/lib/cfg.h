@@ -81,6 +81,7 @@ struct cfg_common {
     long long shutdown_grace_ms;
     char *node_id;
     char *bus_events_listen; /* TETHER_BUS_EVENTS_LISTEN: tcp:// twin of the event socket */
+    char *bus_requests_listen; /* TETHER_BUS_REQUESTS_LISTEN: tcp:// twin of the request socket */
     long long pg_statement_timeout_ms;
     long long pg_pool;
 };

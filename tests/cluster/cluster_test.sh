@@ -6,7 +6,8 @@
 # Checked: the leader lock moves within its TTL, never two leaders at once (from the fencing
 # tokens and the times in every node's log), a node that cannot reach Redis acknowledges no
 # append, it rejoins once healed, and the workload's history has no anomaly (no acknowledged
-# append lost or duplicated). TAP. Usage: cluster_test.sh BUILD_DIR (tests/run.sh runs it).
+# append lost or duplicated; ClickHouse agrees with PostgreSQL across the replicator's moves).
+# TAP. Usage: cluster_test.sh BUILD_DIR (tests/run.sh runs it).
 set -uo pipefail
 ROOT=$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/../.." && pwd -P)
 BUILD=$(cd -- "${1:?usage: cluster_test.sh BUILD_DIR}" && pwd -P) || exit 100
@@ -91,6 +92,18 @@ for i in 1 2; do
   fi
 done
 
+# the sessions list is served by the clickhouse-replicator, which runs on the leader only: every
+# node's gateway sends it there
+listed() {
+  local i
+  for i in 1 2 3; do
+    curl -s --max-time 5 -H "Authorization: Bearer $KEY" \
+      "$(cl_url "$i")/api/v1/sessions?filter%5BexternalId%5D=x-$$" | jq -e '.data | length == 1' >/dev/null ||
+      return 1
+  done
+}
+ok "every node lists the session (followers through the leader's replicator)" wait_for 15000 listed
+
 dialed() { # a gateway follows a broker once a feed needs it: those of nodes 1 and 2 have one
   local i n
   for i in 1 2; do
@@ -110,7 +123,7 @@ done
 HIST=$D/history.jsonl READY=$D/healed
 say "workload: ${LOAD_S}s across three nodes"
 node tests/chaos/workload.mjs --url "$URLS" --key "$KEY" --history "$HIST" --seconds "$LOAD_S" \
-  --seed $$ --pg "$TETHER_PG_URL" --ready "$READY" --writers 9 --subscribers 6 --sessions 12 \
+  --seed $$ --pg "$TETHER_PG_URL" --ch "$TETHER_CH_URL" --ready "$READY" --writers 9 --subscribers 6 --sessions 12 \
   >"$D/workload.log" 2>&1 &
 WL=$!
 
@@ -162,6 +175,8 @@ node tests/chaos/check.mjs "$HIST" >"$D/report.txt" 2>&1
 crc=$?
 sed 's/^/# /' "$D/report.txt"
 is "$crc" 0 "the history has no anomaly: no acknowledged append lost, duplicated or out of order"
+
+ok "after the failovers every node lists through the new leader's replicator" wait_for 15000 listed
 
 # ---- the leader history: fencing tokens rise, and no two nodes lead at once --------------------
 for i in 1 2 3; do
