@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "db_redis.h"
 #include "log.h"
 
 /*
@@ -156,11 +157,23 @@ static void sv_leader_answer(void *arg, err_t rc, const redisReply *rep)
 
 err_t sv_leader_open(struct sv *sv)
 {
+    struct db_redis_addr a;
+    /* the lock, its fence and the node registry meet in scripts: one slot in a Redis Cluster */
+    if (db_redis_addr_parse(&a, sv->cfg.redis_url) == OK && a.cluster &&
+        !db_redis_key_has_tag(sv->sv.leader_key, strlen(sv->sv.leader_key))) {
+        LOG_ERROR("cfg.invalid", "TETHER_SV_LEADER_KEY %s holds no {hash tag}, which a Redis "
+                  "Cluster URL needs (the default {tether:leader} has one)", sv->sv.leader_key);
+        return ERR_INVAL;
+    }
     snprintf(sv->lock_owner, sizeof(sv->lock_owner), "%s:%ld", sv->node, (long)getpid());
     /* a renewal must answer well within the TTL's sixth it is sent at */
     unsigned timeout = (unsigned)(sv->sv.leader_ttl_ms / 12);
-    return db_redis_async_new(&sv->loop, sv->cfg.redis_url, timeout < 250 ? 250 : timeout,
-                              &sv->redis);
+    err_t rc = db_redis_async_new(&sv->loop, sv->cfg.redis_url, timeout < 250 ? 250 : timeout,
+                                  &sv->redis);
+    if (rc != OK)
+        LOG_ERROR("cfg.invalid",
+                  "invalid TETHER_REDIS_URL (redis://[:password@]host:port[/db][?cluster=1])");
+    return rc;
 }
 
 void sv_leader_close(struct sv *sv)

@@ -241,10 +241,8 @@ static int sv_run(struct sv *sv, int argc, char **argv)
     sv->started_ms = clock_wall_ms();
     if (loop_init(&sv->loop) != OK || loop_signals(&sv->loop, sigs, 4, sv_on_signal, sv) != OK)
         return EXIT_TEMPORARY;
-    if (sv_leader_open(sv) != OK) {
-        LOG_ERROR("cfg.invalid", "invalid TETHER_REDIS_URL");
+    if (sv_leader_open(sv) != OK) /* it says why */
         return EXIT_PERMANENT;
-    }
     signal(SIGPIPE, SIG_IGN);
     /* the write end stays with us (close-on-exec); children hold the read end as fd 4 */
     if (pipe(sv->parent_pipe) != 0 || fcntl(sv->parent_pipe[1], F_SETFD, FD_CLOEXEC) != 0 ||

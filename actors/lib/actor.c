@@ -388,11 +388,13 @@ static int actor_run(struct actor *a, int argc, char **argv)
     }
     if ((spec->stores & ACTOR_STORE_REDIS) &&
         db_redis_async_new(&a->loop, a->cfg.redis_url, 2000, &a->ra) != OK) {
-        LOG_ERROR("cfg.invalid", "invalid TETHER_REDIS_URL (redis://[:password@]host:port[/db])");
+        LOG_ERROR("cfg.invalid",
+                  "invalid TETHER_REDIS_URL (redis://[:password@]host:port[/db][?cluster=1])");
         return EXIT_PERMANENT;
     }
     if ((spec->stores & ACTOR_STORE_REDIS) && db_redis_init(&a->redis, a->cfg.redis_url, 2000) != OK) {
-        LOG_ERROR("cfg.invalid", "invalid TETHER_REDIS_URL (redis://[:password@]host:port[/db])");
+        LOG_ERROR("cfg.invalid",
+                  "invalid TETHER_REDIS_URL (redis://[:password@]host:port[/db][?cluster=1])");
         return EXIT_PERMANENT;
     }
     if ((spec->stores & ACTOR_STORE_CH) && db_ch_init(&a->ch, a->cfg.ch_url, 5000) != OK)

@@ -35,7 +35,9 @@ const struct cfg_def cfg_common_defs[] = {
     {"TETHER_PG_URL", CFG_SECRET, "postgresql://postgres@127.0.0.1:15432/tether", 0, 0,
      CFG_OFF(pg_url), "PostgreSQL connection URL"},
     {"TETHER_REDIS_URL", CFG_SECRET, "redis://127.0.0.1:16379", 0, 0, CFG_OFF(redis_url),
-     "Redis URL (redis://[:password@]host:port[/db])"},
+     "Redis URL (redis://[:password@]host:port[/db]); redis://[:password@]host:port?cluster=1 "
+     "names one node of a Redis Cluster (database 0 only): the other masters are learnt from it "
+     "and each command goes to its key's slot"},
     {"TETHER_CH_URL", CFG_SECRET, "http://127.0.0.1:18123", 0, 0, CFG_OFF(ch_url),
      "ClickHouse HTTP URL"},
     {"TETHER_SHUTDOWN_GRACE", CFG_MS, "10s", 0, 600000, CFG_OFF(shutdown_grace_ms),

@@ -11,10 +11,21 @@
 #include "log.h"
 #include "pmetrics.h"
 
+/* The query of a Redis URL: "cluster=0" or "cluster=1", nothing else (a typo is an error). */
+static err_t db_redis_query_parse(struct db_redis_addr *a, const char *q)
+{
+    if (strcmp(q, "cluster=1") == 0)
+        a->cluster = true;
+    else if (strcmp(q, "cluster=0") != 0)
+        return ERR_INVAL;
+    return OK;
+}
+
 err_t db_redis_addr_parse(struct db_redis_addr *a, const char *url)
 {
+    char rest[768];
     const char *p;
-    const char *at, *colon, *slash;
+    const char *at, *colon, *slash, *query;
     memset(a, 0, sizeof(*a));
     if (strncmp(url, "redis://", 8) != 0)
         return ERR_INVAL;
@@ -27,6 +38,15 @@ err_t db_redis_addr_parse(struct db_redis_addr *a, const char *url)
             return ERR_INVAL;
         p = at + 1;
     }
+    /* the query is cut off after the password: a password may hold a '?' */
+    query = strchr(p, '?');
+    if (query) {
+        if ((size_t)(query - p) >= sizeof(rest) || db_redis_query_parse(a, query + 1) != OK)
+            return ERR_INVAL;
+        memcpy(rest, p, (size_t)(query - p));
+        rest[query - p] = '\0';
+        p = rest;
+    }
     colon = strchr(p, ':');
     slash = strchr(p, '/');
     size_t hl = colon ? (size_t)(colon - p) : slash ? (size_t)(slash - p) : strlen(p);
@@ -38,6 +58,8 @@ err_t db_redis_addr_parse(struct db_redis_addr *a, const char *url)
     if (a->port <= 0 || a->port > 65535)
         return ERR_INVAL;
     a->db = slash ? atoi(slash + 1) : 0;
+    if (a->cluster && a->db != 0)
+        return ERR_INVAL;
     return OK;
 }
 

@@ -4,6 +4,8 @@
  * hiredis owns the connection and its queue of callbacks; this file gives it
  * the loop's fd events (the adapter hooks below), bounds every command and
  * the connect by one deadline timer, and keeps the backoff between connects.
+ * A Redis Cluster URL makes the client a front over one such client per
+ * master (db_redis_cluster.c); everything below is then one node's.
  */
 #include "db_redis_async.h"
 
@@ -17,6 +19,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "db_redis.h"
+#include "db_redis_cluster_int.h"
 #include "log.h"
 #include "mem.h"
 #include "pmetrics.h"
@@ -45,6 +48,9 @@ struct db_redis_async {
     struct dra_cmd *head, *tail; /* sent, unanswered; Redis answers in this order */
     unsigned npending;
     struct backoff backoff;
+    struct db_redis_cluster *cluster; /* non-NULL: a cluster front, the fields above unused */
+    bool node;                        /* one node of a cluster: MOVED is the front's business */
+    bool moved_hinted;                /* for logging once only */
 };
 
 /* ---- the loop adapter hiredis drives ---- */
@@ -117,7 +123,8 @@ static void dra_drop(struct db_redis_async *r, const char *why)
     if (!r->ac)
         return;
     if (r->was_up && !r->closing)
-        LOG_WARN("db.redis_down", "lost the Redis connection: %s", why);
+        LOG_WARN("db.redis_down", "lost the connection to Redis at %s:%d: %s", r->addr.host,
+                 r->addr.port, why);
     r->was_up = false;
     backoff_fail(&r->backoff);
     redisAsyncFree(r->ac); /* pending callbacks run with no reply (deferred inside one) */
@@ -144,7 +151,8 @@ static void dra_on_disconnect(const redisAsyncContext *ac, int status)
 {
     struct db_redis_async *r = ac->ev.data;
     if (status != REDIS_OK && r->was_up)
-        LOG_WARN("db.redis_down", "lost the Redis connection: %s", ac->errstr);
+        LOG_WARN("db.redis_down", "lost the connection to Redis at %s:%d: %s", r->addr.host,
+                 r->addr.port, ac->errstr);
     if (status != REDIS_OK) {
         r->was_up = false;
         backoff_fail(&r->backoff);
@@ -211,14 +219,26 @@ static void dra_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     dra_unlink(r, c);
     err_t rc;
-    if (rep)
+    bool redirect = false; /* a Cluster node's MOVED or ASK: the front sends it on */
+    if (rep) {
         rc = rep->type == REDIS_REPLY_ERROR ? ERR_INTERNAL : OK;
-    else if (r->closing)
+        bool moved = rc == ERR_INTERNAL && rep->len > 6 && memcmp(rep->str, "MOVED ", 6) == 0;
+        redirect = r->node && (moved || (rc == ERR_INTERNAL && rep->len > 4 &&
+                                         memcmp(rep->str, "ASK ", 4) == 0));
+        if (moved && !r->node && !r->moved_hinted) {
+            LOG_WARN("db.redis_cluster_hint",
+                     "Redis at %s:%d answered MOVED: it is a Redis Cluster node; add ?cluster=1 "
+                     "to its URL",
+                     r->addr.host, r->addr.port);
+            r->moved_hinted = true;
+        }
+    } else if (r->closing)
         rc = ERR_CLOSED;
     else
         rc = clock_mono_ms() >= c->due_mono ? ERR_TIMEOUT : ERR_UNAVAIL;
     if (c->fn) {
-        pm_store_call("redis", c->started_us, rc);
+        if (!redirect) /* counted once, by the hop that answers */
+            pm_store_call("redis", c->started_us, rc);
         c->fn(c->arg, rc, rep);
     } else if (rc == ERR_INTERNAL) {
         LOG_WARN("db.redis_setup_failed", "Redis refused AUTH or SELECT: %s", rep->str);
@@ -227,8 +247,7 @@ static void dra_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     free(c);
 }
 
-static err_t dra_send(struct db_redis_async *r, int argc, const char **argv, const size_t *lens,
-                      db_redis_async_fn fn, void *arg)
+static struct dra_cmd *dra_cmd_new(struct db_redis_async *r, db_redis_async_fn fn, void *arg)
 {
     struct dra_cmd *c = xcalloc(1, sizeof(*c));
     c->r = r;
@@ -236,10 +255,12 @@ static err_t dra_send(struct db_redis_async *r, int argc, const char **argv, con
     c->arg = arg;
     c->due_mono = clock_mono_ms() + r->timeout_ms;
     c->started_us = clock_mono_us();
-    if (redisAsyncCommandArgv(r->ac, dra_on_reply, c, argc, argv, lens) != REDIS_OK) {
-        free(c);
-        return ERR_UNAVAIL;
-    }
+    return c;
+}
+
+/* c was handed to hiredis: it is the newest command in flight. */
+static void dra_cmd_sent(struct db_redis_async *r, struct dra_cmd *c)
+{
     if (r->tail)
         r->tail->next = c;
     else
@@ -247,6 +268,17 @@ static err_t dra_send(struct db_redis_async *r, int argc, const char **argv, con
     r->tail = c;
     r->npending++;
     dra_arm(r);
+}
+
+static err_t dra_send(struct db_redis_async *r, int argc, const char **argv, const size_t *lens,
+                      db_redis_async_fn fn, void *arg)
+{
+    struct dra_cmd *c = dra_cmd_new(r, fn, arg);
+    if (redisAsyncCommandArgv(r->ac, dra_on_reply, c, argc, argv, lens) != REDIS_OK) {
+        free(c);
+        return ERR_UNAVAIL;
+    }
+    dra_cmd_sent(r, c);
     return OK;
 }
 
@@ -293,18 +325,27 @@ static err_t dra_connect(struct db_redis_async *r)
 
 /* ---- the contract ---- */
 
-err_t db_redis_async_new(struct loop *l, const char *url, unsigned timeout_ms,
-                         struct db_redis_async **out)
+static struct db_redis_async *dra_new(struct loop *l, const struct db_redis_addr *a,
+                                      unsigned timeout_ms)
 {
     struct db_redis_async *r = xcalloc(1, sizeof(*r));
-    if (db_redis_addr_parse(&r->addr, url) != OK) {
-        free(r);
-        return ERR_INVAL;
-    }
+    r->addr = *a;
     r->loop = l;
     r->timeout_ms = timeout_ms ? timeout_ms : 2000;
     r->fd = -1;
     r->backoff = (struct backoff)BACKOFF_INIT(100, 5000);
+    return r;
+}
+
+err_t db_redis_async_new(struct loop *l, const char *url, unsigned timeout_ms,
+                         struct db_redis_async **out)
+{
+    struct db_redis_addr a;
+    if (db_redis_addr_parse(&a, url) != OK)
+        return ERR_INVAL;
+    struct db_redis_async *r = dra_new(l, &a, timeout_ms);
+    if (a.cluster)
+        r->cluster = db_redis_cluster_new(l, &a, r->timeout_ms);
     *out = r;
     return OK;
 }
@@ -313,6 +354,11 @@ void db_redis_async_free(struct db_redis_async *r)
 {
     if (!r)
         return;
+    if (r->cluster) {
+        db_redis_cluster_free(r->cluster);
+        free(r);
+        return;
+    }
     r->closing = true;
     if (r->ac)
         redisAsyncFree(r->ac);
@@ -325,6 +371,8 @@ err_t db_redis_async_cmd(struct db_redis_async *r, int argc, const char **argv,
                          const size_t *lens, db_redis_async_fn fn, void *arg)
 {
     err_t rc;
+    if (r->cluster)
+        return db_redis_cluster_cmd(r->cluster, argc, argv, lens, fn, arg);
     if (!r->ac && (rc = dra_connect(r)) != OK)
         return rc;
     return dra_send(r, argc, argv, lens, fn, arg);
@@ -332,10 +380,40 @@ err_t db_redis_async_cmd(struct db_redis_async *r, int argc, const char **argv,
 
 bool db_redis_async_up(const struct db_redis_async *r)
 {
+    if (r->cluster)
+        return db_redis_cluster_up(r->cluster);
     return r->ac && r->connected;
 }
 
 unsigned db_redis_async_pending(const struct db_redis_async *r)
 {
+    if (r->cluster)
+        return db_redis_cluster_pending(r->cluster);
     return r->npending;
+}
+
+/* ---- for db_redis_cluster.c ---- */
+
+struct db_redis_async *db_redis_async_node_new(struct loop *l, const struct db_redis_addr *a,
+                                               unsigned timeout_ms)
+{
+    struct db_redis_async *r = dra_new(l, a, timeout_ms);
+    r->addr.cluster = false;
+    r->node = true;
+    return r;
+}
+
+err_t db_redis_async_node_cmd(struct db_redis_async *r, const char *cmd, size_t len,
+                              db_redis_async_fn fn, void *arg)
+{
+    err_t rc;
+    if (!r->ac && (rc = dra_connect(r)) != OK)
+        return rc;
+    struct dra_cmd *c = dra_cmd_new(r, fn, arg);
+    if (redisAsyncFormattedCommand(r->ac, dra_on_reply, c, cmd, len) != REDIS_OK) {
+        free(c);
+        return ERR_UNAVAIL;
+    }
+    dra_cmd_sent(r, c);
+    return OK;
 }
