@@ -57,7 +57,9 @@ cl_net_down() {
 # (the URLs the nodes use) and exports the 127.0.0.1 ones as TETHER_*_URL for host-side tools.
 cl_stores_up() {
   CL_DIR=$1
-  TETHER_STORES_LISTEN=$CL_NET.0.254/24 TETHER_REDIS_LISTEN=$CL_NET.1.254 TETHER_PORTS=auto \
+  # ports of their own: the suite's stores export theirs (services.env), which would be taken
+  env -u TETHER_PG_PORT -u TETHER_REDIS_PORT -u TETHER_CH_HTTP_PORT -u TETHER_CH_TCP_PORT \
+    TETHER_STORES_LISTEN=$CL_NET.0.254/24 TETHER_REDIS_LISTEN=$CL_NET.1.254 TETHER_PORTS=auto \
     TETHER_PG_FAST=1 "$ROOT/compose/services.sh" start "$CL_DIR/services" >"$CL_DIR/services.log" 2>&1 ||
     { cat "$CL_DIR/services.log" >&2; return 1; }
   set -a && . "$CL_DIR/services/services.env" && set +a
