@@ -30,6 +30,8 @@ PACKAGES=(
   # the console's browser test (tests/compat/console.test.mjs): headless Chromium, driven by
   # playwright-core from npm
   chromium
+  # tests/deploy/check_manifests.py reads the Kubernetes and compose files (PyYAML)
+  python3-yaml
 )
 
 # A command on PATH that makes the package unnecessary. nodejs/npm: the Debian packages conflict
