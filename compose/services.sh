@@ -10,6 +10,7 @@ readonly PROG=services.sh
 readonly EX_USAGE=100 EX_TEMP=111
 ROOT=$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/.." && pwd -P)
 readonly ROOT
+. "$ROOT/compose/sql-split.sh"
 readonly ALL_SERVICES="pg redis clickhouse"
 # Default ports: below Linux's ephemeral range (32768-60999, net.ipv4.ip_local_port_range), so an
 # outgoing connection never holds one of them as its local port (a TIME-WAIT socket left by a
@@ -607,23 +608,11 @@ EOF
 
 ch_ping() { [[ $(curl -s --max-time 2 "http://127.0.0.1:$1/ping") == "Ok." ]]; }
 
-# Split a SQL file into statements (a statement ends with ";" at the end of a line; whole-line
-# "--" comments are dropped) and POST each to the HTTP port: the HTTP interface takes one
-# statement per request.
+# POST each statement of a SQL file (sql-split.sh) to the HTTP port.
 ch_apply_file() {
-  local port=$1 file=$2 line buf="" stmt resp code
-  local -a stmts=()
-  while IFS= read -r line || [[ -n $line ]]; do
-    [[ $line =~ ^[[:space:]]*-- ]] && continue
-    buf+=$line$'\n'
-    if [[ $line =~ \;[[:space:]]*$ ]]; then
-      stmts+=("${buf%;*}")
-      buf=""
-    fi
-  done <"$file"
-  stmts+=("$buf")
-  for stmt in "${stmts[@]}"; do
-    [[ $stmt =~ [^[:space:]] ]] || continue
+  local port=$1 file=$2 stmt resp code
+  sql_split "$file"
+  for stmt in "${SQL_STMTS[@]}"; do
     resp=$(printf '%s' "$stmt" | curl -sS --max-time 60 -w '\n%{http_code}' \
       --data-binary @- "http://127.0.0.1:$port/") || resp=$'\n000'
     code=${resp##*$'\n'}

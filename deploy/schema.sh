@@ -11,6 +11,7 @@ readonly PROG=schema.sh
 readonly EX_USAGE=100 EX_TEMP=111
 ROOT=$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/.." && pwd -P)
 readonly ROOT
+. "$ROOT/compose/sql-split.sh"
 
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() {
@@ -54,21 +55,8 @@ ch_post() {
 n=0
 for f in "$ROOT"/sql/clickhouse/[0-9][0-9][0-9][0-9]_*.sql; do
   [[ -e $f ]] || continue
-  buf=""
-  stmts=()
-  # a statement ends with a line ending in ';'; comment lines are dropped
-  while IFS= read -r line || [[ -n $line ]]; do
-    [[ $line =~ ^[[:space:]]*-- ]] && continue
-    buf+=$line$'\n'
-    if [[ $line =~ \;[[:space:]]*$ ]]; then
-      stmts+=("${buf%;*}")
-      buf=""
-    fi
-  done <"$f"
-  stmts+=("$buf")
-  for s in "${stmts[@]}"; do
-    if [[ $s =~ [^[:space:]] ]]; then ch_post "$s" "$f"; fi
-  done
+  sql_split "$f"
+  for s in "${SQL_STMTS[@]}"; do ch_post "$s" "$f"; done
   n=$((n + 1))
 done
 say "clickhouse: $n schema file(s) applied"
