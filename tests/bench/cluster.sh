@@ -12,6 +12,7 @@ BUILD=$(cd -- "${1:?usage: cluster.sh BUILD_DIR}" && pwd -P)
 DUR=${TETHER_BENCH_SECONDS:-5}
 cd "$ROOT"
 . "$ROOT/tests/cluster/netns.sh"
+. "$ROOT/tests/bench/lib.sh" # bench_sessions only: the stores here are the bridge's
 
 echo "== stream appends through 1, 2 and 3 nodes (wrk, 64 connections in all, 1 KiB, 64 streams, ${DUR}s) vs raw XADD (redis-benchmark -c64) on the same Redis"
 if ! cl_have_netns; then
@@ -42,11 +43,7 @@ cl_node_start 1 "${NODE_ENV[@]}"
 wait_ready 1
 KEY=$(cl_ctl 1 env create --org bench --project bench --type dev)
 P=bench-$$
-for i in $(seq 0 63); do echo "$i"; done |
-  xargs -P 8 -I@@ curl -fs -o /dev/null -X POST -H "Authorization: Bearer $KEY" \
-    -H 'Content-Type: application/json' \
-    -d "{\"type\":\"chat\",\"externalId\":\"$P-@@\",\"taskIdentifier\":\"echo\",\"triggerConfig\":{\"basePayload\":{}}}" \
-    "$(cl_url 1)/api/v1/sessions"
+bench_sessions "$(cl_url 1)" "$KEY" "$P" $(seq 0 63)
 
 # one wrk per node, each cycling over streams FIRST..FIRST+CONNS-1 (its connections' own)
 cat >"$T/append.lua" <<'LUA'

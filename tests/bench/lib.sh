@@ -21,6 +21,18 @@ bench_tree_start() {
   return 1
 }
 
+# bench_sessions URL KEY PREFIX SUFFIX...: creates the sessions PREFIX-SUFFIX (8 at a time) that
+# the appends of a benchmark need.
+bench_sessions() {
+  local url=$1 key=$2 prefix=$3
+  shift 3
+  printf '%s\n' "$@" |
+    xargs -P 8 -I@@ curl -fs -o /dev/null -X POST -H "Authorization: Bearer $key" \
+      -H 'Content-Type: application/json' \
+      -d "{\"type\":\"chat\",\"externalId\":\"$prefix-@@\",\"taskIdentifier\":\"echo\",\"triggerConfig\":{\"basePayload\":{}}}" \
+      "$url/api/v1/sessions"
+}
+
 bench_tree_stop() {
   if [[ -f ${T:-}/nchan/nginx.pid ]]; then
     local np

@@ -17,11 +17,7 @@ bench_nchan_start
 KEY=$("$BUILD/bin/tetherctl" env create --org bench --project bench --type dev)
 P=bench-$$
 # an append needs its session's row: one shared stream and 64 of their own
-for i in shared $(seq 0 63); do echo "$i"; done |
-  xargs -P 8 -I@@ curl -fs -o /dev/null -X POST -H "Authorization: Bearer $KEY" \
-    -H 'Content-Type: application/json' \
-    -d "{\"type\":\"chat\",\"externalId\":\"$P-@@\",\"taskIdentifier\":\"echo\",\"triggerConfig\":{\"basePayload\":{}}}" \
-    "$URL/api/v1/sessions"
+bench_sessions "$URL" "$KEY" "$P" shared $(seq 0 63)
 
 # One script for both servers: the path is HEAD <stream> TAIL. wrk cannot tie a request to a
 # connection; with 2 threads of 32 connections, each thread cycling over 32 streams of its own
