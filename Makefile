@@ -194,7 +194,7 @@ $(FUZZ_LIBGW): $(call obj,$(filter-out gateway/main.c,$(GW_SRC)))
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 # request_fuzz drives the whole pipeline; the bus under it is the target's own (tests/fuzz/README.md)
-FUZZ_LD_request_fuzz := -Wl,--wrap=bus_call -Wl,--wrap=gw_events_urls
+FUZZ_LD_request_fuzz := -Wl,--wrap=bus_call -Wl,--wrap=bus_sub_open_actor -Wl,--wrap=bus_cluster_view
 
 $(BUILD)/%_fuzz: tests/fuzz/%_fuzz.c tests/fuzz/fuzz.h $(FUZZ_LIBGW) $(LIBTETHER)
 	@mkdir -p $(dir $@)

@@ -11,7 +11,8 @@
  *    and h2o_send here (the executable's win over libh2o's, as edge.c's do);
  *  - the bus by bus_call, wrapped at link time (-Wl,--wrap=bus_call): each request is checked
  *    and queued, and answered later from the loop below with an actor's canned reply, or the
- *    error the input asks for; event subscriptions are off (gw_events_urls wrapped: none).
+ *    error the input asks for; event subscriptions are off (bus_sub_open_actor wrapped: unavailable), and
+ *    the cluster view is that of a node alone (bus_cluster_view wrapped).
  *
  * Feeds: a request written as text -
  *     METHOD TARGET\n  (name: value\n)*  \n  body
@@ -97,13 +98,24 @@ static struct gw_hosts allowed; /* x-fuzz-hosts: 1 */
 
 err_t __wrap_bus_call(struct bus_peer *p, uint16_t type, const void *body, size_t n,
                       const struct bus_trace *trace, bus_reply_fn cb, void *arg);
-void __wrap_gw_events_urls(struct gw *g, const char *actor, char *out, size_t cap);
+err_t __wrap_bus_sub_open_actor(struct bus *b, const char *actor, bus_event_fn fn, void *arg,
+                                struct bus_sub **out);
 
-void __wrap_gw_events_urls(struct gw *g, const char *actor, char *out, size_t cap)
+err_t __wrap_bus_sub_open_actor(struct bus *b, const char *actor, bus_event_fn fn, void *arg,
+                                struct bus_sub **out)
 {
-    (void)g, (void)actor;
-    if (cap)
-        out[0] = '\0'; /* no events: feeds, dequeues and holds poll */
+    (void)b, (void)actor, (void)fn, (void)arg;
+    *out = NULL;
+    return ERR_UNAVAIL; /* no events: feeds, dequeues and holds poll */
+}
+
+const struct bus_cluster *__wrap_bus_cluster_view(const struct bus *b);
+
+const struct bus_cluster *__wrap_bus_cluster_view(const struct bus *b)
+{
+    static const struct bus_cluster alone; /* no view yet: a node alone (/healthz) */
+    (void)b;
+    return &alone;
 }
 
 err_t __wrap_bus_call(struct bus_peer *p, uint16_t type, const void *body, size_t n,
