@@ -13,8 +13,8 @@ is "$code" 100 "TETHER_GW_RATE_API=5 (no /PER_S): exit 100"
 ok "... naming the setting" grep -q "TETHER_GW_RATE_API must be BURST/PER_S" "$TETHER_TEST_TMP/rate_bad.log"
 
 tree_start TETHER_GW_RATE_API=5/2
-KEY=$(ctl env create --org rate --project a --type dev)
-KEY_B=$(ctl env create --org rate --project b --type dev)
+KEY=$(ctl env create --org "rate-$$" --project a --type dev) # its own: the suite runs this file twice (redis_cluster_test.sh)
+KEY_B=$(ctl env create --org "rate-$$" --project b --type dev)
 D=$(mktemp -d "$TETHER_TEST_TMP/rate.XXXXXX")
 whoami() { # whoami KEY N: the Nth call's status and headers in $D/h.N
   curl -s -o /dev/null -D "$D/h.$2" -w '%{http_code}' -H "Authorization: Bearer $1" \
