@@ -256,9 +256,10 @@ static void actor_on_request(struct bus_req *req, void *arg)
     for (unsigned i = 0; i < a->spec->nroutes; i++) {
         const struct actor_route *rt = &a->spec->routes[i];
         if (rt->type == env->type) {
-            if (rt->once && (a->spec->stores & ACTOR_STORE_PG) && actor_once_applies(env))
-                actor_serve_once(a, rt, req);
-            else
+            if (rt->once && (a->spec->stores & ACTOR_STORE_PG) && actor_once_applies(env)) {
+                if (!rt->fast || !rt->fast(a, req))
+                    actor_serve_once(a, rt, req);
+            } else
                 rt->fn(a, req);
             return;
         }

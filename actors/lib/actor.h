@@ -48,6 +48,12 @@ struct actor_route {
     uint16_t type;
     actor_handler_fn fn;
     bool once;
+    /*
+     * A once route's read-only answer, tried before the transaction: true when it replied (the
+     * request changes nothing now, so nothing is recorded and a re-send is simply answered
+     * again); false to handle the request the once way, replying nothing. May be NULL.
+     */
+    bool (*fast)(struct actor *a, struct bus_req *req);
 };
 
 /* How the transaction of a once route goes (actor_spec.on_tx). */

@@ -35,7 +35,7 @@ static const struct cfg_def rm_cfg_defs[] = {
 static struct rm rm_state;
 
 static const struct actor_route rm_routes[] = {
-    {.type = MSG_RUN_ENSURE, .fn = rm_on_run_ensure, .once = true},
+    {.type = MSG_RUN_ENSURE, .fn = rm_on_run_ensure, .once = true, .fast = rm_fast_run_ensure},
     {.type = MSG_RUN_SWAP, .fn = rm_on_run_swap, .once = true},
     {.type = MSG_RUN_GET, .fn = rm_on_run_get},
     {.type = MSG_RUN_CANCEL, .fn = rm_on_run_cancel, .once = true},

@@ -119,6 +119,8 @@ err_t rm_swap(struct rm *rm, const char *env_id, const char *session_id, const c
               const char *reason, struct rm_claim *out, const char **why);
 
 void rm_on_run_ensure(struct actor *a, struct bus_req *req);
+/* run.ensure answered without a transaction when the session's run is alive (actor_route.fast). */
+bool rm_fast_run_ensure(struct actor *a, struct bus_req *req);
 void rm_on_run_swap(struct actor *a, struct bus_req *req);
 
 /* ---- trigger.c ---- */
