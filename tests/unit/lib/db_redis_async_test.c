@@ -16,6 +16,7 @@
 #include "db_redis.h"
 #include "db_redis_async.h"
 #include "log.h"
+#include "redis_server.h"
 #include "t.h"
 
 static struct loop loop;
@@ -25,34 +26,12 @@ static pid_t server = -1;
 
 static void start_server(void)
 {
-    char p[16];
-    snprintf(p, sizeof(p), "%d", port);
-    server = fork();
-    if (server == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        (void)dup2(devnull, 1);
-        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", (char *)NULL);
-        _exit(127);
-    }
-    struct db_redis sync;
-    (void)db_redis_init(&sync, url, 200);
-    uint64_t t0 = clock_mono_ms();
-    while (clock_mono_ms() - t0 < 5000) {
-        sync.backoff.next_mono = 0;
-        if (db_redis_ping(&sync) == OK)
-            break;
-        usleep(20000);
-    }
-    db_redis_fini(&sync);
+    server = test_redis_start(port);
 }
 
 static void stop_server(void)
 {
-    if (server > 0) {
-        kill(server, SIGKILL);
-        (void)waitpid(server, NULL, 0);
-    }
+    test_redis_stop(server);
     server = -1;
 }
 

@@ -20,6 +20,7 @@
 #include "db_redis_async.h"
 #include "db_redis_cluster_int.h"
 #include "log.h"
+#include "redis_server.h"
 #include "t.h"
 
 static struct loop loop;
@@ -516,31 +517,12 @@ T_TEST(plain_url_no_follow)
 /* ?cluster=1 naming a Redis that is no Cluster: everything goes to it. */
 T_TEST(not_a_cluster)
 {
-    char p[16], u[64];
+    char u[64];
     int port = 23000 + (int)(getpid() % 9000);
-    snprintf(p, sizeof(p), "%d", port);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        (void)dup2(devnull, 1);
-        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = test_redis_start(port);
     T_ASSERT(pid > 0);
     if (pid <= 0)
         return;
-    struct db_redis sync;
-    snprintf(u, sizeof(u), "redis://127.0.0.1:%d", port);
-    (void)db_redis_init(&sync, u, 200);
-    uint64_t t0 = clock_mono_ms();
-    while (clock_mono_ms() - t0 < 5000) {
-        sync.backoff.next_mono = 0;
-        if (db_redis_ping(&sync) == OK)
-            break;
-        usleep(20000);
-    }
-    db_redis_fini(&sync);
 
     struct db_redis_async *r;
     struct answers a = {0};
@@ -563,8 +545,7 @@ T_TEST(not_a_cluster)
     T_EQ(a.ok, 1u);
     T_STREQ(a.last, "v");
     db_redis_async_free(r);
-    kill(pid, SIGKILL);
-    (void)waitpid(pid, NULL, 0);
+    test_redis_stop(pid);
 }
 
 /* Starts the cluster with tests/lib/redis-cluster.sh; false (and why) when it cannot. */
