@@ -220,6 +220,20 @@ static void actor_serve_once(struct actor *a, const struct actor_route *rt, stru
     (void)bus_req_release(req);
 }
 
+void actor_once_serve(struct actor *a, struct bus_req *req)
+{
+    uint16_t type = bus_req_env(req)->type;
+    for (unsigned i = 0; i < a->spec->nroutes; i++)
+        if (a->spec->routes[i].type == type && a->spec->routes[i].once) {
+            actor_serve_once(a, &a->spec->routes[i], req);
+            return;
+        }
+    /* an ASSERT: only a once route's fast answer hands a request back */
+    LOG_ERROR("actor.once_unrouted", "no once route for message type %u (%s)", type,
+              msg_name(type));
+    (void)bus_reply_err(req, ERR_INTERNAL, "no once route for the request");
+}
+
 static void actor_once_sweep_timer(struct loop *l, void *arg)
 {
     struct actor *a = arg;

@@ -49,9 +49,11 @@ struct actor_route {
     actor_handler_fn fn;
     bool once;
     /*
-     * A once route's read-only answer, tried before the transaction: true when it replied (the
-     * request changes nothing now, so nothing is recorded and a re-send is simply answered
-     * again); false to handle the request the once way, replying nothing. May be NULL.
+     * A once route's read-only answer, tried before the transaction. False: handle the request
+     * the once way now (fast replied nothing). True: fast took the request and answers it
+     * itself, at once or from a store completion (a->pga), either with a reply (the request
+     * changes nothing now, so nothing is recorded and a re-send is simply answered again) or
+     * by handing it back with actor_once_serve() when a write is needed. May be NULL.
      */
     bool (*fast)(struct actor *a, struct bus_req *req);
 };
@@ -115,6 +117,12 @@ void actor_reply_store_err(struct bus_req *req, const char *what, err_t rc);
  * is kept, so a re-send runs the handler again, as harmlessly.
  */
 void actor_once_nothing_done(struct actor *a);
+
+/*
+ * Handles req the once way (its route's handler inside the transaction): what a route's fast
+ * answer calls when the request it took needs a write after all. Owner's thread.
+ */
+void actor_once_serve(struct actor *a, struct bus_req *req);
 
 /*
  * Opens the instance's event socket: ipc://<bus dir>/<actor>.events.<instance>.ipc, and the

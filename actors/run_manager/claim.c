@@ -12,9 +12,11 @@
  * sessions are the gateway's business: they are not checked here.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "mem.h"
 #include "rm.h"
 
 #define RM_LOST_WHY "lost session-run claim race"
@@ -214,24 +216,47 @@ void rm_on_run_ensure(struct actor *a, struct bus_req *req)
     rm_claim_reply(req, "run.ensure", rc, NULL, &c, "triggered");
 }
 
-bool rm_fast_run_ensure(struct actor *a, struct bus_req *req)
+/* A run.ensure the fast way, between its request and the session read's answer. */
+struct rm_fast_ensure {
+    struct actor *a;
+    struct bus_req *req;
+};
+
+static void rm_fast_ensure_read(void *arg, err_t rc, const PGresult *res)
 {
-    /* nearly every .in append asks this of a session whose run is alive: one read answers it,
-     * where the once way costs a transaction around the same read */
-    char env_id[RM_ID_MAX], session_id[RM_ID_MAX], reason[32];
-    struct slice body = bus_req_env(req)->body;
+    struct rm_fast_ensure *f = arg;
     struct rm_session s;
     struct rm_claim c;
-    if (rm_field_str(body, "env_id", env_id, sizeof(env_id), NULL) != OK || !env_id[0] ||
-        rm_field_str(body, "session_id", session_id, sizeof(session_id), NULL) != OK ||
+    if (rc == ERR_CLOSED) /* the actor is stopping: the caller re-sends to the next instance */
+        (void)bus_reply_err(f->req, ERR_UNAVAIL, "the run-manager is stopping; retry");
+    else if (rc == OK && rm_store_session_of(res, &s) == OK && s.current_run_id[0] &&
+             s.current_alive) {
+        rm_claim_existing(&s, &c);
+        rm_claim_reply(f->req, "run.ensure", OK, NULL, &c, "triggered");
+    } else /* no live run, no such session or a failed read: the once way answers each */
+        actor_once_serve(f->a, f->req);
+    free(f);
+}
+
+bool rm_fast_run_ensure(struct actor *a, struct bus_req *req)
+{
+    /* nearly every .in append asks this of a session whose run is alive: one read on the
+     * non-blocking pool answers it, with many in flight, where the once way costs a
+     * transaction around the same read on the blocking connection */
+    char env_id[RM_ID_MAX], session_id[RM_ID_MAX], reason[32];
+    struct slice body = bus_req_env(req)->body;
+    if (!a->pga || rm_field_str(body, "env_id", env_id, sizeof(env_id), NULL) != OK ||
+        !env_id[0] || rm_field_str(body, "session_id", session_id, sizeof(session_id), NULL) != OK ||
         !session_id[0] || rm_field_str(body, "reason", reason, sizeof(reason), NULL) != OK ||
         !rm_reason_valid(reason))
         return false; /* the once way answers the error */
-    if (rm_store_session_read(rm_of(a)->pg, env_id, session_id, &s) != OK || !s.current_run_id[0] ||
-        !s.current_alive)
+    struct rm_fast_ensure *f = xcalloc(1, sizeof(*f));
+    f->a = a;
+    f->req = req;
+    if (rm_store_session_read_async(a->pga, env_id, session_id, rm_fast_ensure_read, f) != OK) {
+        free(f); /* no pool connection yet: the once way, on the blocking one */
         return false;
-    rm_claim_existing(&s, &c);
-    rm_claim_reply(req, "run.ensure", OK, NULL, &c, "triggered");
+    }
     return true;
 }
 

@@ -240,6 +240,13 @@ bool rm_pg_array(const struct slice *items, unsigned n, char *out, size_t cap);
 /* Reads session session_id of env_id with the liveness of its current run. ERR_NOTFOUND. */
 err_t rm_store_session_read(struct db_pg *pg, const char *env_id, const char *session_id,
                             struct rm_session *s);
+/*
+ * The same read on the non-blocking pool: fn gets the result, which rm_store_session_of turns
+ * into s (ERR_NOTFOUND for no row). On an error return fn is never called.
+ */
+err_t rm_store_session_read_async(struct db_pg_async *p, const char *env_id,
+                                  const char *session_id, db_pg_async_fn fn, void *arg);
+err_t rm_store_session_of(const PGresult *r, struct rm_session *s);
 /* The SQL of rm_trigger (see there); ttl_s < 0 = no ttl. */
 err_t rm_store_run_insert(struct db_pg *pg, const char *env_id, const char *session_id,
                           const char *prev_run, long long ttl_s, char *run_id);

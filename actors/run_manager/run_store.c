@@ -36,7 +36,7 @@
     " AND " hi " THEN floor((" e ")::numeric)::integer END END"
 
 /* Copies a text column into buf; "" for NULL or a value that does not fit. */
-static void rm_col(PGresult *r, int row, int col, char *buf, size_t cap)
+static void rm_col(const PGresult *r, int row, int col, char *buf, size_t cap)
 {
     buf[0] = '\0';
     if (PQgetisnull(r, row, col) || (size_t)PQgetlength(r, row, col) >= cap)
@@ -44,12 +44,12 @@ static void rm_col(PGresult *r, int row, int col, char *buf, size_t cap)
     memcpy(buf, PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col) + 1);
 }
 
-static bool rm_col_bool(PGresult *r, int row, int col)
+static bool rm_col_bool(const PGresult *r, int row, int col)
 {
     return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
 }
 
-static long long rm_col_ll(PGresult *r, int row, int col)
+static long long rm_col_ll(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
@@ -71,27 +71,20 @@ static err_t rm_exec_id(struct db_pg *pg, const char *sql, int n, const char *co
     return rc;
 }
 
-err_t rm_store_session_read(struct db_pg *pg, const char *env_id, const char *session_id,
-                            struct rm_session *s)
+/* The session and whether its current run is alive: one row, read by rm_store_session_of. */
+#define RM_SQL_SESSION_READ                                                                        \
+    "SELECT s.id, s.friendly_id, s.task_identifier, COALESCE(s.current_run_id, ''),"              \
+    " s.current_run_version,"                                                                      \
+    " COALESCE(r.status NOT IN " RM_SQL_FINAL ", false),"                                          \
+    " COALESCE(jsonb_typeof(s.trigger_config -> 'basePayload') = 'object', false),"               \
+    " COALESCE((s.trigger_config -> 'ttl')::text, '')"                                             \
+    " FROM sessions s LEFT JOIN task_runs r ON r.id = s.current_run_id"                           \
+    " WHERE s.id = $1 AND s.runtime_environment_id = $2"
+
+err_t rm_store_session_of(const PGresult *r, struct rm_session *s)
 {
-    const char *params[] = {session_id, env_id};
-    PGresult *r;
-    err_t rc = db_pg_exec(
-        pg,
-        "SELECT s.id, s.friendly_id, s.task_identifier, COALESCE(s.current_run_id, ''),"
-        " s.current_run_version,"
-        " COALESCE(r.status NOT IN " RM_SQL_FINAL ", false),"
-        " COALESCE(jsonb_typeof(s.trigger_config -> 'basePayload') = 'object', false),"
-        " COALESCE((s.trigger_config -> 'ttl')::text, '')"
-        " FROM sessions s LEFT JOIN task_runs r ON r.id = s.current_run_id"
-        " WHERE s.id = $1 AND s.runtime_environment_id = $2",
-        2, params, &r);
-    if (rc != OK)
-        return rc;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
+    if (PQntuples(r) != 1)
         return ERR_NOTFOUND;
-    }
     memset(s, 0, sizeof(*s));
     rm_col(r, 0, 0, s->id, sizeof(s->id));
     rm_col(r, 0, 1, s->friendly_id, sizeof(s->friendly_id));
@@ -101,9 +94,28 @@ err_t rm_store_session_read(struct db_pg *pg, const char *env_id, const char *se
     s->current_alive = rm_col_bool(r, 0, 5);
     s->base_payload_ok = rm_col_bool(r, 0, 6);
     rm_col(r, 0, 7, s->ttl_json, sizeof(s->ttl_json)); /* too long: no valid ttl is */
-    PQclear(r);
     /* columns that did not fit are ids we never wrote: nothing sensible to do with them */
     return s->id[0] && s->friendly_id[0] && s->task_identifier[0] ? OK : ERR_INTERNAL;
+}
+
+err_t rm_store_session_read(struct db_pg *pg, const char *env_id, const char *session_id,
+                            struct rm_session *s)
+{
+    const char *params[] = {session_id, env_id};
+    PGresult *r;
+    err_t rc = db_pg_exec(pg, RM_SQL_SESSION_READ, 2, params, &r);
+    if (rc != OK)
+        return rc;
+    rc = rm_store_session_of(r, s);
+    PQclear(r);
+    return rc;
+}
+
+err_t rm_store_session_read_async(struct db_pg_async *p, const char *env_id,
+                                  const char *session_id, db_pg_async_fn fn, void *arg)
+{
+    const char *params[] = {session_id, env_id};
+    return db_pg_async_exec(p, RM_SQL_SESSION_READ, 2, params, fn, arg);
 }
 
 err_t rm_store_run_insert(struct db_pg *pg, const char *env_id, const char *session_id,
