@@ -209,14 +209,14 @@ void gw_feed_batch(struct gw_feed *f, const char *records, size_t n, unsigned co
     if (!f->req || f->final_sent)
         return;
     f->delivered += count;
-    int w = snprintf(head, sizeof(head), "event: batch\nid: %" PRIu64 ",%" PRIu64 ",%" PRIu64
-                     "\ndata: {\"records\":[",
+    int w = snprintf(head, sizeof(head),
+                     "event: batch\nid: %" PRIu64 ",%" PRIu64 ",%" PRIu64 "\ndata: {\"records\":[",
                      last_seq, f->delivered, f->bytes + f->pend.n + n);
     jbuf_put(&f->pend, head, (size_t)w);
     jbuf_put(&f->pend, records, n);
-    w = snprintf(tailj, sizeof(tailj), "],\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64
-                 "}}\n\n",
-                 tail, tail_ts);
+    w = snprintf(tailj, sizeof(tailj),
+                 "],\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "}}\n\n", tail,
+                 tail_ts);
     jbuf_put(&f->pend, tailj, (size_t)w);
     f->deadline_mono = now + f->o.wait_ms; /* the idle wait restarts after every batch */
     gw_feed_queued(f, before);
@@ -358,8 +358,9 @@ static void gw_feed_on_tick(h2o_timeout_entry_t *entry)
             return;
         /* a gap shows itself in the next event (seq past next_seq: read at once); only a lost
          * last event shows nothing, so an idle feed re-reads rarely - or on every ping when
-         * its stream has no events to follow */
-        if (f->topic && (f->topic->polled || now - f->read_mono >= GW_FEED_RESYNC_MS))
+         * its stream has no events to follow, or no follow lease confirmed yet */
+        if (f->topic &&
+            (f->topic->polled || !f->topic->followed || now - f->read_mono >= GW_FEED_RESYNC_MS))
             gw_feed_read(f);
     }
     h2o_timeout_link(f->gw->ctx.loop, &f->gw->feeds->tick, &f->tick);

@@ -19,6 +19,7 @@
 #include "feed.h"
 #include "gw.h"
 #include "jbuf.h"
+#include "stream_follow.h"
 
 #define GW_FEED_TICK_MS 1000
 #define GW_FEED_BUCKETS 4096
@@ -51,16 +52,22 @@ struct gw_feed_topic {
     struct gw_feed_topic *next; /* in the bucket */
     struct gw_feed *feeds;
     unsigned nfeeds;
-    bool polled; /* no events for it (no subscription): its feeds re-read on every ping */
+    bool polled;   /* no events for it (no subscription): its feeds re-read on every ping */
+    bool followed; /* the broker confirmed a follow lease (stream.follow): events come */
     char name[];
 };
 
 struct gw_feeds {
     h2o_timeout_t tick;
     struct bus_sub *sub; /* the stream-broker's events; NULL: feeds poll on every ping */
+    struct gw *gw;
     struct gw_feed_topic *buckets[GW_FEED_BUCKETS];
     unsigned nfeeds;
     size_t buffer_max;
+    /* the follow leases of every topic (stream_follow.h), renewed on this timer */
+    char holder[STREAM_FOLLOW_HOLDER_MAX + 1];
+    h2o_timeout_t renew_to;
+    h2o_timeout_entry_t renew;
 };
 
 /* ---- feed.c ---- */

@@ -3,20 +3,95 @@
  * the stream-broker's events to them (see feed.h).
  *
  * Each topic is subscribed to while a feed of this process follows it, and
- * dropped with its last feed. An event's record is rendered once per format
+ * dropped with its last feed. The broker publishes a stream's records only
+ * while someone holds a follow lease on it (stream_follow.h): a new topic
+ * takes one at once, every lease is renewed on a timer, and one is never
+ * ended early (it expires), so a topic that comes back soon finds it held.
+ * Until the broker confirms a lease its feeds re-read on every ping; a lease
+ * answered "added" makes them read once more (records appended before it
+ * were not published). An event's record is rendered once per format
  * and handed to every live feed of its topic in sequence; a feed it does not
  * fit (a gap, or a read in flight) reads from the broker instead. Feeds
  * themselves (their output and reads) live in feed.c.
  */
 #include "feed_int.h"
 
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "mem.h"
 
 static void gw_feeds_on_event(void *arg, const char *topic, const struct envelope *env);
+static struct gw_feed_topic *gw_topic_find(struct gw_feeds *fs, const char *name);
+
+/* ---- follow leases ---- */
+
+static void gw_follow_on_reply(void *arg, err_t rc, const struct envelope *env)
+{
+    struct stream_follow *sf = arg;
+    struct gw *gw = sf->owner;
+    struct gw_feeds *fs = gw->feeds;
+    if (rc != OK && rc != ERR_PROTO)
+        LOG_WARN("gw.follow_failed",
+                 "could not take follow leases on %u streams (%s); their feeds re-read on every "
+                 "ping until the next renewal",
+                 sf->n, err_str(rc));
+    for (uint32_t i = 0; fs && i < sf->n; i++) {
+        struct gw_feed_topic *t = gw_topic_find(fs, sf->topics[i]);
+        bool added = false;
+        if (!t)
+            continue;
+        /* ERR_PROTO: a broker older than follow leases, which publishes every record */
+        t->followed = rc == OK || rc == ERR_PROTO;
+        if (rc != OK || stream_follow_added(env, i, &added) != OK || !added)
+            continue;
+        for (struct gw_feed *f = t->feeds; f; f = f->tnext)
+            if (!f->ending)
+                gw_feed_read(f); /* what was appended before the lease was not published */
+    }
+    stream_follow_free(sf);
+}
+
+static void gw_follow_send(struct gw *gw, struct stream_follow *sf)
+{
+    if (stream_follow_send(sf, gw->actors[GW_ACTOR_STREAM_BROKER], gw->feeds->holder,
+                           STREAM_FOLLOW_TTL_MS, gw_follow_on_reply) != OK) {
+        LOG_WARN("gw.follow_failed", "could not send a follow request for %u streams", sf->n);
+        stream_follow_free(sf);
+    }
+}
+
+static bool gw_follow_add(struct stream_follow *sf, const struct gw_feed_topic *t)
+{
+    const struct gw_feed_opts *o = &t->feeds->o; /* a topic lives while it has a feed */
+    return stream_follow_add(sf, t->name, o->env, o->key, o->channel, o->io);
+}
+
+static void gw_feeds_on_renew(h2o_timeout_entry_t *entry)
+{
+    struct gw_feeds *fs = (struct gw_feeds *)((char *)entry - offsetof(struct gw_feeds, renew));
+    struct gw *gw = fs->gw;
+    struct stream_follow *sf = NULL;
+    for (unsigned b = 0; b < GW_FEED_BUCKETS; b++)
+        for (struct gw_feed_topic *t = fs->buckets[b]; t; t = t->next) {
+            if (!t->feeds)
+                continue;
+            if (!sf)
+                sf = stream_follow_new(gw);
+            if (!gw_follow_add(sf, t)) {
+                gw_follow_send(gw, sf);
+                sf = stream_follow_new(gw);
+                (void)gw_follow_add(sf, t);
+            }
+        }
+    if (sf)
+        gw_follow_send(gw, sf);
+    h2o_timeout_link(gw->ctx.loop, &fs->renew_to, &fs->renew);
+}
 
 /* ---- the registry of topics ---- */
 
@@ -34,7 +109,13 @@ struct gw_feeds *gw_feeds_get(struct gw *gw)
         return gw->feeds;
     struct gw_feeds *fs = xcalloc(1, sizeof(*fs));
     fs->buffer_max = (size_t)gw->gw.sse_buffer;
+    fs->gw = gw;
     h2o_timeout_init(gw->ctx.loop, &fs->tick, GW_FEED_TICK_MS);
+    if (stream_follow_holder(fs->holder, sizeof(fs->holder), bus_proc(gw->bus)) != OK)
+        snprintf(fs->holder, sizeof(fs->holder), "%s.%ld", bus_proc(gw->bus), (long)getpid());
+    h2o_timeout_init(gw->ctx.loop, &fs->renew_to, STREAM_FOLLOW_RENEW_MS);
+    fs->renew.cb = gw_feeds_on_renew;
+    h2o_timeout_link(gw->ctx.loop, &fs->renew_to, &fs->renew);
     if (bus_sub_open_actor(gw->bus, "stream-broker", gw_feeds_on_event, gw, &fs->sub) != OK) {
         LOG_WARN("gw.feed_events", "cannot follow the stream-broker's events; feeds poll");
         fs->sub = NULL;
@@ -75,6 +156,11 @@ void gw_topic_join(struct gw_feeds *fs, struct gw_feed *f, const char *name)
     t->feeds = f;
     t->nfeeds++;
     fs->nfeeds++;
+    if (t->nfeeds == 1 && fs->sub) { /* a new topic: its lease now, not at the next renewal */
+        struct stream_follow *sf = stream_follow_new(f->gw);
+        (void)gw_follow_add(sf, t);
+        gw_follow_send(f->gw, sf);
+    }
 }
 
 void gw_topic_leave(struct gw_feeds *fs, struct gw_feed *f)

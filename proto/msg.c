@@ -183,6 +183,12 @@ const struct msg_def msg_catalogue[] = {
      "{sealed: true} (every stream of the session, its channels' too, refuses every later append "
      "with ERR_CLOSED, "
      "message \"0\" or \"1<reason>\"; idempotent, never lifted)"},
+    {MSG_STREAM_FOLLOW, "stream.follow", MSG_K_REQUEST, "stream-broker",
+     "{holder: str 1-96 (the process and its boot: one lease each), ttl_ms: uint 0-300000 (0 "
+     "ends holder's lease), streams: [{env, key, io, channel?}] 1-256}",
+     "{added: [bool] (per stream: the lease is new, so records appended before it were not "
+     "published to holder: read them)} (stream.record events of a stream are published only "
+     "while some lease on it is unexpired)"},
     {MSG_RATE_TAKE, "rate.take", MSG_K_REQUEST, "stream-broker",
      "{env, group: 1-32 of [a-z], burst: uint, per_s: uint (tokens a second), cost: uint|absent "
      "(1)}",
@@ -191,8 +197,9 @@ const struct msg_def msg_catalogue[] = {
      "(one Redis bucket per environment and group, tether:rate:{env}:<group>)"},
     {MSG_STREAM_RECORD, "stream.record", MSG_K_EVENT,
      "stream-broker (published on stream-broker.events.<instance>.ipc)",
-     "{env, key, io, record} on the stream's topic (proto/stream.h); a latency path only: "
-     "subscribers back-fill gaps with stream.read",
+     "{env, key, io, record} on the stream's topic (proto/stream.h), only while the stream has a "
+     "follow lease (stream.follow); a latency path only: subscribers back-fill gaps with "
+     "stream.read",
      ""},
     /* A waitpoint object: {id: friendly id (waitpoint_...), kind: "MANUAL"|"SESSION_STREAM"|
      * "DURATION", status: "PENDING"|"COMPLETED"|"TIMED_OUT", output: str|nil, output_type: str,

@@ -65,7 +65,8 @@ enum msg_type {
     MSG_STREAM_TRIM = 183,
     MSG_STREAM_RECORD = 184, /* event from the stream-broker: one appended record */
     MSG_STREAM_SEAL = 185,
-    MSG_RATE_TAKE = 186, /* a token of an environment's rate-limit bucket (the gateway's) */
+    MSG_RATE_TAKE = 186,     /* a token of an environment's rate-limit bucket (the gateway's) */
+    MSG_STREAM_FOLLOW = 187, /* follow leases: which streams' records are published */
 
     /* waitpoint-registry: waitpoints (tokens, session-channel waits, durations) */
     MSG_WP_CREATE = 200,
@@ -90,11 +91,11 @@ enum msg_kind {
 
 struct msg_def {
     uint16_t type;
-    const char *name;     /* "area.verb", stable too: tap filters and logs use it */
+    const char *name; /* "area.verb", stable too: tap filters and logs use it */
     enum msg_kind kind;
-    const char *handler;  /* which process answers or publishes it */
-    const char *request;  /* body fields of the request/event */
-    const char *reply;    /* body fields of the reply ("" for events) */
+    const char *handler; /* which process answers or publishes it */
+    const char *request; /* body fields of the request/event */
+    const char *reply;   /* body fields of the reply ("" for events) */
 };
 
 extern const struct msg_def msg_catalogue[];

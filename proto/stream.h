@@ -32,6 +32,15 @@
 #define STREAM_KEY_MAX 1024u
 /* Longest name of a named side channel. */
 #define STREAM_CHANNEL_MAX 128u
+/*
+ * Follow leases (stream.follow): a stream's records are published as stream.record events only
+ * while some process holds an unexpired lease on it. Holders renew every STREAM_FOLLOW_RENEW_MS
+ * for STREAM_FOLLOW_TTL_MS; one request names at most STREAM_FOLLOW_BATCH_MAX streams.
+ */
+#define STREAM_FOLLOW_TTL_MS 30000u
+#define STREAM_FOLLOW_RENEW_MS 10000u
+#define STREAM_FOLLOW_BATCH_MAX 256u
+#define STREAM_FOLLOW_HOLDER_MAX 96u
 /* Room for any name below. */
 #define STREAM_NAME_MAX (STREAM_ENV_MAX + STREAM_KEY_MAX + STREAM_CHANNEL_MAX + 64u)
 

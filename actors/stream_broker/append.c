@@ -59,7 +59,7 @@ static bool sb_append_argv_build(const struct sb *sb, const struct sb_append *ap
                                  struct sb_stream_keys *keys, struct sb_append_argv *x)
 {
     char prefix[SB_KEY_MAX];
-    size_t plen = sb_key_part_prefix(&ap->s, prefix), parts_len = 0, total = 3 + 4 + 5;
+    size_t plen = sb_key_part_prefix(&ap->s, prefix), parts_len = 0, total = 3 + 5 + 5;
     unsigned nparts = 0, k = 0;
     for (uint32_t i = 0; i < ap->n; i++) {
         const struct sb_record_in *r = &ap->recs[i];
@@ -80,6 +80,7 @@ static bool sb_append_argv_build(const struct sb *sb, const struct sb_append *ap
     sb_arg(x, keys->next, sb_key_next(&ap->s, keys->next));
     sb_arg(x, keys->bytes, sb_key_bytes(&ap->s, keys->bytes));
     sb_arg(x, keys->sealed, sb_key_sealed(ap->s.env, ap->s.key, keys->sealed));
+    sb_arg(x, keys->followers, sb_key_followers(&ap->s, keys->followers));
     char *p = x->parts;
     for (uint32_t i = 0; i < ap->n; i++) {
         const struct sb_record_in *r = &ap->recs[i];
@@ -95,7 +96,8 @@ static bool sb_append_argv_build(const struct sb *sb, const struct sb_append *ap
     sb_arg_int(x, &k, sb->cfg.stream_max_records);
     sb_arg_int(x, &k, sb->cfg.stream_max_bytes);
     sb_arg_int(x, &k, allowed);
-    unsigned key_index = 4; /* Lua's KEYS[1..4]: the stream, its two counters, the seal */
+    unsigned key_index = 5; /* Lua's KEYS[1..5]: the stream, its two counters, the seal, the
+                             * follow leases */
     for (uint32_t i = 0; i < ap->n; i++) {
         const struct sb_record_in *r = &ap->recs[i];
         struct mp_reader hr;
@@ -131,10 +133,12 @@ static bool sb_append_argv_build(const struct sb *sb, const struct sb_append *ap
 static err_t sb_append_take(struct sb *sb, const redisReply *r, struct sb_append *ap,
                             uint64_t *refused)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 8 || !sb_reply_u64(r->element[6], refused) ||
-        r->element[7]->type != REDIS_REPLY_STRING)
+    uint64_t followers;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 9 || !sb_reply_u64(r->element[6], refused) ||
+        r->element[7]->type != REDIS_REPLY_STRING || !sb_reply_u64(r->element[8], &followers))
         return sb_unexpected(&sb->append, "not {seqs, dups, tail, ts, delta, trimmed, refused, "
-                                          "reason}");
+                                          "reason, followers}");
+    ap->followed = followers > 0;
     if (*refused == 2) {
         snprintf(ap->sealed, sizeof(ap->sealed), "%.*s", (int)r->element[7]->len,
                  r->element[7]->str);
@@ -145,7 +149,7 @@ static err_t sb_append_take(struct sb *sb, const redisReply *r, struct sb_append
         !sb_reply_u64(r->element[2], &ap->tail) || !sb_reply_u64(r->element[3], &ap->ts) ||
         !sb_reply_i64(r->element[4], &ap->delta) || !sb_reply_u64(r->element[5], &ap->trimmed))
         return sb_unexpected(&sb->append, "not {seqs, dups, tail, ts, delta, trimmed, refused, "
-                                          "reason}");
+                                          "reason, followers}");
     for (uint32_t i = 0; i < ap->n && !*refused; i++) {
         uint64_t dup;
         if (!sb_reply_u64(r->element[0]->element[i], &ap->seqs[i]) ||
@@ -266,7 +270,7 @@ err_t sb_store_append(struct sb *sb, struct sb_append *ap, sb_store_fn done, voi
     op->ap = ap;
     op->done = done;
     op->arg = arg;
-    op->nkeys = 4;
+    op->nkeys = 5;
     for (uint32_t i = 0; i < ap->n; i++) {
         op->nkeys += ap->recs[i].part_id.p != NULL;
         op->need += ap->recs[i].metered;

@@ -1,6 +1,7 @@
 /*
- * h_stream.c - stream.append, stream.read, stream.peek and stream.trim,
- * and the stream.record event of every appended record.
+ * h_stream.c - stream.append, stream.read, stream.peek, stream.trim,
+ * stream.seal and stream.follow, and the stream.record event of every
+ * appended record of a followed stream.
  *
  * Each handler validates the whole request before touching Redis (bad
  * input is ERR_INVAL / ERR_TOOBIG with a message saying what is wrong),
@@ -42,14 +43,18 @@ static void sb_reply_store_err(struct bus_req *req, err_t rc)
         (void)bus_reply_err(req, ERR_INTERNAL, "unexpected result from the stream store");
 }
 
-/* Publishes one stream.record per appended (non-duplicate) record; failures are only logged. */
+/*
+ * Publishes one stream.record per appended (non-duplicate) record while the stream has a follow
+ * lease (nobody follows the rest: their events would only be dropped by every subscriber);
+ * failures are only logged.
+ */
 static void sb_publish_appended(struct sb *sb, const struct sb_append *ap)
 {
     char topic[STREAM_NAME_MAX];
     struct mp_writer w;
     unsigned failed = 0;
     err_t last = OK;
-    if (!sb->events)
+    if (!sb->events || !ap->followed)
         return;
     if (stream_topic(topic, sizeof(topic), ap->s.env, ap->s.key, ap->s.channel, ap->s.io) != OK) {
         /* sb_parse_stream checked the same limits */
@@ -275,4 +280,107 @@ void sb_on_stream_seal(struct actor *a, struct bus_req *req)
     err_t rc = sb_store_seal(sb_of(a), e, k, reason.p ? r : NULL, sb_seal_done, req);
     if (rc != OK)
         sb_reply_store_err(req, rc);
+}
+
+/* ---- stream.follow ---- */
+
+/* A stream.follow between its request and its reply: one lease call per stream. */
+struct sb_follow_call {
+    struct bus_req *req;
+    uint32_t n, pending;
+    err_t rc; /* the first failure; the reply waits for every call */
+    bool *added;
+};
+
+struct sb_follow_one {
+    struct sb_follow_call *call;
+    uint32_t i;
+};
+
+static void sb_follow_reply(struct sb_follow_call *call)
+{
+    struct mp_writer w;
+    if (call->rc != OK) {
+        sb_reply_store_err(call->req, call->rc);
+    } else {
+        mp_writer_init(&w);
+        mp_put_map(&w, 1);
+        mp_put_str(&w, "added");
+        mp_put_array(&w, call->n);
+        for (uint32_t i = 0; i < call->n; i++)
+            mp_put_bool(&w, call->added[i]);
+        sb_reply_writer(call->req, &w);
+        mp_writer_fini(&w);
+    }
+    free(call->added);
+    free(call);
+}
+
+static void sb_follow_done(void *arg, err_t rc, bool added)
+{
+    struct sb_follow_one *one = arg;
+    struct sb_follow_call *call = one->call;
+    if (rc != OK && call->rc == OK)
+        call->rc = rc;
+    call->added[one->i] = added;
+    free(one);
+    if (--call->pending == 0)
+        sb_follow_reply(call);
+}
+
+void sb_on_stream_follow(struct actor *a, struct bus_req *req)
+{
+    struct slice body = bus_req_env(req)->body, holder, item;
+    struct mp_reader v;
+    uint32_t n;
+    uint64_t ttl;
+    char why[SB_WHY_MAX];
+    if (mp_map_find(body.p, body.n, "holder", &v) != OK || mp_read_str(&v, &holder) != OK ||
+        holder.n == 0 || holder.n > STREAM_FOLLOW_HOLDER_MAX || memchr(holder.p, '\0', holder.n)) {
+        (void)bus_reply_err(req, ERR_INVAL, "holder must be a string of 1-96 bytes without NUL");
+        return;
+    }
+    if (sb_parse_uint(body, "ttl_ms", 0, 10u * STREAM_FOLLOW_TTL_MS, &ttl, why, sizeof(why)) !=
+        OK) {
+        (void)bus_reply_err(req, ERR_INVAL, why);
+        return;
+    }
+    if (mp_map_find(body.p, body.n, "streams", &v) != OK || mp_read_array(&v, &n) != OK || n == 0 ||
+        n > STREAM_FOLLOW_BATCH_MAX) {
+        (void)bus_reply_err(req, ERR_INVAL, "streams must be an array of 1-256 stream names");
+        return;
+    }
+    /* every name is checked before any lease is written */
+    struct sb_stream *names = xcalloc(n, sizeof(*names));
+    for (uint32_t i = 0; i < n; i++) {
+        if (mp_skip(&v, &item) != OK || sb_parse_stream(item, &names[i], why, sizeof(why)) != OK) {
+            char msg[SB_WHY_MAX + 32];
+            snprintf(msg, sizeof(msg), "streams[%" PRIu32 "]: %s", i, why);
+            (void)bus_reply_err(req, ERR_INVAL, msg);
+            free(names);
+            return;
+        }
+    }
+    struct sb_follow_call *call = xcalloc(1, sizeof(*call));
+    call->req = req;
+    call->n = n;
+    call->added = xcalloc(n, sizeof(*call->added));
+    call->pending = 1; /* held until every call is started: a failure to start must not reply */
+    for (uint32_t i = 0; i < n; i++) {
+        struct sb_follow_one *one = xcalloc(1, sizeof(*one));
+        one->call = call;
+        one->i = i;
+        call->pending++;
+        err_t rc = sb_store_follow(sb_of(a), &names[i], holder, (uint32_t)ttl, sb_follow_done, one);
+        if (rc != OK) {
+            free(one);
+            call->pending--;
+            if (call->rc == OK)
+                call->rc = rc;
+            break;
+        }
+    }
+    free(names);
+    if (--call->pending == 0)
+        sb_follow_reply(call);
 }

@@ -45,6 +45,7 @@ static const struct actor_route sb_routes[] = {
     {.type = MSG_STREAM_PEEK, .fn = sb_on_stream_peek},
     {.type = MSG_STREAM_TRIM, .fn = sb_on_stream_trim},
     {.type = MSG_STREAM_SEAL, .fn = sb_on_stream_seal},
+    {.type = MSG_STREAM_FOLLOW, .fn = sb_on_stream_follow},
     {.type = MSG_RATE_TAKE, .fn = sb_on_rate_take},
 };
 

@@ -26,6 +26,8 @@
  *                                fields t <ms>, b <body>, then one pair per header;
  *   tether:stream:T:io:next      the next seq (records ever appended);
  *   tether:stream:T:io:bytes     the metered bytes of the records the stream holds;
+ *   tether:stream:T:io:followers  the stream's follow leases: holder -> expiry (Redis ms);
+ *                                its records are published only while one is unexpired;
  *   tether:part:<len>:T:io:<part_id>  a part id's original seq, for STREAM_PART_TTL_S
  *                                (len: the key's byte length, so no two keys' part ids meet);
  * and for an environment, in a slot of its own (hash tag "{env}"):
@@ -77,15 +79,16 @@ struct sb_record_in {
 /* A parsed stream.append: the request (sb_parse_append) and, after the store, its outcome. */
 struct sb_append {
     struct sb_stream s;
-    uint32_t n;                /* 1..STREAM_BATCH_MAX */
-    struct sb_record_in *recs; /* n of them */
-    uint64_t *seqs;            /* per record: its seq (a duplicate's is the original's) */
-    bool *dups;                /* per record: a part id seen within STREAM_PART_TTL_S */
-    uint64_t tail;             /* the next seq after the append */
-    uint64_t ts;               /* ms timestamp given to every record of the batch */
-    uint64_t trimmed;          /* records deleted by trim commands and retention */
-    int64_t delta;             /* change of the stream's bytes (appended - trimmed) */
+    uint32_t n;                         /* 1..STREAM_BATCH_MAX */
+    struct sb_record_in *recs;          /* n of them */
+    uint64_t *seqs;                     /* per record: its seq (a duplicate's is the original's) */
+    bool *dups;                         /* per record: a part id seen within STREAM_PART_TTL_S */
+    uint64_t tail;                      /* the next seq after the append */
+    uint64_t ts;                        /* ms timestamp given to every record of the batch */
+    uint64_t trimmed;                   /* records deleted by trim commands and retention */
+    int64_t delta;                      /* change of the stream's bytes (appended - trimmed) */
     char sealed[STREAM_REASON_MAX + 2]; /* ERR_CLOSED: the seal, "0" or "1<reason>" */
+    bool followed;                      /* some follow lease was unexpired: publish the records */
 };
 
 /* One stream entry as read back (sb_entry_parse); borrows from the redisReply. */
@@ -132,7 +135,7 @@ struct sb {
     struct db_redis_async *redis;
     struct bus_pub *events; /* NULL: nothing is published (tests) */
     size_t reply_max;       /* bytes a reply body may take (what a receiver accepts) */
-    struct sb_script append, read, peek, trim, used, settle;
+    struct sb_script append, read, peek, trim, used, settle, follow;
     struct sb_quota *quotas; /* SB_QUOTA_SLOTS of them */
 };
 
@@ -155,6 +158,7 @@ void sb_on_stream_read(struct actor *a, struct bus_req *req);
 void sb_on_stream_peek(struct actor *a, struct bus_req *req);
 void sb_on_stream_trim(struct actor *a, struct bus_req *req);
 void sb_on_stream_seal(struct actor *a, struct bus_req *req);
+void sb_on_stream_follow(struct actor *a, struct bus_req *req);
 /* rate.c: rate.take, a token of an environment's bucket for a route group (the gateway's limits) */
 void sb_on_rate_take(struct actor *a, struct bus_req *req);
 
@@ -215,6 +219,14 @@ err_t sb_store_trim(struct sb *sb, const struct sb_stream *s, uint64_t before, s
 err_t sb_store_seal(struct sb *sb, const char *env, const char *key, const char *reason,
                     sb_store_fn done, void *arg);
 
+/*
+ * Sets holder's lease on stream s for ttl_ms (0: ends it); done gets OK with *added true
+ * when the lease is new (none, or expired), which done may read only during the call.
+ */
+typedef void (*sb_follow_fn)(void *arg, err_t rc, bool added);
+err_t sb_store_follow(struct sb *sb, const struct sb_stream *s, struct slice holder,
+                      uint32_t ttl_ms, sb_follow_fn done, void *arg);
+
 /* ---- eval.c, quota.c: what the Redis calls share ---- */
 
 /*
@@ -255,6 +267,7 @@ bool sb_reply_i64(const redisReply *r, int64_t *v);
 /* The keys a script of stream s uses: its records, next counter and bytes counter. */
 struct sb_stream_keys {
     char stream[SB_KEY_MAX], next[SB_KEY_MAX], bytes[SB_KEY_MAX], sealed[SB_KEY_MAX];
+    char followers[SB_KEY_MAX];
 };
 
 /* The slot of env, claimed if new; NULL when every slot is busy (then: no local view). */
@@ -279,8 +292,8 @@ err_t sb_parse_stream(struct slice body, struct sb_stream *s, char *why, size_t 
  * The unsigned integer field key of body (required). ERR_INVAL (why set)
  * when absent or not a non-negative integer, or outside [min, max].
  */
-err_t sb_parse_uint(struct slice body, const char *key, uint64_t min, uint64_t max,
-                    uint64_t *out, char *why, size_t cap);
+err_t sb_parse_uint(struct slice body, const char *key, uint64_t min, uint64_t max, uint64_t *out,
+                    char *why, size_t cap);
 
 /*
  * Parses a whole stream.append body into ap (sb_parse_stream, then records:
@@ -295,9 +308,11 @@ void sb_append_fini(struct sb_append *ap);
 /* Key names (see the data model above); out holds SB_KEY_MAX bytes. Return the length. */
 size_t sb_key_stream(const struct sb_stream *s, char *out);
 size_t sb_key_next(const struct sb_stream *s, char *out);
-/* The seal of a session, one for both its streams (same hash tag): "tether:stream:{env:key}:sealed". */
+/* The seal of a session, one for both its streams (same hash tag):
+ * "tether:stream:{env:key}:sealed". */
 size_t sb_key_sealed(const char *env, const char *key, char *out);
 size_t sb_key_bytes(const struct sb_stream *s, char *out);
+size_t sb_key_followers(const struct sb_stream *s, char *out);
 /* The environment's quota counter (its own slot: hash tag {env}). */
 size_t sb_key_quota(const char *env, char *out);
 /* The de-dup key without its part id: append the part id to get the key. */

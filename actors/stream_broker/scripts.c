@@ -41,11 +41,11 @@
     "end\n"
 
 /*
- * KEYS: stream, next counter, bytes counter, the session's seal, then the de-dup key of
- * each record with a part id. ARGV: record count, de-dup ttl (s), retention max records, max bytes
- * (0: no limit), the growth allowed (-1: any; else the quota's room), then per record: the index of
- * its de-dup key in KEYS (0: none), its header count, its S2 trim point (0: none), its body, its
- * header names and values.
+ * KEYS: stream, next counter, bytes counter, the session's seal, the stream's follow leases,
+ * then the de-dup key of each record with a part id. ARGV: record count, de-dup ttl (s), retention
+ * max records, max bytes (0: no limit), the growth allowed (-1: any; else the quota's room), then
+ * per record: the index of its de-dup key in KEYS (0: none), its header count, its S2 trim point
+ * (0: none), its body, its header names and values.
  *
  * Pass 1 only reads: duplicates, seqs, sizes, then what to delete from the oldest end (the
  * batch's trim commands: every seq below the highest point, capped at the tail; retention:
@@ -56,11 +56,11 @@
  * allowed, it answers refused with nothing written. Pass 2 writes, XADD first. A sealed
  * session (closed: stream.seal) takes nothing.
  * Returns {seqs, dups (0|1), next seq, ts, bytes delta, records deleted, refused (0, 1 for
- * the quota, 2 for the seal), the seal's reason}.
+ * the quota, 2 for the seal), the seal's reason, unexpired follow leases (0: publish nothing)}.
  */
 static const char sb_lua_append[] =
     "#!lua\n" SB_LUA_LIB "local sealed = redis.call('GET', KEYS[4])\n"
-    "if sealed then return {{}, {}, 0, 0, 0, 0, 2, sealed} end\n"
+    "if sealed then return {{}, {}, 0, 0, 0, 0, 2, sealed, 0} end\n"
     "local t = redis.call('TIME')\n"
     "local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local tss = string.format('%d', ts)\n"
@@ -133,7 +133,7 @@ static const char sb_lua_append[] =
     "end\n"
     "local delta = b - known\n"
     "if allowed >= 0 and added > 0 and delta > allowed then\n"
-    "  return {seqs, dups, first, ts, delta, 0, 1, ''}\n"
+    "  return {seqs, dups, first, ts, delta, 0, 1, '', 0}\n"
     "end\n"
     "for _, r in ipairs(adds) do\n"
     "  local cmd = {'XADD', KEYS[1], string.format('%d-1', r[1]), 't', tss, 'b', r[4]}\n"
@@ -146,7 +146,26 @@ static const char sb_lua_append[] =
     "if nxt ~= first then redis.call('SET', KEYS[2], string.format('%d', nxt)) end\n"
     "if cut then redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-0', cut)) end\n"
     "if b ~= known then redis.call('SET', KEYS[3], string.format('%d', b)) end\n"
-    "return {seqs, dups, nxt, ts, delta, total - n, 0, ''}\n";
+    /* after the writes: a lease taken before this script ran sees these records published, one
+     * taken after reads them (stream.follow answers added) */
+    "return {seqs, dups, nxt, ts, delta, total - n, 0, '', redis.call('ZCOUNT', KEYS[5], ts, "
+    "'+inf')}\n";
+
+/*
+ * KEYS: the stream's follow leases. ARGV: holder, ttl (ms; 0 ends holder's lease). Drops the
+ * expired leases; the key lives as long as its newest lease. Returns 1 when holder's lease is
+ * new (it had none unexpired), else 0.
+ */
+static const char sb_lua_follow[] =
+    "#!lua\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)\n"
+    "local ttl = tonumber(ARGV[2])\n"
+    "if ttl == 0 then redis.call('ZREM', KEYS[1], ARGV[1]) return 0 end\n"
+    "local added = redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[1], ttl)\n"
+    "return added\n";
 
 /*
  * KEYS: stream, next counter (, bytes counter: unused). ARGV: first id, count, byte budget.
@@ -230,6 +249,7 @@ void sb_store_init(struct sb *sb, struct db_redis_async *redis)
     sb->used = (struct sb_script){.name = "stream.quota_used", .text = sb_lua_used};
     sb->quotas = xcalloc(SB_QUOTA_SLOTS, sizeof(*sb->quotas));
     sb->settle = (struct sb_script){.name = "stream.quota_settle", .text = sb_lua_settle};
+    sb->follow = (struct sb_script){.name = "stream.follow", .text = sb_lua_follow};
 }
 
 /* Every operation in flight has ended (the Redis client is freed first): nothing points here. */

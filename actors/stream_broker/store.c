@@ -92,8 +92,8 @@ static err_t sb_stream_op_start(struct sb_stream_op *op, struct sb_script *sc, i
         op->argv[6 + i] = op->args[i];
         op->lens[6 + i] = strlen(op->args[i]);
     }
-    return sb_eval_start(op->sb, &op->eval, sc, 6 + (nargs < 3 ? nargs : 3), op->argv, op->lens,
-                         3, on_reply, op);
+    return sb_eval_start(op->sb, &op->eval, sc, 6 + (nargs < 3 ? nargs : 3), op->argv, op->lens, 3,
+                         on_reply, op);
 }
 
 static void sb_range_on_reply(void *arg, err_t rc, const redisReply *r)
@@ -101,8 +101,8 @@ static void sb_range_on_reply(void *arg, err_t rc, const redisReply *r)
     struct sb_stream_op *op = arg;
     struct sb_range rg = {0};
     if (rc == OK)
-        rc = sb_range_take(op->peek ? &op->sb->peek : &op->sb->read, r, op->peek,
-                           op->sb->reply_max, &rg);
+        rc = sb_range_take(op->peek ? &op->sb->peek : &op->sb->read, r, op->peek, op->sb->reply_max,
+                           &rg);
     op->range_done(op->arg, rc, rc == OK ? &rg : NULL);
     sb_range_fini(&rg);
     free(op);
@@ -202,6 +202,48 @@ err_t sb_store_seal(struct sb *sb, const char *env, const char *key, const char 
     op->done = done;
     op->arg = arg;
     err_t rc = db_redis_async_cmd(sb->redis, 3, argv, lens, sb_seal_on_reply, op);
+    if (rc != OK)
+        free(op);
+    return rc;
+}
+
+/* ---- stream.follow ---- */
+
+struct sb_follow_op {
+    struct sb_eval eval;
+    const char *argv[6];
+    size_t lens[6];
+    char key[SB_KEY_MAX];
+    char ttl[16];
+    sb_follow_fn done;
+    void *arg;
+};
+
+static void sb_follow_on_reply(void *arg, err_t rc, const redisReply *r)
+{
+    struct sb_follow_op *op = arg;
+    uint64_t added = 0;
+    if (rc == OK && !sb_reply_u64(r, &added))
+        rc = sb_unexpected(&op->eval.sb->follow, "not 0 or 1");
+    op->done(op->arg, rc == ERR_CLOSED ? ERR_UNAVAIL : rc, added != 0);
+    free(op);
+}
+
+err_t sb_store_follow(struct sb *sb, const struct sb_stream *s, struct slice holder,
+                      uint32_t ttl_ms, sb_follow_fn done, void *arg)
+{
+    struct sb_follow_op *op = xcalloc(1, sizeof(*op));
+    op->done = done;
+    op->arg = arg;
+    op->argv[3] = op->key;
+    op->lens[3] = sb_key_followers(s, op->key);
+    op->argv[4] = holder.p;
+    op->lens[4] = holder.n;
+    int w = snprintf(op->ttl, sizeof(op->ttl), "%" PRIu32, ttl_ms);
+    op->argv[5] = op->ttl;
+    op->lens[5] = (size_t)(w > 0 ? w : 0);
+    err_t rc =
+        sb_eval_start(sb, &op->eval, &sb->follow, 6, op->argv, op->lens, 1, sb_follow_on_reply, op);
     if (rc != OK)
         free(op);
     return rc;

@@ -233,6 +233,11 @@ size_t sb_key_bytes(const struct sb_stream *s, char *out)
     return sb_key_fmt(out, "stream", s, ":bytes");
 }
 
+size_t sb_key_followers(const struct sb_stream *s, char *out)
+{
+    return sb_key_fmt(out, "stream", s, ":followers");
+}
+
 size_t sb_key_sealed(const char *env, const char *key, char *out)
 {
     int w = snprintf(out, SB_KEY_MAX, "tether:stream:{%s:%s}:sealed", env, key);

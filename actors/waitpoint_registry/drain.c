@@ -43,8 +43,8 @@ static void wp_on_redis(void *arg, err_t rc, const redisReply *reply)
     (void)reply;
     /* §12: Redis errors are logged and swallowed (PostgreSQL holds the truth) */
     if (rc != OK)
-        LOG_WARN("wp.redis_failed", "a waitpoint cache command failed (%s): %s",
-                 (const char *)arg, err_str(rc));
+        LOG_WARN("wp.redis_failed", "a waitpoint cache command failed (%s): %s", (const char *)arg,
+                 err_str(rc));
 }
 
 void wp_redis_register(struct wp *wp, const char *env, const char *key, const char *io,
@@ -110,8 +110,7 @@ void wp_wake(struct wp *wp, const char *const *ids, unsigned n)
 }
 
 /* One wp.completed.<env> event for ids (internal) of one environment. */
-static void wp_publish_completed(struct wp *wp, const char *env, const char *const *ids,
-                                 unsigned n)
+static void wp_publish_completed(struct wp *wp, const char *env, const char *const *ids, unsigned n)
 {
     char topic[STREAM_ENV_MAX + 16];
     struct mp_writer w;
@@ -129,11 +128,11 @@ static void wp_publish_completed(struct wp *wp, const char *env, const char *con
     }
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
-        rc = bus_publish(wp->events, topic, MSG_WP_COMPLETED, mp_writer_data(&w),
-                         mp_writer_len(&w));
+        rc =
+            bus_publish(wp->events, topic, MSG_WP_COMPLETED, mp_writer_data(&w), mp_writer_len(&w));
     if (rc != OK)
-        LOG_WARN("wp.publish_failed", "could not publish wp.completed for environment %s: %s",
-                 env, err_str(rc));
+        LOG_WARN("wp.publish_failed", "could not publish wp.completed for environment %s: %s", env,
+                 err_str(rc));
     mp_writer_fini(&w);
 }
 
@@ -181,6 +180,58 @@ static struct wp_topic *wp_topic_find(struct wp *wp, const char *name, struct wp
     return *pp;
 }
 
+/* ---- follow leases: the broker publishes only followed streams (stream_follow.h) ---- */
+
+static void wp_sweep_tick(struct loop *l, void *arg);
+
+static void wp_follow_on_reply(void *arg, err_t rc, const struct envelope *env)
+{
+    struct stream_follow *sf = arg;
+    struct wp *wp = sf->owner;
+    bool added = false, sweep = false;
+    if (rc != OK && rc != ERR_PROTO) /* ERR_PROTO: an older broker, which publishes everything */
+        LOG_WARN("wp.follow_failed",
+                 "could not take follow leases on %u channels (%s); the sweep covers them", sf->n,
+                 err_str(rc));
+    for (uint32_t i = 0; rc == OK && i < sf->n && !sweep; i++)
+        sweep = stream_follow_added(env, i, &added) == OK && added;
+    /* a new lease: what was appended before it was not published, so sweep now rather than at
+     * the next interval (one sweep at a time; it reads every pending channel) */
+    if (sweep && !wp->sweeping && wp->sweep_timer) {
+        loop_timer_cancel(wp->loop, wp->sweep_timer);
+        wp->sweep_timer = loop_timer_add(wp->loop, 0, wp_sweep_tick, wp);
+    }
+    stream_follow_free(sf);
+}
+
+static void wp_follow_send(struct wp *wp, struct stream_follow *sf)
+{
+    if (stream_follow_send(sf, wp->broker, wp->holder, STREAM_FOLLOW_TTL_MS, wp_follow_on_reply) !=
+        OK) {
+        LOG_WARN("wp.follow_failed", "could not send a follow request for %u channels", sf->n);
+        stream_follow_free(sf);
+    }
+}
+
+static void wp_follow_renew(struct loop *l, void *arg)
+{
+    struct wp *wp = arg;
+    struct stream_follow *sf = NULL;
+    for (unsigned b = 0; b < WP_TOPIC_BUCKETS; b++)
+        for (struct wp_topic *t = wp->topics[b]; t; t = t->next) {
+            if (!sf)
+                sf = stream_follow_new(wp);
+            if (!stream_follow_add(sf, t->name, t->env, t->key, NULL, t->io)) {
+                wp_follow_send(wp, sf);
+                sf = stream_follow_new(wp);
+                (void)stream_follow_add(sf, t->name, t->env, t->key, NULL, t->io);
+            }
+        }
+    if (sf)
+        wp_follow_send(wp, sf);
+    wp->renew_timer = loop_timer_add(l, STREAM_FOLLOW_RENEW_MS, wp_follow_renew, wp);
+}
+
 void wp_topic_want(struct wp *wp, const char *env, const char *key, const char *io)
 {
     char name[STREAM_NAME_MAX];
@@ -197,7 +248,13 @@ void wp_topic_want(struct wp *wp, const char *env, const char *key, const char *
         *link = t;
         wp->ntopics++;
         if (wp->sub && bus_sub_add(wp->sub, name) != OK)
-            LOG_WARN("wp.subscribe_failed", "cannot follow a channel's events; the sweep covers it");
+            LOG_WARN("wp.subscribe_failed",
+                     "cannot follow a channel's events; the sweep covers it");
+        if (wp->sub) { /* its lease now; renewed with the others, let expire when dropped */
+            struct stream_follow *sf = stream_follow_new(wp);
+            (void)stream_follow_add(sf, t->name, t->env, t->key, NULL, t->io);
+            wp_follow_send(wp, sf);
+        }
     }
     t->gen++;
     t->seen = wp->sweep_gen;
@@ -393,8 +450,8 @@ static void wp_on_sweep_rows(void *arg, err_t rc, const PGresult *res)
         mp_put_kv_uint(&w, "count", 1);
         rc = mp_writer_err(&w);
         if (rc == OK)
-            rc = bus_call(wp->broker, MSG_STREAM_READ, mp_writer_data(&w), mp_writer_len(&w),
-                          NULL, wp_on_sweep_read, s);
+            rc = bus_call(wp->broker, MSG_STREAM_READ, mp_writer_data(&w), mp_writer_len(&w), NULL,
+                          wp_on_sweep_read, s);
         if (rc != OK) {
             free(s);
             continue;
@@ -414,13 +471,11 @@ static void wp_on_sweep_rows(void *arg, err_t rc, const PGresult *res)
         wp_sweep_end(wp);
 }
 
-static void wp_sweep_tick(struct loop *l, void *arg);
-
 static void wp_sweep_end(struct wp *wp)
 {
     wp->sweeping = false;
-    wp->sweep_timer = loop_timer_add(wp->loop, (uint64_t)wp->cfg.sweep_interval_ms,
-                                     wp_sweep_tick, wp);
+    wp->sweep_timer =
+        loop_timer_add(wp->loop, (uint64_t)wp->cfg.sweep_interval_ms, wp_sweep_tick, wp);
 }
 
 /* tether_waitpoints_pending by kind (pmetrics.h); kinds with none left are set to 0. */
@@ -540,6 +595,9 @@ err_t wp_drain_start(struct wp *wp)
         LOG_WARN("wp.events", "cannot follow the stream-broker's events; only the sweep drains");
         wp->sub = NULL;
     }
+    if (stream_follow_holder(wp->holder, sizeof(wp->holder), "waitpoint-registry") != OK)
+        return ERR_UNAVAIL;
+    wp->renew_timer = loop_timer_add(wp->loop, STREAM_FOLLOW_RENEW_MS, wp_follow_renew, wp);
     /* the first sweep at once: it rebuilds the subscriptions of waiters made before a restart */
     wp->sweep_timer = loop_timer_add(wp->loop, 0, wp_sweep_tick, wp);
     wp_timer_arm(wp, 0);

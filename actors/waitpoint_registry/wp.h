@@ -29,16 +29,17 @@
 #include "db_redis_async.h"
 #include "mp.h"
 #include "stream.h"
+#include "stream_follow.h"
 
-#define WP_ID_MAX 64            /* internal ids (cuids) */
-#define WP_FRIENDLY_MAX 80      /* "waitpoint_" + cuid, with room */
+#define WP_ID_MAX 64       /* internal ids (cuids) */
+#define WP_FRIENDLY_MAX 80 /* "waitpoint_" + cuid, with room */
 #define WP_RUN_MAX 64
-#define WP_IDEM_MAX 2048        /* idempotency key bytes (the SDK's bound) */
+#define WP_IDEM_MAX 2048 /* idempotency key bytes (the SDK's bound) */
 #define WP_TAGS_MAX 10
 #define WP_TAG_MAX 128
 #define WP_OUTPUT_MAX (1024u * 1024u + 64u * 1024u) /* output text of one waitpoint */
 #define WP_LIST_MAX 100
-#define WP_WAKE_MAX 1000        /* waitpoint ids in one run.wake */
+#define WP_WAKE_MAX 1000 /* waitpoint ids in one run.wake */
 #define WP_TOPIC_BUCKETS 4096
 #define WP_REDIS_DEFAULT_TTL_MS (7ull * 24 * 3600 * 1000) /* §12: no timeout */
 
@@ -66,13 +67,14 @@ struct wp {
     struct loop *loop;
     struct db_pg_async *pg;
     struct db_redis_async *redis;
-    struct bus_peer *broker;  /* stream.read (race-check, sweep) */
-    struct bus_peer *rm;      /* run.wake */
-    struct bus_sub *sub;      /* the stream-broker's stream.record events */
-    struct bus_pub *events;   /* wp.completed.<env> (gateway long-polls); NULL: none */
+    struct bus_peer *broker; /* stream.read (race-check, sweep) */
+    struct bus_peer *rm;     /* run.wake */
+    struct bus_sub *sub;     /* the stream-broker's stream.record events */
+    struct bus_pub *events;  /* wp.completed.<env> (gateway long-polls); NULL: none */
     struct wp_topic *topics[WP_TOPIC_BUCKETS];
     unsigned ntopics;
-    uint64_t sweep_timer, tick_timer;
+    uint64_t sweep_timer, tick_timer, renew_timer;
+    char holder[STREAM_FOLLOW_HOLDER_MAX + 1]; /* of its follow leases (stream_follow.h) */
     uint64_t sweep_gen;
     bool sweeping, firing;
     uint64_t drained, swept, fired; /* waitpoints completed by each path (logs, tests) */
@@ -96,13 +98,12 @@ bool wp_str(struct slice body, const char *k, char *buf, size_t cap);
 bool wp_uint(struct slice body, const char *k, uint64_t *out);
 /* An array of strings (absent: none), at most max, each 1..item_max bytes without NUL;
  * items borrow from body. */
-bool wp_strs(struct slice body, const char *k, struct slice *items, unsigned max,
-             size_t item_max, unsigned *n);
+bool wp_strs(struct slice body, const char *k, struct slice *items, unsigned max, size_t item_max,
+             unsigned *n);
 /* True for a waitpoint kind: MANUAL, SESSION_STREAM or DURATION. */
 bool wp_kind_valid(const char *k);
 /* Replies {waitpoint: <row 0 of r from column col0>, <flag>: value} (no flag when NULL). */
-void wp_reply_row(struct bus_req *req, const PGresult *r, int col0, const char *flag,
-                  bool value);
+void wp_reply_row(struct bus_req *req, const PGresult *r, int col0, const char *flag, bool value);
 
 /* ---- drain.c ---- */
 

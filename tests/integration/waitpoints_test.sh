@@ -101,6 +101,10 @@ W1=$(j .waitpointId)
 is "$(wp_status "$W1")" PENDING "a waiter after lastSeqNum 0 waits for seq 1"
 KEYS="tr:ssw:$ENV:chat-$U-1:in"
 is "$(rcli SISMEMBER "$KEYS" "${W1#waitpoint_}")" 1 "... registered in the env-scoped Redis set"
+FK="$(rcli --scan --pattern "tether:stream:{$ENV:*chat-$U-1}:in" | head -1):followers"
+lease() { rcli ZRANGE "$FK" 0 -1 | grep -q '^waitpoint-registry\.'; }
+wait_for 3000 lease
+ok "... and the registry holds a follow lease on the channel, so its records are published" lease
 append "chat-$U-1" in '{"m":"second"}'
 wait_for 3000 wp_is "$W1" COMPLETED
 ok "one append completes it (drain)" wp_is "$W1" COMPLETED
