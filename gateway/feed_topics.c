@@ -76,7 +76,7 @@ static void gw_feeds_on_renew(h2o_timeout_entry_t *entry)
     struct gw_feeds *fs = (struct gw_feeds *)((char *)entry - offsetof(struct gw_feeds, renew));
     struct gw *gw = fs->gw;
     struct stream_follow *sf = NULL;
-    for (unsigned b = 0; b < GW_FEED_BUCKETS; b++)
+    for (unsigned b = 0; fs->sub && b < GW_FEED_BUCKETS; b++)
         for (struct gw_feed_topic *t = fs->buckets[b]; t; t = t->next) {
             if (!t->feeds)
                 continue;
@@ -90,7 +90,8 @@ static void gw_feeds_on_renew(h2o_timeout_entry_t *entry)
         }
     if (sf)
         gw_follow_send(gw, sf);
-    h2o_timeout_link(gw->ctx.loop, &fs->renew_to, &fs->renew);
+    if (fs->nfeeds > 0) /* with no topic left the timer stops; the next topic starts it */
+        h2o_timeout_link(gw->ctx.loop, &fs->renew_to, &fs->renew);
 }
 
 /* ---- the registry of topics ---- */
@@ -111,11 +112,10 @@ struct gw_feeds *gw_feeds_get(struct gw *gw)
     fs->buffer_max = (size_t)gw->gw.sse_buffer;
     fs->gw = gw;
     h2o_timeout_init(gw->ctx.loop, &fs->tick, GW_FEED_TICK_MS);
-    if (stream_follow_holder(fs->holder, sizeof(fs->holder), bus_proc(gw->bus)) != OK)
-        snprintf(fs->holder, sizeof(fs->holder), "%s.%ld", bus_proc(gw->bus), (long)getpid());
+    if (stream_follow_holder(fs->holder, sizeof(fs->holder), "gateway") != OK)
+        snprintf(fs->holder, sizeof(fs->holder), "gateway.%ld", (long)getpid());
     h2o_timeout_init(gw->ctx.loop, &fs->renew_to, STREAM_FOLLOW_RENEW_MS);
     fs->renew.cb = gw_feeds_on_renew;
-    h2o_timeout_link(gw->ctx.loop, &fs->renew_to, &fs->renew);
     if (bus_sub_open_actor(gw->bus, "stream-broker", gw_feeds_on_event, gw, &fs->sub) != OK) {
         LOG_WARN("gw.feed_events", "cannot follow the stream-broker's events; feeds poll");
         fs->sub = NULL;
@@ -160,6 +160,8 @@ void gw_topic_join(struct gw_feeds *fs, struct gw_feed *f, const char *name)
         struct stream_follow *sf = stream_follow_new(f->gw);
         (void)gw_follow_add(sf, t);
         gw_follow_send(f->gw, sf);
+        if (!h2o_timeout_is_linked(&fs->renew))
+            h2o_timeout_link(f->gw->ctx.loop, &fs->renew_to, &fs->renew);
     }
 }
 
