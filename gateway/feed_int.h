@@ -23,6 +23,9 @@
 
 #define GW_FEED_TICK_MS 1000
 #define GW_FEED_BUCKETS 4096
+/* Leases are renewed a slice of the buckets at a time, so that thousands of streams make no
+ * burst of Redis scripts every STREAM_FOLLOW_RENEW_MS (each is still renewed that often). */
+#define GW_FEED_RENEW_SLICES 10
 
 struct gw_feed_topic;
 
@@ -68,6 +71,7 @@ struct gw_feeds {
     char holder[STREAM_FOLLOW_HOLDER_MAX + 1];
     h2o_timeout_t renew_to;
     h2o_timeout_entry_t renew;
+    unsigned renew_slice; /* the next of GW_FEED_RENEW_SLICES slices of the buckets */
 };
 
 /* ---- feed.c ---- */

@@ -76,7 +76,12 @@ static void gw_feeds_on_renew(h2o_timeout_entry_t *entry)
     struct gw_feeds *fs = (struct gw_feeds *)((char *)entry - offsetof(struct gw_feeds, renew));
     struct gw *gw = fs->gw;
     struct stream_follow *sf = NULL;
-    for (unsigned b = 0; fs->sub && b < GW_FEED_BUCKETS; b++)
+    unsigned from = fs->renew_slice * (GW_FEED_BUCKETS / GW_FEED_RENEW_SLICES),
+             to = fs->renew_slice + 1 == GW_FEED_RENEW_SLICES
+                      ? GW_FEED_BUCKETS
+                      : from + GW_FEED_BUCKETS / GW_FEED_RENEW_SLICES;
+    fs->renew_slice = (fs->renew_slice + 1) % GW_FEED_RENEW_SLICES;
+    for (unsigned b = from; fs->sub && b < to; b++)
         for (struct gw_feed_topic *t = fs->buckets[b]; t; t = t->next) {
             if (!t->feeds)
                 continue;
@@ -114,7 +119,7 @@ struct gw_feeds *gw_feeds_get(struct gw *gw)
     h2o_timeout_init(gw->ctx.loop, &fs->tick, GW_FEED_TICK_MS);
     if (stream_follow_holder(fs->holder, sizeof(fs->holder), "gateway") != OK)
         snprintf(fs->holder, sizeof(fs->holder), "gateway.%ld", (long)getpid());
-    h2o_timeout_init(gw->ctx.loop, &fs->renew_to, STREAM_FOLLOW_RENEW_MS);
+    h2o_timeout_init(gw->ctx.loop, &fs->renew_to, STREAM_FOLLOW_RENEW_MS / GW_FEED_RENEW_SLICES);
     fs->renew.cb = gw_feeds_on_renew;
     if (bus_sub_open_actor(gw->bus, "stream-broker", gw_feeds_on_event, gw, &fs->sub) != OK) {
         LOG_WARN("gw.feed_events", "cannot follow the stream-broker's events; feeds poll");
