@@ -330,48 +330,25 @@ static void sb_follow_done(void *arg, err_t rc, bool added)
 
 void sb_on_stream_follow(struct actor *a, struct bus_req *req)
 {
-    struct slice body = bus_req_env(req)->body, holder, item;
-    struct mp_reader v;
-    uint32_t n;
-    uint64_t ttl;
+    struct sb_follow_req f;
     char why[SB_WHY_MAX];
-    if (mp_map_find(body.p, body.n, "holder", &v) != OK || mp_read_str(&v, &holder) != OK ||
-        holder.n == 0 || holder.n > STREAM_FOLLOW_HOLDER_MAX || memchr(holder.p, '\0', holder.n)) {
-        (void)bus_reply_err(req, ERR_INVAL, "holder must be a string of 1-96 bytes without NUL");
-        return;
-    }
-    if (sb_parse_uint(body, "ttl_ms", 0, 10u * STREAM_FOLLOW_TTL_MS, &ttl, why, sizeof(why)) !=
-        OK) {
+    if (sb_parse_follow(bus_req_env(req)->body, &f, why, sizeof(why)) != OK) {
         (void)bus_reply_err(req, ERR_INVAL, why);
+        sb_follow_req_fini(&f);
         return;
-    }
-    if (mp_map_find(body.p, body.n, "streams", &v) != OK || mp_read_array(&v, &n) != OK || n == 0 ||
-        n > STREAM_FOLLOW_BATCH_MAX) {
-        (void)bus_reply_err(req, ERR_INVAL, "streams must be an array of 1-256 stream names");
-        return;
-    }
-    /* every name is checked before any lease is written */
-    struct sb_stream *names = xcalloc(n, sizeof(*names));
-    for (uint32_t i = 0; i < n; i++) {
-        if (mp_skip(&v, &item) != OK || sb_parse_stream(item, &names[i], why, sizeof(why)) != OK) {
-            char msg[SB_WHY_MAX + 32];
-            snprintf(msg, sizeof(msg), "streams[%" PRIu32 "]: %s", i, why);
-            (void)bus_reply_err(req, ERR_INVAL, msg);
-            free(names);
-            return;
-        }
     }
     struct sb_follow_call *call = xcalloc(1, sizeof(*call));
     call->req = req;
-    call->n = n;
-    call->added = xcalloc(n, sizeof(*call->added));
+    call->n = f.n;
+    call->added = xcalloc(f.n, sizeof(*call->added));
     call->pending = 1; /* held until every call is started: a failure to start must not reply */
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < f.n; i++) {
         struct sb_follow_one *one = xcalloc(1, sizeof(*one));
         one->call = call;
         one->i = i;
         call->pending++;
-        err_t rc = sb_store_follow(sb_of(a), &names[i], holder, (uint32_t)ttl, sb_follow_done, one);
+        err_t rc = sb_store_follow(sb_of(a), &f.names[i], f.holder, (uint32_t)f.ttl_ms,
+                                   sb_follow_done, one);
         if (rc != OK) {
             free(one);
             call->pending--;
@@ -380,7 +357,7 @@ void sb_on_stream_follow(struct actor *a, struct bus_req *req)
             break;
         }
     }
-    free(names);
+    sb_follow_req_fini(&f);
     if (--call->pending == 0)
         sb_follow_reply(call);
 }

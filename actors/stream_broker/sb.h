@@ -305,6 +305,22 @@ err_t sb_parse_uint(struct slice body, const char *key, uint64_t min, uint64_t m
 err_t sb_parse_append(struct slice body, struct sb_append *ap, char *why, size_t cap);
 void sb_append_fini(struct sb_append *ap);
 
+/* A parsed stream.follow: holder borrows from the request body; names is allocated. */
+struct sb_follow_req {
+    struct slice holder;     /* 1..STREAM_FOLLOW_HOLDER_MAX bytes, no NUL */
+    uint64_t ttl_ms;         /* 0..10 x STREAM_FOLLOW_TTL_MS; 0 ends the leases */
+    uint32_t n;              /* 1..STREAM_FOLLOW_BATCH_MAX */
+    struct sb_stream *names; /* n of them */
+};
+
+/*
+ * Parses a whole stream.follow body: every name is checked before anything is allocated past
+ * the count. ERR_INVAL with why set (a bad name: "streams[i]: ..."); sb_follow_req_fini frees
+ * whatever the result.
+ */
+err_t sb_parse_follow(struct slice body, struct sb_follow_req *f, char *why, size_t cap);
+void sb_follow_req_fini(struct sb_follow_req *f);
+
 /* Key names (see the data model above); out holds SB_KEY_MAX bytes. Return the length. */
 size_t sb_key_stream(const struct sb_stream *s, char *out);
 size_t sb_key_next(const struct sb_stream *s, char *out);

@@ -89,6 +89,49 @@ err_t sb_parse_uint(struct slice body, const char *key, uint64_t min, uint64_t m
     return OK;
 }
 
+err_t sb_parse_follow(struct slice body, struct sb_follow_req *f, char *why, size_t cap)
+{
+    struct mp_reader v;
+    struct slice item;
+    char one[SB_WHY_MAX];
+    memset(f, 0, sizeof(*f));
+    if (sb_find(body, "holder", &v) != OK || mp_read_str(&v, &f->holder) != OK ||
+        f->holder.n == 0 || f->holder.n > STREAM_FOLLOW_HOLDER_MAX ||
+        memchr(f->holder.p, '\0', f->holder.n)) {
+        snprintf(why, cap, "holder must be a string of 1-%u bytes without NUL",
+                 STREAM_FOLLOW_HOLDER_MAX);
+        return ERR_INVAL;
+    }
+    err_t rc = sb_parse_uint(body, "ttl_ms", 0, 10u * STREAM_FOLLOW_TTL_MS, &f->ttl_ms, why, cap);
+    if (rc != OK)
+        return rc;
+    if (sb_find(body, "streams", &v) != OK || mp_read_array(&v, &f->n) != OK || f->n == 0 ||
+        f->n > STREAM_FOLLOW_BATCH_MAX) {
+        f->n = 0;
+        snprintf(why, cap, "streams must be an array of 1-%u stream names",
+                 STREAM_FOLLOW_BATCH_MAX);
+        return ERR_INVAL;
+    }
+    f->names = xcalloc(f->n, sizeof(*f->names));
+    for (uint32_t i = 0; i < f->n; i++) {
+        if (mp_skip(&v, &item) != OK) {
+            snprintf(why, cap, "streams[%" PRIu32 "] is malformed", i);
+            return ERR_INVAL;
+        }
+        if (sb_parse_stream(item, &f->names[i], one, sizeof(one)) != OK) {
+            snprintf(why, cap, "streams[%" PRIu32 "]: %s", i, one);
+            return ERR_INVAL;
+        }
+    }
+    return OK;
+}
+
+void sb_follow_req_fini(struct sb_follow_req *f)
+{
+    free(f->names);
+    f->names = NULL;
+}
+
 /* headers: nil/absent or an array of at most STREAM_HEADERS_MAX [str, str]; sums their bytes. */
 static bool sb_parse_headers(struct slice rec, struct sb_record_in *r, size_t *bytes)
 {

@@ -1,8 +1,7 @@
 /*
  * wire_test.c - the stream-broker's pure parts (wire.c): request
- * validation, Redis key names, entries read back from Redis and record
- * objects. The scripts and Redis itself are exercised against a real
- * server, not here.
+ * validation (stream.append, stream.follow), Redis key names, entries read back from Redis and
+ * record objects. The scripts and Redis itself are exercised against a real server, not here.
  */
 #include "../../../../actors/stream_broker/wire.c"
 
@@ -628,6 +627,101 @@ T_TEST(trim_commands)
     mp_writer_fini(&w);
 }
 
+/* A stream.follow body: holder, ttl_ms and n streams (stream i named k<i>, io "out"). */
+static void follow_body(struct mp_writer *w, const char *holder, int64_t ttl, uint32_t n)
+{
+    mp_writer_reset(w);
+    mp_put_map(w, 3);
+    mp_put_kv_str(w, "holder", holder);
+    mp_put_kv_int(w, "ttl_ms", ttl);
+    mp_put_str(w, "streams");
+    mp_put_array(w, n);
+    for (uint32_t i = 0; i < n; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%u", i);
+        mp_put_map(w, i == 1 ? 4 : 3);
+        put_name(w, "e", k, "out");
+        if (i == 1)
+            mp_put_kv_str(w, "channel", "tools");
+    }
+}
+
+T_TEST(follow_requests)
+{
+    struct mp_writer w;
+    struct sb_follow_req f;
+    char why[SB_WHY_MAX], holder[STREAM_FOLLOW_HOLDER_MAX + 2];
+    mp_writer_init(&w);
+
+    follow_body(&w, "gateway.0123456789abcdef", 30000, 3);
+    T_OK(sb_parse_follow(body_of(&w), &f, why, sizeof(why)));
+    T_EQ(f.n, 3);
+    T_EQ(f.ttl_ms, 30000);
+    T_ASSERT(f.holder.n == 24 && memcmp(f.holder.p, "gateway.0123456789abcdef", 24) == 0);
+    T_ASSERT(strcmp(f.names[2].key, "k2") == 0 && strcmp(f.names[2].io, "out") == 0);
+    T_ASSERT(strcmp(f.names[1].channel, "tools") == 0 && f.names[0].channel[0] == '\0');
+    sb_follow_req_fini(&f);
+
+    follow_body(&w, "h", 0, STREAM_FOLLOW_BATCH_MAX); /* ttl 0 ends the leases; a full batch */
+    T_OK(sb_parse_follow(body_of(&w), &f, why, sizeof(why)));
+    T_EQ(f.n, STREAM_FOLLOW_BATCH_MAX);
+    sb_follow_req_fini(&f);
+
+    memset(holder, 'h', sizeof(holder) - 1);
+    holder[sizeof(holder) - 1] = '\0';
+    follow_body(&w, holder, 30000, 1); /* one byte too long */
+    T_ERR(sb_parse_follow(body_of(&w), &f, why, sizeof(why)), ERR_INVAL);
+    T_ASSERT(strstr(why, "holder") != NULL);
+    sb_follow_req_fini(&f);
+    follow_body(&w, "", 30000, 1);
+    T_ERR(sb_parse_follow(body_of(&w), &f, why, sizeof(why)), ERR_INVAL);
+    sb_follow_req_fini(&f);
+    follow_body(&w, "h", 10 * STREAM_FOLLOW_TTL_MS + 1, 1);
+    T_ERR(sb_parse_follow(body_of(&w), &f, why, sizeof(why)), ERR_INVAL);
+    sb_follow_req_fini(&f);
+    follow_body(&w, "h", -1, 1);
+    T_ERR(sb_parse_follow(body_of(&w), &f, why, sizeof(why)), ERR_INVAL);
+    sb_follow_req_fini(&f);
+    follow_body(&w, "h", 30000, 0);
+    T_ERR(sb_parse_follow(body_of(&w), &f, why, sizeof(why)), ERR_INVAL);
+    T_ASSERT(strstr(why, "streams") != NULL);
+    sb_follow_req_fini(&f);
+    follow_body(&w, "h", 30000, STREAM_FOLLOW_BATCH_MAX + 1);
+    T_ERR(sb_parse_follow(body_of(&w), &f, why, sizeof(why)), ERR_INVAL);
+    sb_follow_req_fini(&f);
+
+    /* a bad name anywhere refuses the whole request, naming it */
+    mp_writer_reset(&w);
+    mp_put_map(&w, 3);
+    mp_put_kv_str(&w, "holder", "h");
+    mp_put_kv_uint(&w, "ttl_ms", 1000);
+    mp_put_str(&w, "streams");
+    mp_put_array(&w, 2);
+    mp_put_map(&w, 3);
+    put_name(&w, "e", "k", "out");
+    mp_put_map(&w, 3);
+    put_name(&w, "e", "k", "sideways");
+    T_ERR(sb_parse_follow(body_of(&w), &f, why, sizeof(why)), ERR_INVAL);
+    T_ASSERT(strncmp(why, "streams[1]: ", 12) == 0);
+    sb_follow_req_fini(&f);
+
+    /* not a map; a stream that is not a map */
+    mp_writer_reset(&w);
+    mp_put_array(&w, 0);
+    T_ERR(sb_parse_follow(body_of(&w), &f, why, sizeof(why)), ERR_INVAL);
+    sb_follow_req_fini(&f);
+    mp_writer_reset(&w);
+    mp_put_map(&w, 3);
+    mp_put_kv_str(&w, "holder", "h");
+    mp_put_kv_uint(&w, "ttl_ms", 1000);
+    mp_put_str(&w, "streams");
+    mp_put_array(&w, 1);
+    mp_put_str(&w, "stream.e.out.k");
+    T_ERR(sb_parse_follow(body_of(&w), &f, why, sizeof(why)), ERR_INVAL);
+    sb_follow_req_fini(&f);
+    mp_writer_fini(&w);
+}
+
 int main(void)
 {
     T_RUN(stream_names);
@@ -638,5 +732,6 @@ int main(void)
     T_RUN(channels);
     T_RUN(entries);
     T_RUN(trim_commands);
+    T_RUN(follow_requests);
     return T_DONE();
 }
