@@ -26,6 +26,9 @@
 /* Leases are renewed a slice of the buckets at a time, so that thousands of streams make no
  * burst of Redis scripts every STREAM_FOLLOW_RENEW_MS (each is still renewed that often). */
 #define GW_FEED_RENEW_SLICES 10
+/* A topic whose last feed left is kept this long (freed by the renewal after it), so that a
+ * client that reconnects at once finds its lease and takes no new one. */
+#define GW_FEED_LINGER_MS 5000
 
 struct gw_feed_topic;
 
@@ -55,8 +58,10 @@ struct gw_feed_topic {
     struct gw_feed_topic *next; /* in the bucket */
     struct gw_feed *feeds;
     unsigned nfeeds;
-    bool polled;   /* no events for it (no subscription): its feeds re-read on every ping */
-    bool followed; /* the broker confirmed a follow lease (stream.follow): events come */
+    bool polled;         /* no events for it (no subscription): its feeds re-read on every ping */
+    bool followed;       /* the broker confirmed a follow lease (stream.follow): events come */
+    uint64_t lease_mono; /* when a follow for it was last sent (its lease runs at least TTL) */
+    uint64_t idle_mono;  /* when its last feed left: it lingers, unsubscribed, for a rejoin */
     char name[];
 };
 
@@ -66,6 +71,7 @@ struct gw_feeds {
     struct gw *gw;
     struct gw_feed_topic *buckets[GW_FEED_BUCKETS];
     unsigned nfeeds;
+    unsigned ntopics; /* lingering ones too */
     size_t buffer_max;
     /* the follow leases of every topic (stream_follow.h), renewed on this timer */
     char holder[STREAM_FOLLOW_HOLDER_MAX + 1];

@@ -6,7 +6,9 @@
  * dropped with its last feed. The broker publishes a stream's records only
  * while someone holds a follow lease on it (stream_follow.h): a new topic
  * takes one at once, every lease is renewed on a timer, and one is never
- * ended early (it expires), so a topic that comes back soon finds it held.
+ * ended early (it expires), so a topic that comes back soon finds it held:
+ * a topic whose last feed left lingers GW_FEED_LINGER_MS, unsubscribed, and
+ * a feed that joins it meanwhile takes no new lease.
  * Until the broker confirms a lease its feeds re-read on every ping; a lease
  * answered "added" makes them read once more (records appended before it
  * were not published). An event's record is rendered once per format
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 
@@ -81,10 +84,20 @@ static void gw_feeds_on_renew(h2o_timeout_entry_t *entry)
                       ? GW_FEED_BUCKETS
                       : from + GW_FEED_BUCKETS / GW_FEED_RENEW_SLICES;
     fs->renew_slice = (fs->renew_slice + 1) % GW_FEED_RENEW_SLICES;
+    uint64_t now = clock_mono_ms();
     for (unsigned b = from; fs->sub && b < to; b++)
-        for (struct gw_feed_topic *t = fs->buckets[b]; t; t = t->next) {
-            if (!t->feeds)
+        for (struct gw_feed_topic **pp = &fs->buckets[b], *t; (t = *pp);) {
+            if (!t->feeds) { /* lingering: its lease runs out unrenewed */
+                if (now - t->idle_mono >= GW_FEED_LINGER_MS) {
+                    *pp = t->next;
+                    fs->ntopics--;
+                    free(t);
+                } else {
+                    pp = &t->next;
+                }
                 continue;
+            }
+            pp = &t->next;
             if (!sf)
                 sf = stream_follow_new(gw);
             if (!gw_follow_add(sf, t)) {
@@ -92,10 +105,11 @@ static void gw_feeds_on_renew(h2o_timeout_entry_t *entry)
                 sf = stream_follow_new(gw);
                 (void)gw_follow_add(sf, t);
             }
+            t->lease_mono = now;
         }
     if (sf)
         gw_follow_send(gw, sf);
-    if (fs->nfeeds > 0) /* with no topic left the timer stops; the next topic starts it */
+    if (fs->ntopics > 0) /* with no topic left the timer stops; the next topic starts it */
         h2o_timeout_link(gw->ctx.loop, &fs->renew_to, &fs->renew);
 }
 
@@ -147,6 +161,9 @@ void gw_topic_join(struct gw_feeds *fs, struct gw_feed *f, const char *name)
         unsigned b = gw_topic_hash(name);
         t->next = fs->buckets[b];
         fs->buckets[b] = t;
+        fs->ntopics++;
+    }
+    if (!t->feeds) { /* new, or lingering: listen again */
         t->polled = !fs->sub;
         if (fs->sub && bus_sub_add(fs->sub, name) != OK) {
             LOG_WARN("gw.feed_events", "cannot subscribe to a stream's events; it is polled");
@@ -161,13 +178,18 @@ void gw_topic_join(struct gw_feeds *fs, struct gw_feed *f, const char *name)
     t->feeds = f;
     t->nfeeds++;
     fs->nfeeds++;
-    if (t->nfeeds == 1 && fs->sub) { /* a new topic: its lease now, not at the next renewal */
+    uint64_t now = clock_mono_ms();
+    /* a new topic takes its lease now, not at the next renewal; a lingering one whose lease is
+     * young (it runs at least STREAM_FOLLOW_TTL_MS from when it was sent) keeps it */
+    if (t->nfeeds == 1 && fs->sub &&
+        (!t->followed || !t->lease_mono || now - t->lease_mono >= STREAM_FOLLOW_TTL_MS / 2)) {
         struct stream_follow *sf = stream_follow_new(f->gw);
         (void)gw_follow_add(sf, t);
         gw_follow_send(f->gw, sf);
-        if (!h2o_timeout_is_linked(&fs->renew))
-            h2o_timeout_link(f->gw->ctx.loop, &fs->renew_to, &fs->renew);
+        t->lease_mono = now;
     }
+    if (fs->sub && !h2o_timeout_is_linked(&fs->renew))
+        h2o_timeout_link(f->gw->ctx.loop, &fs->renew_to, &fs->renew);
 }
 
 void gw_topic_leave(struct gw_feeds *fs, struct gw_feed *f)
@@ -185,14 +207,19 @@ void gw_topic_leave(struct gw_feeds *fs, struct gw_feed *f)
     fs->nfeeds--;
     if (--t->nfeeds > 0)
         return;
+    if (fs->sub)
+        (void)bus_sub_remove(fs->sub, t->name);
+    if (fs->sub && t->followed) { /* lingers for a rejoin; the renewal frees it */
+        t->idle_mono = clock_mono_ms();
+        return;
+    }
     for (struct gw_feed_topic **pp = &fs->buckets[gw_topic_hash(t->name)]; *pp; pp = &(*pp)->next) {
         if (*pp == t) {
             *pp = t->next;
             break;
         }
     }
-    if (fs->sub)
-        (void)bus_sub_remove(fs->sub, t->name);
+    fs->ntopics--;
     free(t);
 }
 

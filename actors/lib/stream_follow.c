@@ -35,6 +35,7 @@ void stream_follow_free(struct stream_follow *f)
         return;
     for (uint32_t i = 0; i < f->n; i++)
         free(f->topics[i]);
+    free(f->topics);
     mp_writer_fini(&f->items);
     free(f);
 }
@@ -44,6 +45,10 @@ bool stream_follow_add(struct stream_follow *f, const char *topic, const char *e
 {
     if (f->n >= STREAM_FOLLOW_BATCH_MAX)
         return false;
+    if (f->n == f->cap) { /* most requests name one stream: start small */
+        f->cap = f->cap ? 2 * f->cap : 1;
+        f->topics = xrealloc(f->topics, f->cap * sizeof(*f->topics));
+    }
     bool side = channel && channel[0];
     mp_put_map(&f->items, side ? 4 : 3);
     mp_put_kv_str(&f->items, "env", env);

@@ -26,8 +26,9 @@
 struct stream_follow {
     struct mp_writer items; /* the streams array's items */
     uint32_t n;
-    char *topics[STREAM_FOLLOW_BATCH_MAX]; /* the caller's names of the streams (copies) */
-    void *owner;                           /* the caller's */
+    uint32_t cap;
+    char **topics; /* n of the caller's names of the streams (copies); grows up to the batch */
+    void *owner;   /* the caller's */
 };
 
 /* "<self>.<16 hex>": a holder name of this process's boot, unique in the cluster. */

@@ -627,6 +627,17 @@ T_TEST(trim_commands)
     mp_writer_fini(&w);
 }
 
+/* A stream.follow body up to its streams array of n, which the caller writes. */
+static void follow_head(struct mp_writer *w, uint32_t n)
+{
+    mp_writer_reset(w);
+    mp_put_map(w, 3);
+    mp_put_kv_str(w, "holder", "h");
+    mp_put_kv_uint(w, "ttl_ms", 1000);
+    mp_put_str(w, "streams");
+    mp_put_array(w, n);
+}
+
 /* A stream.follow body: holder, ttl_ms and n streams (stream i named k<i>, io "out"). */
 static void follow_body(struct mp_writer *w, const char *holder, int64_t ttl, uint32_t n)
 {
@@ -691,12 +702,7 @@ T_TEST(follow_requests)
     sb_follow_req_fini(&f);
 
     /* a bad name anywhere refuses the whole request, naming it */
-    mp_writer_reset(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "holder", "h");
-    mp_put_kv_uint(&w, "ttl_ms", 1000);
-    mp_put_str(&w, "streams");
-    mp_put_array(&w, 2);
+    follow_head(&w, 2);
     mp_put_map(&w, 3);
     put_name(&w, "e", "k", "out");
     mp_put_map(&w, 3);
@@ -710,12 +716,7 @@ T_TEST(follow_requests)
     mp_put_array(&w, 0);
     T_ERR(sb_parse_follow(body_of(&w), &f, why, sizeof(why)), ERR_INVAL);
     sb_follow_req_fini(&f);
-    mp_writer_reset(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "holder", "h");
-    mp_put_kv_uint(&w, "ttl_ms", 1000);
-    mp_put_str(&w, "streams");
-    mp_put_array(&w, 1);
+    follow_head(&w, 1);
     mp_put_str(&w, "stream.e.out.k");
     T_ERR(sb_parse_follow(body_of(&w), &f, why, sizeof(why)), ERR_INVAL);
     sb_follow_req_fini(&f);
