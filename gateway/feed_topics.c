@@ -70,7 +70,7 @@ static void gw_follow_send(struct gw *gw, struct stream_follow *sf)
 
 static bool gw_follow_add(struct stream_follow *sf, const struct gw_feed_topic *t)
 {
-    const struct gw_feed_opts *o = &t->feeds->o; /* a topic lives while it has a feed */
+    const struct gw_feed_opts *o = &t->feeds->o; /* never for a lingering topic: it has none */
     return stream_follow_add(sf, t->name, o->env, o->key, o->channel, o->io);
 }
 

@@ -4,8 +4,9 @@
  * The stream-broker publishes a stream's records (stream.record events) only while some
  * process holds an unexpired lease on it (docs/stream-broker.md, "Follow leases"), so every
  * process that subscribes to a stream's topic also holds a lease on it: it takes one when it
- * starts following, renews all of its leases every STREAM_FOLLOW_RENEW_MS for
- * STREAM_FOLLOW_TTL_MS, and ends one when it stops (or lets it expire). A lease answered
+ * starts following, renews each of its leases every STREAM_FOLLOW_RENEW_MS for
+ * STREAM_FOLLOW_TTL_MS, and lets one expire when it stops following (a ttl of 0 would end it
+ * at once, but an unfollow could then race a new follow of the same stream). A lease answered
  * "added" is new: records appended before it were not published, so the follower reads them.
  *
  * This module builds one request (up to STREAM_FOLLOW_BATCH_MAX streams), sends it and reads
