@@ -7,7 +7,7 @@
 
 SB=$TETHER_TEST_BIN/../bench/sse_bench
 CONNS=${TETHER_SSE_SCALE_CONNS:-10000}     # a multiple of 10
-CYCLES=${TETHER_SSE_SCALE_CYCLES:-100000}  # even
+CYCLES=${TETHER_SSE_SCALE_CYCLES:-100000}
 # feed.h: "a client that leaves frees everything at once"
 LEAVE_MS=${TETHER_SSE_SCALE_LEAVE_MS:-5000}
 
@@ -92,33 +92,36 @@ fi
 ok "the gateway's descriptors are back to the baseline ($FD0)" wait_for 5000 fds_at_baseline
 diag "part (a) took $(($(now_ms) - T0)) ms"
 
-# --- (b) 100,000 connect/disconnect cycles, 64 at a time, in two halves; every other cycle
+# --- (b) 100,000 connect/disconnect cycles, 64 at a time, in three parts; every other cycle
 # leaves with a reset instead of a FIN. How soon feeds go is (a)'s question: here they get up to
 # 60 s, so that this part measures leaks whatever the answer there.
 T0=$(now_ms)
-HALF=$((CYCLES / 2))
+THIRD=$((CYCLES / 3))
+# churn N: N cycles, each expected to connect, get 200 with its headers, and leave
 churn() {
-  "$SB" churn --url "$TREE_URL" --key "$KEY" --prefix "sc-$S" --cycles "$HALF" --parallel 64 \
-    --timeout 30 2>>"$TREE_DIR/churn.err"
+  local out
+  out=$("$SB" churn --url "$TREE_URL" --key "$KEY" --prefix "sc-$S" --cycles "$1" --parallel 64 \
+    --timeout 30 2>>"$TREE_DIR/churn.err") || out=null
+  is "$(jq -r '[.cycles, .ok] | @csv' <<<"$out")" "$1,$1" "$1 cycles: each connected, got 200 and its headers, and left"
+  diag "$out"
+  local t1
+  t1=$(now_ms)
+  diag "feeds back to 0 $(feeds_zero_ms "$t1") ms after the last cycle"
 }
-OUT=$(churn) || OUT=null
-is "$(jq -r '[.cycles, .ok] | @csv' <<<"$OUT")" "$HALF,$HALF" \
-  "$HALF cycles: each connected, got 200 and its headers, and left"
-diag "$OUT"
-T1=$(now_ms)
-diag "feeds back to 0 $(feeds_zero_ms "$T1") ms after the last cycle"
+churn "$THIRD"
 RSS1=$(rss_settled)
-OUT=$(churn) || OUT=null
-is "$(jq -r '[.cycles, .ok] | @csv' <<<"$OUT")" "$HALF,$HALF" "$HALF cycles more: all answered"
-diag "$OUT"
-T1=$(now_ms)
-diag "feeds back to 0 $(feeds_zero_ms "$T1") ms after the last cycle"
-ok "after $CYCLES cycles no feed is left" feeds_is 0
+churn "$THIRD"
 RSS2=$(rss_settled)
+churn $((CYCLES - 2 * THIRD))
+ok "after $CYCLES cycles no feed is left" feeds_is 0
+RSS3=$(rss_settled)
 ok "and the gateway's descriptors are back to the baseline ($FD0)" wait_for 5000 fds_at_baseline
-GROWTH=$((RSS2 - RSS1))
-# a leak grows with the cycles; 16 MiB over 50,000 cycles is 335 bytes each
-ok "RSS grew at most 16 MiB over the second $HALF cycles (${RSS1} -> ${RSS2} KiB: $((GROWTH * 1024 / HALF)) bytes a cycle)" \
+# A leak grows with the cycles, so it shows in both later parts; the allocator's own swings
+# (ASan's above all: +-20 MiB between readings) make one reading high or low, not both
+# differences. 16 MiB over 33,333 cycles is 503 bytes each.
+G1=$((RSS2 - RSS1)) G2=$((RSS3 - RSS2))
+GROWTH=$((G1 < G2 ? G1 : G2))
+ok "RSS grew at most 16 MiB over one of the last two thirds of the cycles (${RSS1} -> ${RSS2} -> ${RSS3} KiB: $((G1 * 1024 / THIRD)), $((G2 * 1024 / THIRD)) bytes a cycle)" \
   test "$GROWTH" -le 16384
 diag "part (b) took $(($(now_ms) - T0)) ms"
 
