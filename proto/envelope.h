@@ -30,6 +30,8 @@
 #define ENV_TRACE_LEN 32
 #define ENV_SENDER_MAX 48
 #define ENV_ERRMSG_MAX 1024
+/* The body's place in the wire form's array (the bus tap cuts it there). */
+#define ENV_BODY_INDEX 10
 /* Fixed fields cost at most this much beyond the body; receive limits add it. */
 #define ENV_OVERHEAD_MAX 1280
 

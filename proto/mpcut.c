@@ -133,3 +133,31 @@ err_t mp_cut(const void *buf, size_t n, size_t max_str, struct mp_writer *w)
         rc = ERR_PROTO; /* one object, and nothing after it */
     return rc == OK ? mp_writer_err(w) : rc;
 }
+
+err_t mp_cut_element(const void *buf, size_t n, uint32_t index, size_t max_str,
+                     struct mp_writer *w)
+{
+    struct mp_reader r;
+    struct slice s;
+    uint32_t count;
+    if (max_str == 0 || max_str > MP_CUT_STR_MAX)
+        return ERR_INVAL;
+    mp_reader_init(&r, buf, n);
+    if (mp_read_array(&r, &count) != OK)
+        return ERR_PROTO;
+    mp_put_array(w, count);
+    for (uint32_t i = 0; i < count; i++) {
+        if (i == index) {
+            err_t rc = mp_cut_value(&r, w, max_str, 1);
+            if (rc != OK)
+                return rc;
+        } else {
+            if (mp_skip(&r, &s) != OK)
+                return ERR_PROTO;
+            mp_put_raw(w, s.p, s.n);
+        }
+    }
+    if (mp_reader_left(&r) != 0)
+        return ERR_PROTO; /* one object, and nothing after it */
+    return mp_writer_err(w);
+}

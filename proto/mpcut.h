@@ -16,6 +16,7 @@
 #define TETHER_PROTO_MPCUT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "mp.h"
@@ -23,5 +24,14 @@
 #define MP_CUT_STR_MAX 4096
 
 err_t mp_cut(const void *buf, size_t n, size_t max_str, struct mp_writer *w);
+
+/*
+ * A copy of the array in buf[0..n) with only its element at index cut as mp_cut cuts (nested
+ * one level deeper), every other element copied as it is: the bus tap cuts an envelope's body
+ * (ENV_BODY_INDEX) this way, in one pass, without decoding and encoding the envelope. An array
+ * shorter than index + 1 is copied whole. Same errors as mp_cut; a non-array is ERR_PROTO.
+ */
+err_t mp_cut_element(const void *buf, size_t n, uint32_t index, size_t max_str,
+                     struct mp_writer *w);
 
 #endif

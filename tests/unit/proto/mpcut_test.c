@@ -1,7 +1,8 @@
 /*
  * mpcut_test.c - the tap's cut copy: long strings keep the prefix the rendering shows, bins
  * and exts become their placeholders, keys stay whole, and mp_to_json renders the copy as it
- * renders the original; bad input and limits are refused.
+ * renders the original; one element of an array cut alone (the tap's envelope body); bad
+ * input and limits are refused.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -117,11 +118,51 @@ T_TEST(refused)
     mp_writer_fini(&c);
 }
 
+T_TEST(one_element_of_an_array)
+{
+    char big[600];
+    memset(big, 'y', sizeof(big));
+    struct mp_writer w, c;
+    mp_writer_init(&w);
+    mp_put_array(&w, 3);
+    mp_put_strn(&w, big, sizeof(big)); /* not the element cut: kept whole */
+    mp_put_map(&w, 1);
+    mp_put_str(&w, "data");
+    mp_put_bin(&w, big, sizeof(big));
+    mp_put_uint(&w, 42);
+    mp_writer_init(&c);
+    T_OK(mp_cut_element(mp_writer_data(&w), mp_writer_len(&w), 1, 256, &c));
+    char *a = render(mp_writer_data(&w), mp_writer_len(&w), 1024);
+    char *b = render(mp_writer_data(&c), mp_writer_len(&c), 1024);
+    T_ASSERT(a && b && strcmp(a, b) == 0); /* the whole string, {"$bin":600}, 42 */
+    T_ASSERT(strstr(b, "\"$bin\":600") != NULL);
+    T_ASSERT(mp_writer_len(&c) < 700);
+    free(a);
+    free(b);
+
+    mp_writer_reset(&c); /* past the end: a copy */
+    T_OK(mp_cut_element(mp_writer_data(&w), mp_writer_len(&w), 7, 256, &c));
+    T_ASSERT(mp_writer_len(&c) == mp_writer_len(&w) &&
+             memcmp(mp_writer_data(&c), mp_writer_data(&w), mp_writer_len(&w)) == 0);
+
+    const unsigned char map[] = {0x80}, trailing[] = {0x90, 0xc0}, truncated[] = {0x92, 0x01};
+    mp_writer_reset(&c);
+    T_ERR(mp_cut_element(map, sizeof(map), 0, 256, &c), ERR_PROTO);
+    mp_writer_reset(&c);
+    T_ERR(mp_cut_element(trailing, sizeof(trailing), 0, 256, &c), ERR_PROTO);
+    mp_writer_reset(&c);
+    T_ERR(mp_cut_element(truncated, sizeof(truncated), 1, 256, &c), ERR_PROTO);
+    T_ERR(mp_cut_element(trailing, 1, 0, 0, &c), ERR_INVAL);
+    mp_writer_fini(&c);
+    mp_writer_fini(&w);
+}
+
 int main(void)
 {
     T_RUN(long_strings_and_bins);
     T_RUN(utf8_prefix_is_whole_sequences);
     T_RUN(bin_at_the_depth_limit);
     T_RUN(refused);
+    T_RUN(one_element_of_an_array);
     return T_DONE();
 }
