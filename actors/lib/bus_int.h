@@ -42,6 +42,23 @@ struct bus_sub {
     struct bus_sub_remote *remotes;  /* owner thread only */
 };
 
+/* Tap: a batch of records is sent every this many ms while anyone listens, or once this big.
+ * Each batch wakes the listener's threads, and on a busy machine those wake-ups, not the
+ * copying, were most of what a listener cost the bus (docs/rationale.md). */
+#define BUS_TAP_FLUSH_MS 50
+#define BUS_TAP_BATCH_BYTES (256 * 1024)
+/* Tap: records are copied as they are into buffers of this size, one per thread up to
+ * BUS_TAP_SLOTS threads (more share them), and at most BUS_TAP_RAW_MAX buffers wait for the
+ * flusher; past that, records are dropped. A message over BUS_TAP_RAW_REC_MAX is cut for
+ * display at once, so that it fits. */
+#define BUS_TAP_SLOTS 8
+#define BUS_TAP_RAW_BYTES (64 * 1024)
+#define BUS_TAP_RAW_MAX 64
+#define BUS_TAP_RAW_REC_MAX (16 * 1024)
+/* Tap: a thread that fills a buffer wakes the flusher early once this many are ready. */
+#define BUS_TAP_WAKE_AT 16
+struct bus_tap_raw;
+
 struct bus {
     char proc[BUS_NAME_MAX];
     char self[ENV_SENDER_MAX + 1]; /* "proc" or "proc.N": what faults and the tap name */
@@ -64,22 +81,28 @@ struct bus {
     struct bus_sub *subs;
     struct bus_pub *pubs;
 
-    /* tap: records are batched (bus_tap.c) and sent by a timer while anyone listens */
+    /* tap: records are batched (bus_tap.c) and sent by a thread while anyone listens */
     bool tap_open;
     nng_socket tap;
     atomic_uint tap_pipes;
-    nng_mtx *tap_mtx;   /* guards what follows */
-    nng_cv *tap_cv;     /* wakes the flusher: a listener came, or the bus closes */
-    nng_msg *tap_batch; /* records packed so far, or NULL */
-    bool tap_batch_bad; /* a record did not fit: the batch ends with it cut, so it is dropped */
+    /* records copied so far, a buffer per slot, or NULL: a thread takes its slot's buffer
+     * with an exchange, copies into it and puts it back, so threads that mirror at once never
+     * wait; a full buffer goes on the ready list (pushed with a compare-and-swap) */
+    _Atomic(struct bus_tap_raw *) tap_slot[BUS_TAP_SLOTS];
+    _Atomic(struct bus_tap_raw *) tap_ready;
+    atomic_uint tap_nready; /* buffers put on the ready list since the flusher last took it */
+    atomic_uint tap_raws; /* buffers allocated, at most BUS_TAP_RAW_MAX */
+    nng_mtx *tap_mtx; /* guards what follows */
+    nng_cv *tap_cv;   /* wakes the flusher: a listener came, or the bus closes */
     bool tap_closing;
+    struct bus_tap_raw *tap_pool; /* buffers the flusher emptied, for reuse while listening */
     nng_thread *tap_flusher;
     /* the listeners' filters (tap_filter.h), from bus.tap events; guarded by tap_mtx */
     struct tap_filter tap_filters[TAP_FILTERS_MAX];
     unsigned tap_nfilters;
     uint64_t tap_filters_until; /* clock_mono_ms past which they are stale */
     atomic_bool tap_filtering;  /* some filter narrows what is mirrored: test each message */
-    struct pm_series *tap_records, *tap_filtered; /* figures (pmetrics.h) */
+    struct pm_series *tap_records, *tap_filtered, *tap_dropped; /* figures (pmetrics.h) */
 
     /* faults */
     nng_mtx *fmtx;
@@ -114,9 +137,6 @@ void bus_socket_tune(struct bus *b, nng_socket s);
 /* Dials each URL of a comma-separated list (non-blocking: retried in the background). */
 err_t bus_dial_all(struct bus *b, nng_socket s, const char *urls, const char *what);
 
-/* Tap: a batch of records is sent every this many ms while anyone listens, or once this big. */
-#define BUS_TAP_FLUSH_MS 20
-#define BUS_TAP_BATCH_BYTES (16 * 1024)
 /* Tap: an envelope over BUS_TAP_CUT_AT bytes is published with its body cut for display
  * (strings to BUS_TAP_STR_MAX bytes, bins as their length: what tetherctl shows of them). */
 #define BUS_TAP_CUT_AT 512

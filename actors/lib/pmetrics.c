@@ -64,6 +64,8 @@ const struct pm_family pm_families[PM_NFAMILIES] = {
                          "Messages kept off the tap before any copy: no listener's filter wanted "
                          "them.",
                          1},
+    [PM_TAP_DROPPED] = {"tether_bus_tap_dropped_total", PM_COUNTER,
+                        "Messages not mirrored: the tap's flusher was too far behind.", 1},
 };
 
 /* Upper bounds in microseconds of the duration buckets (le, seconds: 0.0001 ... 30). */
