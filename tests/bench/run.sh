@@ -9,7 +9,7 @@ ROOT=$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/../.." && pw
 BUILD=$(cd -- "${1:?usage: run.sh BUILD_DIR}" && pwd -P)
 cd "$ROOT"
 SECONDS_EACH=${TETHER_BENCH_SECONDS:-3}
-ROUNDS=${TETHER_BENCH_ROUNDS:-3}
+ROUNDS=${TETHER_BENCH_ROUNDS:-7}
 OUT=${TETHER_BENCH_OUT:-$ROOT/docs/bench}
 RESULTS=$(mktemp /tmp/tether-bench-results.XXXXXX)
 trap 'rm -f "$RESULTS"' EXIT
@@ -17,14 +17,14 @@ T0=$SECONDS
 export TETHER_BENCH_LOAD_AT_START # the machine is shared: how busy it was is part of the figures
 TETHER_BENCH_LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-TAP_ROUNDS=${TETHER_BENCH_TAP_ROUNDS:-7}
-echo "== bus round trips: what the tap costs (bus.echo, 1 KiB, 64 in flight, ${SECONDS_EACH}s x $TAP_ROUNDS rounds)"
-# The modes alternate within each round (in turn first), and each round's idle and listening figures are taken
-# against that round's off: the machine's noise moves whole rounds (+-20 %), so the median of
-# those ratios says what the tap costs better than figures of different moments.
+echo "== bus round trips: what the tap costs (bus.echo, 1 KiB, 64 in flight, ${SECONDS_EACH}s x $ROUNDS rounds)"
+# The modes alternate within each round (each in turn first), and each round's idle and
+# listening figures are taken against that round's off: the machine's noise moves whole rounds
+# (+-20 %), so the median of those ratios says what the tap costs better than figures of
+# different moments.
 declare -A best
 idle_pct=() listening_pct=()
-for r in $(seq 1 "$TAP_ROUNDS"); do
+for r in $(seq 1 "$ROUNDS"); do
   declare -A round=()
   modes=(off idle listening)
   # each round starts with another mode: the first run of a round measured faster, whichever
@@ -44,7 +44,7 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%+.1f%%", m}'; }
 echo "summary: tap off ${best[off]}/s, tap idle (nobody listening) ${best[idle]}/s ($(
   awk -v a="${best[idle]}" -v b="${best[off]}" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}')), tap listening ${best[listening]}/s ($(
-  awk -v a="${best[listening]}" -v b="${best[off]}" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}')); against the same round's off, median of $TAP_ROUNDS: idle $(median "${idle_pct[@]}"), listening $(median "${listening_pct[@]}")"
+  awk -v a="${best[listening]}" -v b="${best[off]}" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}')); against the same round's off, median of $ROUNDS: idle $(median "${idle_pct[@]}"), listening $(median "${listening_pct[@]}")"
 jq -cn --argjson i "$(median "${idle_pct[@]}" | tr -d '%+')" --argjson l "$(median "${listening_pct[@]}" | tr -d '%+')" \
   '{case: "bus_tap_cost", idle_pct_median: $i, listening_pct_median: $l}' >>"$RESULTS"
 

@@ -177,7 +177,7 @@ headers). `compose/services.sh` writes the store URLs and ports it chose into
 | `TETHER_TEST_KEEP` | *(unset)* | tests/run.sh | keep the temporary directory of the integration tests |
 | `TETHER_TEST_DIR` | `/dev/shm` when it has 1 GiB free, else `/tmp` | tests/run.sh | where the integration tests put their stores, trees and logs |
 | `TETHER_TEST_BIN`, `TETHER_TEST_TMP` | set by tests/run.sh | integration tests | binaries under test; scratch directory |
-| `TETHER_BENCH_SECONDS`, `TETHER_BENCH_ROUNDS` | `3`, `3` | tests/bench/run.sh | length and number of benchmark rounds |
+| `TETHER_BENCH_SECONDS`, `TETHER_BENCH_ROUNDS` | `3`, `7` | tests/bench/run.sh | length and number of benchmark rounds |
 EOF
 } >"$TMP/config.md"
 
