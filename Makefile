@@ -116,11 +116,21 @@ $(BUILD)/bin/echo-agent: $(call obj,$(ECHO_SRC))
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_ECHO)
 
+# The gateway's objects but main.c: for the fuzz targets, and the unit tests that need the whole
+# gateway (UNIT_LIBS_<test>).
+LIBGW := $(BUILD)/libgw.a
+$(LIBGW): $(call obj,$(filter-out gateway/main.c,$(GW_SRC)))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+UNIT_LIBS_gateway/routes_test := $(LIBGW)
+$(BUILD)/tests/gateway/routes_test: $(LIBGW)
+
 # Unit tests may #include the .c under test to reach statics; they link the library too.
 $(BUILD)/tests/%: tests/unit/%.c $(LIBTETHER)
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  TEST    $@")
-	$(Q)$(CC) $(CPPFLAGS) -Itests/lib $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBTETHER) \
+	$(Q)$(CC) $(CPPFLAGS) -Itests/lib $(CFLAGS) $(LDFLAGS) -o $@ $< $(UNIT_LIBS_$*) $(LIBTETHER) \
 		$(LIBS_GW) $(LIBS_STORE) $(LIBS_CORE)
 
 # Programs the integration tests drive (they need a running tree, so they are no unit tests).
@@ -187,20 +197,14 @@ ifeq ($(MODE),fuzz)
 # fuzz targets themselves are built with both warnings' intent kept (they have no fall-through)
 CFLAGS := $(filter-out -Wimplicit-fallthrough -Wno-format-truncation,$(WARN)) -O1 -g \
           -fno-omit-frame-pointer -fno-sanitize-recover=all -fsanitize=fuzzer-no-link,address,undefined
-FUZZ_LIBGW := $(BUILD)/libgw.a
-
-$(FUZZ_LIBGW): $(call obj,$(filter-out gateway/main.c,$(GW_SRC)))
-	@mkdir -p $(dir $@)
-	$(Q)rm -f $@ && ar rcs $@ $^
-
 # request_fuzz drives the whole pipeline; the bus under it is the target's own (tests/fuzz/README.md)
 FUZZ_LD_request_fuzz := -Wl,--wrap=bus_call -Wl,--wrap=bus_sub_open_actor -Wl,--wrap=bus_cluster_view
 
-$(BUILD)/%_fuzz: tests/fuzz/%_fuzz.c tests/fuzz/fuzz.h $(FUZZ_LIBGW) $(LIBTETHER)
+$(BUILD)/%_fuzz: tests/fuzz/%_fuzz.c tests/fuzz/fuzz.h $(LIBGW) $(LIBTETHER)
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  FUZZ    $@")
 	$(Q)$(CC) $(CPPFLAGS) -Igateway -Itests/fuzz $(CFLAGS) -fsanitize=fuzzer,address,undefined \
-		$(FUZZ_LD_$*_fuzz) -o $@ $< $(FUZZ_LIBGW) $(LIBTETHER) $(LIBS_GW) $(LIBS_STORE) $(LIBS_CORE) -ldl
+		$(FUZZ_LD_$*_fuzz) -o $@ $< $(LIBGW) $(LIBTETHER) $(LIBS_GW) $(LIBS_STORE) $(LIBS_CORE) -ldl
 
 fuzz-bins: $(FUZZ_BINS)
 	@:
