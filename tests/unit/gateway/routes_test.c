@@ -116,6 +116,19 @@ T_TEST(no_path_matches_two_rows_of_a_method)
     T_EQ(missed, 0u); /* each row matches its own sample */
 }
 
+/* Whether r, as "METHOD pattern", is one of list; says why not when it is not. */
+static bool row_listed(const struct gw_route *r, const char *const *list, size_t n,
+                       const char *why)
+{
+    char row[256];
+    snprintf(row, sizeof(row), "%s %s", gw_method_name(r->method), r->pattern);
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(row, list[k]) == 0)
+            return true;
+    DIAG("%s: %s", why, row);
+    return false;
+}
+
 /* The rows that read no credential: URLs whose signature or hash is the capability. */
 T_TEST(rows_without_a_credential_are_the_capability_urls)
 {
@@ -130,15 +143,8 @@ T_TEST(rows_without_a_credential_are_the_capability_urls)
         if (r->auth != 0)
             continue;
         open++;
-        char row[256];
-        snprintf(row, sizeof(row), "%s %s", gw_method_name(r->method), r->pattern);
-        bool known = false;
-        for (size_t k = 0; k < sizeof(allowed) / sizeof(allowed[0]) && !known; k++)
-            known = strcmp(row, allowed[k]) == 0;
-        if (!known) {
-            DIAG("reads no credential: %s", row);
+        if (!row_listed(r, allowed, sizeof(allowed) / sizeof(allowed[0]), "reads no credential"))
             unexpected++;
-        }
     }
     T_EQ(unexpected, 0u);
     T_EQ(open, (unsigned)(sizeof(allowed) / sizeof(allowed[0])));
@@ -165,15 +171,9 @@ T_TEST(bodies_have_one_limit)
         const struct gw_route *r = &gw_routes[i];
         if (r->method == GW_GET || r->method == GW_HEAD || r->body_cap > 0)
             continue;
-        char row[256];
-        snprintf(row, sizeof(row), "%s %s", gw_method_name(r->method), r->pattern);
-        bool known = false;
-        for (size_t k = 0; k < sizeof(own_limit) / sizeof(own_limit[0]) && !known; k++)
-            known = strcmp(row, own_limit[k]) == 0;
-        if (!known) {
-            DIAG("takes a body with no cap: %s", row);
+        if (!row_listed(r, own_limit, sizeof(own_limit) / sizeof(own_limit[0]),
+                        "takes a body with no cap"))
             uncapped++;
-        }
     }
     T_EQ(uncapped, 0u);
     /* and no route's cap is above what h2o buffers at all (the default of TETHER_GW_MAX_BODY) */
