@@ -333,6 +333,11 @@ static int gw_run(struct gw *gw, int argc, char **argv)
         return rc == ERR_INVAL ? EXIT_PERMANENT : EXIT_TEMPORARY;
 
     h2o_config_init(&gw->config);
+    /* A connection's read buffer lives as long as its request (h2o's HTTP/1 keeps the request's
+     * bytes in it until the response ends), so an idle SSE subscriber holds one for hours. h2o
+     * 2.2 starts it at 8 KiB; its loop reserves 4 KiB a read, so 4 KiB is the smallest that is
+     * still recycled (docs/rationale.md). The prototype is per thread: this is the loop's. */
+    h2o_socket_buffer_prototype._initial_buf.capacity = H2O_SOCKET_INITIAL_INPUT_BUFFER_SIZE;
     gw->config.http1.req_timeout = (uint64_t)gw->gw.req_timeout_ms;
     /* h2o buffers a whole body before we see it: this bounds what a client can make it hold */
     gw->config.max_request_entity_size = (size_t)gw->gw.max_body;
