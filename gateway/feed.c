@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include <nng/nng.h>
@@ -313,7 +314,7 @@ void gw_feed_read(struct gw_feed *f)
     f->read_mono = clock_mono_ms();
     bus_trace_new(&trace);
     mp_writer_init(&w);
-    gw_stream_put_name(&w, &f->o, 2);
+    gw_stream_put_names(&w, f->o.env, f->o.key, f->o.channel, f->o.io, 2);
     mp_put_kv_uint(&w, "from", f->next_seq);
     mp_put_kv_uint(&w, "count", GW_FEED_READ_COUNT);
     err_t rc = mp_writer_err(&w);
@@ -385,14 +386,23 @@ void gw_feed_start(struct gw_call *c, const struct gw_feed_opts *o)
     h2o_req_t *req = gw_call_stream(c, 200, "text/event-stream", &log);
     if (!req)
         return;
-    struct gw_feed *f = xcalloc(1, sizeof(*f));
+    size_t ne = strlen(o->env) + 1, nk = strlen(o->key) + 1, nc = strlen(o->channel) + 1,
+           ni = strlen(o->io) + 1;
+    struct gw_feed *f = xcalloc(1, sizeof(*f) + ne + nk + nc + ni);
+    char *p = f->name;
+    f->o.env = memcpy(p, o->env, ne);
+    f->o.key = memcpy(p += ne, o->key, nk);
+    f->o.channel = memcpy(p += nk, o->channel, nc);
+    f->o.io = memcpy(p += nc, o->io, ni);
+    f->o.wait_ms = o->wait_ms;
+    f->o.drain = o->drain;
+    f->o.format = o->format;
     f->log = log;
     struct gw_feed_ref *ref = h2o_mem_alloc_shared(&req->pool, sizeof(*ref), gw_feed_ref_dispose);
     ref->feed = f;
     f->ref = ref;
     f->gw = gw;
     f->req = req;
-    f->o = *o;
     f->next_seq = o->start;
     f->started_mono = clock_mono_ms();
     f->deadline_mono = f->started_mono + o->wait_ms;

@@ -68,6 +68,9 @@ unsigned gw_feeds_count(const struct gw *gw);
 /* Starts a stream.* request body: a map of extra pairs after those naming o's stream (env, key,
  * io, and channel for a side channel's). */
 void gw_stream_put_name(struct mp_writer *w, const struct gw_feed_opts *o, uint32_t extra);
+/* The same from the names themselves (channel "": the session's own pair). */
+void gw_stream_put_names(struct mp_writer *w, const char *env, const char *key,
+                         const char *channel, const char *io, uint32_t extra);
 
 /*
  * Renders one record object (proto/msg.c) as the S2 JSON record

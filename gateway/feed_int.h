@@ -37,7 +37,14 @@ struct gw_feed {
     struct gw *gw;
     h2o_req_t *req; /* NULL once the client is gone */
     struct gw_feed_ref *ref;
-    struct gw_feed_opts o;
+    /* what the feed keeps of its gw_feed_opts: the stream's names point into name[], sized to
+     * fit (the opts' fixed buffers took 1.2 KiB of every idle subscriber) */
+    struct {
+        const char *env, *key, *channel, *io;
+        uint64_t wait_ms;
+        bool drain;
+        enum gw_rec_format format;
+    } o;
     struct gw_feed_topic *topic;
     struct gw_feed *tprev, *tnext; /* in topic->feeds */
     h2o_timeout_entry_t tick;
@@ -52,6 +59,7 @@ struct gw_feed {
     uint64_t send_started_mono;
     struct jbuf out, pend;
     struct gw_stream_log log; /* written when the stream ends */
+    char name[];              /* env, key, channel and io, each NUL-terminated */
 };
 
 struct gw_feed_topic {

@@ -9,14 +9,20 @@
 
 /* ---- records ---- */
 
+void gw_stream_put_names(struct mp_writer *w, const char *env, const char *key,
+                         const char *channel, const char *io, uint32_t extra)
+{
+    mp_put_map(w, (channel[0] ? 4 : 3) + extra);
+    mp_put_kv_str(w, "env", env);
+    mp_put_kv_str(w, "key", key);
+    mp_put_kv_str(w, "io", io);
+    if (channel[0])
+        mp_put_kv_str(w, "channel", channel);
+}
+
 void gw_stream_put_name(struct mp_writer *w, const struct gw_feed_opts *o, uint32_t extra)
 {
-    mp_put_map(w, (o->channel[0] ? 4 : 3) + extra);
-    mp_put_kv_str(w, "env", o->env);
-    mp_put_kv_str(w, "key", o->key);
-    mp_put_kv_str(w, "io", o->io);
-    if (o->channel[0])
-        mp_put_kv_str(w, "channel", o->channel);
+    gw_stream_put_names(w, o->env, o->key, o->channel, o->io, extra);
 }
 
 /* One of a record's byte strings as a JSON string, in format f. */

@@ -70,8 +70,8 @@ static void gw_follow_send(struct gw *gw, struct stream_follow *sf)
 
 static bool gw_follow_add(struct stream_follow *sf, const struct gw_feed_topic *t)
 {
-    const struct gw_feed_opts *o = &t->feeds->o; /* never for a lingering topic: it has none */
-    return stream_follow_add(sf, t->name, o->env, o->key, o->channel, o->io);
+    const struct gw_feed *f = t->feeds; /* never for a lingering topic: it has none */
+    return stream_follow_add(sf, t->name, f->o.env, f->o.key, f->o.channel, f->o.io);
 }
 
 static void gw_feeds_on_renew(h2o_timeout_entry_t *entry)
