@@ -61,8 +61,7 @@ static json_t *gw_str_or_null(struct slice m, const char *k)
     return gw_sess_str(m, k, buf, sizeof(buf)) ? json_string(buf) : json_null();
 }
 
-/* The contract's SessionItem (§4.2): currentRunId in friendly form. */
-static json_t *gw_session_item(struct slice m)
+json_t *gw_session_item(struct slice m, enum gw_item_form form)
 {
     char run[128], friendly[160];
     json_t *item = json_object();
@@ -70,7 +69,8 @@ static json_t *gw_session_item(struct slice m)
     json_object_set_new(item, "externalId", gw_str_or_null(m, "external_id"));
     json_object_set_new(item, "type", gw_str_or_null(m, "type"));
     json_object_set_new(item, "taskIdentifier", gw_str_or_null(m, "task_identifier"));
-    json_object_set_new(item, "triggerConfig", gw_sess_json(m, "trigger_config"));
+    if (form == GW_ITEM_FULL)
+        json_object_set_new(item, "triggerConfig", gw_sess_json(m, "trigger_config"));
     if (gw_sess_str(m, "current_run_id", run, sizeof(run)) && run[0]) {
         snprintf(friendly, sizeof(friendly), "run_%s", run);
         json_object_set_new(item, "currentRunId", json_string(friendly));
@@ -80,7 +80,12 @@ static json_t *gw_session_item(struct slice m)
     json_t *tags = gw_sess_json(m, "tags");
     json_object_set_new(item, "tags",
                         json_is_array(tags) ? tags : (json_decref(tags), json_array()));
-    json_object_set_new(item, "metadata", gw_sess_json(m, "metadata"));
+    json_t *md = gw_sess_json(m, "metadata");
+    if (form == GW_ITEM_LISTED && !json_is_object(md)) { /* a list shows an object or null */
+        json_decref(md);
+        md = json_null();
+    }
+    json_object_set_new(item, "metadata", md);
     json_object_set_new(item, "closedAt", gw_iso(gw_sess_u64(m, "closed_at_ms")));
     json_object_set_new(item, "closedReason", gw_str_or_null(m, "closed_reason"));
     json_object_set_new(item, "expiresAt", gw_iso(gw_sess_u64(m, "expires_at_ms")));
@@ -196,7 +201,7 @@ static void gw_create_on_ensure(void *arg, err_t rc, const struct envelope *env)
         gw_respond_error(c, 500, "Something went wrong", 0);
         return;
     }
-    json_t *item = gw_session_item(s);
+    json_t *item = gw_session_item(s, GW_ITEM_FULL);
     json_object_set_new(item, "currentRunId", json_string(run));
     json_object_set_new(item, "runId", json_string(run));
     /* the token is minted on the addressing key: the externalId when the row has one */
@@ -290,7 +295,7 @@ static void gw_get_on_session(void *arg, err_t rc, const struct envelope *env)
         return;
     if (!gw_session_authorize(c, s, "read", super, false))
         return;
-    gw_respond_json(c, 200, gw_session_item(s), 0);
+    gw_respond_json(c, 200, gw_session_item(s, GW_ITEM_FULL), 0);
 }
 
 void gw_on_session_get(struct gw_call *c)
@@ -308,7 +313,7 @@ static void gw_update_on_updated(void *arg, err_t rc, const struct envelope *env
     struct slice s;
     if (!gw_session_reply(c, rc, env, &s, "Session not found", 0, "session.update"))
         return;
-    gw_respond_json(c, 200, gw_session_item(s), 0);
+    gw_respond_json(c, 200, gw_session_item(s, GW_ITEM_FULL), 0);
 }
 
 static void gw_update_on_session(void *arg, err_t rc, const struct envelope *env)
@@ -331,7 +336,7 @@ static void gw_update_on_session(void *arg, err_t rc, const struct envelope *env
     json_t *tags = json_object_get(c->body, "tags");
     json_t *meta = json_object_get(c->body, "metadata");
     if (!tags && !meta) { /* nothing to change: the row as it is */
-        gw_respond_json(c, 200, gw_session_item(s), 0);
+        gw_respond_json(c, 200, gw_session_item(s, GW_ITEM_FULL), 0);
         return;
     }
     char *tags_text = tags ? json_dumps(tags, JSON_COMPACT) : NULL;
@@ -382,7 +387,7 @@ static void gw_close_on_closed(void *arg, err_t rc, const struct envelope *env)
     struct slice s;
     if (!gw_session_reply(c, rc, env, &s, "Resource not found", 0, "session.close"))
         return;
-    gw_respond_json(c, 200, gw_session_item(s), 0);
+    gw_respond_json(c, 200, gw_session_item(s, GW_ITEM_FULL), 0);
 }
 
 void gw_on_session_close(struct gw_call *c)

@@ -19,6 +19,7 @@
 #include "handlers.h"
 #include "mp.h"
 #include "msg.h"
+#include "sessions_int.h"
 #include "sessref.h"
 
 #define GW_LIST_VALMAX 1024
@@ -187,62 +188,6 @@ static bool gw_list_cursor(const char *v, char *out, size_t cap)
     return true;
 }
 
-static json_t *gw_list_iso(uint64_t ms)
-{
-    char buf[32];
-    if (ms == 0)
-        return json_null();
-    clock_iso8601(ms, buf, sizeof(buf));
-    return json_string(buf);
-}
-
-static json_t *gw_list_str(struct slice m, const char *k)
-{
-    char buf[GW_PARAM_MAX];
-    return gw_sess_str(m, k, buf, sizeof(buf)) ? json_string(buf) : json_null();
-}
-
-static json_t *gw_list_json(struct slice m, const char *k)
-{
-    struct mp_reader v;
-    struct slice s;
-    if (mp_map_find(m.p, m.n, k, &v) != OK || mp_read_str(&v, &s) != OK)
-        return json_null();
-    json_t *j = json_loadb(s.p, s.n, JSON_DECODE_ANY, NULL);
-    return j ? j : json_null();
-}
-
-/* A list item: the SessionItem (§4.2) without triggerConfig. */
-static json_t *gw_list_item(struct slice m)
-{
-    char run[128], friendly[160];
-    json_t *item = json_object();
-    json_object_set_new(item, "id", gw_list_str(m, "friendly_id"));
-    json_object_set_new(item, "externalId", gw_list_str(m, "external_id"));
-    json_object_set_new(item, "type", gw_list_str(m, "type"));
-    json_object_set_new(item, "taskIdentifier", gw_list_str(m, "task_identifier"));
-    if (gw_sess_str(m, "current_run_id", run, sizeof(run)) && run[0]) {
-        snprintf(friendly, sizeof(friendly), "run_%s", run);
-        json_object_set_new(item, "currentRunId", json_string(friendly));
-    } else {
-        json_object_set_new(item, "currentRunId", json_null());
-    }
-    json_t *tags = gw_list_json(m, "tags");
-    if (!json_is_array(tags)) {
-        json_decref(tags);
-        tags = json_array();
-    }
-    json_object_set_new(item, "tags", tags);
-    json_t *md = gw_list_json(m, "metadata");
-    json_object_set_new(item, "metadata", json_is_object(md) ? md : (json_decref(md), json_null()));
-    json_object_set_new(item, "closedAt", gw_list_iso(gw_sess_u64(m, "closed_at_ms")));
-    json_object_set_new(item, "closedReason", gw_list_str(m, "closed_reason"));
-    json_object_set_new(item, "expiresAt", gw_list_iso(gw_sess_u64(m, "expires_at_ms")));
-    json_object_set_new(item, "createdAt", gw_list_iso(gw_sess_u64(m, "created_at_ms")));
-    json_object_set_new(item, "updatedAt", gw_list_iso(gw_sess_u64(m, "updated_at_ms")));
-    return item;
-}
-
 static void gw_list_on_reply(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
@@ -261,7 +206,7 @@ static void gw_list_on_reply(void *arg, err_t rc, const struct envelope *env)
             gw_respond_err(c, ERR_PROTO, "session.list");
             return;
         }
-        json_array_append_new(data, gw_list_item(s));
+        json_array_append_new(data, gw_session_item(s, GW_ITEM_LISTED));
     }
     json_t *pag = json_object();
     char cur[128];

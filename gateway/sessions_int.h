@@ -1,6 +1,7 @@
 /*
  * sessions_int.h - the sessions API's body validation (h_sessions_validate.c),
- * as the routes of h_sessions.c use it; internal to the gateway.
+ * as the routes of h_sessions.c use it, and the SessionItem that h_sessions.c
+ * and the list (h_sessions_list.c) answer with; internal to the gateway.
  *
  * Each check follows zod's rule for its field and, on failure, writes the
  * message zod-validation-error would give into gw_verr and returns false
@@ -15,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "mp.h"
 
 /* The message of the last check that failed. */
 extern char gw_verr[512];
@@ -33,5 +36,13 @@ bool gw_external_id(json_t *body, bool allow_null);
 json_t *gw_trigger_config(json_t *tc);
 /* expiresAt (an ISO string or epoch milliseconds) into *ms; 0 when absent or null. */
 bool gw_expires_at(json_t *v, uint64_t *ms);
+
+enum gw_item_form {
+    GW_ITEM_FULL,   /* a session's own answers: with triggerConfig, metadata as stored */
+    GW_ITEM_LISTED, /* a list's item: no triggerConfig, metadata an object or null */
+};
+/* The contract's SessionItem (§4.2) of a session object m (sessref.h): currentRunId in friendly
+ * form; a new object the caller owns. */
+json_t *gw_session_item(struct slice m, enum gw_item_form form);
 
 #endif
