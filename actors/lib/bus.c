@@ -67,17 +67,16 @@ err_t bus_dial_all(struct bus *b, nng_socket s, const char *urls, const char *wh
     char list[BUS_URL_MAX * 8];
     char *save = NULL;
     int dialed = 0;
-    (void)b;
     snprintf(list, sizeof(list), "%s", urls);
     for (char *u = strtok_r(list, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
         while (*u == ' ')
             u++;
         if (*u == '\0')
             continue;
-        int rv = nng_dial(s, u, NULL, NNG_FLAG_NONBLOCK);
-        if (rv != 0) {
-            LOG_ERROR("bus.dial_failed", "cannot dial %s at %s: %s", what, u, nng_strerror(rv));
-            return bus_nng_err(rv);
+        err_t rc = bus_dial(b, s, u, NULL);
+        if (rc != OK) {
+            LOG_ERROR("bus.dial_failed", "cannot dial %s at %s: %s", what, u, err_str(rc));
+            return rc;
         }
         dialed++;
     }
@@ -289,6 +288,10 @@ err_t bus_open(struct bus **out, const struct bus_opts *opts)
         bus_close(b);
         return ERR_INTERNAL;
     }
+    if (bus_redial_open(b) != OK) {
+        bus_close(b);
+        return ERR_UNAVAIL;
+    }
     if (opts->tap && bus_tap_open(b) != OK) {
         bus_close(b);
         return ERR_UNAVAIL;
@@ -313,6 +316,7 @@ void bus_close(struct bus *b)
 {
     if (!b)
         return;
+    bus_redial_stop(b); /* nothing dials anew on a socket that is closing */
     bus_fault_unfollow(b);
     bus_servers_close(b);
     bus_peers_close(b);
@@ -330,6 +334,7 @@ void bus_close(struct bus *b)
     bus_peers_free(b);
     free(b->cluster_body);
     bus_tap_close(b);
+    bus_redial_free(b);
     if (b->efd >= 0)
         close(b->efd);
     if (b->qmtx)

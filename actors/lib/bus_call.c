@@ -29,8 +29,7 @@ struct bus_peer {
     struct bus_call *calls; /* live calls, so bus_close can stop them */
     /* bus_peer_open_leader: the dial to the leader node's instance (owner thread only) */
     bool follow_leader;
-    bool remote_on;
-    nng_dialer remote;
+    struct bus_dial *remote; /* NULL: no dial to a leader elsewhere */
     char remote_url[BUS_URL_MAX];
 };
 
@@ -258,24 +257,24 @@ static void bus_peer_cluster(struct bus *b, struct bus_peer *p)
     char url[BUS_URL_MAX] = "";
     if (!bus_cluster_leader_url(b, p->name, url, sizeof(url)))
         url[0] = '\0';
-    if (p->remote_on && strcmp(url, p->remote_url) == 0)
+    if (p->remote && strcmp(url, p->remote_url) == 0)
         return;
-    if (p->remote_on) {
+    if (p->remote) {
         LOG_INFO("bus.cluster_undial", "no longer calling %s at %s (not the leader now)", p->name,
                  p->remote_url);
-        nng_dialer_close(p->remote);
-        p->remote_on = false;
+        bus_dial_close(b, p->remote);
+        p->remote = NULL;
         p->remote_url[0] = '\0';
     }
     if (!url[0])
         return;
-    int rv = nng_dial(p->sock, url, &p->remote, NNG_FLAG_NONBLOCK);
-    if (rv != 0) {
+    err_t rc = bus_dial(b, p->sock, url, &p->remote);
+    if (rc != OK) {
         LOG_WARN("bus.cluster_dial_failed", "cannot call %s on the leader at %s: %s", p->name,
-                 url, nng_strerror(rv));
+                 url, err_str(rc));
+        p->remote = NULL;
         return;
     }
-    p->remote_on = true;
     snprintf(p->remote_url, sizeof(p->remote_url), "%s", url);
     LOG_INFO("bus.cluster_dial", "calling %s on the leader at %s", p->name, url);
 }

@@ -128,10 +128,10 @@ static void bus_cluster_want(struct bus_sub *s, struct slice url)
     }
     r = xcalloc(1, sizeof(*r));
     snprintf(r->url, sizeof(r->url), "%s", u);
-    int rv = nng_dial(s->sock, r->url, &r->dialer, NNG_FLAG_NONBLOCK);
-    if (rv != 0) {
+    err_t rc = bus_dial(s->bus, s->sock, r->url, &r->dial);
+    if (rc != OK) {
         LOG_WARN("bus.cluster_dial_failed", "cannot follow %s's events at %s: %s", s->actor,
-                 r->url, nng_strerror(rv));
+                 r->url, err_str(rc));
         free(r);
         return;
     }
@@ -184,7 +184,7 @@ void bus_cluster_dial(struct bus *b, struct bus_sub *s)
         }
         LOG_INFO("bus.cluster_undial", "no longer following %s's events at %s (node gone)",
                  s->actor, r->url);
-        nng_dialer_close(r->dialer);
+        bus_dial_close(s->bus, r->dial);
         *pp = r->next;
         free(r);
     }
@@ -221,7 +221,7 @@ void bus_cluster_undial(struct bus_sub *s)
 {
     for (struct bus_sub_remote *r = s->remotes, *next; r; r = next) {
         next = r->next;
-        nng_dialer_close(r->dialer);
+        bus_dial_close(s->bus, r->dial);
         free(r);
     }
     s->remotes = NULL;

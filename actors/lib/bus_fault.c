@@ -198,14 +198,16 @@ err_t bus_fault_follow(struct bus *b)
                          sizeof(BUS_TAP_TOPIC)); /* the tap listeners' filters */
     (void)nng_socket_set(b->fault_sub, NNG_OPT_SUB_SUBSCRIBE, BUS_CLUSTER_TOPIC,
                          sizeof(BUS_CLUSTER_TOPIC)); /* the nodes, for bus_sub_open_actor */
-    if ((rv = nng_aio_alloc(&b->fault_aio, bus_fault_cb, b)) != 0 ||
-        (rv = nng_dial(b->fault_sub, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-        LOG_ERROR("bus.fault_follow", "could not follow %s: %s", url, nng_strerror(rv));
+    err_t rc = (rv = nng_aio_alloc(&b->fault_aio, bus_fault_cb, b)) != 0
+                   ? bus_nng_err(rv)
+                   : bus_dial(b, b->fault_sub, url, NULL);
+    if (rc != OK) {
+        LOG_ERROR("bus.fault_follow", "could not follow %s: %s", url, err_str(rc));
         if (b->fault_aio)
             nng_aio_free(b->fault_aio);
         b->fault_aio = NULL;
         nng_close(b->fault_sub);
-        return bus_nng_err(rv);
+        return rc;
     }
     b->fault_sub_open = true;
     nng_recv_aio(b->fault_sub, b->fault_aio);

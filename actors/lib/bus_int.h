@@ -23,10 +23,12 @@ struct bus_item {
     void (*drop)(struct bus_item *it); /* free without delivering (bus_close) */
 };
 
+struct bus_dial;
+
 /* A dial of a subscriber to another node's event socket (bus_cluster.c). */
 struct bus_sub_remote {
     struct bus_sub_remote *next;
-    nng_dialer dialer;
+    struct bus_dial *dial;
     bool keep; /* still named by the latest cluster view */
     char url[BUS_URL_MAX];
 };
@@ -58,6 +60,11 @@ struct bus_sub {
 /* Tap: a thread that fills a buffer wakes the flusher early once this many are ready. */
 #define BUS_TAP_WAKE_AT 16
 struct bus_tap_raw;
+
+/* Redial (bus_redial.c): every this many ms a thread looks for dials that have had no
+ * connection for BUS_REDIAL_AFTER_MS, and dials them anew. */
+#define BUS_REDIAL_CHECK_MS 100
+#define BUS_REDIAL_AFTER_MS 300
 
 struct bus {
     char proc[BUS_NAME_MAX];
@@ -104,6 +111,13 @@ struct bus {
     atomic_bool tap_filtering;  /* some filter narrows what is mirrored: test each message */
     struct pm_series *tap_records, *tap_filtered, *tap_dropped; /* figures (pmetrics.h) */
 
+    /* every dial of this bus (bus_redial.c); guarded by dial_mtx */
+    nng_mtx *dial_mtx;
+    nng_cv *dial_cv;
+    struct bus_dial *dials;
+    bool dial_stopping;
+    nng_thread *redialer;
+    struct pm_series *redials;
     /* faults */
     nng_mtx *fmtx;
     struct bus_fault fault;
@@ -134,7 +148,21 @@ err_t bus_nng_err(int rv);
 /* Applies socket options every bus socket gets (receive limit, reconnect timing). */
 void bus_socket_tune(struct bus *b, nng_socket s);
 
-/* Dials each URL of a comma-separated list (non-blocking: retried in the background). */
+/*
+ * Dials url from s (non-blocking: retried in the background) and keeps the dial alive: one that
+ * has had no connection for BUS_REDIAL_AFTER_MS is dialed anew (bus_redial.c says why). out, if
+ * not NULL, is for bus_dial_close; a dial not closed so ends with its socket and the bus.
+ */
+err_t bus_dial(struct bus *b, nng_socket s, const char *url, struct bus_dial **out);
+/* Closes a dial of bus_dial (NULL: nothing); its record is freed later. Owner thread. */
+void bus_dial_close(struct bus *b, struct bus_dial *d);
+/* The dial's current nng dialer (for tests: it changes when it is dialed anew). */
+nng_dialer bus_dial_dialer(struct bus *b, const struct bus_dial *d);
+/* Starts the redial thread (bus_open); stops it (before the sockets close); frees the records. */
+err_t bus_redial_open(struct bus *b);
+void bus_redial_stop(struct bus *b);
+void bus_redial_free(struct bus *b);
+/* Dials each URL of a comma-separated list with bus_dial. */
 err_t bus_dial_all(struct bus *b, nng_socket s, const char *urls, const char *what);
 
 /* Tap: an envelope over BUS_TAP_CUT_AT bytes is published with its body cut for display

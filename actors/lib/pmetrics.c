@@ -66,6 +66,8 @@ const struct pm_family pm_families[PM_NFAMILIES] = {
                          1},
     [PM_TAP_DROPPED] = {"tether_bus_tap_dropped_total", PM_COUNTER,
                         "Messages not mirrored: the tap's flusher was too far behind.", 1},
+    [PM_BUS_REDIALS] = {"tether_bus_redials_total", PM_COUNTER,
+                        "Bus dials closed and dialed anew after a while without a connection.", 1},
 };
 
 /* Upper bounds in microseconds of the duration buckets (le, seconds: 0.0001 ... 30). */

@@ -52,6 +52,7 @@ enum pm_family_id {
     PM_TAP_RECORDS,         /* messages mirrored on the tap */
     PM_TAP_FILTERED,        /* messages a listener's filter kept off the tap */
     PM_TAP_DROPPED,         /* messages the tap's flusher was too far behind to take */
+    PM_BUS_REDIALS,         /* dials replaced after a while without a connection */
     PM_NFAMILIES,
 };
 

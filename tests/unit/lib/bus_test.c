@@ -4,7 +4,7 @@
  * expired, malformed messages from a raw peer, exact-topic events, fault
  * parsing and injection, the tap's listener count and its batches; a held reply (sent
  * only when released, or replaced by an error) and a duplicated request
- * that keeps its origin and req_id.
+ * that keeps its origin and req_id; a dialer nng stopped redialing, replaced.
  */
 #include <poll.h>
 #include <pthread.h>
@@ -18,6 +18,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "bus.h"
+#include "bus_int.h" /* the client's dials, to break one */
 #include "clock.h"
 #include "log.h"
 #include "stream.h"
@@ -291,6 +292,24 @@ T_TEST(fault_drop_times_out_cleanly)
     bus_msg_free(&m);
 }
 
+/* nng 1.5.2 gives up on a dialer whose new connection fails its handshake with NNG_ECLOSED
+ * (bus_redial.c): closing the peer's dialer behind the bus's back leaves it the same way, with
+ * no pipe and nobody redialing. The bus dials anew within BUS_REDIAL_AFTER_MS and a check. */
+T_TEST(dead_dialer_is_replaced)
+{
+    struct bus_msg m;
+    nng_dialer d = bus_dial_dialer(client, client->dials);
+    char *u = NULL;
+    T_ASSERT(nng_dialer_get_string(d, NNG_OPT_URL, &u) == 0);
+    T_STREQ(u, url); /* the peer's dial, the client's only one */
+    nng_strfree(u);
+    T_ASSERT(nng_dialer_close(d) == 0);
+    uint64_t t0 = clock_mono_ms();
+    T_OK(bus_call_sync(peer, MSG_BUS_ECHO, NULL, 0, 3000, &m));
+    bus_msg_free(&m);
+    T_ASSERT(clock_mono_ms() - t0 < 2000); /* nng alone never answers it: no dialer is left */
+}
+
 T_TEST(held_reply)
 {
     struct mp_writer w;
@@ -477,6 +496,7 @@ int main(void)
 
     T_RUN(round_trip);
     T_RUN(sync_call);
+    T_RUN(dead_dialer_is_replaced); /* before other tests add dials to the client */
     T_RUN(error_reply);
     T_RUN(deadline);
     T_RUN(malformed_from_raw_peer);
