@@ -38,12 +38,12 @@ struct bus_dial {
     struct bus_dial *next;
     nng_socket sock;
     nng_dialer d;
-    uint32_t d_id;         /* nng_dialer_id(d): what a pipe names */
-    unsigned pipes;        /* connected pipes of d */
-    uint64_t down_since;   /* clock_mono_ms: since when d has had no pipe */
-    bool closed;           /* bus_dial_close was called: the thread frees it */
-    bool busy;             /* the thread is replacing d, unlocked */
-    bool told;             /* this down period's first redial was logged */
+    uint32_t d_id;       /* nng_dialer_id(d): what a pipe names */
+    unsigned pipes;      /* connected pipes of d */
+    uint64_t down_since; /* clock_mono_ms: since when d has had no pipe */
+    bool closed;         /* bus_dial_close was called: the thread frees it */
+    bool busy;           /* the thread is replacing d, unlocked */
+    bool told;           /* this down period's first redial was logged */
     char url[BUS_URL_MAX];
 };
 
@@ -64,17 +64,9 @@ static void bus_dial_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     if (r && ev == NNG_PIPE_EV_ADD_POST) {
         r->pipes++;
         r->told = false;
-    }
-    else if (r && ev == NNG_PIPE_EV_REM_POST && r->pipes > 0 && --r->pipes == 0)
+    } else if (r && ev == NNG_PIPE_EV_REM_POST && r->pipes > 0 && --r->pipes == 0)
         r->down_since = clock_mono_ms();
     nng_mtx_unlock(b->dial_mtx);
-}
-
-/* A new dialer of r's socket and URL, created (not started) so that its id is known before its
- * first pipe is. */
-static int bus_dial_create(struct bus_dial *r, nng_dialer *out)
-{
-    return nng_dialer_create(out, r->sock, r->url);
 }
 
 err_t bus_dial(struct bus *b, nng_socket s, const char *url, struct bus_dial **out)
@@ -91,7 +83,8 @@ err_t bus_dial(struct bus *b, nng_socket s, const char *url, struct bus_dial **o
     /* every pipe of the socket is told to bus_dial_pipe_cb; setting it again is harmless */
     if ((rv = nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, bus_dial_pipe_cb, b)) != 0 ||
         (rv = nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, bus_dial_pipe_cb, b)) != 0 ||
-        (rv = bus_dial_create(r, &r->d)) != 0) {
+        /* created, then started: its id is known before its first pipe is */
+        (rv = nng_dialer_create(&r->d, s, r->url)) != 0) {
         free(r);
         return bus_nng_err(rv);
     }
@@ -130,7 +123,7 @@ static void bus_dial_replace(struct bus *b, struct bus_dial *r, nng_dialer old)
     nng_dialer d;
     bool start = false, tell = false;
     (void)nng_dialer_close(old);
-    int rv = bus_dial_create(r, &d);
+    int rv = nng_dialer_create(&d, r->sock, r->url);
     nng_mtx_lock(b->dial_mtx);
     r->busy = false;
     r->down_since = clock_mono_ms();
