@@ -145,19 +145,22 @@ err_t mp_cut_element(const void *buf, size_t n, uint32_t index, size_t max_str,
     mp_reader_init(&r, buf, n);
     if (mp_read_array(&r, &count) != OK)
         return ERR_PROTO;
-    mp_put_array(w, count);
+    /* the elements around the cut one go in two copies, not one each: the tap cuts every
+     * large envelope on the thread that sends it */
+    const uint8_t *from = buf;
     for (uint32_t i = 0; i < count; i++) {
         if (i == index) {
+            mp_put_raw(w, from, (size_t)(r.p - from));
             err_t rc = mp_cut_value(&r, w, max_str, 1);
             if (rc != OK)
                 return rc;
-        } else {
-            if (mp_skip(&r, &s) != OK)
-                return ERR_PROTO;
-            mp_put_raw(w, s.p, s.n);
+            from = r.p;
+        } else if (mp_skip(&r, &s) != OK) {
+            return ERR_PROTO;
         }
     }
     if (mp_reader_left(&r) != 0)
         return ERR_PROTO; /* one object, and nothing after it */
+    mp_put_raw(w, from, (size_t)(r.p - from));
     return mp_writer_err(w);
 }

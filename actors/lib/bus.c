@@ -270,7 +270,7 @@ err_t bus_open(struct bus **out, const struct bus_opts *opts)
         b->origin = 1;
     atomic_init(&b->tap_pipes, 0);
     for (unsigned i = 0; i < BUS_TAP_SLOTS; i++)
-        atomic_init(&b->tap_slot[i], NULL);
+        atomic_init(&b->tap_slot[i].raw, NULL);
     atomic_init(&b->tap_ready, NULL);
     atomic_init(&b->tap_raws, 0);
     atomic_init(&b->tap_nready, 0);

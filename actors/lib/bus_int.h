@@ -60,6 +60,13 @@ struct bus_sub {
 /* Tap: a thread that fills a buffer wakes the flusher early once this many are ready. */
 #define BUS_TAP_WAKE_AT 16
 struct bus_tap_raw;
+/* A slot takes a cache line of its own, so that two threads' exchanges do not take the line
+ * from each other's core. */
+#define BUS_TAP_LINE 64
+struct bus_tap_slot {
+    _Atomic(struct bus_tap_raw *) raw;
+    char pad[BUS_TAP_LINE - sizeof(void *)];
+};
 
 /* Redial (bus_redial.c): every this many ms a thread looks for dials that have had no
  * connection for BUS_REDIAL_AFTER_MS, and dials them anew. */
@@ -95,7 +102,8 @@ struct bus {
     /* records copied so far, a buffer per slot, or NULL: a thread takes its slot's buffer
      * with an exchange, copies into it and puts it back, so threads that mirror at once never
      * wait; a full buffer goes on the ready list (pushed with a compare-and-swap) */
-    _Atomic(struct bus_tap_raw *) tap_slot[BUS_TAP_SLOTS];
+    char tap_line[BUS_TAP_LINE]; /* keeps tap_pipes, read by every message, off the slots' lines */
+    struct bus_tap_slot tap_slot[BUS_TAP_SLOTS];
     _Atomic(struct bus_tap_raw *) tap_ready;
     atomic_uint tap_nready; /* buffers put on the ready list since the flusher last took it */
     atomic_uint tap_raws; /* buffers allocated, at most BUS_TAP_RAW_MAX */

@@ -312,7 +312,7 @@ static struct bus_tap_raw *bus_tap_take_all(struct bus *b)
     while (*tail)
         tail = &(*tail)->next;
     for (unsigned i = 0; i < BUS_TAP_SLOTS; i++) {
-        struct bus_tap_raw *r = atomic_exchange(&b->tap_slot[i], NULL);
+        struct bus_tap_raw *r = atomic_exchange(&b->tap_slot[i].raw, NULL);
         if (r) {
             r->next = NULL;
             *tail = r;
@@ -502,7 +502,7 @@ void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *
                            (was_cut ? BUS_TAP_CUT_DONE : 0)),
     };
     size_t need = sizeof(h) + h.dir_n + h.peer_n + h.topic_n + n;
-    _Atomic(struct bus_tap_raw *) *slot = &b->tap_slot[bus_tap_slot_index()];
+    _Atomic(struct bus_tap_raw *) *slot = &b->tap_slot[bus_tap_slot_index()].raw;
     struct bus_tap_raw *r = need <= BUS_TAP_RAW_BYTES ? atomic_exchange(slot, NULL) : NULL;
     if (r && r->len + need > BUS_TAP_RAW_BYTES) {
         bus_tap_ready(b, r);
