@@ -5,7 +5,8 @@
  *
  * A forked echo server and this client, each with its own bus, over ipc://.
  * The client keeps N bus.echo calls in flight for S seconds and prints one
- * JSON line with the completed calls per second. --tap idle opens the tap
+ * JSON line with the completed calls per second (listening, also the records the listener
+ * saw and those the calls made: the tap drops rather than slow the bus). --tap idle opens the tap
  * sockets with nobody connected (the production default); --tap listening
  * also drains both taps from a third process, as `tetherctl tap` would: a
  * listener inside the client would share its nng poll thread and measure
@@ -71,7 +72,7 @@ struct bench {
     struct bus_peer *peer;
     const void *body;
     size_t n;
-    unsigned long done, errors;
+    unsigned long done, errors, all; /* all: every call answered, warm-up too */
     bool counting, stopping;
     unsigned inflight;
 };
@@ -85,8 +86,11 @@ static void bench_on_reply(void *arg, err_t rc, const struct envelope *env)
     bn->inflight--;
     if (rc != OK)
         bn->errors++;
-    else if (bn->counting)
-        bn->done++;
+    else {
+        bn->all++;
+        if (bn->counting)
+            bn->done++;
+    }
     if (!bn->stopping)
         bench_issue(bn);
 }
@@ -100,12 +104,14 @@ static void bench_issue(struct bench *bn)
 }
 
 /*
- * The listener: one SUB socket dialling both taps, taking everything until SIGTERM. It
- * never closes its socket: nng 1.5's nng_close of a SUB socket still taking messages at
- * full rate hangs now and then in its reaper; _exit closes it.
+ * The listener: one SUB socket dialling both taps, taking everything until SIGTERM, and
+ * counting the records (so that the figure says what was mirrored, not only how fast): it
+ * writes the count to out at the end. It never closes its socket: nng 1.5's nng_close of a SUB
+ * socket still taking messages at full rate hangs now and then in its reaper; _exit closes it.
  */
-static int bench_listener(void)
+static int bench_listener(int out)
 {
+    uint64_t records = 0;
     nng_socket sub;
     char url[300];
     signal(SIGTERM, bench_on_term);
@@ -122,10 +128,16 @@ static int bench_listener(void)
     while (!bench_stop) {
         char *buf;
         size_t n;
-        if (nng_recv(sub, &buf, &n, NNG_FLAG_ALLOC) == 0)
+        if (nng_recv(sub, &buf, &n, NNG_FLAG_ALLOC) == 0) {
+            struct mp_reader r;
+            struct slice rec;
+            mp_reader_init(&r, buf, n);
+            while (mp_reader_left(&r) > 0 && mp_skip(&r, &rec) == OK)
+                records++;
             nng_free(buf, n);
+        }
     }
-    return 0;
+    return write(out, &records, sizeof(records)) == (ssize_t)sizeof(records) ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -154,9 +166,12 @@ int main(int argc, char **argv)
     pid_t srv = fork();
     if (srv == 0)
         _exit(bench_server(tap_on));
+    int counts[2] = {-1, -1};
+    if (listening && pipe(counts) != 0)
+        return 1;
     pid_t lis = listening ? fork() : -1;
     if (lis == 0)
-        _exit(bench_listener());
+        _exit(bench_listener(counts[1]));
 
     struct bus *b;
     struct bench bn = {0};
@@ -209,14 +224,23 @@ int main(int argc, char **argv)
             break;
         bus_dispatch(b);
     }
-    printf("{\"tap\":\"%s\",\"inflight\":%u,\"size\":%zu,\"seconds\":%.2f,\"calls\":%lu,"
-           "\"calls_per_s\":%.0f,\"errors\":%lu,\"tap_listeners\":%u}\n",
-           tap, inflight, size, secs, bn.done, (double)bn.done / secs, bn.errors,
-           bus_tap_listeners(b));
+    /* what the listener saw of every call made since it was connected: four records each
+     * (the call sent and its reply received here, the call received and the reply sent by the
+     * server); the last flush comes within 50 ms */
+    uint64_t seen = 0;
+    unsigned listeners = bus_tap_listeners(b);
     if (lis > 0) {
+        usleep(150 * 1000);
         kill(lis, SIGTERM);
         waitpid(lis, NULL, 0);
+        if (read(counts[0], &seen, sizeof(seen)) != (ssize_t)sizeof(seen))
+            seen = 0;
     }
+    printf("{\"tap\":\"%s\",\"inflight\":%u,\"size\":%zu,\"seconds\":%.2f,\"calls\":%lu,"
+           "\"calls_per_s\":%.0f,\"errors\":%lu,\"tap_listeners\":%u,\"tap_records_seen\":%llu,"
+           "\"tap_records_made\":%lu}\n",
+           tap, inflight, size, secs, bn.done, (double)bn.done / secs, bn.errors,
+           listeners, (unsigned long long)seen, listening ? 4 * bn.all : 0);
     kill(srv, SIGTERM);
     waitpid(srv, NULL, 0);
     bus_close(b);

@@ -23,7 +23,7 @@ echo "== bus round trips: what the tap costs (bus.echo, 1 KiB, 64 in flight, ${S
 # (+-20 %), so the median of those ratios says what the tap costs better than figures of
 # different moments.
 declare -A best
-idle_pct=() listening_pct=()
+idle_pct=() listening_pct=() tap_seen=0 tap_made=0
 for r in $(seq 1 "$ROUNDS"); do
   declare -A round=()
   modes=(off idle listening)
@@ -34,6 +34,10 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "$line"
     jq -c --arg m "$mode" --argjson r "$r" '{case: "bus_tap_\($m)_round_\($r)"} + .' <<<"$line" >>"$RESULTS"
     v=$(jq -r '.calls_per_s' <<<"$line")
+    if [[ $mode == listening ]]; then
+      tap_seen=$((tap_seen + $(jq -r '.tap_records_seen' <<<"$line")))
+      tap_made=$((tap_made + $(jq -r '.tap_records_made' <<<"$line")))
+    fi
     round[$mode]=$v
     # keep each mode's best round: the machine's noise only ever slows a round down
     if [[ -z ${best[$mode]:-} ]] || ((v > ${best[$mode]})); then best[$mode]=$v; fi
@@ -44,9 +48,10 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%+.1f%%", m}'; }
 echo "summary: tap off ${best[off]}/s, tap idle (nobody listening) ${best[idle]}/s ($(
   awk -v a="${best[idle]}" -v b="${best[off]}" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}')), tap listening ${best[listening]}/s ($(
-  awk -v a="${best[listening]}" -v b="${best[off]}" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}')); against the same round's off, median of $ROUNDS: idle $(median "${idle_pct[@]}"), listening $(median "${listening_pct[@]}")"
+  awk -v a="${best[listening]}" -v b="${best[off]}" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}')); against the same round's off, median of $ROUNDS: idle $(median "${idle_pct[@]}"), listening $(median "${listening_pct[@]}"); the listener saw $tap_seen of $tap_made records"
 jq -cn --argjson i "$(median "${idle_pct[@]}" | tr -d '%+')" --argjson l "$(median "${listening_pct[@]}" | tr -d '%+')" \
-  '{case: "bus_tap_cost", idle_pct_median: $i, listening_pct_median: $l}' >>"$RESULTS"
+  --argjson seen "$tap_seen" --argjson made "$tap_made" \
+  '{case: "bus_tap_cost", idle_pct_median: $i, listening_pct_median: $l, tap_records_seen: $seen, tap_records_made: $made}' >>"$RESULTS"
 
 echo
 "$ROOT/tests/bench/http_auth.sh" "$BUILD" | tee -a "$RESULTS"
