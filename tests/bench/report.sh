@@ -33,10 +33,13 @@ COMPARISONS='[
  ["latency p99 ms, 1000 streams x 1 subscriber", "latency", "p99_ms", "sse_streams_1000x1", "nchan_streams_1000x1", "redis_xadd_latency_1000_streams", "p99_ms"],
  ["latency p99.9 ms, 1000 streams x 1 subscriber", "latency", "p999_ms", "sse_streams_1000x1", "nchan_streams_1000x1", "redis_xadd_latency_1000_streams", "p999_ms"]
 ]'
-# Tether figures with no nchan or XADD counterpart (the clickhouse-replicator's, from
-# replication.sh): a label, the case, the field, the goal (null: none), the case's field that
+# Tether figures with no nchan or XADD counterpart (the bus hop's, against bare nng; the
+# clickhouse-replicator's, from replication.sh): a label, the case, the field, the goal (null: none), the case's field that
 # says at what load.
 FIGURES='[
+ ["bus hop p50 us (one bus.echo call round trip, 64 B)", "bus_hop", "p50_us", 50, "none"],
+ ["bare nng REQ/REP round trip p50 us (what a bus hop rides on)", "bus_hop", "raw_nng_p50_us", null, "none"],
+ ["socketpair round trip p50 us (the machine waking a process and back)", "bus_hop", "socketpair_p50_us", null, "none"],
  ["SDK streaming writer chunk -> subscriber p50 ms", "s2s_chunk_to_subscriber_100hz", "p50_ms", null, "rate_per_s"],
  ["SDK streaming writer chunk -> subscriber p99 ms", "s2s_chunk_to_subscriber_100hz", "p99_ms", null, "rate_per_s"],
  ["commit -> visible in ClickHouse p50 ms", "commit_to_clickhouse", "p50_ms", null, "commits_per_s"],

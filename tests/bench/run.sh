@@ -54,6 +54,35 @@ jq -cn --argjson i "$(median "${idle_pct[@]}" | tr -d '%+')" --argjson l "$(medi
   '{case: "bus_tap_cost", idle_pct_median: $i, listening_pct_median: $l, tap_records_seen: $seen, tap_records_made: $made}' >>"$RESULTS"
 
 echo
+echo "== bus hop: one bus.echo call at a time (64 B), next to bare nng REQ/REP on ipc and a bare socketpair (${SECONDS_EACH}s x 3 rounds)"
+# A call's round trip through the bus (bus_call to its reply callback: both processes'
+# threads and sockets) against the same exchange on bare nng sockets, and on a socketpair
+# (what the machine takes to wake a process and back): the rounds rotate which runs first,
+# and each kind's median p50 is reported.
+hop_p50=() raw_p50=() floor_p50=()
+kinds=(bus raw floor)
+for r in 1 2 3; do
+  for i in 0 1 2; do
+    kind=${kinds[$(((i + r) % 3))]}
+    case $kind in
+      bus) line=$("$BUILD/bench/bus_bench" --seconds "$SECONDS_EACH" --inflight 1 --size 64 --tap off --latency)
+        hop_p50+=("$(jq -r .p50_us <<<"$line")") ;;
+      raw) line=$("$BUILD/bench/bus_bench" --seconds "$SECONDS_EACH" --size 64 --raw)
+        raw_p50+=("$(jq -r .p50_us <<<"$line")") ;;
+      floor) line=$("$BUILD/bench/bus_bench" --seconds "$SECONDS_EACH" --size 64 --floor)
+        floor_p50+=("$(jq -r .p50_us <<<"$line")") ;;
+    esac
+    echo "$line"
+    jq -c --arg k "$kind" --argjson r "$r" '{case: "bus_hop_\($k)_round_\($r)"} + .' <<<"$line" >>"$RESULTS"
+  done
+done
+med3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+hop=$(med3 "${hop_p50[@]}") raw=$(med3 "${raw_p50[@]}") floor=$(med3 "${floor_p50[@]}")
+echo "summary: bus hop (one call's round trip) p50 ${hop} us, bare nng REQ/REP p50 ${raw} us (bus/nng $(awk -v a="$hop" -v b="$raw" 'BEGIN{printf "%.2f", a/b}')), socketpair p50 ${floor} us (median of 3 rounds)"
+jq -cn --argjson h "$hop" --argjson w "$raw" --argjson f "$floor" \
+  '{case: "bus_hop", p50_us: $h, raw_nng_p50_us: $w, socketpair_p50_us: $f}' >>"$RESULTS"
+
+echo
 "$ROOT/tests/bench/http_auth.sh" "$BUILD" | tee -a "$RESULTS"
 
 echo
