@@ -44,22 +44,6 @@ static bool reaches(nng_socket pub, nng_socket sub)
     return false;
 }
 
-T_TEST(a_socket_is_dialled_once)
-{
-    static struct tap_dials d;
-    nng_socket pub, sub;
-    T_OK(tap_pub("a", &pub));
-    T_OK(nng_sub0_open(&sub));
-    T_OK(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0));
-    T_OK(nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 50));
-    tap_listen_rescan(sub, dir, &d);
-    tap_listen_rescan(sub, dir, &d);
-    T_EQ(d.n, 1u);
-    T_ASSERT(reaches(pub, sub));
-    nng_close(pub);
-    nng_close(sub);
-}
-
 T_TEST(a_restarted_process_is_dialled_anew)
 {
     static struct tap_dials d;
@@ -69,6 +53,8 @@ T_TEST(a_restarted_process_is_dialled_anew)
     T_OK(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0));
     T_OK(nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 50));
     tap_listen_rescan(sub, dir, &d);
+    tap_listen_rescan(sub, dir, &d);
+    T_EQ(d.n, 1u); /* dialled once */
     T_ASSERT(reaches(pub, sub));
     /* the dial dies as nng 1.5.2 leaves it: no pipe, nobody redialling; then the process
      * restarts, and its socket file is a new one */
@@ -95,7 +81,6 @@ int main(void)
     snprintf(tap, sizeof(tap), "%s/tap", dir);
     if (mkdir(tap, 0755) != 0)
         return 1;
-    T_RUN(a_socket_is_dialled_once);
     T_RUN(a_restarted_process_is_dialled_anew);
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
