@@ -131,17 +131,14 @@ void actor_once_nothing_done(struct actor *a)
     a->once_nothing_done = true;
 }
 
-/* Ends the transaction of a once route (commit asks for a COMMIT); true when it committed. */
-static bool actor_tx_end(struct actor *a, bool commit)
+/* Ends the transaction of a once route: committed already (actor_once_save_commit), or rolled
+ * back here; the actor's on_tx hears which. */
+static void actor_tx_end(struct actor *a, bool committed)
 {
-    bool committed = false;
-    if (commit)
-        committed = db_pg_commit(&a->pg) == OK;
-    else
+    if (!committed)
         db_pg_rollback(&a->pg);
     if (a->spec->on_tx)
         a->spec->on_tx(a, committed ? ACTOR_TX_COMMIT : ACTOR_TX_ROLLBACK);
-    return committed;
 }
 
 /* A second arrival: the first answer, or a refusal when the key names another request. */
@@ -176,12 +173,9 @@ static void actor_serve_once(struct actor *a, const struct actor_route *rt, stru
     bool first = false;
 
     actor_once_key_of(bus_req_env(req), (uint64_t)a->reply_keep_ms, clock_wall_ms(), &k);
-    err_t rc = db_pg_begin(&a->pg);
-    if (rc == OK) {
-        rc = actor_once_claim(&a->pg, &k, &first, &prev);
-        if (rc != OK || !first)
-            db_pg_rollback(&a->pg);
-    }
+    err_t rc = actor_once_claim(&a->pg, &k, &first, &prev);
+    if (rc != OK || !first)
+        db_pg_rollback(&a->pg);
     if (rc != OK) {
         (void)bus_reply_err(req, ERR_UNAVAIL,
                             "the store (PostgreSQL) could not record the request; retry");
@@ -210,8 +204,9 @@ static void actor_serve_once(struct actor *a, const struct actor_route *rt, stru
         (void)bus_req_release(req);
         return;
     }
-    bool saved = actor_once_save(&a->pg, &k, ans->body.p, ans->body.n) == OK;
-    if (!actor_tx_end(a, saved)) {
+    bool committed = actor_once_save_commit(&a->pg, &k, ans->body.p, ans->body.n) == OK;
+    actor_tx_end(a, committed);
+    if (!committed) {
         /* the effect's fate is what PostgreSQL decided; the caller must not take it as done */
         (void)bus_req_release_err(req, ERR_UNAVAIL,
                                   "the store (PostgreSQL) could not commit the request; retry");

@@ -62,11 +62,12 @@ err_t actor_once_claim(struct db_pg *pg, const struct actor_once_key *k, bool *f
     snprintf(hash, sizeof(hash), "%" PRId64, (int64_t)k->body_hash); /* bigint is signed */
     snprintf(expires, sizeof(expires), "%" PRIu64, k->expires_ms);
     const char *ins[] = {k->key, type, hash, expires};
-    rc = db_pg_exec(pg,
-                    "INSERT INTO bus_replies (req_key, type, body_hash, expires_at)"
-                    " VALUES ($1::uuid, $2::integer, $3::bigint, to_timestamp($4::bigint / 1000.0))"
-                    " ON CONFLICT (req_key) DO NOTHING RETURNING 1",
-                    4, ins, &r);
+    rc = db_pg_begin_exec(pg,
+                          "INSERT INTO bus_replies (req_key, type, body_hash, expires_at)"
+                          " VALUES ($1::uuid, $2::integer, $3::bigint,"
+                          " to_timestamp($4::bigint / 1000.0))"
+                          " ON CONFLICT (req_key) DO NOTHING RETURNING 1",
+                          4, ins, NULL, NULL, &r);
     if (rc != OK)
         return rc;
     *first = PQntuples(r) == 1;
@@ -99,7 +100,8 @@ err_t actor_once_claim(struct db_pg *pg, const struct actor_once_key *k, bool *f
     return OK;
 }
 
-err_t actor_once_save(struct db_pg *pg, const struct actor_once_key *k, const void *body, size_t n)
+err_t actor_once_save_commit(struct db_pg *pg, const struct actor_once_key *k, const void *body,
+                             size_t n)
 {
     PGresult *r;
     if (n > INT32_MAX)
@@ -107,14 +109,17 @@ err_t actor_once_save(struct db_pg *pg, const struct actor_once_key *k, const vo
     const char *p[] = {k->key, n ? (const char *)body : ""};
     const int lens[] = {0, (int)n};
     const int bin[] = {0, 1};
-    err_t rc =
-        db_pg_exec_bin(pg, "UPDATE bus_replies SET body = $2::bytea WHERE req_key = $1::uuid", 2, p,
-                       lens, bin, &r);
-    if (rc != OK)
-        return rc;
-    bool one = strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    return one ? OK : ERR_INTERNAL;
+    /* the claim made the row in this transaction, so it is there; if it were not, the division
+     * fails the statement, and with it the COMMIT pipelined behind it: nothing is committed
+     * whose answer could not be kept */
+    err_t rc = db_pg_exec_commit(pg,
+                                 "WITH kept AS (UPDATE bus_replies SET body = $2::bytea"
+                                 " WHERE req_key = $1::uuid RETURNING 1)"
+                                 " SELECT 1 / count(*) FROM kept",
+                                 2, p, lens, bin, &r);
+    if (rc == OK)
+        PQclear(r);
+    return rc;
 }
 
 err_t actor_once_sweep(struct db_pg *pg, unsigned *n)

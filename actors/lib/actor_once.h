@@ -3,10 +3,11 @@
  * the actor's once routes (actor.c; docs/bus.md, "Requests handled once").
  *
  * A request is named by its envelope's (origin, req_id), which a re-send
- * keeps. actor.c opens a transaction, claims the key (actor_once_claim),
- * runs the handler inside that transaction, keeps its answer
- * (actor_once_save) and commits: the effect and the answer are committed
- * together or not at all. A second arrival finds the key taken and gets
+ * keeps. actor.c opens a transaction and claims the key in it
+ * (actor_once_claim), runs the handler inside that transaction, and keeps
+ * its answer as it commits (actor_once_save_commit): the effect and the
+ * answer are committed together or not at all. Each end is one round trip
+ * to PostgreSQL with its statement (db_pg_begin_exec, db_pg_exec_commit). A second arrival finds the key taken and gets
  * the first answer back. Table bus_replies (sql/postgres/0005). Every
  * function runs on the actor's loop thread and returns OK, ERR_UNAVAIL
  * (PostgreSQL unreachable) or ERR_INTERNAL (a statement failed; db_pg has
@@ -53,9 +54,11 @@ struct actor_once_prev {
 void actor_once_prev_free(struct actor_once_prev *p);
 
 /*
- * Inside an open transaction: takes k for this request. *first = true when
- * it was free (go on: handle, save, commit); false when another arrival of
- * the request committed first, then *prev holds its answer. Waits while
+ * Opens a transaction and takes k for this request in it. *first = true when
+ * it was free (go on: handle, then save and commit); false when another arrival
+ * of the request committed first, then *prev holds its answer. The transaction
+ * is open whatever it returns, unless PostgreSQL is gone: end it with
+ * db_pg_rollback when not going on. Waits while
  * another transaction holds the key (it commits: second arrival; it rolls
  * back: first). ERR_NOTFOUND when the key was taken and is gone again
  * (swept): the caller answers ERR_UNAVAIL.
@@ -63,8 +66,11 @@ void actor_once_prev_free(struct actor_once_prev *p);
 err_t actor_once_claim(struct db_pg *pg, const struct actor_once_key *k, bool *first,
                        struct actor_once_prev *prev);
 
-/* Inside the same transaction: keeps the answer body (n bytes, may be 0) for k. */
-err_t actor_once_save(struct db_pg *pg, const struct actor_once_key *k, const void *body, size_t n);
+/* Keeps the answer body (n bytes, may be 0) for k in the transaction of actor_once_claim and
+ * commits it. OK only when committed; otherwise the transaction may still be open (aborted):
+ * db_pg_rollback ends it. */
+err_t actor_once_save_commit(struct db_pg *pg, const struct actor_once_key *k, const void *body,
+                             size_t n);
 
 /* Deletes up to ACTOR_ONCE_SWEEP_BATCH expired rows (outside a transaction); *n deleted. */
 err_t actor_once_sweep(struct db_pg *pg, unsigned *n);

@@ -2,7 +2,11 @@
  * db_pg.h - one PostgreSQL connection that reconnects with backoff.
  *
  * Blocking libpq calls, always bounded: connect_timeout on connect and
- * statement_timeout on every statement. Errors are logged here once, with
+ * statement_timeout on every statement. Each statement is prepared on the
+ * connection the first time it runs there (in the same round trip) and
+ * executed by name after that: PostgreSQL then parses and plans it once, not
+ * every time (the plans were about half of PostgreSQL's work on a session
+ * create, docs/rationale.md). Errors are logged here once, with
  * libpq's detail, and reported as ERR_UNAVAIL (the store is unreachable)
  * or by the statement's SQLSTATE class (db_pg_err_of_sqlstate).
  */
@@ -10,19 +14,31 @@
 #define TETHER_LIB_DB_PG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <libpq-fe.h>
 
 #include "backoff.h"
 #include "err.h"
 
+/* Statements prepared on the connection, by their text: the first DB_PG_STMTS_MAX distinct
+ * ones; later ones run unprepared. */
+#define DB_PG_STMTS_MAX 64
+struct db_pg_stmt {
+    uint64_t hash;
+    char *sql;  /* NULL: its name went stale and is not used again */
+    bool ready; /* prepared: a failed prepare is tried again on the next run */
+};
+
 struct db_pg {
     char *url;
     PGconn *conn;
+    struct db_pg_stmt stmts[DB_PG_STMTS_MAX]; /* of conn: cleared when it is dropped */
+    unsigned nstmts;
     struct backoff backoff;
     unsigned statement_timeout_ms;
     bool was_up; /* for logging transitions only */
-    bool in_tx;  /* between db_pg_begin and db_pg_commit/rollback */
+    bool in_tx;  /* between db_pg_begin_exec and db_pg_exec_commit/rollback */
     bool tx_lost; /* the connection broke inside that transaction */
 };
 
@@ -65,17 +81,29 @@ err_t db_pg_exec_bin(struct db_pg *db, const char *sql, int nparams, const char 
                      const int *lens, const int *binary, PGresult **res);
 
 /*
- * A transaction on the connection: every db_pg_exec until db_pg_commit or
- * db_pg_rollback is part of it. While it is open a lost connection is not
- * re-made (the statements after it would run outside the transaction): they
- * fail with ERR_UNAVAIL, and so does the commit. db_pg_commit returns OK
- * only when PostgreSQL committed (a COMMIT of a transaction a failed
- * statement aborted rolls back: ERR_INTERNAL). db_pg_rollback always ends
- * the transaction (a failure to send it drops the connection, which rolls
- * back too). Not nested.
+ * A transaction on the connection: db_pg_begin_exec opens it, and every db_pg_exec until
+ * db_pg_exec_commit or db_pg_rollback is part of it. While it is open a lost connection is not
+ * re-made (the statements after it would run outside the transaction): they fail with
+ * ERR_UNAVAIL, and so does the commit. Each end carries a statement in the same round trip, for
+ * the paths that run one transaction per request (a create is two): on this kind of machine a
+ * round trip to PostgreSQL costs about as much as a small statement. Not nested.
+ *
+ * db_pg_begin_exec opens the transaction and runs a statement as its first (as db_pg_exec_bin),
+ * pipelined. *res is the statement's result. When the statement fails the transaction is open
+ * and aborted: db_pg_rollback ends it.
+ *
+ * db_pg_exec_commit runs a statement of the open transaction (as db_pg_exec_bin) and COMMIT
+ * after it, pipelined. OK only when the statement succeeded and PostgreSQL committed; *res is
+ * the statement's result. A failed statement leaves the transaction open and aborted (the
+ * COMMIT is not run): db_pg_rollback ends it. A failed COMMIT ends it.
+ *
+ * db_pg_rollback always ends the transaction (a failure to send it drops the connection, which
+ * rolls back too).
  */
-err_t db_pg_begin(struct db_pg *db);
-err_t db_pg_commit(struct db_pg *db);
+err_t db_pg_begin_exec(struct db_pg *db, const char *sql, int nparams, const char *const *params,
+                       const int *lens, const int *binary, PGresult **res);
+err_t db_pg_exec_commit(struct db_pg *db, const char *sql, int nparams, const char *const *params,
+                        const int *lens, const int *binary, PGresult **res);
 void db_pg_rollback(struct db_pg *db);
 
 #endif
