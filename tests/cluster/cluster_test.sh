@@ -179,10 +179,19 @@ is "$crc" 0 "the history has no anomaly: no acknowledged append lost, duplicated
 ok "after the failovers every node lists through the new leader's replicator" wait_for 15000 listed
 
 # ---- the leader history: fencing tokens rise, and no two nodes lead at once --------------------
+# line by line: a line that is not JSON (a sanitizer's report, say) must not hide the events after
+# it, and is shown
 for i in 1 2 3; do
-  jq -c --arg n "$i" 'select(.event == "sv.leader_acquired" or .event == "sv.leader_lost")
+  jq -cR --arg n "$i" 'fromjson? | select(.event == "sv.leader_acquired" or .event == "sv.leader_lost")
     | {node: $n, ts, event, msg}' "$(cl_log "$i")" 2>/dev/null
 done >"$D/leaders.jsonl"
+for i in 1 2 3; do
+  stray=$(grep -cv '^{' "$(cl_log "$i")" 2>/dev/null || true)
+  if [[ ${stray:-0} -gt 0 ]]; then
+    diag "node $i's log has $stray lines that are not JSON; the first:"
+    grep -v '^{' "$(cl_log "$i")" | head -3 | cut -c1-200 | sed 's/^/#   /'
+  fi
+done
 node - "$D/leaders.jsonl" "$A" "$KILL_MS" <<'EOF' >"$D/leaders.txt"
 const fs = require('fs');
 const [file, killed, killMs] = process.argv.slice(2);
