@@ -14,22 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
 #include "log.h"
 
 bool actor_once_applies(const struct envelope *env)
 {
     return env->kind == ENV_REQUEST && env->origin != 0;
-}
-
-uint64_t actor_once_hash(const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    uint64_t h = UINT64_C(14695981039346656037);
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= UINT64_C(1099511628211);
-    }
-    return h;
 }
 
 void actor_once_key_of(const struct envelope *env, uint64_t keep_ms, uint64_t now_ms,
@@ -38,7 +28,7 @@ void actor_once_key_of(const struct envelope *env, uint64_t keep_ms, uint64_t no
     uint64_t base = env->deadline_ms > now_ms ? env->deadline_ms : now_ms;
     snprintf(k->key, sizeof(k->key), "%016" PRIx64 "%016" PRIx64, env->origin, env->req_id);
     k->type = env->type;
-    k->body_hash = actor_once_hash(env->body.p, env->body.n);
+    k->body_hash = fnv1a(env->body.p, env->body.n);
     k->expires_ms = base + keep_ms;
 }
 

@@ -7,9 +7,10 @@
  * (actor_once_claim), runs the handler inside that transaction, and keeps
  * its answer as it commits (actor_once_save_commit): the effect and the
  * answer are committed together or not at all. Each end is one round trip
- * to PostgreSQL with its statement (db_pg_begin_exec, db_pg_exec_commit). A second arrival finds the key taken and gets
- * the first answer back. Table bus_replies (sql/postgres/0005). Every
- * function runs on the actor's loop thread and returns OK, ERR_UNAVAIL
+ * to PostgreSQL with its statement (db_pg_begin_exec, db_pg_exec_commit).
+ * A second arrival finds the key taken and gets the first answer back.
+ * Table bus_replies (sql/postgres/0005). Every function runs on the
+ * actor's loop thread and returns OK, ERR_UNAVAIL
  * (PostgreSQL unreachable) or ERR_INTERNAL (a statement failed; db_pg has
  * logged it), unless it says otherwise.
  */
@@ -42,9 +43,6 @@ bool actor_once_applies(const struct envelope *env);
 void actor_once_key_of(const struct envelope *env, uint64_t keep_ms, uint64_t now_ms,
                        struct actor_once_key *k);
 
-/* FNV-1a, 64 bits. */
-uint64_t actor_once_hash(const void *p, size_t n);
-
 /* A first answer found by actor_once_claim; free with actor_once_prev_free. */
 struct actor_once_prev {
     unsigned char *body; /* raw msgpack (PQfreemem), NULL when the answer had no body */
@@ -58,10 +56,10 @@ void actor_once_prev_free(struct actor_once_prev *p);
  * it was free (go on: handle, then save and commit); false when another arrival
  * of the request committed first, then *prev holds its answer. The transaction
  * is open whatever it returns, unless PostgreSQL is gone: end it with
- * db_pg_rollback when not going on. Waits while
- * another transaction holds the key (it commits: second arrival; it rolls
- * back: first). ERR_NOTFOUND when the key was taken and is gone again
- * (swept): the caller answers ERR_UNAVAIL.
+ * db_pg_rollback when not going on. Waits while another transaction holds
+ * the key (it commits: second arrival; it rolls back: first). ERR_NOTFOUND
+ * when the key was taken and is gone again (swept): the caller answers
+ * ERR_UNAVAIL.
  */
 err_t actor_once_claim(struct db_pg *pg, const struct actor_once_key *k, bool *first,
                        struct actor_once_prev *prev);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "fnv.h"
 #include "log.h"
 #include "mem.h"
 #include "pmetrics.h"
@@ -141,20 +142,12 @@ struct db_pg_step {
     const int *binary;
 };
 
-static uint64_t db_pg_hash(const char *s)
-{
-    uint64_t h = UINT64_C(14695981039346656037);
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
-    return h;
-}
-
 /* The index of sql among the statements of the connection (prepared, or to be: *fresh), or
  * DB_PG_STMTS_MAX when it cannot be one (the cache is full, or out of memory): it runs
  * unprepared. Its name there is db_pg_stmt_name of the index. */
 static unsigned db_pg_stmt_find(struct db_pg *db, const char *sql, bool *fresh)
 {
-    uint64_t h = db_pg_hash(sql);
+    uint64_t h = fnv1a(sql, strlen(sql));
     for (unsigned i = 0; i < db->nstmts; i++)
         if (db->stmts[i].sql && db->stmts[i].hash == h && strcmp(db->stmts[i].sql, sql) == 0) {
             *fresh = !db->stmts[i].ready;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "fnv.h"
 #include "jbuf.h"
 #include "log.h"
 #include "pmetrics.h"
@@ -103,27 +104,17 @@ static struct {
     uint16_t index[PM_INDEX]; /* open addressing over (family, labels): slot + 1, 0 empty */
 } pm = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static uint64_t pm_fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= UINT64_C(0x100000001b3);
-    }
-    return h;
-}
-
 static uint64_t pm_layout(void)
 {
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    uint64_t h = FNV1A_SEED;
     for (unsigned i = 0; i < PM_NFAMILIES; i++) {
-        h = pm_fnv(h, pm_families[i].name, strlen(pm_families[i].name) + 1);
-        h = pm_fnv(h, &pm_families[i].kind, sizeof(pm_families[i].kind));
-        h = pm_fnv(h, &pm_families[i].scale, sizeof(pm_families[i].scale));
+        h = fnv1a_add(h, pm_families[i].name, strlen(pm_families[i].name) + 1);
+        h = fnv1a_add(h, &pm_families[i].kind, sizeof(pm_families[i].kind));
+        h = fnv1a_add(h, &pm_families[i].scale, sizeof(pm_families[i].scale));
     }
-    h = pm_fnv(h, pm_bounds_us, sizeof(pm_bounds_us));
+    h = fnv1a_add(h, pm_bounds_us, sizeof(pm_bounds_us));
     size_t sizes[] = {sizeof(struct pm_series), sizeof(struct pm_file), PM_SLOTS};
-    return pm_fnv(h, sizes, sizeof(sizes));
+    return fnv1a_add(h, sizes, sizeof(sizes));
 }
 
 static bool pm_name_ok(const char *s)
@@ -140,8 +131,8 @@ static bool pm_name_ok(const char *s)
 
 static unsigned pm_hash(enum pm_family_id f, const char *labels)
 {
-    uint64_t h = pm_fnv(UINT64_C(0xcbf29ce484222325), &f, sizeof(f));
-    return (unsigned)(pm_fnv(h, labels, strlen(labels)) % PM_INDEX);
+    uint64_t h = fnv1a_add(UINT64_C(0xcbf29ce484222325), &f, sizeof(f));
+    return (unsigned)(fnv1a_add(h, labels, strlen(labels)) % PM_INDEX);
 }
 
 /* Enters slot i into the index (pm.mu held). */

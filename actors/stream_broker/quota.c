@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "fnv.h"
 #include "log.h"
 #include "mem.h"
 #include "sb.h"
@@ -20,18 +21,10 @@
  * is the new total and refreshes used; an entry not refreshed for SB_QUOTA_FRESH_MS is
  * read again first, so other broker instances' bytes are seen within that time.
  */
-static uint64_t sb_fnv(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 /* The slot of env, claimed if new; NULL when every slot is busy (then: no local view). */
 struct sb_quota *sb_quota_of(struct sb *sb, const char *env)
 {
-    size_t start = (size_t)(sb_fnv(env) % SB_QUOTA_SLOTS), idle = SIZE_MAX;
+    size_t start = (size_t)(fnv1a(env, strlen(env)) % SB_QUOTA_SLOTS), idle = SIZE_MAX;
     for (size_t i = 0; i < SB_QUOTA_SLOTS; i++) {
         struct sb_quota *q = &sb->quotas[(start + i) % SB_QUOTA_SLOTS];
         if (strcmp(q->env, env) == 0)
