@@ -22,6 +22,7 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_session.h"
 #include "sessions_int.h"
 #include "sessref.h"
 
@@ -258,21 +259,23 @@ void gw_on_session_create(struct gw_call *c)
     char *tags_text = tags && json_is_array(tags) ? json_dumps(tags, JSON_COMPACT) : NULL;
     char *meta_text = meta && json_is_object(meta) ? json_dumps(meta, JSON_COMPACT) : NULL;
     json_t *ext = json_object_get(b, "externalId");
+    struct msg_session_create m = {
+        .env_id = msg_str(c->auth.env.id),
+        .org_id = msg_str(c->auth.env.org_id),
+        .project_id = msg_str(c->auth.env.project_id),
+        .env_type = msg_str(c->auth.env.type),
+        .type = msg_str(json_string_value(json_object_get(b, "type"))),
+        .external_id = msg_str(json_is_string(ext) ? json_string_value(ext) : NULL),
+        .task_identifier = msg_str(task),
+        .trigger_config = msg_str(tc_text),
+        .tags = msg_str(tags_text ? tags_text : "[]"),
+        .metadata = msg_str(meta_text),
+        .expires_at_ms = expires,
+        .request_id = msg_str(c->request_id),
+    };
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 12);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "org_id", c->auth.env.org_id);
-    mp_put_kv_str(&w, "project_id", c->auth.env.project_id);
-    mp_put_kv_str(&w, "env_type", c->auth.env.type);
-    mp_put_kv_str(&w, "type", json_string_value(json_object_get(b, "type")));
-    mp_put_kv_str(&w, "external_id", json_is_string(ext) ? json_string_value(ext) : NULL);
-    mp_put_kv_str(&w, "task_identifier", task);
-    mp_put_kv_str(&w, "trigger_config", tc_text);
-    mp_put_kv_str(&w, "tags", tags_text ? tags_text : "[]");
-    mp_put_kv_str(&w, "metadata", meta_text);
-    mp_put_kv_uint(&w, "expires_at_ms", expires);
-    mp_put_kv_str(&w, "request_id", c->request_id);
+    msg_encode(&msg_session_create_form, &w, &m);
     free(tc_text);
     free(tags_text);
     free(meta_text);
@@ -341,15 +344,17 @@ static void gw_update_on_session(void *arg, err_t rc, const struct envelope *env
     }
     char *tags_text = tags ? json_dumps(tags, JSON_COMPACT) : NULL;
     char *meta_text = meta && !json_is_null(meta) ? json_dumps(meta, JSON_COMPACT) : NULL;
+    struct msg_session_update m = {
+        .env_id = msg_str(c->auth.env.id),
+        .ref = msg_str(c->params.session),
+        .tags = msg_str(tags_text),
+        .tags_given = tags != NULL,
+        .metadata = msg_str(meta_text), /* given as nil: clears */
+        .metadata_given = meta != NULL,
+    };
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 2 + (tags ? 1 : 0) + (meta ? 1 : 0));
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "ref", c->params.session);
-    if (tags)
-        mp_put_kv_str(&w, "tags", tags_text);
-    if (meta)
-        mp_put_kv_str(&w, "metadata", meta_text); /* nil clears */
+    msg_encode(&msg_session_update_form, &w, &m);
     free(tags_text);
     free(meta_text);
     rc = gw_call_bus(c, GW_ACTOR_SESSION_MANAGER, MSG_SESSION_UPDATE, mp_writer_data(&w),
@@ -400,12 +405,14 @@ void gw_on_session_close(struct gw_call *c)
     }
     if (!gw_session_authorize(c, SLICE_NULL, "admin", super, true))
         return;
+    struct msg_session_close m = {
+        .env_id = msg_str(c->auth.env.id),
+        .ref = msg_str(c->params.session),
+        .reason = msg_str(json_is_string(reason) ? json_string_value(reason) : NULL),
+    };
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "ref", c->params.session);
-    mp_put_kv_str(&w, "reason", json_is_string(reason) ? json_string_value(reason) : NULL);
+    msg_encode(&msg_session_close_form, &w, &m);
     err_t rc = gw_call_bus(c, GW_ACTOR_SESSION_MANAGER, MSG_SESSION_CLOSE, mp_writer_data(&w),
                            mp_writer_len(&w), gw_close_on_closed);
     mp_writer_fini(&w);

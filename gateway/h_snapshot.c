@@ -26,6 +26,7 @@
 #include "handlers.h"
 #include "mem.h"
 #include "msg.h"
+#include "msg_session.h"
 #include "sessref.h"
 #include "streams_int.h" /* gw_parse_u64 */
 
@@ -161,10 +162,6 @@ static void gw_snap_after_env(struct gw_call *c, int status, const char *error)
         return;
     }
     mp_writer_init(&w);
-    mp_put_map(&w, sn->put ? 5 : 3);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "ref", c->params.session);
-    mp_put_kv_str(&w, "name", GW_SNAPSHOT_NAME);
     if (sn->put) {
         char ct[GW_SNAPSHOT_TYPE_MAX + 1] = "application/octet-stream";
         ssize_t i = h2o_find_header(&c->req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
@@ -174,10 +171,19 @@ static void gw_snap_after_env(struct gw_call *c, int status, const char *error)
                     c->req->headers.entries[i].value.len))
             snprintf(ct, sizeof(ct), "%.*s", (int)c->req->headers.entries[i].value.len,
                      c->req->headers.entries[i].value.base);
-        mp_put_kv_str(&w, "content_type", ct);
-        mp_put_str(&w, "body");
-        mp_put_bin(&w, c->req->entity.base ? c->req->entity.base : "",
-                   c->req->entity.base ? c->req->entity.len : 0);
+        struct msg_session_blob_put m = {
+            .env_id = msg_str(c->auth.env.id),
+            .ref = msg_str(c->params.session),
+            .name = msg_str(GW_SNAPSHOT_NAME),
+            .content_type = msg_str(ct),
+            .body = c->req->entity.base ? (struct slice){c->req->entity.base, c->req->entity.len}
+                                        : (struct slice){"", 0},
+        };
+        msg_encode(&msg_session_blob_put_form, &w, &m);
+    } else {
+        struct msg_session_blob_get m = {msg_str(c->auth.env.id), msg_str(c->params.session),
+                                         msg_str(GW_SNAPSHOT_NAME)};
+        msg_encode(&msg_session_blob_get_form, &w, &m);
     }
     rc = mp_writer_err(&w);
     if (rc == OK)

@@ -22,6 +22,7 @@
 #include "handlers.h"
 #include "mem.h"
 #include "msg.h"
+#include "msg_session.h"
 #include "sessref.h"
 
 /* What the call carries between its steps (c->state). */
@@ -32,7 +33,8 @@ struct gw_transcript {
     char friendly[128];
 };
 
-/* The cursors a snapshot's header (or version 1 document) names: {lastOutEventId?, lastInEventId?}. */
+/* The cursors a snapshot's header (or version 1 document) names: {lastOutEventId?, lastInEventId?}.
+ */
 static json_t *gw_transcript_cursors(const json_t *from)
 {
     static const char *const keys[] = {"lastOutEventId", "lastInEventId"};
@@ -168,11 +170,10 @@ static void gw_transcript_on_session(void *arg, err_t rc, const struct envelope 
         gw_respond_err(c, ERR_PROTO, "session.get");
         return;
     }
+    struct msg_session_blob_get m = {msg_str(c->auth.env.id), msg_str(t->friendly),
+                                     msg_str(GW_SNAPSHOT_NAME)};
     mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "ref", t->friendly);
-    mp_put_kv_str(&w, "name", GW_SNAPSHOT_NAME);
+    msg_encode(&msg_session_blob_get_form, &w, &m);
     rc = mp_writer_err(&w);
     if (rc == OK)
         rc = gw_call_bus(c, GW_ACTOR_SESSION_MANAGER, MSG_SESSION_BLOB_GET, mp_writer_data(&w),

@@ -12,6 +12,7 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_session.h"
 #include "sesscache.h"
 #include "stream.h"
 
@@ -126,11 +127,10 @@ err_t gw_session_lookup_cached(struct gw_call *c, bus_reply_fn cb)
     lk->cb = cb;
     snprintf(lk->env, sizeof(lk->env), "%s", c->auth.env.id);
     snprintf(lk->ref, sizeof(lk->ref), "%s", c->params.session);
+    struct msg_session_get m = {msg_str(c->auth.env.id), msg_str(c->params.session)};
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 2);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "ref", c->params.session);
+    msg_encode(&msg_session_get_form, &w, &m);
     err_t rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_SESSION_GET,
                         mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_lookup_on_reply, lk);
     mp_writer_fini(&w);
@@ -141,11 +141,10 @@ err_t gw_session_lookup_cached(struct gw_call *c, bus_reply_fn cb)
 
 err_t gw_session_lookup(struct gw_call *c, bus_reply_fn cb)
 {
+    struct msg_session_get m = {msg_str(c->auth.env.id), msg_str(c->params.session)};
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 2);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "ref", c->params.session);
+    msg_encode(&msg_session_get_form, &w, &m);
     err_t rc = gw_call_bus(c, GW_ACTOR_SESSION_MANAGER, MSG_SESSION_GET, mp_writer_data(&w),
                            mp_writer_len(&w), cb);
     mp_writer_fini(&w);

@@ -161,6 +161,18 @@ static void actor_once_replay(struct bus_req *req, const struct actor_once_key *
     (void)bus_reply(req, prev->body, prev->n);
 }
 
+/* Runs rt's handler on req, and answers a failure it returns (actor_handler_fn). */
+static void actor_call(struct actor *a, const struct actor_route *rt, struct bus_req *req)
+{
+    if (!rt->handle) {
+        rt->fn(a, req);
+        return;
+    }
+    err_t rc = rt->handle(a, req);
+    if (rc != OK)
+        actor_reply_err(req, rc);
+}
+
 /*
  * Runs a once route: claim the request's key, handle it, keep the answer and
  * commit, in one transaction; the answer leaves only after the commit, so a
@@ -191,7 +203,7 @@ static void actor_serve_once(struct actor *a, const struct actor_route *rt, stru
     if (a->spec->on_tx)
         a->spec->on_tx(a, ACTOR_TX_BEGIN);
     bus_req_hold(req);
-    rt->fn(a, req);
+    actor_call(a, rt, req);
     const struct envelope *ans = bus_req_held(req);
     if (!ans) {
         /* an ASSERT: a once route answers before it returns (actor.h) */
@@ -218,11 +230,11 @@ static void actor_serve_once(struct actor *a, const struct actor_route *rt, stru
 void actor_once_serve(struct actor *a, struct bus_req *req)
 {
     uint16_t type = bus_req_env(req)->type;
-    for (unsigned i = 0; i < a->spec->nroutes; i++)
-        if (a->spec->routes[i].type == type && a->spec->routes[i].once) {
-            actor_serve_once(a, &a->spec->routes[i], req);
-            return;
-        }
+    const struct actor_route *rt = type < ACTOR_ROUTE_TYPES ? a->route_of[type] : NULL;
+    if (rt && rt->once) {
+        actor_serve_once(a, rt, req);
+        return;
+    }
     /* an ASSERT: only a once route's fast answer hands a request back */
     LOG_ERROR("actor.once_unrouted", "no once route for message type %u (%s)", type,
               msg_name(type));
@@ -262,16 +274,14 @@ static void actor_on_request(struct bus_req *req, void *arg)
     default:
         break;
     }
-    for (unsigned i = 0; i < a->spec->nroutes; i++) {
-        const struct actor_route *rt = &a->spec->routes[i];
-        if (rt->type == env->type) {
-            if (rt->once && (a->spec->stores & ACTOR_STORE_PG) && actor_once_applies(env)) {
-                if (!rt->fast || !rt->fast(a, req))
-                    actor_serve_once(a, rt, req);
-            } else
-                rt->fn(a, req);
-            return;
-        }
+    const struct actor_route *rt = env->type < ACTOR_ROUTE_TYPES ? a->route_of[env->type] : NULL;
+    if (rt) {
+        if (rt->once && (a->spec->stores & ACTOR_STORE_PG) && actor_once_applies(env)) {
+            if (!rt->fast || !rt->fast(a, req))
+                actor_serve_once(a, rt, req);
+        } else
+            actor_call(a, rt, req);
+        return;
     }
     LOG_WARN("bus.unknown_type", "no handler for message type %u (%s) from %s", env->type,
              msg_name(env->type), env->sender);
@@ -336,6 +346,16 @@ static int actor_run(struct actor *a, int argc, char **argv)
     const char *listen;
 
     log_init(spec->name, LOG_LVL_INFO, true);
+    for (unsigned i = 0; i < spec->nroutes; i++) {
+        const struct actor_route *rt = &spec->routes[i];
+        /* an ASSERT of the route table: a type it can index, one route a type, a handler */
+        if (rt->type >= ACTOR_ROUTE_TYPES || a->route_of[rt->type] || (!rt->handle && !rt->fn)) {
+            LOG_ERROR("actor.bad_route", "route %u (%s) is out of range, repeated or empty",
+                      rt->type, msg_name(rt->type));
+            return EXIT_PERMANENT;
+        }
+        a->route_of[rt->type] = rt;
+    }
     if (cfg_load(tables, ntables, argc, argv, spec->name, &action) != OK)
         return EXIT_PERMANENT;
     if (action == CFG_PRINTED)
@@ -402,7 +422,8 @@ static int actor_run(struct actor *a, int argc, char **argv)
                   "invalid TETHER_REDIS_URL (redis://[:password@]host:port[/db][?cluster=1])");
         return EXIT_PERMANENT;
     }
-    if ((spec->stores & ACTOR_STORE_REDIS) && db_redis_init(&a->redis, a->cfg.redis_url, 2000) != OK) {
+    if ((spec->stores & ACTOR_STORE_REDIS) &&
+        db_redis_init(&a->redis, a->cfg.redis_url, 2000) != OK) {
         LOG_ERROR("cfg.invalid",
                   "invalid TETHER_REDIS_URL (redis://[:password@]host:port[/db][?cluster=1])");
         return EXIT_PERMANENT;
@@ -468,25 +489,46 @@ int actor_main(const struct actor_spec *spec, int argc, char **argv)
     return code;
 }
 
-void actor_reply_store_err(struct bus_req *req, const char *what, err_t rc)
+void actor_reply_err(struct bus_req *req, err_t rc)
 {
+    const char *name = msg_name(bus_req_env(req)->type);
     char msg[128];
     switch (rc) {
     case ERR_UNAVAIL:
     case ERR_TIMEOUT:
-        snprintf(msg, sizeof(msg), "the %s store is unavailable; retry later", what);
-        (void)bus_reply_err(req, rc, msg);
+    case ERR_CLOSED:
+        (void)bus_reply_err(req, rc == ERR_TIMEOUT ? ERR_TIMEOUT : ERR_UNAVAIL,
+                            "the store is unavailable; retry later");
         return;
     case ERR_INVAL:
-        snprintf(msg, sizeof(msg), "the %s store refused a value", what);
+    case ERR_PROTO:
+        snprintf(msg, sizeof(msg), "invalid %s request", name);
         (void)bus_reply_err(req, ERR_INVAL, msg);
+        return;
+    case ERR_NOTFOUND:
+    case ERR_CONFLICT:
+    case ERR_EXISTS:
+    case ERR_TOOBIG:
+    case ERR_DENIED:
+    case ERR_UNAUTH:
+    case ERR_QUOTA:
+        (void)bus_reply_err(req, rc, err_str(rc));
         return;
     default:
         break;
     }
-    char ev[48];
-    snprintf(ev, sizeof(ev), "%s.store_failed", what);
-    LOG_ERROR(ev, "unexpected store result: %s", err_name(rc));
-    snprintf(msg, sizeof(msg), "unexpected result from the %s store", what);
-    (void)bus_reply_err(req, ERR_INTERNAL, msg);
+    LOG_ERROR("actor.handler_failed", "%s: unexpected result %s", name, err_name(rc));
+    (void)bus_reply_err(req, ERR_INTERNAL, "internal error");
+}
+
+void actor_reply_store_err(struct bus_req *req, const char *what, err_t rc)
+{
+    if (rc != ERR_UNAVAIL && rc != ERR_TIMEOUT && rc != ERR_INVAL) {
+        char ev[48];
+        snprintf(ev, sizeof(ev), "%s.store_failed", what);
+        LOG_ERROR(ev, "unexpected store result: %s", err_name(rc));
+        (void)bus_reply_err(req, ERR_INTERNAL, "internal error");
+        return;
+    }
+    actor_reply_err(req, rc);
 }

@@ -31,8 +31,17 @@ enum actor_store {
 
 struct actor;
 
-/* A request handler: fills and sends the reply with bus_reply()/bus_reply_err(). */
-typedef void (*actor_handler_fn)(struct actor *a, struct bus_req *req);
+/*
+ * A request handler. OK: it has answered req (bus_reply, bus_reply_err) or will answer it
+ * from a completion it armed, which then answers a failure with actor_reply_err. Any other
+ * code: it has not answered and will not, and the dispatcher answers with actor_reply_err,
+ * the one translation of a code into an answer. So a handler returns its decoder's or its
+ * store's code as it stands, and answers by itself only what carries words of its own
+ * ("session not found").
+ */
+typedef err_t (*actor_handler_fn)(struct actor *a, struct bus_req *req);
+/* The handler of the old contract, answering every outcome itself (being converted). */
+typedef void (*actor_handler_old_fn)(struct actor *a, struct bus_req *req);
 
 /*
  * A route with once set is a non-idempotent write, handled once per request
@@ -46,7 +55,8 @@ typedef void (*actor_handler_fn)(struct actor *a, struct bus_req *req);
  */
 struct actor_route {
     uint16_t type;
-    actor_handler_fn fn;
+    actor_handler_fn handle;
+    actor_handler_old_fn fn; /* when handle is NULL */
     bool once;
     /*
      * A once route's read-only answer, tried before the transaction. False: handle the request
@@ -66,20 +76,23 @@ enum actor_tx {
 };
 
 struct actor_spec {
-    const char *name;                  /* "session-manager" */
-    unsigned stores;                   /* enum actor_store bits */
+    const char *name; /* "session-manager" */
+    unsigned stores;  /* enum actor_store bits */
     const struct actor_route *routes;
     unsigned nroutes;
-    const struct cfg_def *cfg;         /* process-specific settings, may be NULL */
+    const struct cfg_def *cfg; /* process-specific settings, may be NULL */
     unsigned ncfg;
     void *cfg_base;
-    err_t (*init)(struct actor *a);    /* after the stores are declared, before serving */
+    err_t (*init)(struct actor *a); /* after the stores are declared, before serving */
     void (*fini)(struct actor *a);
     void (*on_tx)(struct actor *a, enum actor_tx t); /* once routes only; may be NULL */
 };
 
+#define ACTOR_ROUTE_TYPES 256 /* message types a route may serve: 0-255 (msg.h) */
+
 struct actor {
     const struct actor_spec *spec;
+    const struct actor_route *route_of[ACTOR_ROUTE_TYPES]; /* the spec's routes by type */
     struct cfg_common cfg;
     struct loop loop;
     struct bus *bus;
@@ -90,12 +103,12 @@ struct actor {
     struct db_redis_async *ra;   /* non-blocking Redis (ACTOR_STORE_REDIS) */
     bool pg_ok, redis_ok, ch_ok; /* the last probe of each */
     bool pg_probing, redis_probing;
-    bool ready;        /* told the supervisor */
-    bool stores_ok;    /* every declared store answered at the last probe */
+    bool ready;     /* told the supervisor */
+    bool stores_ok; /* every declared store answered at the last probe */
     uint64_t started_mono;
     uint64_t stop_deadline_mono;
     int parent_fd;
-    void *state;       /* the actor's own */
+    void *state; /* the actor's own */
     /* once routes (actor.c) */
     long long reply_keep_ms;  /* TETHER_BUS_REPLY_KEEP */
     long long reply_sweep_ms; /* TETHER_BUS_REPLY_SWEEP */
@@ -103,12 +116,18 @@ struct actor {
 };
 
 /*
- * The one reply to a failed store call of a handler: transient trouble (ERR_UNAVAIL,
- * ERR_TIMEOUT) goes back as itself with "the <store> store is unavailable; retry later", so
- * the gateway answers 503 with x-should-retry: true; ERR_INVAL (a value the store refused)
- * as itself; anything else is logged here once as <what>.store_failed and answered
+ * The one translation of a handler's failure into its answer (the dispatcher's, and a
+ * completion's): transient trouble (ERR_UNAVAIL, ERR_TIMEOUT, ERR_CLOSED) goes back as
+ * ERR_UNAVAIL or ERR_TIMEOUT with "the store is unavailable; retry later", so the gateway
+ * answers 503 with x-should-retry: true; ERR_INVAL and ERR_PROTO (the decoder's, or a value
+ * the store refused) as ERR_INVAL "invalid <message> request"; the codes a caller acts on
+ * (ERR_NOTFOUND, ERR_CONFLICT, ERR_EXISTS, ERR_TOOBIG, ERR_DENIED, ERR_UNAUTH, ERR_QUOTA) as
+ * themselves; anything else is logged here, once, as actor.handler_failed and answered
  * ERR_INTERNAL. The store wrapper has logged the native detail already.
  */
+void actor_reply_err(struct bus_req *req, err_t rc);
+
+/* actor_reply_err for a store call's failure, named for the log by what ("session"). */
 void actor_reply_store_err(struct bus_req *req, const char *what, err_t rc);
 
 /*

@@ -14,21 +14,17 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "msg_session.h"
 #include "sm.h"
 
 #define SM_BLOB_MAX (2u << 20)
 #define SM_BLOB_NAME_MAX 64
 #define SM_BLOB_TYPE_MAX 255
 
-/* A string field of the request into buf (cap bytes, 1..cap-1 long, no NUL); false otherwise. */
-static bool sm_blob_str(const struct envelope *env, const char *key, char *buf, size_t cap)
+/* s into buf (cap bytes, 1..cap-1 long, no NUL); false otherwise. */
+static bool sm_blob_str(struct slice s, char *buf, size_t cap)
 {
-    struct mp_reader v;
-    struct slice s;
-    if (mp_map_find(env->body.p, env->body.n, key, &v) != OK || mp_read_str(&v, &s) != OK ||
-        s.n == 0 || memchr(s.p, '\0', s.n))
-        return false;
-    return slice_copy(s, buf, cap) == OK;
+    return s.n > 0 && !memchr(s.p, '\0', s.n) && slice_copy(s, buf, cap) == OK;
 }
 
 static bool sm_blob_name_ok(const char *name)
@@ -41,11 +37,11 @@ static bool sm_blob_name_ok(const char *name)
 }
 
 /* env_id, ref and name of a request; replies itself and returns false when unusable. */
-static bool sm_blob_args(struct bus_req *req, char *env, char *ref, char *name)
+static bool sm_blob_args(struct bus_req *req, struct slice env_id, struct slice ref_id,
+                         struct slice name_s, char *env, char *ref, char *name)
 {
-    const struct envelope *e = bus_req_env(req);
-    if (!sm_blob_str(e, "env_id", env, SM_ID_MAX) || !sm_blob_str(e, "ref", ref, SM_ID_MAX + 16) ||
-        strncmp(ref, "session_", 8) != 0 || !sm_blob_str(e, "name", name, SM_BLOB_NAME_MAX + 1) ||
+    if (!sm_blob_str(env_id, env, SM_ID_MAX) || !sm_blob_str(ref_id, ref, SM_ID_MAX + 16) ||
+        strncmp(ref, "session_", 8) != 0 || !sm_blob_str(name_s, name, SM_BLOB_NAME_MAX + 1) ||
         !sm_blob_name_ok(name)) {
         (void)bus_reply_err(req, ERR_INVAL,
                             "env_id, ref (a friendly session id) and name (1-64 of [a-z0-9._-]) "
@@ -79,25 +75,26 @@ static void sm_blob_on_put(void *arg, err_t rc, const PGresult *res)
     mp_writer_fini(&w);
 }
 
-void sm_on_blob_put(struct actor *a, struct bus_req *req)
+err_t sm_on_blob_put(struct actor *a, struct bus_req *req)
 {
     static const char digits[] = "0123456789abcdef";
     char env[SM_ID_MAX], ref[SM_ID_MAX + 16], name[SM_BLOB_NAME_MAX + 1],
         type[SM_BLOB_TYPE_MAX + 1];
     const struct envelope *e = bus_req_env(req);
-    struct mp_reader v;
-    struct slice body;
-    if (!sm_blob_args(req, env, ref, name))
-        return;
-    if (!sm_blob_str(e, "content_type", type, sizeof(type)) ||
-        mp_map_find(e->body.p, e->body.n, "body", &v) != OK || mp_read_bin(&v, &body) != OK) {
+    struct msg_session_blob_put m;
+    if (msg_decode(&msg_session_blob_put_form, e->body.p, e->body.n, &m) != OK ||
+        !sm_blob_str(m.content_type, type, sizeof(type))) {
         (void)bus_reply_err(req, ERR_INVAL,
-                            "content_type (1-255 bytes) and body (bin) are required");
-        return;
+                            "env_id, ref, name, content_type (1-255 bytes) and body (bin) are "
+                            "required");
+        return OK;
     }
+    if (!sm_blob_args(req, m.env_id, m.ref, m.name, env, ref, name))
+        return OK;
+    struct slice body = m.body;
     if (body.n > SM_BLOB_MAX) {
         (void)bus_reply_err(req, ERR_TOOBIG, "a session's document holds at most 2 MiB");
-        return;
+        return OK;
     }
     /* bytea's hex input form: text parameters only on the pool */
     char *hex = xmalloc(3 + 2 * body.n);
@@ -119,8 +116,7 @@ void sm_on_blob_put(struct actor *a, struct bus_req *req)
                                 " RETURNING octet_length(body)",
                                 5, params, sm_blob_on_put, req);
     free(hex);
-    if (rc != OK)
-        actor_reply_store_err(req, "session.blob_put", rc);
+    return rc;
 }
 
 /* ---- session.blob_get ---- */
@@ -157,19 +153,23 @@ static void sm_blob_on_get(void *arg, err_t rc, const PGresult *res)
     mp_writer_fini(&w);
 }
 
-void sm_on_blob_get(struct actor *a, struct bus_req *req)
+err_t sm_on_blob_get(struct actor *a, struct bus_req *req)
 {
     char env[SM_ID_MAX], ref[SM_ID_MAX + 16], name[SM_BLOB_NAME_MAX + 1];
-    if (!sm_blob_args(req, env, ref, name))
-        return;
-    const char *params[] = {env, ref, name};
-    err_t rc = db_pg_async_exec(a->pga,
-                                "SELECT b.content_type, b.body,"
-                                " (extract(epoch FROM b.updated_at) * 1000)::bigint"
-                                " FROM session_blobs b JOIN sessions s ON s.id = b.session_id"
-                                " WHERE s.runtime_environment_id = $1 AND s.friendly_id = $2"
-                                " AND b.name = $3",
-                                3, params, sm_blob_on_get, req);
+    const struct envelope *e = bus_req_env(req);
+    struct msg_session_blob_get m;
+    err_t rc = msg_decode(&msg_session_blob_get_form, e->body.p, e->body.n, &m);
     if (rc != OK)
-        actor_reply_store_err(req, "session.blob_get", rc);
+        m = (struct msg_session_blob_get){SLICE_NULL, SLICE_NULL, SLICE_NULL};
+    if (!sm_blob_args(req, m.env_id, m.ref, m.name, env, ref, name))
+        return OK;
+    const char *params[] = {env, ref, name};
+    rc = db_pg_async_exec(a->pga,
+                          "SELECT b.content_type, b.body,"
+                          " (extract(epoch FROM b.updated_at) * 1000)::bigint"
+                          " FROM session_blobs b JOIN sessions s ON s.id = b.session_id"
+                          " WHERE s.runtime_environment_id = $1 AND s.friendly_id = $2"
+                          " AND b.name = $3",
+                          3, params, sm_blob_on_get, req);
+    return rc;
 }

@@ -21,12 +21,12 @@ static const struct actor_route sm_routes[] = {
     {.type = MSG_ENV_ROTATE_KEY, .fn = sm_on_env_rotate_key, .once = true},
     {.type = MSG_ENV_BOOTSTRAP, .fn = sm_on_env_bootstrap},
     {.type = MSG_ENV_LIST, .fn = sm_on_env_list},
-    {.type = MSG_SESSION_CREATE, .fn = sm_on_session_create, .once = true},
-    {.type = MSG_SESSION_GET, .fn = sm_on_session_get},
-    {.type = MSG_SESSION_UPDATE, .fn = sm_on_session_update, .once = true},
-    {.type = MSG_SESSION_CLOSE, .fn = sm_on_session_close},
-    {.type = MSG_SESSION_BLOB_PUT, .fn = sm_on_blob_put},
-    {.type = MSG_SESSION_BLOB_GET, .fn = sm_on_blob_get},
+    {.type = MSG_SESSION_CREATE, .handle = sm_on_session_create, .once = true},
+    {.type = MSG_SESSION_GET, .handle = sm_on_session_get},
+    {.type = MSG_SESSION_UPDATE, .handle = sm_on_session_update, .once = true},
+    {.type = MSG_SESSION_CLOSE, .handle = sm_on_session_close},
+    {.type = MSG_SESSION_BLOB_PUT, .handle = sm_on_blob_put},
+    {.type = MSG_SESSION_BLOB_GET, .handle = sm_on_blob_get},
 };
 
 static const struct actor_spec sm_spec = {

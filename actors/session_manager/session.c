@@ -13,35 +13,18 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "msg_session.h"
 #include "proc.h"
 #include "sm.h"
 
 #define SM_JSON_MAX (64u * 1024)
 
-/* Copies a string field into buf; absent or nil gives "" and *present=false. */
-static err_t sm_field(const struct envelope *env, const char *key, char *buf, size_t cap,
-                      bool *present)
+/* s as a C string in buf (cap bytes, over the codec's limit of the field); NULL when absent. */
+static const char *sm_cstr(struct slice s, char *buf, size_t cap)
 {
-    struct mp_reader v;
-    struct slice s;
-    buf[0] = '\0';
-    if (present)
-        *present = false;
-    if (env->body.n == 0 || mp_map_find(env->body.p, env->body.n, key, &v) != OK)
-        return OK;
-    if (mp_read_str_or_nil(&v, &s) != OK)
-        return ERR_INVAL;
-    if (!s.p)
-        return OK;
-    if (present)
-        *present = true;
-    return slice_copy(s, buf, cap) == OK ? OK : ERR_INVAL;
-}
-
-static bool sm_has_key(const struct envelope *env, const char *key)
-{
-    struct mp_reader v;
-    return env->body.n && mp_map_find(env->body.p, env->body.n, key, &v) == OK;
+    if (!s.p || slice_copy(s, buf, cap) != OK || memchr(buf, '\0', s.n))
+        return NULL;
+    return buf;
 }
 
 static void sm_put_text_or_nil(struct mp_writer *w, const char *k, PGresult *r, int col)
@@ -106,62 +89,55 @@ static void sm_reply_session(struct bus_req *req, err_t rc, PGresult *r, int is_
     PQclear(r);
 }
 
-void sm_on_session_create(struct actor *a, struct bus_req *req)
+err_t sm_on_session_create(struct actor *a, struct bus_req *req)
 {
     const struct envelope *env = bus_req_env(req);
     static char trigger_config[SM_JSON_MAX], tags[SM_JSON_MAX], metadata[SM_JSON_MAX];
-    char env_id[SM_ID_MAX], org_id[SM_ID_MAX], project_id[SM_ID_MAX], env_type[SM_TYPE_MAX];
+    char env_id[SM_ID_MAX], org_id[SM_ID_MAX], project_id[SM_ID_MAX], env_type[SM_KEY_MAX];
     char type[SM_KEY_MAX], ext[SM_KEY_MAX], task[SM_KEY_MAX];
-    bool has_ext = false, has_meta = false, cached = false;
-    struct mp_reader v;
-    uint64_t exp_ms = 0;
+    struct msg_session_create m;
+    bool cached = false;
     PGresult *r = NULL;
 
-    if (sm_field(env, "env_id", env_id, sizeof(env_id), NULL) != OK ||
-        sm_field(env, "org_id", org_id, sizeof(org_id), NULL) != OK ||
-        sm_field(env, "project_id", project_id, sizeof(project_id), NULL) != OK ||
-        sm_field(env, "env_type", env_type, sizeof(env_type), NULL) != OK ||
-        sm_field(env, "type", type, sizeof(type), NULL) != OK ||
-        sm_field(env, "external_id", ext, sizeof(ext), &has_ext) != OK ||
-        sm_field(env, "task_identifier", task, sizeof(task), NULL) != OK ||
-        sm_field(env, "trigger_config", trigger_config, sizeof(trigger_config), NULL) != OK ||
-        sm_field(env, "tags", tags, sizeof(tags), NULL) != OK ||
-        sm_field(env, "metadata", metadata, sizeof(metadata), &has_meta) != OK || !env_id[0] ||
-        !type[0] || !task[0] || !trigger_config[0]) {
-        bus_reply_err(req, ERR_INVAL, "malformed session.create");
-        return;
-    }
-    if (mp_map_find(env->body.p, env->body.n, "expires_at_ms", &v) == OK)
-        (void)mp_read_uint(&v, &exp_ms);
+    err_t rc = msg_decode(&msg_session_create_form, env->body.p, env->body.n, &m);
+    if (rc != OK)
+        return rc;
     struct sm_session_new s = {
-        .env_id = env_id,
-        .org_id = org_id,
-        .project_id = project_id,
-        .env_type = env_type,
-        .type = type,
-        .external_id = has_ext ? ext : NULL,
-        .task_identifier = task,
-        .trigger_config = trigger_config,
-        .tags = tags[0] ? tags : "[]",
-        .metadata = has_meta ? metadata : NULL,
-        .expires_at_ms = exp_ms,
+        .env_id = sm_cstr(m.env_id, env_id, sizeof(env_id)),
+        .org_id = m.org_id.p ? sm_cstr(m.org_id, org_id, sizeof(org_id)) : "",
+        .project_id = m.project_id.p ? sm_cstr(m.project_id, project_id, sizeof(project_id)) : "",
+        .env_type = m.env_type.p ? sm_cstr(m.env_type, env_type, sizeof(env_type)) : "",
+        .type = sm_cstr(m.type, type, sizeof(type)),
+        .external_id = m.external_id.p ? sm_cstr(m.external_id, ext, sizeof(ext)) : NULL,
+        .task_identifier = sm_cstr(m.task_identifier, task, sizeof(task)),
+        .trigger_config = sm_cstr(m.trigger_config, trigger_config, sizeof(trigger_config)),
+        .tags = m.tags.n ? sm_cstr(m.tags, tags, sizeof(tags)) : "[]",
+        .metadata = m.metadata.p ? sm_cstr(m.metadata, metadata, sizeof(metadata)) : NULL,
+        .expires_at_ms = m.expires_at_ms,
     };
-    err_t rc = sm_store_session_upsert(&a->pg, &s, &r, &cached);
+    if (!s.env_id || !s.org_id || !s.project_id || !s.env_type || !s.type ||
+        (m.external_id.p && !s.external_id) || !s.task_identifier || !s.trigger_config || !s.tags ||
+        (m.metadata.p && !s.metadata))
+        return ERR_INVAL; /* a NUL inside a string */
+    rc = sm_store_session_upsert(&a->pg, &s, &r, &cached);
     sm_reply_session(req, rc, r, cached);
+    return OK;
 }
 
-void sm_on_session_get(struct actor *a, struct bus_req *req)
+err_t sm_on_session_get(struct actor *a, struct bus_req *req)
 {
     const struct envelope *env = bus_req_env(req);
     char env_id[SM_ID_MAX], key[SM_KEY_MAX];
+    struct msg_session_get m;
     PGresult *r = NULL;
-    if (sm_field(env, "env_id", env_id, sizeof(env_id), NULL) != OK ||
-        sm_field(env, "ref", key, sizeof(key), NULL) != OK || !env_id[0] || !key[0]) {
-        bus_reply_err(req, ERR_INVAL, "session.get needs env_id and ref");
-        return;
-    }
-    err_t rc = sm_store_session_get(&a->pg, env_id, key, &r);
+    err_t rc = msg_decode(&msg_session_get_form, env->body.p, env->body.n, &m);
+    if (rc != OK)
+        return rc;
+    if (!sm_cstr(m.env_id, env_id, sizeof(env_id)) || !sm_cstr(m.ref, key, sizeof(key)))
+        return ERR_INVAL;
+    rc = sm_store_session_get(&a->pg, env_id, key, &r);
     sm_reply_session(req, rc, r, -1);
+    return OK;
 }
 
 /* ---- the bus peers of session rows: the stream-broker's seals, session.changed events ---- */
@@ -197,28 +173,27 @@ static void sm_publish_changed(const char *env_id, PGresult *r)
     mp_writer_fini(&w);
 }
 
-void sm_on_session_update(struct actor *a, struct bus_req *req)
+err_t sm_on_session_update(struct actor *a, struct bus_req *req)
 {
     const struct envelope *env = bus_req_env(req);
     char env_id[SM_ID_MAX], key[SM_KEY_MAX];
     static char tags[SM_JSON_MAX], metadata[SM_JSON_MAX];
-    bool has_tags = false, has_meta_val = false;
+    struct msg_session_update m;
     PGresult *r = NULL;
-    if (sm_field(env, "env_id", env_id, sizeof(env_id), NULL) != OK ||
-        sm_field(env, "ref", key, sizeof(key), NULL) != OK ||
-        sm_field(env, "tags", tags, sizeof(tags), &has_tags) != OK ||
-        sm_field(env, "metadata", metadata, sizeof(metadata), &has_meta_val) != OK || !env_id[0] ||
-        !key[0]) {
-        bus_reply_err(req, ERR_INVAL, "malformed session.update");
-        return;
-    }
+    err_t rc = msg_decode(&msg_session_update_form, env->body.p, env->body.n, &m);
+    if (rc != OK)
+        return rc;
+    if (!sm_cstr(m.env_id, env_id, sizeof(env_id)) || !sm_cstr(m.ref, key, sizeof(key)) ||
+        (m.tags.p && !sm_cstr(m.tags, tags, sizeof(tags))) ||
+        (m.metadata.p && !sm_cstr(m.metadata, metadata, sizeof(metadata))))
+        return ERR_INVAL;
     /* metadata present as nil means "clear it"; absent means "leave it" */
-    bool set_meta = sm_has_key(env, "metadata");
-    err_t rc = sm_store_session_update(&a->pg, env_id, key, has_tags ? tags : NULL, set_meta,
-                                       has_meta_val ? metadata : NULL, &r);
+    rc = sm_store_session_update(&a->pg, env_id, key, m.tags.p ? tags : NULL, m.metadata_given,
+                                 m.metadata.p ? metadata : NULL, &r);
     if (rc == OK)
         sm_publish_changed(env_id, r);
     sm_reply_session(req, rc, r, -1);
+    return OK;
 }
 
 /* A close whose row is written, waiting for the stream-broker's seal before it answers. */
@@ -244,23 +219,22 @@ static void sm_close_on_sealed(void *arg, err_t rc, const struct envelope *env)
     free(cl);
 }
 
-void sm_on_session_close(struct actor *a, struct bus_req *req)
+err_t sm_on_session_close(struct actor *a, struct bus_req *req)
 {
     const struct envelope *env = bus_req_env(req);
     char env_id[SM_ID_MAX], key[SM_KEY_MAX], reason[512];
-    bool has_reason = false;
+    struct msg_session_close m;
     PGresult *r = NULL;
-    if (sm_field(env, "env_id", env_id, sizeof(env_id), NULL) != OK ||
-        sm_field(env, "ref", key, sizeof(key), NULL) != OK ||
-        sm_field(env, "reason", reason, sizeof(reason), &has_reason) != OK || !env_id[0] ||
-        !key[0]) {
-        bus_reply_err(req, ERR_INVAL, "malformed session.close");
-        return;
-    }
-    err_t rc = sm_store_session_close(&a->pg, env_id, key, has_reason ? reason : NULL, &r);
+    err_t rc = msg_decode(&msg_session_close_form, env->body.p, env->body.n, &m);
+    if (rc != OK)
+        return rc;
+    if (!sm_cstr(m.env_id, env_id, sizeof(env_id)) || !sm_cstr(m.ref, key, sizeof(key)) ||
+        (m.reason.p && !sm_cstr(m.reason, reason, sizeof(reason))))
+        return ERR_INVAL;
+    rc = sm_store_session_close(&a->pg, env_id, key, m.reason.p ? reason : NULL, &r);
     if (rc != OK || PQntuples(r) == 0) {
         sm_reply_session(req, rc, r, -1);
-        return;
+        return OK;
     }
     sm_publish_changed(env_id, r);
     /*
@@ -291,4 +265,5 @@ void sm_on_session_close(struct actor *a, struct bus_req *req)
     mp_writer_fini(&w);
     if (rc != OK)
         sm_close_on_sealed(cl, rc, NULL);
+    return OK;
 }

@@ -58,9 +58,9 @@ struct sm_env {
 /* ---- blob.c: a session's documents (the chat snapshot), on the non-blocking pool ---- */
 
 /* session.blob_put {env_id, ref, name, content_type, body}: stores (replaces) one document. */
-void sm_on_blob_put(struct actor *a, struct bus_req *req);
+err_t sm_on_blob_put(struct actor *a, struct bus_req *req);
 /* session.blob_get {env_id, ref, name}: the document, or ERR_NOTFOUND. */
-void sm_on_blob_get(struct actor *a, struct bus_req *req);
+err_t sm_on_blob_get(struct actor *a, struct bus_req *req);
 
 /* ---- env.c: handlers (registered in main.c's routes) ---- */
 
@@ -197,7 +197,7 @@ void sm_env_put(struct mp_writer *w, const struct sm_env *env, bool with_keys);
 struct sm_session_new {
     const char *env_id, *org_id, *project_id, *env_type;
     const char *type;
-    const char *external_id;   /* NULL: none (every create makes a new session) */
+    const char *external_id; /* NULL: none (every create makes a new session) */
     const char *task_identifier;
     const char *trigger_config; /* JSON object */
     const char *tags;           /* JSON array of strings */
@@ -205,10 +205,10 @@ struct sm_session_new {
     uint64_t expires_at_ms;     /* 0: never */
 };
 
-void sm_on_session_create(struct actor *a, struct bus_req *req);
-void sm_on_session_get(struct actor *a, struct bus_req *req);
-void sm_on_session_update(struct actor *a, struct bus_req *req);
-void sm_on_session_close(struct actor *a, struct bus_req *req);
+err_t sm_on_session_create(struct actor *a, struct bus_req *req);
+err_t sm_on_session_get(struct actor *a, struct bus_req *req);
+err_t sm_on_session_update(struct actor *a, struct bus_req *req);
+err_t sm_on_session_close(struct actor *a, struct bus_req *req);
 
 /*
  * Each returns, on OK, a result with zero or one row in the session column
