@@ -188,11 +188,12 @@ static char *chr_list_ch_sql(const struct chr_list_job *lj)
 /* The session object's columns, in the session-manager's order (proto/msg.c). */
 #define CHR_SESSION_COLS                                                                           \
     "id, friendly_id, external_id, type, task_identifier, trigger_config::text, "                  \
-    "array_to_json(tags)::text, metadata::text, current_run_id, current_run_version, "             \
+    "array_to_json(tags)::text, metadata::text, b.current_run_id, "                                \
+    "COALESCE(b.current_run_version, 0), "                                                         \
     "COALESCE((extract(epoch FROM closed_at) * 1000)::bigint, 0), closed_reason, "                 \
     "COALESCE((extract(epoch FROM expires_at) * 1000)::bigint, 0), "                               \
     "(extract(epoch FROM created_at) * 1000)::bigint, "                                            \
-    "(extract(epoch FROM updated_at) * 1000)::bigint"
+    "(extract(epoch FROM GREATEST(updated_at, b.bound_at)) * 1000)::bigint"
 
 struct chr_ids {
     char (*v)[CHR_ID_MAX];
@@ -328,7 +329,8 @@ static void chr_list_run(struct chr_job *j, struct chr_worker *w)
         jbuf_puts(&arr, "}");
         const char *p2[9] = {lj->env_id, types, tags, tasks, lj->external_id, from, to, st, arr.p};
         rc = db_pg_exec(&w->pg,
-                        "SELECT " CHR_SESSION_COLS " FROM sessions WHERE " CHR_PG_FILTER
+                        "SELECT " CHR_SESSION_COLS " FROM sessions LEFT JOIN session_bindings b"
+                        " ON b.session_id = id WHERE " CHR_PG_FILTER
                         " AND id = ANY($9::text[]) ORDER BY id COLLATE \"C\" DESC",
                         9, p2, &r);
     }

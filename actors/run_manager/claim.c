@@ -51,6 +51,20 @@ static void rm_claim_lost(struct rm *rm, const struct rm_session *s, const char 
              s->id, attempt, run_id);
 }
 
+/*
+ * The session-channel rule where the session's row is read: a closed or expired session gets
+ * no new run, whichever gateway asks and however old its copy of the row (the gateway checks
+ * its copy first, for the answer's shape; this is the check that holds).
+ */
+static const char *rm_session_ended(const struct rm_session *s)
+{
+    if (s->closed)
+        return "the session is closed";
+    if (s->expired)
+        return "the session has expired";
+    return NULL;
+}
+
 static void rm_claim_existing(const struct rm_session *s, struct rm_claim *out)
 {
     snprintf(out->run_id, sizeof(out->run_id), "run_%s", s->current_run_id);
@@ -63,6 +77,7 @@ err_t rm_ensure(struct rm *rm, const char *env_id, const char *session_id, const
     struct rm_session s;
     char run_id[RM_ID_MAX], prev[RM_RUN_MAX];
     bool won;
+    out->why = NULL;
     err_t rc = rm_store_session_read(rm->pg, env_id, session_id, &s);
     if (rc != OK)
         return rc;
@@ -71,6 +86,8 @@ err_t rm_ensure(struct rm *rm, const char *env_id, const char *session_id, const
         return OK;
     }
     for (int attempt = 1; attempt <= RM_CLAIM_ATTEMPTS; attempt++) {
+        if ((out->why = rm_session_ended(&s)))
+            return ERR_CONFLICT;
         if (!s.base_payload_ok)
             return ERR_INVAL;
         /* a dead previous run makes this a continuation (payload rule of §11.2) */
@@ -126,6 +143,8 @@ err_t rm_swap(struct rm *rm, const char *env_id, const char *session_id, const c
         *why = "session not found";
     if (rc != OK)
         return rc;
+    if ((*why = rm_session_ended(&s)))
+        return ERR_CONFLICT;
     if (!s.base_payload_ok)
         return ERR_INVAL;
     /* §11.3 always triggers first, even when calling_run is no longer current */
@@ -186,8 +205,9 @@ static void rm_claim_reply(struct bus_req *req, const char *op, err_t rc, const 
         return;
     case ERR_CONFLICT:
         (void)bus_reply_err(req, ERR_CONFLICT,
-                            "could not claim a run for the session: every claim was lost to "
-                            "concurrent callers; retry");
+                            why ? why
+                                : "could not claim a run for the session: every claim was lost "
+                                  "to concurrent callers; retry");
         return;
     default:
         rm_reply_store_err(req, op, rc);
@@ -208,12 +228,13 @@ void rm_on_run_ensure(struct actor *a, struct bus_req *req)
     if (!rm_claim_args(req, env_id, session_id, reason, sizeof(reason)))
         return;
     err_t rc = rm_ensure(rm_of(a), env_id, session_id, reason, &c);
+    const char *why = rc == ERR_CONFLICT ? c.why : NULL;
     /* the session had a live run: nothing was written, so no answer is worth keeping (a re-send
      * reads again), and the transaction rolls back instead of committing: the common case of
      * an .in append costs a read, not a write */
     if (rc == OK && !c.triggered)
         actor_once_nothing_done(a);
-    rm_claim_reply(req, "run.ensure", rc, NULL, &c, "triggered");
+    rm_claim_reply(req, "run.ensure", rc, why, &c, "triggered");
 }
 
 /* A run.ensure the fast way, between its request and the session read's answer. */
@@ -245,8 +266,8 @@ bool rm_fast_run_ensure(struct actor *a, struct bus_req *req)
      * transaction around the same read on the blocking connection */
     char env_id[RM_ID_MAX], session_id[RM_ID_MAX], reason[32];
     struct slice body = bus_req_env(req)->body;
-    if (!a->pga || rm_field_str(body, "env_id", env_id, sizeof(env_id), NULL) != OK ||
-        !env_id[0] || rm_field_str(body, "session_id", session_id, sizeof(session_id), NULL) != OK ||
+    if (!a->pga || rm_field_str(body, "env_id", env_id, sizeof(env_id), NULL) != OK || !env_id[0] ||
+        rm_field_str(body, "session_id", session_id, sizeof(session_id), NULL) != OK ||
         !session_id[0] || rm_field_str(body, "reason", reason, sizeof(reason), NULL) != OK ||
         !rm_reason_valid(reason))
         return false; /* the once way answers the error */

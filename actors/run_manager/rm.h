@@ -85,12 +85,15 @@ struct rm_session {
     bool current_alive;             /* the current run exists and its status is not final */
     bool base_payload_ok;           /* triggerConfig.basePayload is a JSON object */
     char ttl_json[128];             /* triggerConfig.ttl as JSON text; "" when absent */
+    bool closed;                    /* closed_at is set */
+    bool expired;                   /* expires_at has passed */
 };
 
 /* What run.ensure and run.swap answer. */
 struct rm_claim {
     char run_id[RM_RUN_MAX]; /* friendly */
     bool triggered;          /* ensure: a new run; swap: swapped */
+    const char *why;         /* ensure's ERR_CONFLICT: why no run was claimed (NULL: lost races) */
 };
 
 /* ---- claim.c ---- */
@@ -244,8 +247,8 @@ err_t rm_store_session_read(struct db_pg *pg, const char *env_id, const char *se
  * The same read on the non-blocking pool: fn gets the result, which rm_store_session_of turns
  * into s (ERR_NOTFOUND for no row). On an error return fn is never called.
  */
-err_t rm_store_session_read_async(struct db_pg_async *p, const char *env_id,
-                                  const char *session_id, db_pg_async_fn fn, void *arg);
+err_t rm_store_session_read_async(struct db_pg_async *p, const char *env_id, const char *session_id,
+                                  db_pg_async_fn fn, void *arg);
 err_t rm_store_session_of(const PGresult *r, struct rm_session *s);
 /* The SQL of rm_trigger (see there); ttl_s < 0 = no ttl. */
 err_t rm_store_run_insert(struct db_pg *pg, const char *env_id, const char *session_id,

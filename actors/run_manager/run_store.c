@@ -73,12 +73,14 @@ static err_t rm_exec_id(struct db_pg *pg, const char *sql, int n, const char *co
 
 /* The session and whether its current run is alive: one row, read by rm_store_session_of. */
 #define RM_SQL_SESSION_READ                                                                        \
-    "SELECT s.id, s.friendly_id, s.task_identifier, COALESCE(s.current_run_id, ''),"              \
-    " s.current_run_version,"                                                                      \
+    "SELECT s.id, s.friendly_id, s.task_identifier, COALESCE(b.current_run_id, ''),"              \
+    " COALESCE(b.current_run_version, 0),"                                                         \
     " COALESCE(r.status NOT IN " RM_SQL_FINAL ", false),"                                          \
     " COALESCE(jsonb_typeof(s.trigger_config -> 'basePayload') = 'object', false),"               \
-    " COALESCE((s.trigger_config -> 'ttl')::text, '')"                                             \
-    " FROM sessions s LEFT JOIN task_runs r ON r.id = s.current_run_id"                           \
+    " COALESCE((s.trigger_config -> 'ttl')::text, ''),"                                            \
+    " s.closed_at IS NOT NULL, COALESCE(s.expires_at <= now(), false)"                             \
+    " FROM sessions s LEFT JOIN session_bindings b ON b.session_id = s.id"                        \
+    " LEFT JOIN task_runs r ON r.id = b.current_run_id"                                            \
     " WHERE s.id = $1 AND s.runtime_environment_id = $2"
 
 err_t rm_store_session_of(const PGresult *r, struct rm_session *s)
@@ -94,6 +96,8 @@ err_t rm_store_session_of(const PGresult *r, struct rm_session *s)
     s->current_alive = rm_col_bool(r, 0, 5);
     s->base_payload_ok = rm_col_bool(r, 0, 6);
     rm_col(r, 0, 7, s->ttl_json, sizeof(s->ttl_json)); /* too long: no valid ttl is */
+    s->closed = rm_col_bool(r, 0, 8);
+    s->expired = rm_col_bool(r, 0, 9);
     /* columns that did not fit are ids we never wrote: nothing sensible to do with them */
     return s->id[0] && s->friendly_id[0] && s->task_identifier[0] ? OK : ERR_INTERNAL;
 }
@@ -170,12 +174,19 @@ err_t rm_store_session_claim(struct db_pg *pg, const char *session_id, const cha
     PGresult *r;
     snprintf(ver, sizeof(ver), "%" PRId64, version);
     const char *params[] = {session_id, run_id, ver, calling_id};
-    err_t rc = db_pg_exec(pg,
-                          "UPDATE sessions SET current_run_id = $2,"
-                          " current_run_version = current_run_version + 1, updated_at = now()"
-                          " WHERE id = $1 AND current_run_version = $3::integer"
-                          " AND ($4::text IS NULL OR current_run_id = $4::text)",
-                          4, params, &r);
+    err_t rc;
+    if (version == 0 && !calling_id) /* bound to nothing yet: the first binding wins */
+        rc = db_pg_exec(pg,
+                        "INSERT INTO session_bindings (session_id, current_run_id,"
+                        " current_run_version) VALUES ($1, $2, 1) ON CONFLICT DO NOTHING",
+                        2, params, &r);
+    else
+        rc = db_pg_exec(pg,
+                        "UPDATE session_bindings SET current_run_id = $2,"
+                        " current_run_version = current_run_version + 1, bound_at = now()"
+                        " WHERE session_id = $1 AND current_run_version = $3::integer"
+                        " AND ($4::text IS NULL OR current_run_id = $4::text)",
+                        4, params, &r);
     if (rc != OK)
         return rc;
     *won = strcmp(PQcmdTuples(r), "1") == 0;
@@ -362,7 +373,8 @@ err_t rm_store_dequeue(struct db_pg *pg, const char *env_id, const char *tasks_a
         "   AND (q.ttl_s IS NULL OR q.started_at IS NOT NULL"
         "        OR q.created_at + make_interval(secs => q.ttl_s) > now())"
         "   AND (q.session_id IS NULL OR q.started_at IS NOT NULL OR EXISTS (SELECT 1 FROM"
-        "        sessions s WHERE s.id = q.session_id AND s.current_run_id = q.id))"
+        "        session_bindings b WHERE b.session_id = q.session_id"
+        "        AND b.current_run_id = q.id))"
         "   ORDER BY q.created_at, q.id LIMIT $3::integer FOR UPDATE OF q SKIP LOCKED),"
         " d AS (UPDATE task_runs r SET status = 'DEQUEUED', lease_owner = $4,"
         "  lease_expires_at = now() + make_interval(secs => $5::double precision / 1000),"
@@ -585,8 +597,8 @@ err_t rm_store_sweep_orphans(struct db_pg *pg, long long batch, long long grace_
         " WHERE id IN (SELECT r.id FROM task_runs r"
         "  WHERE r.status = 'PENDING' AND r.session_id IS NOT NULL AND r.started_at IS NULL"
         "  AND r.created_at < now() - make_interval(secs => $2::double precision / 1000)"
-        "  AND NOT EXISTS (SELECT 1 FROM sessions s"
-        "   WHERE s.id = r.session_id AND s.current_run_id = r.id)"
+        "  AND NOT EXISTS (SELECT 1 FROM session_bindings b"
+        "   WHERE b.session_id = r.session_id AND b.current_run_id = r.id)"
         "  ORDER BY r.created_at LIMIT $1::integer FOR UPDATE OF r SKIP LOCKED)"
         " AND status = 'PENDING' AND started_at IS NULL",
         2, params, n);

@@ -12,12 +12,17 @@
 #include "sm.h"
 
 #define SM_SESSION_COLS                                                                            \
-    "id, friendly_id, external_id, type, task_identifier, trigger_config::text, "                  \
-    "array_to_json(tags)::text, metadata::text, current_run_id, current_run_version, "             \
+    "s.id, friendly_id, external_id, type, task_identifier, trigger_config::text, "                \
+    "array_to_json(tags)::text, metadata::text, b.current_run_id, "                                \
+    "COALESCE(b.current_run_version, 0), "                                                         \
     "COALESCE((extract(epoch FROM closed_at) * 1000)::bigint, 0), closed_reason, "                 \
     "COALESCE((extract(epoch FROM expires_at) * 1000)::bigint, 0), "                               \
     "(extract(epoch FROM created_at) * 1000)::bigint, "                                            \
-    "(extract(epoch FROM updated_at) * 1000)::bigint"
+    "(extract(epoch FROM GREATEST(s.updated_at, b.bound_at)) * 1000)::bigint"
+
+/* The rows of a statement's CTE `up` (or of sessions) as s, with the run binding each has
+ * (the run-manager's table, sql/postgres/0010). */
+#define SM_SESSION_FROM(rows) " FROM " rows " s LEFT JOIN session_bindings b ON b.session_id = s.id"
 
 /* A key is the friendly id when it carries the prefix, else the external id. */
 #define SM_SESSION_KEY_MATCH                                                                       \
@@ -31,23 +36,23 @@ err_t sm_store_session_upsert(struct db_pg *pg, const struct sm_session_new *s, 
     if (cuid_new(id) != OK)
         return ERR_UNAVAIL;
     snprintf(expires, sizeof(expires), "%llu", (unsigned long long)s->expires_at_ms);
-    const char *params[] = {id,           s->external_id, s->type,          s->project_id,
-                            s->env_id,    s->org_id,      s->env_type,      s->task_identifier,
-                            s->trigger_config, s->tags,   s->metadata,      expires};
-    err_t rc = db_pg_exec(
-        pg,
-        "WITH up AS ("
-        " INSERT INTO sessions (id, friendly_id, external_id, type, project_id,"
-        "  runtime_environment_id, organization_id, environment_type, task_identifier,"
-        "  trigger_config, tags, metadata, expires_at)"
-        " VALUES ($1, 'session_' || $1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb,"
-        "  ARRAY(SELECT jsonb_array_elements_text($10::jsonb)), $11::jsonb,"
-        "  CASE WHEN $12::bigint > 0 THEN to_timestamp($12::bigint / 1000.0) END)"
-        " ON CONFLICT (runtime_environment_id, external_id)"
-        "  DO UPDATE SET trigger_config = EXCLUDED.trigger_config, updated_at = now()"
-        " RETURNING *)"
-        " SELECT " SM_SESSION_COLS " FROM up",
-        12, params, res);
+    const char *params[] = {
+        id,          s->external_id,     s->type,           s->project_id, s->env_id,   s->org_id,
+        s->env_type, s->task_identifier, s->trigger_config, s->tags,       s->metadata, expires};
+    err_t rc =
+        db_pg_exec(pg,
+                   "WITH up AS ("
+                   " INSERT INTO sessions (id, friendly_id, external_id, type, project_id,"
+                   "  runtime_environment_id, organization_id, environment_type, task_identifier,"
+                   "  trigger_config, tags, metadata, expires_at)"
+                   " VALUES ($1, 'session_' || $1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb,"
+                   "  ARRAY(SELECT jsonb_array_elements_text($10::jsonb)), $11::jsonb,"
+                   "  CASE WHEN $12::bigint > 0 THEN to_timestamp($12::bigint / 1000.0) END)"
+                   " ON CONFLICT (runtime_environment_id, external_id)"
+                   "  DO UPDATE SET trigger_config = EXCLUDED.trigger_config, updated_at = now()"
+                   " RETURNING *)"
+                   " SELECT " SM_SESSION_COLS SM_SESSION_FROM("up"),
+                   12, params, res);
     /* the contract's rule: cached when the row is not the one we tried to create */
     if (rc == OK && PQntuples(*res) == 1)
         *is_cached = strcmp(PQgetvalue(*res, 0, 0), id) != 0;
@@ -57,23 +62,25 @@ err_t sm_store_session_upsert(struct db_pg *pg, const struct sm_session_new *s, 
 err_t sm_store_session_get(struct db_pg *pg, const char *env_id, const char *key, PGresult **res)
 {
     const char *params[] = {env_id, key};
-    return db_pg_exec(pg, "SELECT " SM_SESSION_COLS " FROM sessions WHERE " SM_SESSION_KEY_MATCH,
-                      2, params, res);
+    return db_pg_exec(
+        pg, "SELECT " SM_SESSION_COLS SM_SESSION_FROM("sessions") " WHERE " SM_SESSION_KEY_MATCH, 2,
+        params, res);
 }
 
 err_t sm_store_session_update(struct db_pg *pg, const char *env_id, const char *key,
                               const char *tags, bool set_metadata, const char *metadata,
                               PGresult **res)
 {
-    const char *params[] = {env_id, key, tags ? "t" : "f", tags, set_metadata ? "t" : "f",
+    const char *params[] = {env_id,  key, tags ? "t" : "f", tags, set_metadata ? "t" : "f",
                             metadata};
     return db_pg_exec(pg,
-                      "UPDATE sessions SET"
+                      "WITH up AS (UPDATE sessions SET"
                       " tags = CASE WHEN $3::boolean"
                       "  THEN ARRAY(SELECT jsonb_array_elements_text($4::jsonb)) ELSE tags END,"
                       " metadata = CASE WHEN $5::boolean THEN $6::jsonb ELSE metadata END,"
                       " updated_at = now()"
-                      " WHERE " SM_SESSION_KEY_MATCH " RETURNING " SM_SESSION_COLS,
+                      " WHERE " SM_SESSION_KEY_MATCH " RETURNING *)"
+                      " SELECT " SM_SESSION_COLS SM_SESSION_FROM("up"),
                       6, params, res);
 }
 
@@ -82,10 +89,10 @@ err_t sm_store_session_close(struct db_pg *pg, const char *env_id, const char *k
 {
     const char *params[] = {env_id, key, reason};
     err_t rc = db_pg_exec(pg,
-                          "UPDATE sessions SET closed_at = now(), closed_reason = $3,"
-                          " updated_at = now()"
-                          " WHERE " SM_SESSION_KEY_MATCH " AND closed_at IS NULL"
-                          " RETURNING " SM_SESSION_COLS,
+                          "WITH up AS (UPDATE sessions SET closed_at = now(),"
+                          " closed_reason = $3, updated_at = now()"
+                          " WHERE " SM_SESSION_KEY_MATCH " AND closed_at IS NULL RETURNING *)"
+                          " SELECT " SM_SESSION_COLS SM_SESSION_FROM("up"),
                           3, params, res);
     if (rc != OK || PQntuples(*res) > 0)
         return rc;

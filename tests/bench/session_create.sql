@@ -16,9 +16,9 @@ INSERT INTO task_runs (id, friendly_id, runtime_environment_id, organization_id,
 VALUES ('r' || :client_id || '-' || :n, 'run_r' || :client_id || '-' || :n, 'bench-env', 'o', 'p',
     'echo', 'b' || :client_id || '-' || :n,
     '{"hello":"world","sessionId":"x"}', 1);
-UPDATE sessions SET current_run_id = 'r' || :client_id || '-' || :n,
-    current_run_version = current_run_version + 1, updated_at = now()
-WHERE id = 'b' || :client_id || '-' || :n AND current_run_version = 0;
+INSERT INTO session_bindings (session_id, current_run_id, current_run_version)
+VALUES ('b' || :client_id || '-' || :n, 'r' || :client_id || '-' || :n, 1)
+ON CONFLICT DO NOTHING;
 INSERT INTO session_runs (id, session_id, run_id, reason)
 VALUES ('sr' || :client_id || '-' || :n, 'b' || :client_id || '-' || :n,
     'r' || :client_id || '-' || :n, 'initial');

@@ -335,7 +335,7 @@ function psql(sql) {
 }
 const RUNS_SQL = `SELECT s.external_id, r.friendly_id, r.status, (r.id = s.current_run_id)::int,
     coalesce(s.current_run_id, '')
-  FROM sessions s JOIN task_runs r ON r.session_id = s.id
+  FROM sessions_bound s JOIN task_runs r ON r.session_id = s.id
   WHERE s.external_id LIKE 'chaos-${SEED}-%'
     AND (r.status IN ('DEQUEUED','EXECUTING') OR r.id = s.current_run_id
          OR r.status NOT IN ('CANCELED','INTERRUPTED','COMPLETED_SUCCESSFULLY',

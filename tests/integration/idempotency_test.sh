@@ -45,7 +45,7 @@ done
 fault_off session-manager
 is "$CODES" "201 201 201 201 201 " "five creates without externalId, each handled twice, are 201"
 is "$(sessions)" 5 "five creates delivered twice made five session rows"
-is "$(PSQL "SELECT count(*) FROM sessions WHERE runtime_environment_id = '$ENVID' AND current_run_id IS NULL")" \
+is "$(PSQL "SELECT count(*) FROM sessions_bound WHERE runtime_environment_id = '$ENVID' AND current_run_id IS NULL")" \
   0 "every session row has its run"
 is "$(PSQL "SELECT count(*) FROM sessions WHERE runtime_environment_id = '$ENVID' AND friendly_id IN ($(printf "'%s'," "${IDS[@]}" | sed 's/,$//'))")" \
   5 "the rows are the ones the answers named"
@@ -136,6 +136,6 @@ is "$(sort -u "$TREE_DIR/burst.ids" | wc -l)" "$OKS" "every 201 named a session 
 PSQL "SELECT friendly_id FROM sessions WHERE runtime_environment_id = '$ENVID'" | sort >"$TREE_DIR/burst.rows"
 ok "no more unanswered rows than failed answers" test "$(comm -13 "$TREE_DIR/burst.ids" "$TREE_DIR/burst.rows" | wc -l)" -le "$((N - OKS))"
 ok "no more sessions without a run than failed answers" \
-  test "$(PSQL "SELECT count(*) FROM sessions WHERE runtime_environment_id = '$ENVID' AND current_run_id IS NULL")" -le "$((N - OKS))"
+  test "$(PSQL "SELECT count(*) FROM sessions_bound WHERE runtime_environment_id = '$ENVID' AND current_run_id IS NULL")" -le "$((N - OKS))"
 tree_stop
 done_testing

@@ -85,7 +85,7 @@ run_status() { sql "SELECT status FROM task_runs WHERE friendly_id = :'r'" r="$1
 run_field() { sql "SELECT $2 FROM task_runs WHERE friendly_id = :'r'" r="$1"; }
 status_is() { [[ $(run_status "$1") == "$2" ]]; }
 field_is() { [[ $(run_field "$1" "$2") == "$3" ]]; }
-current_run() { sql "SELECT COALESCE('run_' || current_run_id, '') FROM sessions WHERE id = :'s'" s="$1"; }
+current_run() { sql "SELECT COALESCE('run_' || current_run_id, '') FROM sessions_bound WHERE id = :'s'" s="$1"; }
 live_runs() {
   sql "SELECT count(*) FROM task_runs WHERE session_id = :'s' AND status NOT IN ('CANCELED',
        'INTERRUPTED', 'COMPLETED_SUCCESSFULLY', 'COMPLETED_WITH_ERRORS', 'SYSTEM_FAILURE',
@@ -131,7 +131,7 @@ is "$(sql "SELECT count(*) FROM task_runs WHERE session_id = :'s' AND friendly_i
   s="$S1" r="$R1")" 0 "every loser's run is CANCELED with \"lost session-run claim race\""
 is "$(sql "SELECT string_agg('run_' || run_id || ' ' || reason, ',') FROM session_runs
            WHERE session_id = :'s'" s="$S1")" "$R1 initial" "session_runs holds only the winner"
-is "$(sql "SELECT current_run_version FROM sessions WHERE id = :'s'" s="$S1")" 1 \
+is "$(sql "SELECT current_run_version FROM sessions_bound WHERE id = :'s'" s="$S1")" 1 \
   "current_run_version went 0 -> 1 once"
 P=$(run_field "$R1" payload::text)
 is "$(jq -c '{chatId, message: (.message | startswith("hello")), messages, trigger, keep, sessionId, idleTimeoutInSeconds, c: has("continuation")}' <<<"$P")" \
@@ -161,6 +161,28 @@ SB=$(mk_session "$ENV" "agent-$U" '{"basePayload":[1,2]}')
 claim bus "$ENV" initial 1 "$SB"
 ok "a basePayload that is not an object is ERR_INVAL" grep -q '^err .* ERR_INVAL triggerConfig.basePayload' <<<"$OUT"
 is "$(sql "SELECT count(*) FROM task_runs WHERE session_id = :'s'" s="$SB")" 0 "... and triggers nothing"
+
+# the session-channel rule is the run-manager's, where it reads the row: whatever a gateway's copy
+# of the row says, a closed or expired session gets no new run
+SCL=$(mk_session "$ENV" "ended-$U" '{"basePayload":{}}')
+sql "UPDATE sessions SET closed_at = now(), closed_reason = 'done' WHERE id = :'s'" s="$SCL" >/dev/null
+claim bus "$ENV" initial 1 "$SCL"
+ok "run.ensure of a closed session is ERR_CONFLICT \"the session is closed\"" \
+  grep -q '^err .* ERR_CONFLICT the session is closed' <<<"$OUT"
+SEX=$(mk_session "$ENV" "ended-$U" '{"basePayload":{}}')
+sql "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = :'s'" s="$SEX" >/dev/null
+claim bus "$ENV" continuation 1 "$SEX"
+ok "run.ensure of an expired session is ERR_CONFLICT \"the session has expired\"" \
+  grep -q '^err .* ERR_CONFLICT the session has expired' <<<"$OUT"
+is "$(sql "SELECT count(*) FROM task_runs WHERE session_id IN (:'a', :'b')" a="$SCL" b="$SEX")" 0 \
+  "... and neither triggered a run"
+SCS=$(mk_session "$ENV" "ended-$U" '{"basePayload":{}}')
+RCS=$(ensure1 "$ENV" "$SCS" | cut -d' ' -f1)
+sql "UPDATE sessions SET closed_at = now() WHERE id = :'s'" s="$SCS" >/dev/null
+claim swap-bus "$ENV" "$SCS" "$RCS" 1 continuation
+ok "run.swap of a closed session is ERR_CONFLICT, and triggers nothing" \
+  grep -q '^err .* ERR_CONFLICT the session is closed' <<<"$OUT"
+is "$(sql "SELECT count(*) FROM task_runs WHERE session_id = :'s'" s="$SCS")" 1 "... (its one run only)"
 
 # ---------------------------------------------------------------- worker API: dequeue, tokens
 api POST /api/v1/workers/dequeue '{"taskIdentifiers":["x"]}' nope
@@ -438,14 +460,14 @@ is "$(sql "SELECT count(*) FROM sessions s WHERE s.id IN ($IDS) AND (SELECT coun
            WHERE r.session_id = s.id AND r.status NOT IN ('CANCELED', 'COMPLETED_SUCCESSFULLY',
            'COMPLETED_WITH_ERRORS', 'SYSTEM_FAILURE', 'CRASHED', 'EXPIRED', 'TIMED_OUT')) > 1")" 0 \
   "afterwards no session has more than one live run"
-is "$(sql "SELECT count(*) FROM sessions s WHERE s.id IN ($IDS) AND s.current_run_id IS NULL")" 0 \
+is "$(sql "SELECT count(*) FROM sessions_bound s WHERE s.id IN ($IDS) AND s.current_run_id IS NULL")" 0 \
   "every session of the burst has a current run"
 is "$(sql "SELECT count(*) FROM task_runs r WHERE r.session_id IN ($IDS) AND r.status = 'PENDING'
-           AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = r.session_id AND s.current_run_id = r.id)")" 0 \
+           AND NOT EXISTS (SELECT 1 FROM sessions_bound s WHERE s.id = r.session_id AND s.current_run_id = r.id)")" 0 \
   "no queued run without a session pointing at it survived the orphan grace and a sweep"
 is "$(sql "SELECT count(*) FROM task_runs r WHERE r.status = 'PENDING' AND r.session_id IS NOT NULL
            AND r.started_at IS NULL AND r.created_at < now() - interval '3 seconds'
-           AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = r.session_id AND s.current_run_id = r.id)")" 0 \
+           AND NOT EXISTS (SELECT 1 FROM sessions_bound s WHERE s.id = r.session_id AND s.current_run_id = r.id)")" 0 \
   "... nor anywhere in the database"
 diag "burst: $(sql "SELECT count(*) FROM task_runs WHERE session_id IN ($IDS)") runs for 30 sessions; $(grep -c 'run.claim_lost' "$TREE_LOG") lost claims logged in the whole test"
 

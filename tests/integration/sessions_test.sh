@@ -79,10 +79,10 @@ RSID=$(PSQL "SELECT id FROM sessions WHERE external_id = '$RACE'")
 is "$(PSQL "SELECT count(*) FROM sessions WHERE external_id = '$RACE'")" 1 "one session row"
 is "$(PSQL "SELECT count(*) FROM task_runs WHERE session_id = '$RSID' AND status NOT IN ('CANCELED','INTERRUPTED','COMPLETED_SUCCESSFULLY','COMPLETED_WITH_ERRORS','SYSTEM_FAILURE','CRASHED','EXPIRED','TIMED_OUT')")" \
   1 "exactly one live run"
-is "$(PSQL "SELECT count(*) FROM task_runs r JOIN sessions s ON s.id = r.session_id WHERE s.id = '$RSID' AND r.id <> s.current_run_id AND r.status <> 'CANCELED'")" \
+is "$(PSQL "SELECT count(*) FROM task_runs r JOIN sessions_bound s ON s.id = r.session_id WHERE s.id = '$RSID' AND r.id <> s.current_run_id AND r.status <> 'CANCELED'")" \
   0 "every losing run is CANCELED"
 is "$(PSQL "SELECT count(*) FROM session_runs WHERE session_id = '$RSID'")" 1 "session_runs holds only the winner"
-is "$(PSQL "SELECT count(*) FROM session_runs sr JOIN sessions s ON s.id = sr.session_id WHERE s.id = '$RSID' AND sr.run_id = s.current_run_id")" \
+is "$(PSQL "SELECT count(*) FROM session_runs sr JOIN sessions_bound s ON s.id = sr.session_id WHERE s.id = '$RSID' AND sr.run_id = s.current_run_id")" \
   1 "and it is the current run"
 
 # --- retrieve
@@ -194,17 +194,17 @@ is "$(grep -cE '^20[01]$' "$TREE_DIR/burst.codes")" 30 "every create of the burs
 ENVID=$(PSQL "SELECT id FROM runtime_environments WHERE api_key = '$KEY'")
 LIVE="status NOT IN ('CANCELED','INTERRUPTED','COMPLETED_SUCCESSFULLY','COMPLETED_WITH_ERRORS','SYSTEM_FAILURE','CRASHED','EXPIRED','TIMED_OUT')"
 orphans() {
-  PSQL "SELECT count(*) FROM task_runs r JOIN sessions s ON s.id = r.session_id
+  PSQL "SELECT count(*) FROM task_runs r JOIN sessions_bound s ON s.id = r.session_id
         WHERE r.runtime_environment_id = '$ENVID' AND r.status = 'PENDING'
           AND s.current_run_id IS DISTINCT FROM r.id"
 }
 diag "queued runs no session points at, right after the burst: $(orphans)"
-ok "none survive the orphan grace plus a sweep" wait_for 6000 bash -c "[[ \$(psql -tA '$TETHER_PG_URL' -c \"SELECT count(*) FROM task_runs r JOIN sessions s ON s.id = r.session_id WHERE r.runtime_environment_id = '$ENVID' AND r.status = 'PENDING' AND s.current_run_id IS DISTINCT FROM r.id\") == 0 ]]"
+ok "none survive the orphan grace plus a sweep" wait_for 6000 bash -c "[[ \$(psql -tA '$TETHER_PG_URL' -c \"SELECT count(*) FROM task_runs r JOIN sessions_bound s ON s.id = r.session_id WHERE r.runtime_environment_id = '$ENVID' AND r.status = 'PENDING' AND s.current_run_id IS DISTINCT FROM r.id\") == 0 ]]"
 # a run triggered just before the kill, whose claim never happened, is live (PENDING) until that
 # sweep cancels it - and is never handed to a worker meanwhile; after it, one live run per session
 is "$(PSQL "SELECT count(*) FROM (SELECT session_id FROM task_runs WHERE runtime_environment_id = '$ENVID' AND $LIVE GROUP BY session_id HAVING count(*) > 1) x")" \
   0 "no session has more than one live run"
-is "$(PSQL "SELECT count(*) FROM sessions WHERE runtime_environment_id = '$ENVID' AND current_run_id IS NULL")" \
+is "$(PSQL "SELECT count(*) FROM sessions_bound WHERE runtime_environment_id = '$ENVID' AND current_run_id IS NULL")" \
   0 "every session of the burst points at a run"
 tree_stop
 done_testing
