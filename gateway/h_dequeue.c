@@ -25,6 +25,7 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_run.h"
 #include "runs_int.h"
 
 #define GW_RUN_TOKEN_TTL_S 3600
@@ -192,13 +193,14 @@ static void gw_runs_on_event(void *arg, const char *topic, const struct envelope
 {
     struct gw *gw = arg;
     struct gw_runs *r = gw->runs;
-    struct mp_reader v;
-    struct slice task = SLICE_NULL;
+    struct msg_run_queued ev;
     const char *env_id = topic + strlen("run.queued.");
     if (!r || strncmp(topic, "run.queued.", strlen("run.queued.")) != 0)
         return;
-    if (env->body.n && mp_map_find(env->body.p, env->body.n, "task_identifier", &v) == OK)
-        (void)mp_read_str(&v, &task);
+    /* an event that names no task (or that cannot be read) wakes every waiter of the env */
+    if (msg_decode(&msg_run_queued_form, env->body.p, env->body.n, &ev) != OK)
+        ev.task_identifier = SLICE_NULL;
+    struct slice task = ev.task_identifier;
     /* waking may finish a waiter (and unlink it): walk with the next one saved */
     for (struct gw_dq *dq = r->waiters, *next; dq; dq = next) {
         next = dq->next;
@@ -238,15 +240,11 @@ static void gw_on_release_reply(void *arg, err_t rc, const struct envelope *env)
 static void gw_dq_release(struct gw_dq *dq, struct slice runs, uint32_t n)
 {
     struct mp_reader rd;
-    struct mp_writer w;
+    struct mp_writer ids, w;
     char id[128];
     uint32_t len;
-    mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "env_id", dq->c->auth.env.id);
-    mp_put_kv_str(&w, "worker_id", dq->worker_id);
-    mp_put_str(&w, "runs");
-    mp_put_array(&w, n);
+    mp_writer_init(&ids); /* the runs' ids, from their objects */
+    mp_put_array(&ids, n);
     mp_reader_init(&rd, runs.p, runs.n);
     (void)mp_read_array(&rd, &len);
     for (uint32_t i = 0; i < n && i < len; i++) {
@@ -254,12 +252,18 @@ static void gw_dq_release(struct gw_dq *dq, struct slice runs, uint32_t n)
         if (mp_skip(&rd, &m) != OK)
             break;
         gw_mp_str(m, "id", id, sizeof(id));
-        mp_put_str(&w, id);
+        mp_put_str(&ids, id);
     }
-    if (mp_writer_err(&w) == OK)
+    struct msg_run_release rel = {msg_str(dq->c->auth.env.id),
+                                  msg_str(dq->worker_id),
+                                  {mp_writer_data(&ids), mp_writer_len(&ids)}};
+    mp_writer_init(&w);
+    msg_encode(&msg_run_release_form, &w, &rel);
+    if (mp_writer_err(&ids) == OK && mp_writer_err(&w) == OK)
         (void)bus_call(dq->c->gw->actors[GW_ACTOR_RUN_MANAGER], MSG_RUN_RELEASE, mp_writer_data(&w),
                        mp_writer_len(&w), &dq->c->trace, gw_on_release_reply, NULL);
     mp_writer_fini(&w);
+    mp_writer_fini(&ids);
 }
 
 /* One dequeued run for the worker, with a token for its run and its session. */
@@ -336,13 +340,12 @@ static void gw_dq_on_reply(void *arg, err_t rc, const struct envelope *env)
     struct gw_dq *dq = arg;
     struct gw_call *c = dq->c;
     struct mp_reader v;
-    struct slice runs;
+    struct msg_run_dequeue_reply r = {SLICE_NULL};
     uint32_t n = 0;
     dq->calling = false;
     if (rc == OK && env &&
-        (mp_map_find(env->body.p, env->body.n, "runs", &v) != OK || mp_skip(&v, &runs) != OK)) {
+        msg_decode(&msg_run_dequeue_reply_form, env->body.p, env->body.n, &r) != OK)
         rc = ERR_PROTO;
-    }
     if (rc != OK || !env) {
         /* a restarting run-manager is no reason to end a long-poll: try again at the next poll */
         if (dq->deadline_mono && (rc == ERR_UNAVAIL || rc == ERR_TIMEOUT || rc == ERR_CLOSED) &&
@@ -354,12 +357,12 @@ static void gw_dq_on_reply(void *arg, err_t rc, const struct envelope *env)
         gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "run.dequeue");
         return;
     }
-    mp_reader_init(&v, runs.p, runs.n);
+    mp_reader_init(&v, r.runs.p, r.runs.n);
     if (mp_read_array(&v, &n) != OK)
         n = 0;
     if (n > 0) {
         if (gw_dq_client_gone(c)) {
-            gw_dq_release(dq, runs, n);
+            gw_dq_release(dq, r.runs, n);
             gw_dq_done(dq);
             gw_respond_json(c, 200, json_object(), 0); /* to nobody: frees the call */
             return;
@@ -434,7 +437,7 @@ void gw_on_worker_dequeue(struct gw_call *c)
     long long max_runs, wait_s, lease_s;
     size_t i;
     json_t *t;
-    struct mp_writer w;
+    struct mp_writer tasks_w, w;
 
     if (!gw_dq_tasks(c, tasks) || !gw_runs_worker(c, c->body, &worker) ||
         !gw_runs_int(c, c->body, "maxRuns", 1, GW_DQ_RUNS_MAX, 1, &max_runs) ||
@@ -460,21 +463,26 @@ void gw_on_worker_dequeue(struct gw_call *c)
         dq->worker_id[20] = '\0';
     }
     /* the request is the same at every try: build it once */
-    mp_writer_init(&w);
-    mp_put_map(&w, 5);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_str(&w, "task_identifiers");
-    mp_put_array(&w, (uint32_t)json_array_size(tasks));
+    mp_writer_init(&tasks_w);
+    mp_put_array(&tasks_w, (uint32_t)json_array_size(tasks));
     json_array_foreach(tasks, i, t)
     {
         dq->tasks_n += json_string_length(t) + 1;
-        mp_put_str(&w, json_string_value(t));
+        mp_put_str(&tasks_w, json_string_value(t));
     }
-    mp_put_kv_uint(&w, "max_runs", (uint64_t)max_runs);
-    mp_put_kv_str(&w, "worker_id", dq->worker_id);
-    mp_put_kv_uint(&w, "lease_ms", (uint64_t)lease_s * 1000);
-    if (mp_writer_err(&w) != OK) {
+    struct msg_run_dequeue m = {
+        .env_id = msg_str(c->auth.env.id),
+        .task_identifiers = {mp_writer_data(&tasks_w), mp_writer_len(&tasks_w)},
+        .max_runs = (uint64_t)max_runs,
+        .max_runs_given = true,
+        .worker_id = msg_str(dq->worker_id),
+        .lease_ms = (uint64_t)lease_s * 1000,
+    };
+    mp_writer_init(&w);
+    msg_encode(&msg_run_dequeue_form, &w, &m);
+    if (mp_writer_err(&tasks_w) != OK || mp_writer_err(&w) != OK) {
         mp_writer_fini(&w);
+        mp_writer_fini(&tasks_w);
         gw_respond_err(c, ERR_NOMEM, "run.dequeue");
         return;
     }
@@ -482,6 +490,7 @@ void gw_on_worker_dequeue(struct gw_call *c)
     dq->request = xmalloc(dq->request_n);
     memcpy(dq->request, mp_writer_data(&w), dq->request_n);
     mp_writer_fini(&w);
+    mp_writer_fini(&tasks_w);
     dq->tasks = xmalloc(dq->tasks_n);
     size_t o = 0;
     json_array_foreach(tasks, i, t)

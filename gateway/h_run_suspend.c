@@ -18,6 +18,7 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_run.h"
 #include "waitpoints_int.h"
 
 /* A completed waitpoint as a worker resumes with it (the SDK's CompletedWaitpoint). */
@@ -203,11 +204,14 @@ static void gw_suspend_on_reply(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
     struct gw_hold *h = c->state;
+    struct msg_run_suspend_reply r = {false, 0, SLICE_NULL};
     struct mp_reader v;
     uint32_t n = 0;
     h->calling = false;
-    if (rc == OK && env && h->listed && !gw_wp_bool(env->body, "suspended") &&
-        (h->pending = gw_wp_u64(env->body, "pending")) > 0) {
+    if (rc == OK && env &&
+        msg_decode(&msg_run_suspend_reply_form, env->body.p, env->body.n, &r) != OK)
+        rc = ERR_PROTO;
+    if (rc == OK && env && h->listed && !r.suspended && (h->pending = r.pending) > 0) {
         /* still waiting: wait on, unless it is time to answer */
         uint64_t now = clock_mono_ms();
         if (gw_hold_client_gone(c) || c->gw->stopping || now >= h->deadline_mono) {
@@ -237,8 +241,8 @@ static void gw_suspend_on_reply(void *arg, err_t rc, const struct envelope *env)
         return;
     }
     json_t *wps = json_array();
-    if (mp_map_find(env->body.p, env->body.n, "waitpoints", &v) == OK &&
-        mp_read_array(&v, &n) == OK) {
+    mp_reader_init(&v, r.waitpoints.p, r.waitpoints.n);
+    if (r.waitpoints.p && mp_read_array(&v, &n) == OK) {
         for (uint32_t i = 0; i < n; i++) {
             struct slice m;
             if (mp_skip(&v, &m) != OK)
@@ -247,22 +251,19 @@ static void gw_suspend_on_reply(void *arg, err_t rc, const struct envelope *env)
         }
     }
     gw_respond_json(c, 200,
-                    json_pack("{s:b,s:I,s:o}", "suspended", gw_wp_bool(env->body, "suspended"),
-                              "pending", (json_int_t)gw_wp_u64(env->body, "pending"), "waitpoints",
-                              wps),
+                    json_pack("{s:b,s:I,s:o}", "suspended", r.suspended, "pending",
+                              (json_int_t)r.pending, "waitpoints", wps),
                     0);
 }
 
 static void gw_hold_issue(struct gw_hold *h)
 {
     struct gw_call *c = h->c;
+    struct msg_run_suspend m = {msg_str(c->auth.env.id), msg_str(c->params.run),
+                                msg_str(h->worker[0] ? h->worker : NULL), h->hold};
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 4);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "run", c->params.run);
-    mp_put_kv_str(&w, "worker_id", h->worker[0] ? h->worker : NULL);
-    mp_put_kv_bool(&w, "hold", h->hold);
+    msg_encode(&msg_run_suspend_form, &w, &m);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
         rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], MSG_RUN_SUSPEND, mp_writer_data(&w),

@@ -22,6 +22,7 @@
 #include "handlers.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_run.h"
 #include "runs_int.h"
 
 #define GW_RUN_NOT_FOUND "Run not found"
@@ -49,15 +50,6 @@ uint64_t gw_mp_u64(struct slice m, const char *k, bool *present)
     if (present)
         *present = ok;
     return ok ? u : 0;
-}
-
-static bool gw_mp_bool(struct slice m, const char *k)
-{
-    struct mp_reader v;
-    bool b = false;
-    if (mp_map_find(m.p, m.n, k, &v) == OK)
-        (void)mp_read_bool(&v, &b);
-    return b;
 }
 
 /* A JSON text field parsed; NULL when absent, nil or (never expected) malformed. */
@@ -150,13 +142,17 @@ static bool gw_runs_authorize(struct gw_call *c, const char *action)
     return false;
 }
 
-/* Sends a request whose body w built; on a send failure answers the call. */
-static void gw_runs_send(struct gw_call *c, uint16_t type, struct mp_writer *w, bus_reply_fn cb)
+/* Sends a request, m encoded by form f; on a send failure answers the call. */
+static void gw_runs_send(struct gw_call *c, uint16_t type, const struct msg_form *f, const void *m,
+                         bus_reply_fn cb)
 {
-    err_t rc = mp_writer_err(w);
+    struct mp_writer w;
+    mp_writer_init(&w);
+    msg_encode(f, &w, m);
+    err_t rc = mp_writer_err(&w);
     if (rc == OK)
-        rc = gw_call_bus(c, GW_ACTOR_RUN_MANAGER, type, mp_writer_data(w), mp_writer_len(w), cb);
-    mp_writer_fini(w);
+        rc = gw_call_bus(c, GW_ACTOR_RUN_MANAGER, type, mp_writer_data(&w), mp_writer_len(&w), cb);
+    mp_writer_fini(&w);
     if (rc != OK)
         gw_respond_err(c, rc, msg_name(type));
 }
@@ -175,25 +171,11 @@ static bool gw_runs_failed(struct gw_call *c, err_t rc, const struct envelope *e
     return true;
 }
 
-/* The start of every run message: {env_id, run, ...} with n more fields to come. */
-static void gw_runs_begin(struct gw_call *c, struct mp_writer *w, uint32_t more)
+/* A JSON value as text for the run-manager (a JSON text field, malloc'd), NULL (nil) when absent.
+ */
+static char *gw_json_text(json_t *v)
 {
-    mp_writer_init(w);
-    mp_put_map(w, 2 + more);
-    mp_put_kv_str(w, "env_id", c->auth.env.id);
-    mp_put_kv_str(w, "run", c->params.run);
-}
-
-/* A JSON value as text for the run-manager (a JSON text field), or nil when absent. */
-static void gw_put_json_text(struct mp_writer *w, const char *k, json_t *v)
-{
-    mp_put_str(w, k);
-    char *text = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    if (text)
-        mp_put_str(w, text);
-    else
-        mp_put_nil(w);
-    free(text);
+    return v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 }
 
 /* ---- heartbeat, complete, fail ---- */
@@ -226,7 +208,6 @@ void gw_on_run_heartbeat(struct gw_call *c)
 {
     const char *worker;
     long long lease_s;
-    struct mp_writer w;
     json_t *o = gw_runs_worker_body(c, &worker);
     if (!o)
         return;
@@ -234,51 +215,55 @@ void gw_on_run_heartbeat(struct gw_call *c)
         json_decref(o);
         return;
     }
-    gw_runs_begin(c, &w, 2);
-    mp_put_kv_str(&w, "worker_id", worker);
-    mp_put_kv_uint(&w, "lease_ms", (uint64_t)lease_s * 1000);
+    struct msg_run_heartbeat m = {msg_str(c->auth.env.id), msg_str(c->params.run), msg_str(worker),
+                                  (uint64_t)lease_s * 1000};
+    gw_runs_send(c, MSG_RUN_HEARTBEAT, &msg_run_heartbeat_form, &m, gw_on_empty_reply);
     json_decref(o);
-    gw_runs_send(c, MSG_RUN_HEARTBEAT, &w, gw_on_empty_reply);
 }
 
 void gw_on_run_complete(struct gw_call *c)
 {
     const char *worker;
-    struct mp_writer w;
     json_t *o = gw_runs_worker_body(c, &worker);
     if (!o)
         return;
-    gw_runs_begin(c, &w, 2);
-    mp_put_kv_str(&w, "worker_id", worker);
     /* an absent output is JSON null: the run completed with nothing to say */
     json_t *out = json_object_get(o, "output");
     json_t *null = json_null();
-    gw_put_json_text(&w, "output", out ? out : null);
+    char *text = gw_json_text(out ? out : null);
     json_decref(null);
+    struct msg_run_complete m = {msg_str(c->auth.env.id), msg_str(c->params.run), msg_str(worker),
+                                 msg_str(text)};
+    gw_runs_send(c, MSG_RUN_COMPLETE, &msg_run_complete_form, &m, gw_on_empty_reply);
+    free(text);
     json_decref(o);
-    gw_runs_send(c, MSG_RUN_COMPLETE, &w, gw_on_empty_reply);
 }
 
 static void gw_on_fail_reply(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
+    struct msg_run_fail_reply r;
     if (gw_runs_failed(c, rc, env, "run.fail"))
         return;
-    gw_respond_json(c, 200, json_pack("{s:b}", "retrying", gw_mp_bool(env->body, "retrying")), 0);
+    if (msg_decode(&msg_run_fail_reply_form, env->body.p, env->body.n, &r) != OK) {
+        gw_respond_err(c, ERR_PROTO, "run.fail");
+        return;
+    }
+    gw_respond_json(c, 200, json_pack("{s:b}", "retrying", r.retrying), 0);
 }
 
 void gw_on_run_fail(struct gw_call *c)
 {
     const char *worker;
-    struct mp_writer w;
     json_t *o = gw_runs_worker_body(c, &worker);
     if (!o)
         return;
-    gw_runs_begin(c, &w, 2);
-    mp_put_kv_str(&w, "worker_id", worker);
-    gw_put_json_text(&w, "error", json_object_get(o, "error"));
+    char *text = gw_json_text(json_object_get(o, "error"));
+    struct msg_run_fail m = {msg_str(c->auth.env.id), msg_str(c->params.run), msg_str(worker),
+                             msg_str(text)};
+    gw_runs_send(c, MSG_RUN_FAIL, &msg_run_fail_form, &m, gw_on_fail_reply);
+    free(text);
     json_decref(o);
-    gw_runs_send(c, MSG_RUN_FAIL, &w, gw_on_fail_reply);
 }
 
 /* ---- cancel ---- */
@@ -292,11 +277,10 @@ static void gw_on_cancel_reply(void *arg, err_t rc, const struct envelope *env)
 
 void gw_on_run_cancel(struct gw_call *c)
 {
-    struct mp_writer w;
     if (!gw_runs_authorize(c, "write"))
         return;
-    gw_runs_begin(c, &w, 0);
-    gw_runs_send(c, MSG_RUN_CANCEL, &w, gw_on_cancel_reply);
+    struct msg_run_ref m = {msg_str(c->auth.env.id), msg_str(c->params.run)};
+    gw_runs_send(c, MSG_RUN_CANCEL, &msg_run_cancel_form, &m, gw_on_cancel_reply);
 }
 
 /* ---- retrieve: the SDK's RetrieveRunResponse ---- */
@@ -418,22 +402,20 @@ static json_t *gw_run_object(struct slice m)
 static void gw_on_get_reply(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
-    struct mp_reader v;
-    struct slice run;
+    struct msg_run_get_reply r;
     if (gw_runs_failed(c, rc, env, "run.get"))
         return;
-    if (mp_map_find(env->body.p, env->body.n, "run", &v) != OK || mp_skip(&v, &run) != OK) {
+    if (msg_decode(&msg_run_get_reply_form, env->body.p, env->body.n, &r) != OK) {
         gw_respond_err(c, ERR_PROTO, "run.get");
         return;
     }
     /* a loader: 404 came first; now the credential must be allowed to read it */
     if (gw_runs_authorize(c, "read"))
-        gw_respond_json(c, 200, gw_run_object(run), 0);
+        gw_respond_json(c, 200, gw_run_object(r.run), 0);
 }
 
 void gw_on_run_get(struct gw_call *c)
 {
-    struct mp_writer w;
-    gw_runs_begin(c, &w, 0);
-    gw_runs_send(c, MSG_RUN_GET, &w, gw_on_get_reply);
+    struct msg_run_ref m = {msg_str(c->auth.env.id), msg_str(c->params.run)};
+    gw_runs_send(c, MSG_RUN_GET, &msg_run_get_form, &m, gw_on_get_reply);
 }

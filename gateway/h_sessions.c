@@ -22,6 +22,7 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_run.h"
 #include "msg_session.h"
 #include "sessions_int.h"
 #include "sessref.h"
@@ -197,7 +198,10 @@ static void gw_create_on_ensure(void *arg, err_t rc, const struct envelope *env)
         gw_respond_err(c, rc, "run.ensure");
         return;
     }
-    if (rc != OK || !env || !gw_sess_str(env->body, "run_id", run, sizeof(run))) {
+    struct msg_run_ensure_reply r;
+    if (rc != OK || !env ||
+        msg_decode(&msg_run_ensure_reply_form, env->body.p, env->body.n, &r) != OK ||
+        slice_copy(r.run_id, run, sizeof(run)) != OK) {
         LOG_WARN("gw.ensure_failed", "run.ensure failed: %s", err_str(rc == OK ? ERR_PROTO : rc));
         gw_respond_error(c, 500, "Something went wrong", 0);
         return;
@@ -426,22 +430,21 @@ static void gw_eac_on_swap(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
     char run[160];
-    struct mp_reader v;
-    bool swapped = false;
+    struct msg_run_swap_reply r;
     if (rc == ERR_NOTFOUND) {
         gw_respond_error(c, 404, "callingRunId not found in this environment", 0);
         return;
     }
-    if (rc != OK || !env || !gw_sess_str(env->body, "run_id", run, sizeof(run))) {
+    if (rc != OK || !env ||
+        msg_decode(&msg_run_swap_reply_form, env->body.p, env->body.n, &r) != OK ||
+        slice_copy(r.run_id, run, sizeof(run)) != OK) {
         if (rc == ERR_UNAVAIL || rc == ERR_TIMEOUT)
             gw_respond_err(c, rc, "run.swap");
         else
             gw_respond_error(c, 500, "Failed to swap session run", 0);
         return;
     }
-    if (mp_map_find(env->body.p, env->body.n, "swapped", &v) == OK)
-        (void)mp_read_bool(&v, &swapped);
-    gw_respond_json(c, 200, json_pack("{s:s,s:b}", "runId", run, "swapped", swapped), 0);
+    gw_respond_json(c, 200, json_pack("{s:s,s:b}", "runId", run, "swapped", r.swapped), 0);
 }
 
 static void gw_eac_on_session(void *arg, err_t rc, const struct envelope *env)
@@ -479,14 +482,15 @@ static void gw_eac_on_session(void *arg, err_t rc, const struct envelope *env)
     for (unsigned i = 0; reason && i < 4; i++)
         if (strcmp(reason, reasons[i]) == 0)
             mapped = reasons[i];
+    struct msg_run_swap m = {
+        .env_id = msg_str(c->auth.env.id),
+        .session_id = msg_str(id),
+        .calling_run_id = msg_str(json_string_value(json_object_get(c->body, "callingRunId"))),
+        .reason = msg_str(mapped),
+    };
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 4);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "session_id", id);
-    mp_put_kv_str(&w, "calling_run_id",
-                  json_string_value(json_object_get(c->body, "callingRunId")));
-    mp_put_kv_str(&w, "reason", mapped);
+    msg_encode(&msg_run_swap_form, &w, &m);
     rc = gw_call_bus(c, GW_ACTOR_RUN_MANAGER, t, mp_writer_data(&w), mp_writer_len(&w),
                      gw_eac_on_swap);
     mp_writer_fini(&w);

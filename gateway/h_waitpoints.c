@@ -26,6 +26,7 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_run.h"
 #include "sessref.h"
 #include "waitpoints_int.h"
 
@@ -342,11 +343,10 @@ void gw_wp_create(struct gw_call *c, const char *run, bus_reply_fn cb)
 /* run.get of the URL's run: cb runs once it exists in the caller's environment. */
 static void gw_wp_run_get(struct gw_call *c, bus_reply_fn cb)
 {
+    struct msg_run_ref m = {msg_str(c->auth.env.id), msg_str(c->params.run)};
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 2);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "run", c->params.run);
+    msg_encode(&msg_run_get_form, &w, &m);
     gw_wp_send(c, GW_ACTOR_RUN_MANAGER, MSG_RUN_GET, &w, cb);
 }
 

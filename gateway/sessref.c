@@ -12,6 +12,7 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_run.h"
 #include "msg_session.h"
 #include "sesscache.h"
 #include "stream.h"
@@ -194,11 +195,9 @@ err_t gw_run_ensure(struct gw_call *c, struct slice s, const char *reason, bus_r
     char id[128];
     struct mp_writer w;
     gw_sess_str(s, "id", id, sizeof(id));
+    struct msg_run_ensure m = {msg_str(c->auth.env.id), msg_str(id), msg_str(reason)};
     mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "session_id", id);
-    mp_put_kv_str(&w, "reason", reason);
+    msg_encode(&msg_run_ensure_form, &w, &m);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
         rc = gw_call_bus(c, GW_ACTOR_RUN_MANAGER, MSG_RUN_ENSURE, mp_writer_data(&w),

@@ -172,28 +172,39 @@ err_t rm_swap(struct rm *rm, const char *env_id, const char *session_id, const c
 
 /* ---- handlers ---- */
 
-/* Reads env_id, session_id and reason, shared by both messages; replies itself on failure. */
-static bool rm_claim_args(struct bus_req *req, char *env_id, char *session_id, char *reason,
-                          size_t reason_cap)
+#define RM_REASON_MAX 32
+#define RM_BAD_REASON "reason must be initial, continuation, upgrade or manual"
+
+/* env_id and session_id, which the decoder checked, as C strings; false for a NUL inside. */
+static bool rm_claim_ids(struct slice env, struct slice session, char *env_id, char *session_id)
 {
-    struct slice body = bus_req_env(req)->body;
-    if (rm_field_str(body, "env_id", env_id, RM_ID_MAX, NULL) != OK || !env_id[0] ||
-        rm_field_str(body, "session_id", session_id, RM_ID_MAX, NULL) != OK || !session_id[0]) {
+    return rm_cstr(env, env_id, RM_ID_MAX) && rm_cstr(session, session_id, RM_ID_MAX);
+}
+
+/* reason as a C string, one of the session_runs reasons; false otherwise (absent too). */
+static bool rm_claim_reason(struct slice s, char *reason)
+{
+    return rm_cstr(s, reason, RM_REASON_MAX) && rm_reason_valid(reason);
+}
+
+/* The fields both messages share as C strings; false when unusable, having answered ERR_INVAL. */
+static bool rm_claim_args(struct bus_req *req, struct slice env, struct slice session,
+                          struct slice reason_s, char *env_id, char *session_id, char *reason)
+{
+    if (!rm_claim_ids(env, session, env_id, session_id)) { /* a NUL inside */
         (void)bus_reply_err(req, ERR_INVAL, "env_id and session_id (strings) are required");
         return false;
     }
-    if (rm_field_str(body, "reason", reason, reason_cap, NULL) != OK || !rm_reason_valid(reason)) {
-        (void)bus_reply_err(req, ERR_INVAL,
-                            "reason must be initial, continuation, upgrade or manual");
+    if (!rm_claim_reason(reason_s, reason)) {
+        (void)bus_reply_err(req, ERR_INVAL, RM_BAD_REASON);
         return false;
     }
     return true;
 }
 
-static void rm_claim_reply(struct bus_req *req, const char *op, err_t rc, const char *why,
-                           const struct rm_claim *c, const char *flag)
+static void rm_claim_reply(struct bus_req *req, bool swap, err_t rc, const char *why,
+                           const struct rm_claim *c)
 {
-    struct mp_writer w;
     switch (rc) {
     case OK:
         break;
@@ -210,31 +221,38 @@ static void rm_claim_reply(struct bus_req *req, const char *op, err_t rc, const 
                                   "to concurrent callers; retry");
         return;
     default:
-        rm_reply_store_err(req, op, rc);
+        rm_reply_store_err(req, swap ? "run.swap" : "run.ensure", rc);
         return;
     }
-    mp_writer_init(&w);
-    mp_put_map(&w, 2);
-    mp_put_kv_str(&w, "run_id", c->run_id);
-    mp_put_kv_bool(&w, flag, c->triggered);
-    rm_reply_writer(req, &w);
-    mp_writer_fini(&w);
+    if (swap) {
+        struct msg_run_swap_reply r = {msg_str(c->run_id), c->triggered};
+        rm_reply_msg(req, &msg_run_swap_reply_form, &r, NULL);
+    } else {
+        struct msg_run_ensure_reply r = {msg_str(c->run_id), c->triggered};
+        rm_reply_msg(req, &msg_run_ensure_reply_form, &r, NULL);
+    }
 }
 
-void rm_on_run_ensure(struct actor *a, struct bus_req *req)
+err_t rm_on_run_ensure(struct actor *a, struct bus_req *req)
 {
-    char env_id[RM_ID_MAX], session_id[RM_ID_MAX], reason[32];
+    const struct envelope *e = bus_req_env(req);
+    char env_id[RM_ID_MAX], session_id[RM_ID_MAX], reason[RM_REASON_MAX];
+    struct msg_run_ensure m;
     struct rm_claim c;
-    if (!rm_claim_args(req, env_id, session_id, reason, sizeof(reason)))
-        return;
-    err_t rc = rm_ensure(rm_of(a), env_id, session_id, reason, &c);
+    err_t rc = msg_decode(&msg_run_ensure_form, e->body.p, e->body.n, &m);
+    if (rc != OK)
+        return rc;
+    if (!rm_claim_args(req, m.env_id, m.session_id, m.reason, env_id, session_id, reason))
+        return OK;
+    rc = rm_ensure(rm_of(a), env_id, session_id, reason, &c);
     const char *why = rc == ERR_CONFLICT ? c.why : NULL;
     /* the session had a live run: nothing was written, so no answer is worth keeping (a re-send
      * reads again), and the transaction rolls back instead of committing: the common case of
      * an .in append costs a read, not a write */
     if (rc == OK && !c.triggered)
         actor_once_nothing_done(a);
-    rm_claim_reply(req, "run.ensure", rc, why, &c, "triggered");
+    rm_claim_reply(req, false, rc, why, &c);
+    return OK;
 }
 
 /* A run.ensure the fast way, between its request and the session read's answer. */
@@ -253,7 +271,7 @@ static void rm_fast_ensure_read(void *arg, err_t rc, const PGresult *res)
     else if (rc == OK && rm_store_session_of(res, &s) == OK && s.current_run_id[0] &&
              s.current_alive) {
         rm_claim_existing(&s, &c);
-        rm_claim_reply(f->req, "run.ensure", OK, NULL, &c, "triggered");
+        rm_claim_reply(f->req, false, OK, NULL, &c);
     } else /* no live run, no such session or a failed read: the once way answers each */
         actor_once_serve(f->a, f->req);
     free(f);
@@ -264,12 +282,12 @@ bool rm_fast_run_ensure(struct actor *a, struct bus_req *req)
     /* nearly every .in append asks this of a session whose run is alive: one read on the
      * non-blocking pool answers it, with many in flight, where the once way costs a
      * transaction around the same read on the blocking connection */
-    char env_id[RM_ID_MAX], session_id[RM_ID_MAX], reason[32];
-    struct slice body = bus_req_env(req)->body;
-    if (!a->pga || rm_field_str(body, "env_id", env_id, sizeof(env_id), NULL) != OK || !env_id[0] ||
-        rm_field_str(body, "session_id", session_id, sizeof(session_id), NULL) != OK ||
-        !session_id[0] || rm_field_str(body, "reason", reason, sizeof(reason), NULL) != OK ||
-        !rm_reason_valid(reason))
+    const struct envelope *e = bus_req_env(req);
+    char env_id[RM_ID_MAX], session_id[RM_ID_MAX], reason[RM_REASON_MAX];
+    struct msg_run_ensure m;
+    if (!a->pga || msg_decode(&msg_run_ensure_form, e->body.p, e->body.n, &m) != OK ||
+        !rm_claim_ids(m.env_id, m.session_id, env_id, session_id) ||
+        !rm_claim_reason(m.reason, reason))
         return false; /* the once way answers the error */
     struct rm_fast_ensure *f = xcalloc(1, sizeof(*f));
     f->a = a;
@@ -281,19 +299,24 @@ bool rm_fast_run_ensure(struct actor *a, struct bus_req *req)
     return true;
 }
 
-void rm_on_run_swap(struct actor *a, struct bus_req *req)
+err_t rm_on_run_swap(struct actor *a, struct bus_req *req)
 {
-    char env_id[RM_ID_MAX], session_id[RM_ID_MAX], reason[32], calling[RM_RUN_MAX];
+    const struct envelope *e = bus_req_env(req);
+    char env_id[RM_ID_MAX], session_id[RM_ID_MAX], reason[RM_REASON_MAX], calling[RM_RUN_MAX];
     const char *why = NULL;
+    struct msg_run_swap m;
     struct rm_claim c;
-    if (!rm_claim_args(req, env_id, session_id, reason, sizeof(reason)))
-        return;
-    /* too long to be a run id: the same answer as any unknown id */
-    if (rm_field_str(bus_req_env(req)->body, "calling_run_id", calling, sizeof(calling), NULL) !=
-        OK) {
+    err_t rc = msg_decode(&msg_run_swap_form, e->body.p, e->body.n, &m);
+    if (rc != OK)
+        return rc;
+    if (!rm_claim_args(req, m.env_id, m.session_id, m.reason, env_id, session_id, reason))
+        return OK;
+    /* too long to be a run id: the same answer as any unknown id (absent is one: "") */
+    if (!rm_cstr(m.calling_run_id, calling, sizeof(calling)) && m.calling_run_id.p) {
         (void)bus_reply_err(req, ERR_NOTFOUND, RM_NO_CALLING_RUN);
-        return;
+        return OK;
     }
-    err_t rc = rm_swap(rm_of(a), env_id, session_id, calling, reason, &c, &why);
-    rm_claim_reply(req, "run.swap", rc, why, &c, "swapped");
+    rc = rm_swap(rm_of(a), env_id, session_id, calling, reason, &c, &why);
+    rm_claim_reply(req, true, rc, why, &c);
+    return OK;
 }

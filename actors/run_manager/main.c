@@ -35,17 +35,17 @@ static const struct cfg_def rm_cfg_defs[] = {
 static struct rm rm_state;
 
 static const struct actor_route rm_routes[] = {
-    {.type = MSG_RUN_ENSURE, .fn = rm_on_run_ensure, .once = true, .fast = rm_fast_run_ensure},
-    {.type = MSG_RUN_SWAP, .fn = rm_on_run_swap, .once = true},
-    {.type = MSG_RUN_GET, .fn = rm_on_run_get},
-    {.type = MSG_RUN_CANCEL, .fn = rm_on_run_cancel, .once = true},
-    {.type = MSG_RUN_DEQUEUE, .fn = rm_on_run_dequeue, .once = true},
-    {.type = MSG_RUN_HEARTBEAT, .fn = rm_on_run_heartbeat},
-    {.type = MSG_RUN_COMPLETE, .fn = rm_on_run_complete, .once = true},
-    {.type = MSG_RUN_FAIL, .fn = rm_on_run_fail, .once = true},
-    {.type = MSG_RUN_RELEASE, .fn = rm_on_run_release, .once = true},
-    {.type = MSG_RUN_SUSPEND, .fn = rm_on_run_suspend},
-    {.type = MSG_RUN_WAKE, .fn = rm_on_run_wake},
+    {.type = MSG_RUN_ENSURE, .handle = rm_on_run_ensure, .once = true, .fast = rm_fast_run_ensure},
+    {.type = MSG_RUN_SWAP, .handle = rm_on_run_swap, .once = true},
+    {.type = MSG_RUN_GET, .handle = rm_on_run_get},
+    {.type = MSG_RUN_CANCEL, .handle = rm_on_run_cancel, .once = true},
+    {.type = MSG_RUN_DEQUEUE, .handle = rm_on_run_dequeue, .once = true},
+    {.type = MSG_RUN_HEARTBEAT, .handle = rm_on_run_heartbeat},
+    {.type = MSG_RUN_COMPLETE, .handle = rm_on_run_complete, .once = true},
+    {.type = MSG_RUN_FAIL, .handle = rm_on_run_fail, .once = true},
+    {.type = MSG_RUN_RELEASE, .handle = rm_on_run_release, .once = true},
+    {.type = MSG_RUN_SUSPEND, .handle = rm_on_run_suspend},
+    {.type = MSG_RUN_WAKE, .handle = rm_on_run_wake},
 };
 
 /* Once routes run in a transaction: run.queued waits for its commit (a worker woken earlier

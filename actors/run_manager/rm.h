@@ -5,7 +5,7 @@
  *
  * Layers, one file each:
  *   main.c       the actor: routes, settings, the events socket, the sweep timer;
- *   wire.c       request fields and replies (msgpack), shared by the handlers;
+ *   wire.c       request fields as C strings, and replies (bodies: proto/msg_run.h);
  *   claim.c      run.ensure and run.swap: api contract §11.2 / §11.3, exactly;
  *   trigger.c    making a run from a session's triggerConfig; run.queued events;
  *   worker.c     run.get, run.cancel and the worker messages (dequeue, heartbeat,
@@ -35,6 +35,7 @@
 #include "err.h"
 #include "ids.h"
 #include "mp.h"
+#include "msg_run.h"
 
 #define RM_ID_MAX 64        /* internal ids (cuids, 25 chars); room for foreign ones */
 #define RM_RUN_MAX 64       /* friendly run ids: "run_" + cuid */
@@ -121,10 +122,10 @@ err_t rm_ensure(struct rm *rm, const char *env_id, const char *session_id, const
 err_t rm_swap(struct rm *rm, const char *env_id, const char *session_id, const char *calling_run,
               const char *reason, struct rm_claim *out, const char **why);
 
-void rm_on_run_ensure(struct actor *a, struct bus_req *req);
+err_t rm_on_run_ensure(struct actor *a, struct bus_req *req);
 /* run.ensure answered without a transaction when the session's run is alive (actor_route.fast). */
 bool rm_fast_run_ensure(struct actor *a, struct bus_req *req);
-void rm_on_run_swap(struct actor *a, struct bus_req *req);
+err_t rm_on_run_swap(struct actor *a, struct bus_req *req);
 
 /* ---- trigger.c ---- */
 
@@ -150,20 +151,30 @@ void rm_publish_queued(struct rm *rm, const char *env_id, const char *task_ident
 /* Publishes the kept events and forgets them. */
 void rm_publish_pending(struct rm *rm);
 
-/* ---- worker.c: handlers ---- */
+/* ---- worker.c: handlers, and the fields every run message shares ---- */
 
-void rm_on_run_get(struct actor *a, struct bus_req *req);
-void rm_on_run_cancel(struct actor *a, struct bus_req *req);
-void rm_on_run_dequeue(struct actor *a, struct bus_req *req);
-void rm_on_run_heartbeat(struct actor *a, struct bus_req *req);
-void rm_on_run_complete(struct actor *a, struct bus_req *req);
-void rm_on_run_fail(struct actor *a, struct bus_req *req);
-void rm_on_run_release(struct actor *a, struct bus_req *req);
+/*
+ * env_id and run (a friendly run id) of a decoded request as C strings (RM_ID_MAX and
+ * RM_RUN_MAX bytes). false when unusable, having answered: ERR_INVAL (env_id holds a NUL, run
+ * is absent) or ERR_NOTFOUND "run not found" (run is no run id).
+ */
+bool rm_run_args(struct bus_req *req, struct slice env, struct slice ref, char *env_id, char *run);
+/* An optional worker_id into buf (RM_WORKER_MAX): *worker_id NULL when absent, nil or empty
+ * (no owner check). false when it holds a NUL. */
+bool rm_worker_arg(struct slice s, char *buf, const char **worker_id);
+
+err_t rm_on_run_get(struct actor *a, struct bus_req *req);
+err_t rm_on_run_cancel(struct actor *a, struct bus_req *req);
+err_t rm_on_run_dequeue(struct actor *a, struct bus_req *req);
+err_t rm_on_run_heartbeat(struct actor *a, struct bus_req *req);
+err_t rm_on_run_complete(struct actor *a, struct bus_req *req);
+err_t rm_on_run_fail(struct actor *a, struct bus_req *req);
+err_t rm_on_run_release(struct actor *a, struct bus_req *req);
 
 /* ---- wait.c: runs that wait on waitpoints ---- */
 
-void rm_on_run_suspend(struct actor *a, struct bus_req *req);
-void rm_on_run_wake(struct actor *a, struct bus_req *req);
+err_t rm_on_run_suspend(struct actor *a, struct bus_req *req);
+err_t rm_on_run_wake(struct actor *a, struct bus_req *req);
 /* Queues again up to batch waiting runs none of whose waitpoints is pending. */
 unsigned rm_wait_sweep(struct rm *rm, long long batch);
 /*
@@ -185,27 +196,21 @@ unsigned rm_sweep_once(struct rm *rm);
 /* ---- wire.c ---- */
 
 /*
- * Copies the string field key of body into buf (cap bytes): "" and
- * *present = false when absent or nil. ERR_INVAL when it is not a string
- * or does not fit.
+ * s (a decoded field) as a C string in buf (cap bytes): false, and buf "", when it is absent
+ * or nil, holds a NUL or does not fit.
  */
-err_t rm_field_str(struct slice body, const char *key, char *buf, size_t cap, bool *present);
-/* The string field key as a borrowed slice (SLICE_NULL when absent or nil); ERR_INVAL otherwise. */
-err_t rm_field_slice(struct slice body, const char *key, struct slice *out);
-/* The unsigned field key, def when absent or nil; ERR_INVAL otherwise. */
-err_t rm_field_uint(struct slice body, const char *key, uint64_t def, uint64_t *out);
+bool rm_cstr(struct slice s, char *buf, size_t cap);
 /*
- * The array of strings key into items (at most max, borrowed slices).
- * ERR_INVAL when absent, not an array of strings, or longer than max.
+ * Replies with m encoded by form f, or ERR_NOMEM if that failed or raw (NULL: none), the
+ * writer a raw field of m borrows from, had failed. Finishes req.
  */
-err_t rm_field_strings(struct slice body, const char *key, struct slice *items, unsigned max,
-                       unsigned *n);
-/* A JSON text field copied with a NUL (malloc'd, or NULL when absent/nil); ERR_INVAL/ERR_TOOBIG. */
-err_t rm_field_json(struct slice body, const char *key, char **out);
-
-/* Replies with w's bytes, or ERR_NOMEM if the writer failed. Finishes req. */
-void rm_reply_writer(struct bus_req *req, struct mp_writer *w);
-/* Replies to a store failure: ERR_UNAVAIL as such, anything else as ERR_INTERNAL (logged). */
+void rm_reply_msg(struct bus_req *req, const struct msg_form *f, const void *m,
+                  const struct mp_writer *raw);
+/*
+ * Replies to a store failure: ERR_UNAVAIL as such, anything else as ERR_INTERNAL (logged once
+ * here, with op). The run-manager's store answers as the catalogue says: ERR_TIMEOUT and a
+ * value the store refuses (ERR_INVAL) are ERR_INTERNAL too, not actor_reply_store_err's.
+ */
 void rm_reply_store_err(struct bus_req *req, const char *op, err_t rc);
 
 /* The actor's state. */

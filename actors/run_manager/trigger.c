@@ -36,9 +36,9 @@ static void rm_publish_now(struct rm *rm, const char *env_id, const char *task_i
     char topic[RM_ID_MAX + 16];
     struct mp_writer w;
     snprintf(topic, sizeof(topic), "run.queued.%s", env_id);
+    struct msg_run_queued ev = {msg_str(task_identifier)};
     mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_kv_str(&w, "task_identifier", task_identifier);
+    msg_encode(&msg_run_queued_form, &w, &ev);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
         rc = bus_publish(rm->events, topic, MSG_RUN_QUEUED, mp_writer_data(&w), mp_writer_len(&w));

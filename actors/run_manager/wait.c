@@ -23,7 +23,7 @@
 
 /* The columns of a completed waitpoint as a resume carries it (rm_wait_put). */
 #define RM_WP_COLS                                                                                 \
-    "w.friendly_id, w.kind, w.status, w.output, w.output_type, w.output_is_error,"               \
+    "w.friendly_id, w.kind, w.status, w.output, w.output_type, w.output_is_error,"                 \
     " COALESCE((extract(epoch FROM w.completed_at) * 1000)::bigint, 0)"
 
 static void rm_wait_put(struct mp_writer *w, PGresult *r, int row, int c)
@@ -62,49 +62,48 @@ static unsigned rm_wait_queued(struct rm *rm, PGresult *r, const char *why)
     "  ON w.id = b.waitpoint_id WHERE b.run_id = r.friendly_id AND w.status = 'PENDING')"          \
     " RETURNING r.runtime_environment_id, r.task_identifier, r.friendly_id"
 
-void rm_on_run_wake(struct actor *a, struct bus_req *req)
+err_t rm_on_run_wake(struct actor *a, struct bus_req *req)
 {
     struct rm *rm = rm_of(a);
+    const struct envelope *e = bus_req_env(req);
     struct slice ids[RM_WAKE_MAX];
     unsigned n = 0;
+    struct msg_run_wake m;
     PGresult *r;
-    struct mp_writer w;
-    if (rm_field_strings(bus_req_env(req)->body, "waitpoint_ids", ids, RM_WAKE_MAX, &n) != OK ||
-        n == 0) {
+    err_t rc = msg_decode(&msg_run_wake_form, e->body.p, e->body.n, &m);
+    if (rc != OK)
+        return rc;
+    if (msg_run_strings(m.waitpoint_ids, ids, RM_WAKE_MAX, &n) != OK || n == 0) {
         (void)bus_reply_err(req, ERR_INVAL, "waitpoint_ids must be 1-1000 ids");
-        return;
+        return OK;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (ids[i].n == 0 || ids[i].n >= RM_ID_MAX) {
+            (void)bus_reply_err(req, ERR_INVAL, "waitpoint_ids must be internal waitpoint ids");
+            return OK;
+        }
     }
     size_t cap = (size_t)n * (2 * RM_ID_MAX + 3) + 3;
     char *array = xmalloc(cap);
-    for (unsigned i = 0; i < n; i++) {
-        if (ids[i].n == 0 || ids[i].n >= RM_ID_MAX) {
-            free(array);
-            (void)bus_reply_err(req, ERR_INVAL, "waitpoint_ids must be internal waitpoint ids");
-            return;
-        }
-    }
     if (!rm_pg_array(ids, n, array, cap)) {
         free(array);
         (void)bus_reply_err(req, ERR_INVAL, "waitpoint_ids must be internal waitpoint ids");
-        return;
+        return OK;
     }
     const char *params[] = {array};
-    err_t rc = db_pg_exec(rm->pg,
-                          RM_WAKE_SQL("AND r.friendly_id IN (SELECT run_id FROM"
-                                      " task_run_waitpoints WHERE waitpoint_id = ANY($1::text[]))"),
-                          1, params, &r);
+    rc = db_pg_exec(rm->pg,
+                    RM_WAKE_SQL("AND r.friendly_id IN (SELECT run_id FROM"
+                                " task_run_waitpoints WHERE waitpoint_id = ANY($1::text[]))"),
+                    1, params, &r);
     free(array);
     if (rc != OK) {
         rm_reply_store_err(req, "run.wake", rc);
-        return;
+        return OK;
     }
-    unsigned woken = rm_wait_queued(rm, r, "wake");
+    struct msg_run_wake_reply out = {rm_wait_queued(rm, r, "wake")};
     PQclear(r);
-    mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_kv_uint(&w, "woken", woken);
-    rm_reply_writer(req, &w);
-    mp_writer_fini(&w);
+    rm_reply_msg(req, &msg_run_wake_reply_form, &out, NULL);
+    return OK;
 }
 
 unsigned rm_wait_sweep(struct rm *rm, long long batch)
@@ -123,73 +122,64 @@ unsigned rm_wait_sweep(struct rm *rm, long long batch)
     return n;
 }
 
-void rm_on_run_suspend(struct actor *a, struct bus_req *req)
+err_t rm_on_run_suspend(struct actor *a, struct bus_req *req)
 {
     struct rm *rm = rm_of(a);
-    struct slice body = bus_req_env(req)->body, ref;
-    char env_id[RM_ID_MAX], run[RM_RUN_MAX], id[RM_ID_MAX], wbuf[RM_WORKER_MAX];
-    bool present = false, hold = false;
-    struct mp_reader v;
+    const struct envelope *e = bus_req_env(req);
+    char env_id[RM_ID_MAX], run[RM_RUN_MAX], wbuf[RM_WORKER_MAX];
+    const char *worker;
+    struct msg_run_suspend m;
     PGresult *r;
     struct mp_writer w;
-    if (rm_field_str(body, "env_id", env_id, sizeof(env_id), NULL) != OK || !env_id[0] ||
-        rm_field_slice(body, "run", &ref) != OK || !ref.p ||
-        rm_field_str(body, "worker_id", wbuf, sizeof(wbuf), &present) != OK) {
-        (void)bus_reply_err(req, ERR_INVAL, "env_id and run (strings) are required");
-        return;
-    }
-    if (mp_map_find(body.p, body.n, "hold", &v) == OK)
-        (void)mp_read_bool(&v, &hold);
-    if (!rm_run_ref_parse(ref, id)) {
-        (void)bus_reply_err(req, ERR_NOTFOUND, "run not found");
-        return;
-    }
-    memcpy(run, ref.p, ref.n);
-    run[ref.n] = '\0';
-    const char *params[] = {env_id, run, present && wbuf[0] ? wbuf : NULL, hold ? "t" : "f"};
+    err_t rc = msg_decode(&msg_run_suspend_form, e->body.p, e->body.n, &m);
+    if (rc != OK)
+        return rc;
+    if (!rm_run_args(req, m.env_id, m.run, env_id, run))
+        return OK;
+    if (!rm_worker_arg(m.worker_id, wbuf, &worker))
+        return ERR_INVAL;
+    const char *params[] = {env_id, run, worker, m.hold ? "t" : "f"};
     /* 1: suspend while some waitpoint is pending (never with hold); answers
      * (found, leased to the caller, suspended, pending) */
-    err_t rc = db_pg_exec(
-        rm->pg,
-        "WITH t AS (SELECT r.id, (r.status IN ('DEQUEUED', 'EXECUTING') AND"
-        "   ($3::text IS NULL OR r.lease_owner = $3)) AS mine FROM task_runs r"
-        "   WHERE r.friendly_id = $2 AND r.runtime_environment_id = $1),"
-        " p AS (SELECT count(*) AS n FROM task_run_waitpoints b JOIN waitpoints w"
-        "   ON w.id = b.waitpoint_id WHERE b.run_id = $2 AND w.status = 'PENDING'),"
-        " u AS (UPDATE task_runs r SET status = 'WAITING_TO_RESUME', lease_owner = NULL,"
-        "   lease_expires_at = NULL, updated_at = now() FROM t, p"
-        "   WHERE r.id = t.id AND t.mine AND p.n > 0 AND NOT $4::boolean"
-        "   AND r.status IN ('DEQUEUED', 'EXECUTING') RETURNING r.id)"
-        " SELECT (SELECT count(*) FROM t), COALESCE((SELECT mine FROM t), false),"
-        "  (SELECT count(*) FROM u), (SELECT n FROM p)",
-        4, params, &r);
+    rc =
+        db_pg_exec(rm->pg,
+                   "WITH t AS (SELECT r.id, (r.status IN ('DEQUEUED', 'EXECUTING') AND"
+                   "   ($3::text IS NULL OR r.lease_owner = $3)) AS mine FROM task_runs r"
+                   "   WHERE r.friendly_id = $2 AND r.runtime_environment_id = $1),"
+                   " p AS (SELECT count(*) AS n FROM task_run_waitpoints b JOIN waitpoints w"
+                   "   ON w.id = b.waitpoint_id WHERE b.run_id = $2 AND w.status = 'PENDING'),"
+                   " u AS (UPDATE task_runs r SET status = 'WAITING_TO_RESUME', lease_owner = NULL,"
+                   "   lease_expires_at = NULL, updated_at = now() FROM t, p"
+                   "   WHERE r.id = t.id AND t.mine AND p.n > 0 AND NOT $4::boolean"
+                   "   AND r.status IN ('DEQUEUED', 'EXECUTING') RETURNING r.id)"
+                   " SELECT (SELECT count(*) FROM t), COALESCE((SELECT mine FROM t), false),"
+                   "  (SELECT count(*) FROM u), (SELECT n FROM p)",
+                   4, params, &r);
     if (rc != OK) {
         rm_reply_store_err(req, "run.suspend", rc);
-        return;
+        return OK;
     }
     bool found = strcmp(PQgetvalue(r, 0, 0), "0") != 0;
     bool mine = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
-    bool suspended = strcmp(PQgetvalue(r, 0, 2), "0") != 0;
-    unsigned long long pending = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
+    struct msg_run_suspend_reply out = {
+        .suspended = strcmp(PQgetvalue(r, 0, 2), "0") != 0,
+        .pending = strtoull(PQgetvalue(r, 0, 3), NULL, 10),
+    };
     PQclear(r);
     if (!found) {
         (void)bus_reply_err(req, ERR_NOTFOUND, "run not found");
-        return;
+        return OK;
     }
     if (!mine) {
         (void)bus_reply_err(req, ERR_CONFLICT, "run is no longer leased to this worker");
-        return;
+        return OK;
     }
-    mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_bool(&w, "suspended", suspended);
-    mp_put_kv_uint(&w, "pending", suspended ? pending : pending);
-    mp_put_str(&w, "waitpoints");
-    if (suspended || pending > 0) {
+    mp_writer_init(&w); /* the waitpoints */
+    if (out.suspended || out.pending > 0) {
         mp_put_array(&w, 0);
-        if (suspended)
+        if (out.suspended)
             LOG_INFO("run.suspended", "%s: waiting on %llu waitpoint(s), lease released", run,
-                     pending);
+                     (unsigned long long)out.pending);
     } else {
         /* 2: nothing pending: the worker goes on at once with the completed waitpoints */
         const char *p2[] = {run};
@@ -202,7 +192,7 @@ void rm_on_run_suspend(struct actor *a, struct bus_req *req)
         if (rc != OK) {
             mp_writer_fini(&w);
             rm_reply_store_err(req, "run.suspend", rc);
-            return;
+            return OK;
         }
         int n = PQntuples(r);
         mp_put_array(&w, (uint32_t)n);
@@ -210,8 +200,10 @@ void rm_on_run_suspend(struct actor *a, struct bus_req *req)
             rm_wait_put(&w, r, i, 0);
         PQclear(r);
     }
-    rm_reply_writer(req, &w);
+    out.waitpoints = (struct slice){mp_writer_data(&w), mp_writer_len(&w)};
+    rm_reply_msg(req, &msg_run_suspend_reply_form, &out, &w);
     mp_writer_fini(&w);
+    return OK;
 }
 
 err_t rm_wait_resumes(struct rm *rm, PGresult *dq, PGresult **res)

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "msg_run.h"
 #include "pmetrics.h"
 #include "wp.h"
 
@@ -91,20 +92,24 @@ static void wp_on_woken(void *arg, err_t rc, const struct envelope *env)
 
 void wp_wake(struct wp *wp, const char *const *ids, unsigned n)
 {
-    struct mp_writer w;
+    struct mp_writer list, w;
     if (n == 0 || !wp->rm)
         return;
-    mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_str(&w, "waitpoint_ids");
-    mp_put_array(&w, n);
+    mp_writer_init(&list);
+    mp_put_array(&list, n);
     for (unsigned i = 0; i < n; i++)
-        mp_put_str(&w, ids[i]);
-    err_t rc = mp_writer_err(&w);
+        mp_put_str(&list, ids[i]);
+    struct msg_run_wake m = {{mp_writer_data(&list), mp_writer_len(&list)}};
+    mp_writer_init(&w);
+    msg_encode(&msg_run_wake_form, &w, &m);
+    err_t rc = mp_writer_err(&list);
+    if (rc == OK)
+        rc = mp_writer_err(&w);
     if (rc == OK)
         rc = bus_call(wp->rm, MSG_RUN_WAKE, mp_writer_data(&w), mp_writer_len(&w), NULL,
                       wp_on_woken, NULL);
     mp_writer_fini(&w);
+    mp_writer_fini(&list);
     if (rc != OK)
         LOG_WARN("wp.wake_failed", "could not send run.wake: %s", err_str(rc));
 }

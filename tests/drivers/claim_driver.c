@@ -129,15 +129,15 @@ static void ct_send(struct ct_call *c);
 static void ct_on_reply(void *arg, err_t rc, const struct envelope *env)
 {
     struct ct_call *c = arg;
-    struct mp_reader v;
-    struct slice s = SLICE_NULL;
     c->rc = rc;
     c->msg[0] = '\0';
     if (rc == OK) {
-        if (mp_map_find(env->body.p, env->body.n, "run_id", &v) != OK ||
-            mp_read_str(&v, &s) != OK || slice_copy(s, c->claim.run_id, RM_RUN_MAX) != OK ||
-            mp_map_find(env->body.p, env->body.n, c->swap ? "swapped" : "triggered", &v) != OK ||
-            mp_read_bool(&v, &c->claim.triggered) != OK)
+        struct msg_run_ensure_reply e = {SLICE_NULL, false};
+        struct msg_run_swap_reply s = {SLICE_NULL, false};
+        err_t d = c->swap ? msg_decode(&msg_run_swap_reply_form, env->body.p, env->body.n, &s)
+                          : msg_decode(&msg_run_ensure_reply_form, env->body.p, env->body.n, &e);
+        c->claim.triggered = c->swap ? s.swapped : e.triggered;
+        if (d != OK || slice_copy(c->swap ? s.run_id : e.run_id, c->claim.run_id, RM_RUN_MAX) != OK)
             c->rc = ERR_PROTO;
     } else if (env && env->err_msg.p) {
         snprintf(c->msg, sizeof(c->msg), "%.*s", (int)env->err_msg.n, env->err_msg.p);
@@ -157,12 +157,14 @@ static void ct_send(struct ct_call *c)
 {
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, c->swap ? 4 : 3);
-    mp_put_kv_str(&w, "env_id", c->env_id);
-    mp_put_kv_str(&w, "session_id", c->session_id);
-    mp_put_kv_str(&w, "reason", c->reason);
-    if (c->swap)
-        mp_put_kv_str(&w, "calling_run_id", c->calling);
+    if (c->swap) {
+        struct msg_run_swap m = {msg_str(c->env_id), msg_str(c->session_id), msg_str(c->calling),
+                                 msg_str(c->reason)};
+        msg_encode(&msg_run_swap_form, &w, &m);
+    } else {
+        struct msg_run_ensure m = {msg_str(c->env_id), msg_str(c->session_id), msg_str(c->reason)};
+        msg_encode(&msg_run_ensure_form, &w, &m);
+    }
     struct bus_trace trace = {.timeout_ms = 10000};
     bus_trace_new(&trace);
     c->tries++;
