@@ -28,7 +28,7 @@
 #include "msg.h"
 
 const char *const gw_actor_names[GW_NPEERS] = {
-    "session-manager", "run-manager",           "stream-broker",
+    "session-manager",    "run-manager",           "stream-broker",
     "waitpoint-registry", "clickhouse-replicator", "supervisor",
 };
 
@@ -44,8 +44,8 @@ struct hz_ref;
 
 struct hz {
     struct gw *gw;
-    h2o_req_t *req;        /* NULL once the client is gone */
-    struct hz_ref *ref;    /* in req's pool; valid while req is */
+    h2o_req_t *req;     /* NULL once the client is gone */
+    struct hz_ref *ref; /* in req's pool; valid while req is */
     unsigned pending;
     uint64_t started_mono;
     struct hz_result res[GW_NACTORS];

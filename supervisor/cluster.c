@@ -106,8 +106,7 @@ static char *sv_cluster_record(const struct sv *sv)
  * One node of the answer as msgpack: {node, addr, leader, fencing_token, age_ms, events,
  * requests}.
  */
-static void sv_cluster_put_node(struct mp_writer *w, const char *node, uint64_t age,
-                                json_t *rec)
+static void sv_cluster_put_node(struct mp_writer *w, const char *node, uint64_t age, json_t *rec)
 {
     json_t *ev = json_object_get(rec, "events"), *rq = json_object_get(rec, "requests");
     const char *actor;
@@ -128,12 +127,14 @@ static void sv_cluster_put_node(struct mp_writer *w, const char *node, uint64_t 
     mp_put_map(w, json_is_object(ev) ? (uint32_t)json_object_size(ev) : 0);
     if (!json_is_object(ev))
         return;
-    json_object_foreach(ev, actor, urls) {
+    json_object_foreach(ev, actor, urls)
+    {
         size_t i, n = json_is_array(urls) ? json_array_size(urls) : 0;
         json_t *u;
         mp_put_str(w, actor);
         mp_put_array(w, (uint32_t)n);
-        json_array_foreach(urls, i, u) {
+        json_array_foreach(urls, i, u)
+        {
             const char *s = json_string_value(u);
             mp_put_str(w, s ? s : "");
         }
@@ -216,8 +217,10 @@ static void sv_cluster_answer(void *arg, err_t rc, const redisReply *rep)
     sv->cluster_busy = false;
     if (rc != OK || rep->type != REDIS_REPLY_ARRAY) {
         if (!sv->cluster_warned)
-            LOG_WARN("sv.cluster_unreachable", "cannot reach the cluster registry (%s); "
-                     "keeping the last view", rc == ERR_INTERNAL && rep ? rep->str : err_name(rc));
+            LOG_WARN("sv.cluster_unreachable",
+                     "cannot reach the cluster registry (%s); "
+                     "keeping the last view",
+                     rc == ERR_INTERNAL && rep ? rep->str : err_name(rc));
         sv->cluster_warned = true;
         return;
     }

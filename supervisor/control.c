@@ -155,8 +155,8 @@ static void sv_on_fault_set(struct sv *sv, struct bus_req *req)
         (void)mp_read_float(&v, &nf.f.dup);
     if (mp_map_find(env->body.p, env->body.n, "delay_rate", &v) == OK)
         (void)mp_read_float(&v, &nf.f.delay_rate);
-    if (mp_map_find(env->body.p, env->body.n, "delay_ms", &v) == OK &&
-        mp_read_uint(&v, &u) == OK && u <= 600000)
+    if (mp_map_find(env->body.p, env->body.n, "delay_ms", &v) == OK && mp_read_uint(&v, &u) == OK &&
+        u <= 600000)
         nf.f.delay_ms = (uint32_t)u;
     if (!(nf.f.drop >= 0 && nf.f.drop <= 1 && nf.f.dup >= 0 && nf.f.dup <= 1 &&
           nf.f.delay_rate >= 0 && nf.f.delay_rate <= 1)) {

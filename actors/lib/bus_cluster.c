@@ -130,8 +130,8 @@ static void bus_cluster_want(struct bus_sub *s, struct slice url)
     snprintf(r->url, sizeof(r->url), "%s", u);
     err_t rc = bus_dial(s->bus, s->sock, r->url, &r->dial);
     if (rc != OK) {
-        LOG_WARN("bus.cluster_dial_failed", "cannot follow %s's events at %s: %s", s->actor,
-                 r->url, err_str(rc));
+        LOG_WARN("bus.cluster_dial_failed", "cannot follow %s's events at %s: %s", s->actor, r->url,
+                 err_str(rc));
         free(r);
         return;
     }
@@ -163,8 +163,7 @@ void bus_cluster_dial(struct bus *b, struct bus_sub *s)
             bus_cluster_str(raw, "node", node, sizeof(node));
             if (!node[0] || strcmp(node, view->self) == 0)
                 continue; /* this node's own events come over ipc:// */
-            if (mp_map_find(raw.p, raw.n, "events", &ev) != OK ||
-                mp_skip(&ev, &urls_raw) != OK ||
+            if (mp_map_find(raw.p, raw.n, "events", &ev) != OK || mp_skip(&ev, &urls_raw) != OK ||
                 mp_map_find(urls_raw.p, urls_raw.n, s->actor, &urls) != OK ||
                 mp_read_array(&urls, &nu) != OK)
                 continue;

@@ -42,8 +42,9 @@ void bus_fault_set(struct bus *b, const struct bus_fault *f)
     atomic_store(&b->fault_on, !bus_fault_is_zero(f));
     nng_mtx_unlock(b->fmtx);
     if (changed)
-        LOG_INFO("bus.fault_set", "fault injection now drop=%.3f dup=%.3f delay=%ums delay_rate=%.3f",
-                 f->drop, f->dup, f->delay_ms, f->delay_rate);
+        LOG_INFO("bus.fault_set",
+                 "fault injection now drop=%.3f dup=%.3f delay=%ums delay_rate=%.3f", f->drop,
+                 f->dup, f->delay_ms, f->delay_rate);
 }
 
 void bus_fault_get(struct bus *b, struct bus_fault *f)
@@ -135,8 +136,7 @@ static void bus_fault_apply_event(struct bus *b, const struct envelope *env)
 
     if (env->type != MSG_BUS_FAULT || env->body.n == 0)
         return;
-    if (mp_map_find(env->body.p, env->body.n, "target", &v) != OK ||
-        mp_read_str(&v, &target) != OK)
+    if (mp_map_find(env->body.p, env->body.n, "target", &v) != OK || mp_read_str(&v, &target) != OK)
         return;
     if (!slice_eq(target, b->self) && !slice_eq(target, b->proc))
         return;
@@ -146,8 +146,8 @@ static void bus_fault_apply_event(struct bus *b, const struct envelope *env)
         (void)mp_read_float(&v, &f.dup);
     if (mp_map_find(env->body.p, env->body.n, "delay_rate", &v) == OK)
         (void)mp_read_float(&v, &f.delay_rate);
-    if (mp_map_find(env->body.p, env->body.n, "delay_ms", &v) == OK &&
-        mp_read_uint(&v, &u) == OK && u <= 600000)
+    if (mp_map_find(env->body.p, env->body.n, "delay_ms", &v) == OK && mp_read_uint(&v, &u) == OK &&
+        u <= 600000)
         f.delay_ms = (uint32_t)u;
     bus_fault_set(b, &f);
 }

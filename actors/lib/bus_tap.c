@@ -473,9 +473,9 @@ void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *
     /* decoded only when a filter needs it */
     bool filtering = atomic_load_explicit(&b->tap_filtering, memory_order_relaxed);
     struct envelope env;
-    if (filtering && !bus_tap_wanted(b, peer, topic,
-                                     env_decode(env_bytes, n, &env) == OK ? &env : NULL,
-                                     env_bytes, n, pipes)) {
+    if (filtering &&
+        !bus_tap_wanted(b, peer, topic, env_decode(env_bytes, n, &env) == OK ? &env : NULL,
+                        env_bytes, n, pipes)) {
         pm_add(b->tap_filtered, 1);
         return;
     }

@@ -231,9 +231,10 @@ static int ctl_status(struct ctl *c, bool json, bool cluster)
             snprintf(upbuf, sizeof(upbuf), "%" PRIu64 ".%01" PRIu64 "s", up / 1000,
                      (up % 1000) / 100);
             printf("%-24s %-9s %8" PRIu64 " %10s %8" PRIu64 " %-7s %-12s %s\n",
-                   ctl_str(ch, "name", name, sizeof(name)), ctl_str(ch, "state", state, sizeof(state)),
-                   ctl_uint(ch, "pid"), ctl_uint(ch, "pid") ? upbuf : "-",
-                   ctl_uint(ch, "restarts"), ctl_bool(ch, "leader_only") ? "only" : "-",
+                   ctl_str(ch, "name", name, sizeof(name)),
+                   ctl_str(ch, "state", state, sizeof(state)), ctl_uint(ch, "pid"),
+                   ctl_uint(ch, "pid") ? upbuf : "-", ctl_uint(ch, "restarts"),
+                   ctl_bool(ch, "leader_only") ? "only" : "-",
                    ctl_str(ch, "last_exit", last, sizeof(last))[0] ? last : "-",
                    ctl_str(ch, "fault", fault, sizeof(fault)));
         }
@@ -298,8 +299,9 @@ int ctl_fault_parse(int argc, char **argv, struct bus_fault *f)
         snprintf(spec + l, sizeof(spec) - l, "%s%s", i ? " " : "", argv[i]);
     }
     if (bus_fault_parse(spec, f) != OK) {
-        fprintf(stderr, "tetherctl: bad fault \"%s\" (drop=F dup=F delay=DUR delay_rate=F, "
-                        "fractions 0-1, or off)\n",
+        fprintf(stderr,
+                "tetherctl: bad fault \"%s\" (drop=F dup=F delay=DUR delay_rate=F, "
+                "fractions 0-1, or off)\n",
                 spec);
         return EXIT_PERMANENT;
     }
@@ -380,8 +382,8 @@ static int ctl_ping(struct ctl *c, const char *actor, long size, long count, lon
                     memcmp(data.p, payload, (size_t)size) == 0;
         printf("{\"actor\":\"%s\",\"ok\":%s,\"bytes\":%ld,\"envelope_bytes\":%zu,"
                "\"rtt_ms\":%" PRIu64 ",\"from\":\"%s\",\"attempt\":%u}\n",
-               actor, same ? "true" : "false", size, mp_writer_len(&w),
-               clock_mono_ms() - t0, reply.env.sender, reply.env.attempt);
+               actor, same ? "true" : "false", size, mp_writer_len(&w), clock_mono_ms() - t0,
+               reply.env.sender, reply.env.attempt);
         if (!same)
             rc = CTL_EXIT_ERR;
         bus_msg_free(&reply);

@@ -64,8 +64,12 @@ static int bench_server(bool tap)
 {
     struct bus *b;
     char url[256];
-    struct bus_opts o = {.proc = "bench-server", .dir = bench_dir, .recv_max = 4 << 20,
-                         .timeout_ms = 5000, .inflight = 128, .tap = tap};
+    struct bus_opts o = {.proc = "bench-server",
+                         .dir = bench_dir,
+                         .recv_max = 4 << 20,
+                         .timeout_ms = 5000,
+                         .inflight = 128,
+                         .tap = tap};
     signal(SIGTERM, bench_on_term);
     if (bus_open(&b, &o) != OK)
         return 1;
@@ -363,8 +367,12 @@ int main(int argc, char **argv)
     char pct[128];
     if (latency && !(bn.lat.us = calloc(BENCH_SAMPLES_MAX, sizeof(uint32_t))))
         return 1;
-    struct bus_opts o = {.proc = "bench-client", .dir = bench_dir, .recv_max = 4 << 20,
-                         .timeout_ms = 5000, .inflight = 1, .tap = tap_on};
+    struct bus_opts o = {.proc = "bench-client",
+                         .dir = bench_dir,
+                         .recv_max = 4 << 20,
+                         .timeout_ms = 5000,
+                         .inflight = 1,
+                         .tap = tap_on};
     char url[256];
     if (bus_open(&b, &o) != OK)
         return 1;
@@ -428,8 +436,8 @@ int main(int argc, char **argv)
     printf("{\"tap\":\"%s\",\"inflight\":%u,\"size\":%zu,\"seconds\":%.2f,\"calls\":%lu,"
            "\"calls_per_s\":%.0f,\"errors\":%lu,\"tap_listeners\":%u,\"tap_records_seen\":%llu,"
            "\"tap_records_made\":%lu%s}\n",
-           tap, inflight, size, secs, bn.done, (double)bn.done / secs, bn.errors,
-           listeners, (unsigned long long)seen, listening ? 4 * bn.all : 0, pct);
+           tap, inflight, size, secs, bn.done, (double)bn.done / secs, bn.errors, listeners,
+           (unsigned long long)seen, listening ? 4 * bn.all : 0, pct);
     kill(srv, SIGTERM);
     waitpid(srv, NULL, 0);
     bus_close(b);
