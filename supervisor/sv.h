@@ -19,10 +19,11 @@
 #include "cfg.h"
 #include "db_redis_async.h"
 #include "loop.h"
+#include "msg_sv.h"
 
 #define SV_MAX_CHILDREN 32
 #define SV_MAX_DEPS 6
-#define SV_NAME_MAX 40
+#define SV_NAME_MAX (MSG_SV_NAME_MAX + 1)
 #define SV_TALLY 32 /* deaths remembered for the intensity limit */
 
 /* What a child is doing. */
@@ -110,7 +111,7 @@ struct sv {
 
     /* tap listeners that registered a filter (taps.c) */
     struct sv_tap {
-        char id[64];
+        char id[MSG_SV_TAP_ID_MAX + 1];
         uint64_t until_mono;
         struct tap_filter f;
     } taps[TAP_FILTERS_MAX];
@@ -176,10 +177,19 @@ void sv_cluster_free(struct sv *sv);
 err_t sv_control_open(struct sv *sv);
 void sv_faults_publish(struct sv *sv);
 const struct bus_fault *sv_fault_for(const struct sv *sv, const struct sv_child *c);
+/* Answers req with the body of form f made from m (ERR_NOMEM when it cannot be encoded). */
+void sv_reply_msg(struct bus_req *req, const struct msg_form *f, const void *m);
 
-/* taps.c: the tap listeners' filters. sv.tap_filter, and bus.tap published (and applied to the
- * supervisor's own tap) after each change and every second, once the stale ones are gone. */
-void sv_taps_on_filter(struct sv *sv, struct bus_req *req);
+/* What w holds, as the value of a raw field (msgcodec.h) of a body to encode while w lives. */
+static inline struct slice sv_written(const struct mp_writer *w)
+{
+    return (struct slice){mp_writer_data(w), mp_writer_len(w)};
+}
+
+/* taps.c: the tap listeners' filters. sv.tap_filter (a handler as actor.h's), and bus.tap
+ * published (and applied to the supervisor's own tap) after each change and every second, once
+ * the stale ones are gone. */
+err_t sv_taps_on_filter(struct sv *sv, struct bus_req *req);
 void sv_taps_publish(struct sv *sv);
 
 #endif
