@@ -44,6 +44,7 @@
 #include "loop.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_sv.h"
 
 static char bench_dir[128];
 static volatile sig_atomic_t bench_stop;
@@ -382,10 +383,9 @@ int main(int argc, char **argv)
 
     struct mp_writer w;
     char *payload = calloc(1, size + 1);
+    struct msg_bus_echo echo = {{payload, size}};
     mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_str(&w, "data");
-    mp_put_bin(&w, payload, size);
+    msg_encode(&msg_bus_echo_form, &w, &echo);
     bn.body = mp_writer_data(&w);
     bn.n = mp_writer_len(&w);
 
