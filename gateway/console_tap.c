@@ -322,15 +322,8 @@ static void gw_tap_register(struct gw_tap_hub *hub, const struct gw_tap_viewer *
 {
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 2);
-    mp_put_kv_str(&w, "id", v->reg_id);
-    if (cancel) {
-        mp_put_kv_bool(&w, "cancel", true);
-    } else {
-        mp_put_str(&w, "filter");
-        tap_filter_put(&w, &v->want);
-    }
-    if (mp_writer_err(&w) == OK && hub->gw->actors[GW_PEER_SUPERVISOR])
+    if (tap_filter_request_put(&w, v->reg_id, &v->want, cancel) == OK &&
+        hub->gw->actors[GW_PEER_SUPERVISOR])
         (void)bus_call(hub->gw->actors[GW_PEER_SUPERVISOR], MSG_SV_TAP_FILTER, mp_writer_data(&w),
                        mp_writer_len(&w), NULL, gw_tap_ignore, NULL);
     mp_writer_fini(&w);

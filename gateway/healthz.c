@@ -26,9 +26,10 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_sv.h"
 
 const char *const gw_actor_names[GW_NPEERS] = {
-    "session-manager", "run-manager",           "stream-broker",
+    "session-manager",    "run-manager",           "stream-broker",
     "waitpoint-registry", "clickhouse-replicator", "supervisor",
 };
 
@@ -44,8 +45,8 @@ struct hz_ref;
 
 struct hz {
     struct gw *gw;
-    h2o_req_t *req;        /* NULL once the client is gone */
-    struct hz_ref *ref;    /* in req's pool; valid while req is */
+    h2o_req_t *req;     /* NULL once the client is gone */
+    struct hz_ref *ref; /* in req's pool; valid while req is */
     unsigned pending;
     uint64_t started_mono;
     struct hz_result res[GW_NACTORS];
@@ -66,25 +67,6 @@ static void hz_ref_dispose(void *p)
     struct hz_ref *ref = p;
     if (ref->hz)
         ref->hz->req = NULL;
-}
-
-static void hz_str(const struct envelope *env, const char *key, char *out, size_t cap)
-{
-    struct mp_reader v;
-    struct slice s;
-    out[0] = '\0';
-    if (env->body.n && mp_map_find(env->body.p, env->body.n, key, &v) == OK &&
-        mp_read_str(&v, &s) == OK)
-        (void)slice_copy(s, out, cap);
-}
-
-static uint64_t hz_uint(const struct envelope *env, const char *key)
-{
-    struct mp_reader v;
-    uint64_t u = 0;
-    if (env->body.n && mp_map_find(env->body.p, env->body.n, key, &v) == OK)
-        (void)mp_read_uint(&v, &u);
-    return u;
 }
 
 /*
@@ -195,12 +177,14 @@ static void hz_on_reply(void *arg, err_t rc, const struct envelope *env)
     struct hz *hz = call->hz;
     struct hz_result *r = &hz->res[call->idx];
     r->rc = rc;
-    if (rc == OK && env) {
-        hz_str(env, "state", r->state, sizeof(r->state));
-        hz_str(env, "store", r->store, sizeof(r->store));
-        hz_str(env, "name", r->name, sizeof(r->name));
-        r->pid = hz_uint(env, "pid");
-        r->uptime_ms = hz_uint(env, "uptime_ms");
+    struct msg_bus_health m;
+    if (rc == OK && env && msg_decode(&msg_bus_health_form, env->body.p, env->body.n, &m) == OK) {
+        /* r was zeroed: a string too long for its field stays "" */
+        (void)slice_copy(m.state, r->state, sizeof(r->state));
+        (void)slice_copy(m.store, r->store, sizeof(r->store));
+        (void)slice_copy(m.name, r->name, sizeof(r->name));
+        r->pid = m.pid;
+        r->uptime_ms = m.uptime_ms;
     }
     free(call);
     if (--hz->pending == 0)

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_sv.h"
 #include "pmetrics.h"
 
 static const char sv_lua_register[] =
@@ -103,41 +104,53 @@ static char *sv_cluster_record(const struct sv *sv)
 }
 
 /*
- * One node of the answer as msgpack: {node, addr, leader, fencing_token, age_ms, events,
- * requests}.
+ * One node of the answer (msg_bus_cluster_node) into w; scratch holds its maps keyed by actor
+ * name, requests and events. False when out of memory.
  */
-static void sv_cluster_put_node(struct mp_writer *w, const char *node, uint64_t age,
-                                json_t *rec)
+static bool sv_cluster_put_node(struct mp_writer *w, struct mp_writer *scratch, const char *node,
+                                uint64_t age, json_t *rec)
 {
     json_t *ev = json_object_get(rec, "events"), *rq = json_object_get(rec, "requests");
     const char *actor;
     json_t *urls;
-    mp_put_map(w, 7);
-    mp_put_kv_str(w, "node", node);
-    mp_put_kv_str(w, "addr", sv_json_str(rec, "addr"));
-    mp_put_kv_bool(w, "leader", json_is_true(json_object_get(rec, "leader")));
-    json_int_t ft = json_integer_value(json_object_get(rec, "fencing_token"));
-    mp_put_kv_uint(w, "fencing_token", ft > 0 ? (uint64_t)ft : 0);
-    mp_put_kv_uint(w, "age_ms", age);
-    mp_put_str(w, "requests");
-    mp_put_map(w, json_is_object(rq) ? (uint32_t)json_object_size(rq) : 0);
+    mp_writer_reset(scratch);
+    mp_put_map(scratch, json_is_object(rq) ? (uint32_t)json_object_size(rq) : 0);
     if (json_is_object(rq))
         json_object_foreach(rq, actor, urls)
-            mp_put_kv_str(w, actor, json_is_string(urls) ? json_string_value(urls) : "");
-    mp_put_str(w, "events");
-    mp_put_map(w, json_is_object(ev) ? (uint32_t)json_object_size(ev) : 0);
-    if (!json_is_object(ev))
-        return;
-    json_object_foreach(ev, actor, urls) {
-        size_t i, n = json_is_array(urls) ? json_array_size(urls) : 0;
-        json_t *u;
-        mp_put_str(w, actor);
-        mp_put_array(w, (uint32_t)n);
-        json_array_foreach(urls, i, u) {
-            const char *s = json_string_value(u);
-            mp_put_str(w, s ? s : "");
+        {
+            mp_put_str(scratch, actor);
+            mp_put_str(scratch, json_is_string(urls) ? json_string_value(urls) : "");
         }
-    }
+    size_t rq_n = mp_writer_len(scratch);
+    mp_put_map(scratch, json_is_object(ev) ? (uint32_t)json_object_size(ev) : 0);
+    if (json_is_object(ev))
+        json_object_foreach(ev, actor, urls)
+        {
+            size_t i, n = json_is_array(urls) ? json_array_size(urls) : 0;
+            json_t *u;
+            mp_put_str(scratch, actor);
+            mp_put_array(scratch, (uint32_t)n);
+            json_array_foreach(urls, i, u)
+            {
+                const char *s = json_string_value(u);
+                mp_put_str(scratch, s ? s : "");
+            }
+        }
+    if (mp_writer_err(scratch) != OK)
+        return false;
+    const char *maps = mp_writer_data(scratch);
+    json_int_t ft = json_integer_value(json_object_get(rec, "fencing_token"));
+    struct msg_bus_cluster_node nd = {
+        .node = msg_str(node),
+        .addr = msg_str(sv_json_str(rec, "addr")),
+        .leader = json_is_true(json_object_get(rec, "leader")),
+        .fencing_token = ft > 0 ? (uint64_t)ft : 0,
+        .age_ms = age,
+        .requests = {maps, rq_n},
+        .events = {maps + rq_n, mp_writer_len(scratch) - rq_n},
+    };
+    msg_encode(&msg_bus_cluster_node_form, w, &nd);
+    return true;
 }
 
 /*
@@ -147,20 +160,16 @@ static void sv_cluster_put_node(struct mp_writer *w, const char *node, uint64_t 
  */
 static void sv_cluster_view(struct sv *sv, const redisReply *rep)
 {
-    struct mp_writer w;
+    struct mp_writer w, nodes_w, list_w, scratch;
     char leader[64] = "";
     uint64_t best = 0;
     size_t n = rep->elements / 3;
     unsigned nodes = 0;
+    bool ok = true;
 
-    mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "self", sv->node);
-    /* the leader comes first in the map: it is known only after the nodes are read */
-    struct mp_writer nw;
-    mp_writer_init(&nw);
-    mp_put_array(&nw, (uint32_t)(n < SV_CLUSTER_NODES ? n : SV_CLUSTER_NODES));
-    for (size_t i = 0; i < n && nodes < SV_CLUSTER_NODES; i++) {
+    mp_writer_init(&nodes_w);
+    mp_writer_init(&scratch);
+    for (size_t i = 0; i < n && nodes < SV_CLUSTER_NODES && ok; i++) {
         const redisReply *name = rep->element[3 * i], *age = rep->element[3 * i + 1],
                          *val = rep->element[3 * i + 2];
         json_error_t jerr;
@@ -174,7 +183,7 @@ static void sv_cluster_view(struct sv *sv, const redisReply *rep)
             rec = json_object(); /* still listed: it is alive, whatever it wrote */
         }
         uint64_t a = strtoull(age->str, NULL, 10);
-        sv_cluster_put_node(&nw, name->str, a, rec);
+        ok = sv_cluster_put_node(&nodes_w, &scratch, name->str, a, rec);
         json_int_t ft = json_integer_value(json_object_get(rec, "fencing_token"));
         if (json_is_true(json_object_get(rec, "leader")) && ft > 0 && (uint64_t)ft > best) {
             best = (uint64_t)ft;
@@ -183,19 +192,22 @@ static void sv_cluster_view(struct sv *sv, const redisReply *rep)
         json_decref(rec);
         nodes++;
     }
-    /* fewer usable entries than announced: pad so the array still parses */
-    for (size_t i = nodes; i < (n < SV_CLUSTER_NODES ? n : SV_CLUSTER_NODES); i++) {
-        mp_put_map(&nw, 1);
-        mp_put_kv_str(&nw, "node", "");
-    }
-    mp_put_kv_str(&w, "leader", leader);
-    mp_put_str(&w, "nodes");
-    mp_put_raw(&w, mp_writer_data(&nw), mp_writer_len(&nw));
-    mp_writer_fini(&nw);
-    if (mp_writer_err(&w) != OK) {
+    mp_writer_fini(&scratch);
+    /* the array of the nodes written: how many is known only now */
+    mp_writer_init(&list_w);
+    mp_put_array(&list_w, nodes);
+    mp_put_raw(&list_w, mp_writer_data(&nodes_w), mp_writer_len(&nodes_w));
+    ok = ok && mp_writer_err(&nodes_w) == OK;
+    mp_writer_fini(&nodes_w);
+    struct msg_bus_cluster m = {msg_str(sv->node), msg_str(leader), sv_written(&list_w)};
+    mp_writer_init(&w);
+    msg_encode(&msg_bus_cluster_form, &w, &m);
+    if (!ok || mp_writer_err(&list_w) != OK || mp_writer_err(&w) != OK) {
+        mp_writer_fini(&list_w);
         mp_writer_fini(&w);
         return;
     }
+    mp_writer_fini(&list_w);
     free(sv->cluster_body);
     sv->cluster_body = malloc(mp_writer_len(&w));
     if (sv->cluster_body) {
@@ -216,8 +228,10 @@ static void sv_cluster_answer(void *arg, err_t rc, const redisReply *rep)
     sv->cluster_busy = false;
     if (rc != OK || rep->type != REDIS_REPLY_ARRAY) {
         if (!sv->cluster_warned)
-            LOG_WARN("sv.cluster_unreachable", "cannot reach the cluster registry (%s); "
-                     "keeping the last view", rc == ERR_INTERNAL && rep ? rep->str : err_name(rc));
+            LOG_WARN("sv.cluster_unreachable",
+                     "cannot reach the cluster registry (%s); "
+                     "keeping the last view",
+                     rc == ERR_INTERNAL && rep ? rep->str : err_name(rc));
         sv->cluster_warned = true;
         return;
     }

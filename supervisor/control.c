@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "actor.h"
 #include "clock.h"
 #include "log.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_sv.h"
 
 static bool sv_fault_is_zero(const struct bus_fault *f)
 {
@@ -29,17 +31,17 @@ const struct bus_fault *sv_fault_for(const struct sv *sv, const struct sv_child 
     return NULL;
 }
 
+/* The bus.fault body of f: also an element of sv.fault_set's and sv.fault_list's replies. */
 static void sv_fault_encode(struct mp_writer *w, const struct sv_fault *f)
 {
-    mp_put_map(w, 5);
-    mp_put_kv_str(w, "target", f->target);
-    mp_put_str(w, "drop");
-    mp_put_double(w, f->f.drop);
-    mp_put_str(w, "dup");
-    mp_put_double(w, f->f.dup);
-    mp_put_kv_uint(w, "delay_ms", f->f.delay_ms);
-    mp_put_str(w, "delay_rate");
-    mp_put_double(w, f->f.delay_rate);
+    struct msg_bus_fault m = {
+        .target = msg_str(f->target),
+        .drop = f->f.drop,
+        .dup = f->f.dup,
+        .delay_ms = f->f.delay_ms,
+        .delay_rate = f->f.delay_rate,
+    };
+    msg_encode(&msg_bus_fault_form, w, &m);
 }
 
 void sv_faults_publish(struct sv *sv)
@@ -56,6 +58,30 @@ void sv_faults_publish(struct sv *sv)
     mp_writer_fini(&w);
 }
 
+void sv_reply_msg(struct bus_req *req, const struct msg_form *f, const void *m)
+{
+    struct mp_writer w;
+    mp_writer_init(&w);
+    msg_encode(f, &w, m);
+    if (mp_writer_err(&w) == OK)
+        (void)bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
+    else
+        (void)bus_reply_err(req, ERR_NOMEM, NULL);
+    mp_writer_fini(&w);
+}
+
+/* Answers req with a reply whose one raw field (of form f, at m) is what w holds. */
+static void sv_reply_raw(struct bus_req *req, const struct msg_form *f, struct slice *field,
+                         const void *m, const struct mp_writer *w)
+{
+    if (mp_writer_err(w) != OK) {
+        (void)bus_reply_err(req, ERR_NOMEM, NULL);
+        return;
+    }
+    *field = sv_written(w);
+    sv_reply_msg(req, f, m);
+}
+
 static bool sv_target_known(struct sv *sv, const char *name)
 {
     if (strcmp(name, "supervisor") == 0 || strcmp(name, "tetherctl") == 0)
@@ -67,45 +93,22 @@ static bool sv_target_known(struct sv *sv, const char *name)
     return false;
 }
 
-/* Reads the "name" field of a request body into out. */
-static err_t sv_body_name(const struct envelope *env, char *out, size_t cap)
+static err_t sv_on_health(struct sv *sv, struct bus_req *req)
 {
-    struct mp_reader v;
-    struct slice s;
-    if (env->body.n == 0 || mp_map_find(env->body.p, env->body.n, "name", &v) != OK ||
-        mp_read_str(&v, &s) != OK || slice_copy(s, out, cap) != OK)
-        return ERR_INVAL;
+    struct msg_bus_health m = {
+        .name = msg_str("supervisor"),
+        .state = msg_str(sv->stopping ? "stopping" : "up"),
+    };
+    sv_reply_msg(req, &msg_sv_health_form, &m);
     return OK;
 }
 
-static void sv_reply_child(struct bus_req *req, const struct sv_child *c)
+static err_t sv_on_status(struct sv *sv, struct bus_req *req)
 {
-    struct mp_writer w;
-    mp_writer_init(&w);
-    mp_put_map(&w, 2);
-    mp_put_kv_str(&w, "name", c->name);
-    mp_put_kv_str(&w, "state", sv_state_name(c->state));
-    bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
-    mp_writer_fini(&w);
-}
-
-static void sv_on_status(struct sv *sv, struct bus_req *req)
-{
-    struct mp_writer w;
+    struct mp_writer cw; /* the children */
     uint64_t now = clock_mono_ms();
-    mp_writer_init(&w);
-    mp_put_map(&w, 5);
-    mp_put_kv_str(&w, "node", sv->node);
-    mp_put_kv_bool(&w, "leader", sv->leader);
-    mp_put_kv_uint(&w, "fencing_token", sv->leader ? sv->fencing_token : 0);
-    /* the registry as last read (cluster.c): {self, leader, nodes}, nil before the first */
-    mp_put_str(&w, "cluster");
-    if (sv->cluster_body)
-        mp_put_raw(&w, sv->cluster_body, sv->cluster_body_n);
-    else
-        mp_put_nil(&w);
-    mp_put_str(&w, "children");
-    mp_put_array(&w, sv->nchildren);
+    mp_writer_init(&cw);
+    mp_put_array(&cw, sv->nchildren);
     for (unsigned i = 0; i < sv->nchildren; i++) {
         const struct sv_child *c = &sv->children[i];
         const struct bus_fault *f = sv_fault_for(sv, c);
@@ -113,112 +116,116 @@ static void sv_on_status(struct sv *sv, struct bus_req *req)
         if (f)
             snprintf(fault, sizeof(fault), "drop=%g dup=%g delay=%ums delay_rate=%g", f->drop,
                      f->dup, f->delay_ms, f->delay_rate);
-        mp_put_map(&w, 9);
-        mp_put_kv_str(&w, "name", c->name);
-        mp_put_kv_str(&w, "state", sv_state_name(c->state));
-        mp_put_kv_uint(&w, "pid", c->pid > 0 ? (uint64_t)c->pid : 0);
-        mp_put_kv_uint(&w, "uptime_ms", c->pid > 0 ? now - c->spawned_mono : 0);
-        mp_put_kv_uint(&w, "restarts", c->restarts);
-        mp_put_kv_bool(&w, "leader_only", c->spec->leader_only);
-        mp_put_kv_bool(&w, "ready", c->state == SV_UP);
-        mp_put_kv_str(&w, "last_exit", c->last_exit);
-        mp_put_kv_str(&w, "fault", fault);
+        struct msg_sv_status_child ch = {
+            .name = msg_str(c->name),
+            .state = msg_str(sv_state_name(c->state)),
+            .pid = c->pid > 0 ? (uint64_t)c->pid : 0,
+            .uptime_ms = c->pid > 0 ? now - c->spawned_mono : 0,
+            .restarts = c->restarts,
+            .leader_only = c->spec->leader_only,
+            .ready = c->state == SV_UP,
+            .last_exit = msg_str(c->last_exit),
+            .fault = msg_str(fault),
+        };
+        msg_encode(&msg_sv_status_child_form, &cw, &ch);
     }
-    if (mp_writer_err(&w) == OK)
-        bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
-    else
-        bus_reply_err(req, ERR_NOMEM, NULL);
-    mp_writer_fini(&w);
+    struct msg_sv_status_reply m = {
+        .node = msg_str(sv->node),
+        .leader = sv->leader,
+        .fencing_token = sv->leader ? sv->fencing_token : 0,
+        /* the registry as last read (cluster.c): {self, leader, nodes}, nil before the first */
+        .cluster =
+            sv->cluster_body ? (struct slice){sv->cluster_body, sv->cluster_body_n} : SLICE_NULL,
+    };
+    sv_reply_raw(req, &msg_sv_status_reply_form, &m.children, &m, &cw);
+    mp_writer_fini(&cw);
+    return OK;
 }
 
-static void sv_on_fault_set(struct sv *sv, struct bus_req *req)
+static err_t sv_on_fault_set(struct sv *sv, struct bus_req *req)
 {
     const struct envelope *env = bus_req_env(req);
-    char name[SV_NAME_MAX];
+    struct msg_sv_fault_set m;
     struct sv_fault nf;
     memset(&nf, 0, sizeof(nf));
-    struct mp_reader v;
-    uint64_t u;
 
-    if (sv_body_name(env, name, sizeof(name)) != OK) {
-        bus_reply_err(req, ERR_INVAL, "missing name");
-        return;
-    }
-    if (!sv_target_known(sv, name)) {
+    err_t rc = msg_decode(&msg_sv_fault_set_form, env->body.p, env->body.n, &m);
+    if (rc != OK)
+        return rc;
+    if (!m.name.p || slice_copy(m.name, nf.target, sizeof(nf.target)) != OK)
+        return ERR_INVAL;
+    if (!sv_target_known(sv, nf.target)) {
         bus_reply_err(req, ERR_NOTFOUND, "no such process");
-        return;
+        return OK;
     }
-    snprintf(nf.target, sizeof(nf.target), "%s", name);
-    if (mp_map_find(env->body.p, env->body.n, "drop", &v) == OK)
-        (void)mp_read_float(&v, &nf.f.drop);
-    if (mp_map_find(env->body.p, env->body.n, "dup", &v) == OK)
-        (void)mp_read_float(&v, &nf.f.dup);
-    if (mp_map_find(env->body.p, env->body.n, "delay_rate", &v) == OK)
-        (void)mp_read_float(&v, &nf.f.delay_rate);
-    if (mp_map_find(env->body.p, env->body.n, "delay_ms", &v) == OK &&
-        mp_read_uint(&v, &u) == OK && u <= 600000)
-        nf.f.delay_ms = (uint32_t)u;
+    nf.f.drop = m.drop;
+    nf.f.dup = m.dup;
+    nf.f.delay_rate = m.delay_rate;
+    nf.f.delay_ms = m.delay_ms <= MSG_SV_DELAY_MAX ? (uint32_t)m.delay_ms : 0;
     if (!(nf.f.drop >= 0 && nf.f.drop <= 1 && nf.f.dup >= 0 && nf.f.dup <= 1 &&
           nf.f.delay_rate >= 0 && nf.f.delay_rate <= 1)) {
         bus_reply_err(req, ERR_INVAL, "fractions must be between 0 and 1");
-        return;
+        return OK;
     }
     unsigned i;
     for (i = 0; i < sv->nfaults; i++)
-        if (strcmp(sv->faults[i].target, name) == 0)
+        if (strcmp(sv->faults[i].target, nf.target) == 0)
             break;
     if (i == sv->nfaults) {
         if (sv->nfaults == SV_MAX_CHILDREN) {
             bus_reply_err(req, ERR_TOOBIG, "too many fault targets");
-            return;
+            return OK;
         }
         sv->nfaults++;
     }
     sv->faults[i] = nf;
-    LOG_INFO("sv.fault_set", "fault for %s: drop=%g dup=%g delay=%ums delay_rate=%g", name,
+    LOG_INFO("sv.fault_set", "fault for %s: drop=%g dup=%g delay=%ums delay_rate=%g", nf.target,
              nf.f.drop, nf.f.dup, nf.f.delay_ms, nf.f.delay_rate);
     sv_faults_publish(sv);
 
-    struct mp_writer w;
-    mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_str(&w, "fault");
-    sv_fault_encode(&w, &nf);
-    bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
-    mp_writer_fini(&w);
+    struct mp_writer fw;
+    struct msg_sv_fault_set_reply r;
+    mp_writer_init(&fw);
+    sv_fault_encode(&fw, &nf);
+    sv_reply_raw(req, &msg_sv_fault_set_reply_form, &r.fault, &r, &fw);
+    mp_writer_fini(&fw);
+    return OK;
 }
 
-static void sv_on_fault_list(struct sv *sv, struct bus_req *req)
+static err_t sv_on_fault_list(struct sv *sv, struct bus_req *req)
 {
-    struct mp_writer w;
-    mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_str(&w, "faults");
-    mp_put_array(&w, sv->nfaults);
+    struct mp_writer fw;
+    struct msg_sv_fault_list_reply r;
+    mp_writer_init(&fw);
+    mp_put_array(&fw, sv->nfaults);
     for (unsigned i = 0; i < sv->nfaults; i++)
-        sv_fault_encode(&w, &sv->faults[i]);
-    bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
-    mp_writer_fini(&w);
+        sv_fault_encode(&fw, &sv->faults[i]);
+    sv_reply_raw(req, &msg_sv_fault_list_reply_form, &r.faults, &r, &fw);
+    mp_writer_fini(&fw);
+    return OK;
 }
 
-static void sv_on_child_cmd(struct sv *sv, struct bus_req *req)
+static err_t sv_on_child_cmd(struct sv *sv, struct bus_req *req)
 {
     const struct envelope *env = bus_req_env(req);
     char name[SV_NAME_MAX];
+    struct msg_sv_child m;
     struct sv_child *c;
 
-    if (sv_body_name(env, name, sizeof(name)) != OK) {
-        bus_reply_err(req, ERR_INVAL, "missing name");
-        return;
-    }
+    err_t rc = msg_decode(env->type == MSG_SV_KILL ? &msg_sv_kill_form : &msg_sv_child_form,
+                          env->body.p, env->body.n, &m);
+    if (rc != OK)
+        return rc;
+    if (!m.name.p || slice_copy(m.name, name, sizeof(name)) != OK)
+        return ERR_INVAL;
     if (sv->stopping) {
         bus_reply_err(req, ERR_CLOSED, "the supervisor is stopping");
-        return;
+        return OK;
     }
     c = sv_child_find(sv, name);
     if (!c) {
         bus_reply_err(req, ERR_NOTFOUND, "no such child");
-        return;
+        return OK;
     }
     LOG_INFO("sv.command", "%s %s (from %s)", msg_name(env->type), c->name, env->sender);
     switch (env->type) {
@@ -232,16 +239,14 @@ static void sv_on_child_cmd(struct sv *sv, struct bus_req *req)
         sv_child_restart(sv, c);
         break;
     case MSG_SV_KILL: {
-        struct mp_reader v;
-        uint64_t sig = SIGKILL;
-        if (mp_map_find(env->body.p, env->body.n, "signal", &v) == OK &&
-            (mp_read_uint(&v, &sig) != OK || sig < 1 || sig > 64)) {
+        uint64_t sig = m.signal_given ? m.signal : SIGKILL; /* given as nil: 0, refused */
+        if (sig < 1 || sig > MSG_SV_SIGNAL_MAX) {
             bus_reply_err(req, ERR_INVAL, "signal must be 1-64");
-            return;
+            return OK;
         }
         if (c->pid <= 0) {
             bus_reply_err(req, ERR_CONFLICT, "not running");
-            return;
+            return OK;
         }
         kill(c->pid, (int)sig);
         break;
@@ -249,44 +254,44 @@ static void sv_on_child_cmd(struct sv *sv, struct bus_req *req)
     default:
         break;
     }
-    sv_reply_child(req, c);
+    struct msg_sv_child_reply r = {msg_str(c->name), msg_str(sv_state_name(c->state))};
+    sv_reply_msg(req, &msg_sv_child_reply_form, &r);
+    return OK;
 }
 
+/* A handler answers as actor.h says; a code it returns is answered by actor_reply_err. */
 static void sv_on_request(struct bus_req *req, void *arg)
 {
     struct sv *sv = arg;
+    err_t rc;
     switch (bus_req_env(req)->type) {
-    case MSG_HEALTH_PING: {
-        struct mp_writer w;
-        mp_writer_init(&w);
-        mp_put_map(&w, 2);
-        mp_put_kv_str(&w, "name", "supervisor");
-        mp_put_kv_str(&w, "state", sv->stopping ? "stopping" : "up");
-        bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
-        mp_writer_fini(&w);
-        return;
-    }
+    case MSG_HEALTH_PING:
+        rc = sv_on_health(sv, req);
+        break;
     case MSG_SV_STATUS:
-        sv_on_status(sv, req);
-        return;
+        rc = sv_on_status(sv, req);
+        break;
     case MSG_SV_START:
     case MSG_SV_STOP:
     case MSG_SV_RESTART:
     case MSG_SV_KILL:
-        sv_on_child_cmd(sv, req);
-        return;
+        rc = sv_on_child_cmd(sv, req);
+        break;
     case MSG_SV_FAULT_SET:
-        sv_on_fault_set(sv, req);
-        return;
+        rc = sv_on_fault_set(sv, req);
+        break;
     case MSG_SV_FAULT_LIST:
-        sv_on_fault_list(sv, req);
-        return;
+        rc = sv_on_fault_list(sv, req);
+        break;
     case MSG_SV_TAP_FILTER:
-        sv_taps_on_filter(sv, req);
-        return;
+        rc = sv_taps_on_filter(sv, req);
+        break;
     default:
         bus_reply_err(req, ERR_PROTO, "unknown message type");
+        return;
     }
+    if (rc != OK)
+        actor_reply_err(req, rc);
 }
 
 err_t sv_control_open(struct sv *sv)

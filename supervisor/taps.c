@@ -13,12 +13,12 @@
 #include "log.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_sv.h"
 #include "sv.h"
 
 void sv_taps_publish(struct sv *sv)
 {
     struct tap_filter f[TAP_FILTERS_MAX];
-    struct mp_writer w;
     uint64_t now = clock_mono_ms();
     unsigned n = 0;
 
@@ -31,56 +31,51 @@ void sv_taps_publish(struct sv *sv)
         f[n++] = sv->taps[i++].f;
     }
     bus_tap_filters_set(sv->bus, f, n);
+    struct mp_writer fw, w; /* the filters, the body */
+    mp_writer_init(&fw);
     mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_str(&w, "filters");
-    mp_put_array(&w, n);
+    mp_put_array(&fw, n);
     for (unsigned i = 0; i < n; i++)
-        tap_filter_put(&w, &f[i]);
-    if (mp_writer_err(&w) == OK)
+        tap_filter_put(&fw, &f[i]);
+    struct msg_bus_tap m = {sv_written(&fw)};
+    msg_encode(&msg_bus_tap_form, &w, &m);
+    if (mp_writer_err(&fw) == OK && mp_writer_err(&w) == OK)
         (void)bus_publish(sv->events, "bus.tap", MSG_BUS_TAP, mp_writer_data(&w),
                           mp_writer_len(&w));
     mp_writer_fini(&w);
+    mp_writer_fini(&fw);
 }
 
-void sv_taps_on_filter(struct sv *sv, struct bus_req *req)
+err_t sv_taps_on_filter(struct sv *sv, struct bus_req *req)
 {
     const struct envelope *env = bus_req_env(req);
-    struct mp_reader v;
-    struct slice id, raw;
+    struct msg_sv_tap_filter m;
     struct tap_filter f = {0};
-    bool cancel = false;
-    char idbuf[64];
+    char idbuf[MSG_SV_TAP_ID_MAX + 1];
 
-    if (env->body.n == 0 || mp_map_find(env->body.p, env->body.n, "id", &v) != OK ||
-        mp_read_str(&v, &id) != OK || id.n == 0 || slice_copy(id, idbuf, sizeof(idbuf)) != OK ||
-        memchr(id.p, '\0', id.n)) {
-        bus_reply_err(req, ERR_INVAL, "id: a string of 1 to 63 bytes");
-        return;
+    if (msg_decode(&msg_sv_tap_filter_form, env->body.p, env->body.n, &m) != OK ||
+        memchr(m.id.p, '\0', m.id.n)) {
+        bus_reply_err(req, ERR_INVAL, "id: a string of 1 to 63 bytes, and cancel: a boolean");
+        return OK;
     }
-    if (mp_map_find(env->body.p, env->body.n, "cancel", &v) == OK &&
-        mp_read_bool(&v, &cancel) != OK) {
-        bus_reply_err(req, ERR_INVAL, "cancel: a boolean");
-        return;
-    }
-    if (mp_map_find(env->body.p, env->body.n, "filter", &v) == OK &&
-        (mp_skip(&v, &raw) != OK || tap_filter_read(raw.p, raw.n, &f) != OK)) {
+    (void)slice_copy(m.id, idbuf, sizeof(idbuf)); /* it fits: the form's limit */
+    if (m.filter.p && tap_filter_read(m.filter.p, m.filter.n, &f) != OK) {
         bus_reply_err(req, ERR_INVAL, "filter: a map of strings that fit their fields");
-        return;
+        return OK;
     }
 
     unsigned i = 0;
     while (i < sv->ntaps && strcmp(sv->taps[i].id, idbuf) != 0)
         i++;
     bool known = i < sv->ntaps, changed = true;
-    if (cancel) {
+    if (m.cancel) {
         changed = known;
         if (known)
             sv->taps[i] = sv->taps[--sv->ntaps];
     } else {
         if (!known && sv->ntaps == TAP_FILTERS_MAX) {
             bus_reply_err(req, ERR_QUOTA, "too many tap listeners with a filter");
-            return;
+            return OK;
         }
         if (!known) {
             i = sv->ntaps++;
@@ -93,10 +88,7 @@ void sv_taps_on_filter(struct sv *sv, struct bus_req *req)
     }
     if (changed) /* a plain renewal waits for the next second's publish */
         sv_taps_publish(sv);
-    struct mp_writer w;
-    mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_kv_uint(&w, "listeners", sv->ntaps);
-    bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
-    mp_writer_fini(&w);
+    struct msg_sv_tap_filter_reply r = {sv->ntaps};
+    sv_reply_msg(req, &msg_sv_tap_filter_reply_form, &r);
+    return OK;
 }

@@ -18,6 +18,7 @@
 #include "pmetrics.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_sv.h"
 #include "proc.h"
 
 #define ACTOR_PROBE_MS 1000
@@ -101,15 +102,17 @@ static void actor_probe_timer(struct loop *l, void *arg)
 
 static void actor_on_health(struct actor *a, struct bus_req *req)
 {
+    struct msg_bus_health m = {
+        .name = msg_str(proc_child_name(a->spec->name)),
+        .instance = proc_instance(),
+        .pid = (uint64_t)getpid(),
+        .state = msg_str(a->stores_ok ? "up" : "degraded"),
+        .store = msg_str(a->stores_ok ? "ok" : "unreachable"),
+        .uptime_ms = clock_mono_ms() - a->started_mono,
+    };
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 6);
-    mp_put_kv_str(&w, "name", proc_child_name(a->spec->name));
-    mp_put_kv_uint(&w, "instance", proc_instance());
-    mp_put_kv_uint(&w, "pid", (uint64_t)getpid());
-    mp_put_kv_str(&w, "state", a->stores_ok ? "up" : "degraded");
-    mp_put_kv_str(&w, "store", a->stores_ok ? "ok" : "unreachable");
-    mp_put_kv_uint(&w, "uptime_ms", clock_mono_ms() - a->started_mono);
+    msg_encode(&msg_bus_health_form, &w, &m);
     if (mp_writer_err(&w) == OK)
         bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
     else
@@ -117,6 +120,7 @@ static void actor_on_health(struct actor *a, struct bus_req *req)
     mp_writer_fini(&w);
 }
 
+/* bus.echo: the body goes back as it came, read or not (msg_bus_echo is what senders put). */
 static void actor_on_echo(struct actor *a, struct bus_req *req)
 {
     const struct envelope *env = bus_req_env(req);

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "msg_sv.h"
 
 /* At most this many event sockets of one actor on one node (TETHER_SV_INSTANCES_* <= 16). */
 #define BUS_CLUSTER_URLS 16
@@ -37,60 +38,61 @@ const struct bus_cluster *bus_cluster_view(const struct bus *b)
     return &b->cluster;
 }
 
-/* Reads a str field of the map at raw into out; "" when absent or too long. */
-static void bus_cluster_str(struct slice raw, const char *key, char *out, size_t cap)
+/* s into out (cap bytes); "" when absent or too long. */
+static void bus_cluster_cstr(struct slice s, char *out, size_t cap)
 {
-    struct mp_reader v;
-    struct slice s;
-    out[0] = '\0';
-    if (mp_map_find(raw.p, raw.n, key, &v) == OK && mp_read_str(&v, &s) == OK)
-        (void)slice_copy(s, out, cap);
+    if (slice_copy(s, out, cap) != OK)
+        out[0] = '\0';
 }
 
-static uint64_t bus_cluster_uint(struct slice raw, const char *key)
+/* The nodes of a cluster.members body: *r at the first of *n; false when it lists none. */
+static bool bus_cluster_nodes(const void *body, size_t len, struct msg_bus_cluster *m,
+                              struct mp_reader *r, uint32_t *n)
 {
-    struct mp_reader v;
-    uint64_t u = 0;
-    if (mp_map_find(raw.p, raw.n, key, &v) == OK)
-        (void)mp_read_uint(&v, &u);
-    return u;
+    if (msg_decode(&msg_bus_cluster_form, body, len, m) != OK || !m->nodes.p)
+        return false;
+    mp_reader_init(r, m->nodes.p, m->nodes.n);
+    return mp_read_array(r, n) == OK;
 }
 
-static bool bus_cluster_bool(struct slice raw, const char *key)
+/* The next node of r (bus_cluster_nodes) into nd: 1; 0 when it is no node (skipped); -1 when
+ * the rest cannot be read. */
+static int bus_cluster_node_next(struct mp_reader *r, struct msg_bus_cluster_node *nd)
 {
-    struct mp_reader v;
-    bool b = false;
-    if (mp_map_find(raw.p, raw.n, key, &v) == OK)
-        (void)mp_read_bool(&v, &b);
-    return b;
+    struct slice raw;
+    if (mp_skip(r, &raw) != OK)
+        return -1;
+    return msg_decode(&msg_bus_cluster_node_form, raw.p, raw.n, nd) == OK;
 }
 
 /* Parses the event body into view; false when it is not a cluster.members body. */
 static bool bus_cluster_parse(const struct envelope *env, struct bus_cluster *view)
 {
-    struct slice body = {(const char *)env->body.p, env->body.n};
-    struct mp_reader v;
+    struct msg_bus_cluster m;
+    struct msg_bus_cluster_node nd;
+    struct mp_reader r;
     uint32_t n;
     memset(view, 0, sizeof(*view));
-    bus_cluster_str(body, "self", view->self, sizeof(view->self));
-    bus_cluster_str(body, "leader", view->leader, sizeof(view->leader));
-    if (!view->self[0] || mp_map_find(body.p, body.n, "nodes", &v) != OK ||
-        mp_read_array(&v, &n) != OK)
+    if (!bus_cluster_nodes(env->body.p, env->body.n, &m, &r, &n))
+        return false;
+    bus_cluster_cstr(m.self, view->self, sizeof(view->self));
+    bus_cluster_cstr(m.leader, view->leader, sizeof(view->leader));
+    if (!view->self[0])
         return false;
     for (uint32_t i = 0; i < n; i++) {
-        struct slice raw;
-        if (mp_skip(&v, &raw) != OK)
+        int got = bus_cluster_node_next(&r, &nd);
+        if (got < 0)
             return false;
-        if (view->n == BUS_CLUSTER_NODES)
+        if (!got || view->n == BUS_CLUSTER_NODES)
             continue; /* more nodes than a view holds: the rest are not dialled */
-        struct bus_cluster_node *nd = &view->nodes[view->n];
-        bus_cluster_str(raw, "node", nd->node, sizeof(nd->node));
-        if (!nd->node[0])
+        struct bus_cluster_node *v = &view->nodes[view->n];
+        bus_cluster_cstr(nd.node, v->node, sizeof(v->node));
+        if (!v->node[0])
             continue;
-        bus_cluster_str(raw, "addr", nd->addr, sizeof(nd->addr));
-        nd->leader = bus_cluster_bool(raw, "leader");
-        nd->fencing_token = bus_cluster_uint(raw, "fencing_token");
-        nd->age_ms = bus_cluster_uint(raw, "age_ms");
+        bus_cluster_cstr(nd.addr, v->addr, sizeof(v->addr));
+        v->leader = nd.leader;
+        v->fencing_token = nd.fencing_token;
+        v->age_ms = nd.age_ms;
         view->n++;
     }
     view->known = true;
@@ -130,8 +132,8 @@ static void bus_cluster_want(struct bus_sub *s, struct slice url)
     snprintf(r->url, sizeof(r->url), "%s", u);
     err_t rc = bus_dial(s->bus, s->sock, r->url, &r->dial);
     if (rc != OK) {
-        LOG_WARN("bus.cluster_dial_failed", "cannot follow %s's events at %s: %s", s->actor,
-                 r->url, err_str(rc));
+        LOG_WARN("bus.cluster_dial_failed", "cannot follow %s's events at %s: %s", s->actor, r->url,
+                 err_str(rc));
         free(r);
         return;
     }
@@ -144,6 +146,8 @@ static void bus_cluster_want(struct bus_sub *s, struct slice url)
 void bus_cluster_dial(struct bus *b, struct bus_sub *s)
 {
     const struct bus_cluster *view = &b->cluster;
+    struct msg_bus_cluster m;
+    struct msg_bus_cluster_node nd;
     struct mp_reader nodes;
     uint32_t n;
 
@@ -151,21 +155,17 @@ void bus_cluster_dial(struct bus *b, struct bus_sub *s)
         return;
     for (struct bus_sub_remote *r = s->remotes; r; r = r->next)
         r->keep = false;
-    if (mp_map_find(b->cluster_body, b->cluster_body_n, "nodes", &nodes) == OK &&
-        mp_read_array(&nodes, &n) == OK) {
-        for (uint32_t i = 0; i < n; i++) {
-            struct slice raw, urls_raw;
-            struct mp_reader ev, urls;
+    if (bus_cluster_nodes(b->cluster_body, b->cluster_body_n, &m, &nodes, &n)) {
+        int got;
+        for (uint32_t i = 0; i < n && (got = bus_cluster_node_next(&nodes, &nd)) >= 0; i++) {
+            struct mp_reader urls;
             uint32_t nu;
             char node[BUS_CLUSTER_NAME_MAX];
-            if (mp_skip(&nodes, &raw) != OK)
-                break;
-            bus_cluster_str(raw, "node", node, sizeof(node));
-            if (!node[0] || strcmp(node, view->self) == 0)
+            bus_cluster_cstr(nd.node, node, sizeof(node));
+            if (!got || !node[0] || strcmp(node, view->self) == 0)
                 continue; /* this node's own events come over ipc:// */
-            if (mp_map_find(raw.p, raw.n, "events", &ev) != OK ||
-                mp_skip(&ev, &urls_raw) != OK ||
-                mp_map_find(urls_raw.p, urls_raw.n, s->actor, &urls) != OK ||
+            /* events: {<actor>: [url]}, keyed by actor name */
+            if (!nd.events.p || mp_map_find(nd.events.p, nd.events.n, s->actor, &urls) != OK ||
                 mp_read_array(&urls, &nu) != OK)
                 continue;
             for (uint32_t j = 0; j < nu && j < BUS_CLUSTER_URLS; j++) {
@@ -193,24 +193,31 @@ void bus_cluster_dial(struct bus *b, struct bus_sub *s)
 bool bus_cluster_leader_url(const struct bus *b, const char *actor, char *out, size_t cap)
 {
     const struct bus_cluster *view = &b->cluster;
-    struct mp_reader nodes, rq;
+    struct msg_bus_cluster m;
+    struct msg_bus_cluster_node nd;
+    struct mp_reader nodes;
     uint32_t n;
 
     if (!view->known || !view->leader[0] || strcmp(view->leader, view->self) == 0 ||
-        mp_map_find(b->cluster_body, b->cluster_body_n, "nodes", &nodes) != OK ||
-        mp_read_array(&nodes, &n) != OK)
+        !bus_cluster_nodes(b->cluster_body, b->cluster_body_n, &m, &nodes, &n))
         return false;
     for (uint32_t i = 0; i < n; i++) {
-        struct slice raw, rq_raw;
         char node[BUS_CLUSTER_NAME_MAX];
-        if (mp_skip(&nodes, &raw) != OK)
+        struct mp_reader v;
+        struct slice url;
+        int got = bus_cluster_node_next(&nodes, &nd);
+        if (got < 0)
             return false;
-        bus_cluster_str(raw, "node", node, sizeof(node));
+        bus_cluster_cstr(got ? nd.node : SLICE_NULL, node, sizeof(node));
         if (strcmp(node, view->leader) != 0)
             continue;
-        if (mp_map_find(raw.p, raw.n, "requests", &rq) != OK || mp_skip(&rq, &rq_raw) != OK)
+        if (!nd.requests.p)
             return false;
-        bus_cluster_str(rq_raw, actor, out, cap);
+        /* requests: {<actor>: url}, keyed by actor name */
+        out[0] = '\0';
+        if (mp_map_find(nd.requests.p, nd.requests.n, actor, &v) == OK &&
+            mp_read_str(&v, &url) == OK)
+            bus_cluster_cstr(url, out, cap);
         /* only the network endpoints: ipc:// names a path on the other host */
         return strncmp(out, "tcp://", 6) == 0;
     }

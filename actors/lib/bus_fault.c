@@ -19,6 +19,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "msg.h"
+#include "msg_sv.h"
 
 #define BUS_FAULT_TOPIC "bus.fault"
 #define BUS_TAP_TOPIC "bus.tap"
@@ -42,8 +43,9 @@ void bus_fault_set(struct bus *b, const struct bus_fault *f)
     atomic_store(&b->fault_on, !bus_fault_is_zero(f));
     nng_mtx_unlock(b->fmtx);
     if (changed)
-        LOG_INFO("bus.fault_set", "fault injection now drop=%.3f dup=%.3f delay=%ums delay_rate=%.3f",
-                 f->drop, f->dup, f->delay_ms, f->delay_rate);
+        LOG_INFO("bus.fault_set",
+                 "fault injection now drop=%.3f dup=%.3f delay=%ums delay_rate=%.3f", f->drop,
+                 f->dup, f->delay_ms, f->delay_rate);
 }
 
 void bus_fault_get(struct bus *b, struct bus_fault *f)
@@ -109,7 +111,7 @@ err_t bus_fault_parse(const char *s, struct bus_fault *f)
                 return ERR_INVAL;
         } else if (strcmp(tok, "delay") == 0) {
             long long ms;
-            if (!cfg_parse_ms(eq, &ms) || ms > 600000)
+            if (!cfg_parse_ms(eq, &ms) || ms > MSG_SV_DELAY_MAX)
                 return ERR_INVAL;
             f->delay_ms = (uint32_t)ms;
         } else if (strcmp(tok, "delay_rate") == 0) {
@@ -128,27 +130,18 @@ err_t bus_fault_parse(const char *s, struct bus_fault *f)
 /* Applies a bus.fault event if it names this process. Runs on an nng thread. */
 static void bus_fault_apply_event(struct bus *b, const struct envelope *env)
 {
-    struct mp_reader v;
-    struct slice target;
-    struct bus_fault f = {0};
-    uint64_t u;
-
-    if (env->type != MSG_BUS_FAULT || env->body.n == 0)
+    struct msg_bus_fault m;
+    if (env->type != MSG_BUS_FAULT ||
+        msg_decode(&msg_bus_fault_form, env->body.p, env->body.n, &m) != OK)
         return;
-    if (mp_map_find(env->body.p, env->body.n, "target", &v) != OK ||
-        mp_read_str(&v, &target) != OK)
+    if (!slice_eq(m.target, b->self) && !slice_eq(m.target, b->proc))
         return;
-    if (!slice_eq(target, b->self) && !slice_eq(target, b->proc))
-        return;
-    if (mp_map_find(env->body.p, env->body.n, "drop", &v) == OK)
-        (void)mp_read_float(&v, &f.drop);
-    if (mp_map_find(env->body.p, env->body.n, "dup", &v) == OK)
-        (void)mp_read_float(&v, &f.dup);
-    if (mp_map_find(env->body.p, env->body.n, "delay_rate", &v) == OK)
-        (void)mp_read_float(&v, &f.delay_rate);
-    if (mp_map_find(env->body.p, env->body.n, "delay_ms", &v) == OK &&
-        mp_read_uint(&v, &u) == OK && u <= 600000)
-        f.delay_ms = (uint32_t)u;
+    struct bus_fault f = {
+        .drop = m.drop,
+        .dup = m.dup,
+        .delay_ms = m.delay_ms <= MSG_SV_DELAY_MAX ? (uint32_t)m.delay_ms : 0,
+        .delay_rate = m.delay_rate,
+    };
     bus_fault_set(b, &f);
 }
 

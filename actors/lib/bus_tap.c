@@ -31,6 +31,7 @@
 #include "log.h"
 #include "mpcut.h"
 #include "msg.h"
+#include "msg_sv.h"
 
 /* A buffer of records copied as they came, for the flusher. */
 struct bus_tap_raw {
@@ -181,12 +182,15 @@ void bus_tap_filters_set(struct bus *b, const struct tap_filter *f, unsigned n)
 void bus_tap_filters_event(struct bus *b, const struct envelope *env)
 {
     struct tap_filter f[TAP_FILTERS_MAX];
+    struct msg_bus_tap m;
     struct mp_reader v;
     uint32_t count;
     unsigned n = 0;
     if (env->type != MSG_BUS_TAP || env->body.n == 0 ||
-        mp_map_find(env->body.p, env->body.n, "filters", &v) != OK ||
-        mp_read_array(&v, &count) != OK)
+        msg_decode(&msg_bus_tap_form, env->body.p, env->body.n, &m) != OK || !m.filters.p)
+        return;
+    mp_reader_init(&v, m.filters.p, m.filters.n);
+    if (mp_read_array(&v, &count) != OK)
         return;
     for (uint32_t i = 0; i < count && n < TAP_FILTERS_MAX; i++) {
         struct slice raw;
@@ -473,9 +477,9 @@ void bus_tap_emit(struct bus *b, const char *dir, const char *peer, const char *
     /* decoded only when a filter needs it */
     bool filtering = atomic_load_explicit(&b->tap_filtering, memory_order_relaxed);
     struct envelope env;
-    if (filtering && !bus_tap_wanted(b, peer, topic,
-                                     env_decode(env_bytes, n, &env) == OK ? &env : NULL,
-                                     env_bytes, n, pipes)) {
+    if (filtering &&
+        !bus_tap_wanted(b, peer, topic, env_decode(env_bytes, n, &env) == OK ? &env : NULL,
+                        env_bytes, n, pipes)) {
         pm_add(b->tap_filtered, 1);
         return;
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "msg.h"
+#include "msg_sv.h"
 
 /* The fields in one table: the wire names and where each lives. */
 static const struct {
@@ -132,4 +133,22 @@ err_t tap_filter_read(const void *map, size_t n, struct tap_filter *f)
             return ERR_TOOBIG;
     }
     return OK;
+}
+
+err_t tap_filter_request_put(struct mp_writer *w, const char *id, const struct tap_filter *want,
+                             bool cancel)
+{
+    struct mp_writer fw; /* the filter */
+    mp_writer_init(&fw);
+    if (!cancel)
+        tap_filter_put(&fw, want);
+    struct msg_sv_tap_filter m = {
+        .id = msg_str(id),
+        .cancel = cancel,
+        .filter = {mp_writer_data(&fw), mp_writer_len(&fw)}, /* none with cancel */
+    };
+    msg_encode(&msg_sv_tap_filter_form, w, &m);
+    err_t rc = mp_writer_err(&fw) != OK ? mp_writer_err(&fw) : mp_writer_err(w);
+    mp_writer_fini(&fw);
+    return rc;
 }

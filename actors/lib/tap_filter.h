@@ -65,4 +65,9 @@ void tap_filter_put(struct mp_writer *w, const struct tap_filter *f);
  * strings, ERR_TOOBIG when a value does not fit its field. */
 err_t tap_filter_read(const void *map, size_t n, struct tap_filter *f);
 
+/* Appends the sv.tap_filter body (msg_sv.h) of the listener id: its filter want, or with cancel
+ * its end. Returns the writer's error (ERR_NOMEM), or OK. */
+err_t tap_filter_request_put(struct mp_writer *w, const char *id, const struct tap_filter *want,
+                             bool cancel);
+
 #endif

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_sv.h"
 #include "proc.h"
 
 #include "ctl.h"
@@ -180,10 +181,9 @@ static err_t chaos_sv_signal(struct ctl *c, const char *chaos, const char *name,
     struct mp_writer w;
     struct bus_msg reply;
     char msg[256], sigbuf[16];
+    struct msg_sv_child m = {msg_str(name), (uint64_t)sig, true};
     mp_writer_init(&w);
-    mp_put_map(&w, 2);
-    mp_put_kv_str(&w, "name", name);
-    mp_put_kv_uint(&w, "signal", (uint64_t)sig);
+    msg_encode(&msg_sv_kill_form, &w, &m);
     err_t e = chaos_call(c, MSG_SV_KILL, &w, &reply, msg, sizeof(msg));
     mp_writer_fini(&w);
     bus_msg_free(&reply);
@@ -205,21 +205,23 @@ static err_t chaos_sv_signal(struct ctl *c, const char *chaos, const char *name,
 static err_t chaos_child_pid(struct ctl *c, const char *name, pid_t *pid, char *msg, size_t cap)
 {
     struct bus_msg reply;
+    struct msg_sv_status_reply st;
     struct mp_reader v;
     uint32_t n;
     *pid = 0;
     err_t e = chaos_call(c, MSG_SV_STATUS, NULL, &reply, msg, cap);
     if (e != OK)
         return e;
-    struct slice body = reply.env.body;
-    if (mp_map_find(body.p, body.n, "children", &v) == OK && mp_read_array(&v, &n) == OK) {
+    ctl_decode(&msg_sv_status_reply_form, reply.env.body, &st, sizeof(st));
+    if (ctl_list(st.children, &v, &n)) {
         for (uint32_t i = 0; i < n; i++) {
-            struct slice ch;
-            char cname[64];
-            if (mp_skip(&v, &ch) != OK)
+            struct msg_sv_status_child ch;
+            struct slice raw;
+            if (mp_skip(&v, &raw) != OK)
                 break;
-            if (strcmp(ctl_str(ch, "name", cname, sizeof(cname)), name) == 0) {
-                *pid = (pid_t)ctl_uint(ch, "pid");
+            ctl_decode(&msg_sv_status_child_form, raw, &ch, sizeof(ch));
+            if (slice_eq(ch.name, name)) {
+                *pid = (pid_t)ch.pid;
                 break;
             }
         }

@@ -14,6 +14,7 @@
 #include "bus.h"
 #include "cfg.h"
 #include "mp.h"
+#include "msgcodec.h"
 
 #define CTL_EXIT_ERR 1
 
@@ -36,10 +37,16 @@ int ctl_call(struct ctl *c, uint16_t type, struct mp_writer *body, struct bus_ms
 /* Prints a msgpack body as one JSON line (secrets masked). */
 void ctl_print_json(struct slice body);
 
-/* Field readers for a msgpack map body; empty/0/false when absent. */
+/* Field readers for a msgpack map body; empty/0 when absent. */
 const char *ctl_str(struct slice map, const char *key, char *buf, size_t cap);
 uint64_t ctl_uint(struct slice map, const char *key);
-bool ctl_bool(struct slice map, const char *key);
+
+/* Reads body as form f into out (size bytes); a body that is none reads as empty (all zero). */
+void ctl_decode(const struct msg_form *f, struct slice body, void *out, size_t size);
+/* raw (a raw field) as an array: *r at the first of its *n elements; false when it is none. */
+bool ctl_list(struct slice raw, struct mp_reader *r, uint32_t *n);
+/* s as a C string in buf (cap bytes): "" when absent or too long. Returns buf. */
+const char *ctl_cstr(struct slice s, char *buf, size_t cap);
 
 /* A signal name (KILL, SIGTERM, ...) or number 1-64; -1 when it is neither. */
 int ctl_signal_number(const char *s);

@@ -32,6 +32,7 @@
 #include "mp.h"
 #include "mpjson.h"
 #include "msg.h"
+#include "msg_sv.h"
 #include "proc.h"
 
 #include "ctl.h"
@@ -132,64 +133,84 @@ uint64_t ctl_uint(struct slice map, const char *key)
     return u;
 }
 
-bool ctl_bool(struct slice map, const char *key)
+const char *ctl_cstr(struct slice s, char *buf, size_t cap)
 {
-    struct mp_reader v;
-    bool b = false;
-    if (mp_map_find(map.p, map.n, key, &v) == OK)
-        (void)mp_read_bool(&v, &b);
-    return b;
+    if (slice_copy(s, buf, cap) != OK)
+        buf[0] = '\0';
+    return buf;
+}
+
+bool ctl_list(struct slice raw, struct mp_reader *r, uint32_t *n)
+{
+    if (!raw.p)
+        return false;
+    mp_reader_init(r, raw.p, raw.n);
+    return mp_read_array(r, n) == OK;
+}
+
+void ctl_decode(const struct msg_form *f, struct slice body, void *out, size_t size)
+{
+    if (msg_decode(f, body.p, body.n, out) != OK)
+        memset(out, 0, size);
+}
+
+/* The event sockets a node's events map ({<actor>: [url]}, keyed by actor name) lists. */
+static uint32_t ctl_sockets(struct slice events)
+{
+    struct mp_reader m;
+    uint32_t k, n = 0;
+    if (!events.p)
+        return 0;
+    mp_reader_init(&m, events.p, events.n);
+    if (mp_read_map(&m, &k) != OK)
+        return 0;
+    for (uint32_t j = 0; j < k; j++) {
+        struct slice key, val;
+        struct mp_reader a;
+        uint32_t cnt;
+        if (mp_read_str(&m, &key) != OK || mp_skip(&m, &val) != OK)
+            break;
+        mp_reader_init(&a, val.p, val.n);
+        if (mp_read_array(&a, &cnt) == OK)
+            n += cnt;
+    }
+    return n;
 }
 
 /*
  * The cluster as this node's supervisor last read the registry: one line a node, the
  * leader marked, and how long ago each was heard from.
  */
-static int ctl_status_cluster(struct slice body)
+static int ctl_status_cluster(struct slice cluster)
 {
-    struct mp_reader v, nodes;
-    struct slice cl;
+    struct msg_bus_cluster cl;
+    struct mp_reader nodes;
     uint32_t n;
     char self[64], leader[64];
-    if (mp_map_find(body.p, body.n, "cluster", &v) != OK || mp_skip(&v, &cl) != OK ||
-        mp_map_find(cl.p, cl.n, "nodes", &nodes) != OK || mp_read_array(&nodes, &n) != OK) {
+    if (msg_decode(&msg_bus_cluster_form, cluster.p, cluster.n, &cl) != OK ||
+        !ctl_list(cl.nodes, &nodes, &n)) {
         fprintf(stderr, "tetherctl: the supervisor has not read the cluster registry yet\n");
         return 1;
     }
-    ctl_str(cl, "self", self, sizeof(self));
-    ctl_str(cl, "leader", leader, sizeof(leader));
+    ctl_cstr(cl.self, self, sizeof(self));
+    ctl_cstr(cl.leader, leader, sizeof(leader));
     printf("cluster: %" PRIu32 " node%s, leader %s\n", n, n == 1 ? "" : "s",
            leader[0] ? leader : "none");
     printf("%-24s %-20s %-7s %8s %10s %s\n", "NODE", "ADDR", "LEADER", "TOKEN", "SEEN", "EVENTS");
     for (uint32_t i = 0; i < n; i++) {
-        struct slice nd, evs;
-        struct mp_reader ev;
-        uint32_t ne = 0;
+        struct msg_bus_cluster_node nd;
+        struct slice raw;
         char name[64], addr[64], seen[32];
-        if (mp_skip(&nodes, &nd) != OK)
+        if (mp_skip(&nodes, &raw) != OK)
             break;
-        if (mp_map_find(nd.p, nd.n, "events", &ev) == OK && mp_skip(&ev, &evs) == OK) {
-            struct mp_reader m;
-            uint32_t k;
-            mp_reader_init(&m, evs.p, evs.n);
-            if (mp_read_map(&m, &k) == OK)
-                for (uint32_t j = 0; j < k; j++) {
-                    struct slice key, val;
-                    struct mp_reader a;
-                    uint32_t cnt;
-                    if (mp_read_str(&m, &key) != OK || mp_skip(&m, &val) != OK)
-                        break;
-                    mp_reader_init(&a, val.p, val.n);
-                    if (mp_read_array(&a, &cnt) == OK)
-                        ne += cnt;
-                }
-        }
-        snprintf(seen, sizeof(seen), "%.1fs ago", (double)ctl_uint(nd, "age_ms") / 1000.0);
-        ctl_str(nd, "node", name, sizeof(name));
+        ctl_decode(&msg_bus_cluster_node_form, raw, &nd, sizeof(nd));
+        uint32_t ne = ctl_sockets(nd.events);
+        snprintf(seen, sizeof(seen), "%.1fs ago", (double)nd.age_ms / 1000.0);
+        ctl_cstr(nd.node, name, sizeof(name));
         printf("%-24s %-20s %-7s %8" PRIu64 " %10s %u socket%s%s\n", name,
-               ctl_str(nd, "addr", addr, sizeof(addr))[0] ? addr : "-",
-               ctl_bool(nd, "leader") ? "yes" : "-", ctl_uint(nd, "fencing_token"), seen, ne,
-               ne == 1 ? "" : "s", strcmp(name, self) == 0 ? " (this node)" : "");
+               ctl_cstr(nd.addr, addr, sizeof(addr))[0] ? addr : "-", nd.leader ? "yes" : "-",
+               nd.fencing_token, seen, ne, ne == 1 ? "" : "s",
+               strcmp(name, self) == 0 ? " (this node)" : "");
     }
     return 0;
 }
@@ -197,45 +218,45 @@ static int ctl_status_cluster(struct slice body)
 static int ctl_status(struct ctl *c, bool json, bool cluster)
 {
     struct bus_msg reply;
+    struct msg_sv_status_reply st;
     struct mp_reader v;
     uint32_t n;
     char node[64];
     int rc = ctl_call(c, MSG_SV_STATUS, NULL, &reply);
     if (rc)
         return rc;
-    struct slice body = reply.env.body;
     if (json) {
-        ctl_print_json(body);
+        ctl_print_json(reply.env.body);
         bus_msg_free(&reply);
         return 0;
     }
+    ctl_decode(&msg_sv_status_reply_form, reply.env.body, &st, sizeof(st));
     if (cluster) {
-        rc = ctl_status_cluster(body);
+        rc = ctl_status_cluster(st.cluster);
         bus_msg_free(&reply);
         return rc;
     }
-    printf("node %s, leader: %s", ctl_str(body, "node", node, sizeof(node)),
-           ctl_bool(body, "leader") ? "yes" : "no");
-    if (ctl_bool(body, "leader"))
-        printf(" (fencing token %" PRIu64 ")", ctl_uint(body, "fencing_token"));
+    printf("node %s, leader: %s", ctl_cstr(st.node, node, sizeof(node)), st.leader ? "yes" : "no");
+    if (st.leader)
+        printf(" (fencing token %" PRIu64 ")", st.fencing_token);
     printf("\n%-24s %-9s %8s %10s %8s %-7s %-12s %s\n", "NAME", "STATE", "PID", "UPTIME",
            "RESTARTS", "LEADER", "LAST EXIT", "FAULT");
-    if (mp_map_find(body.p, body.n, "children", &v) == OK && mp_read_array(&v, &n) == OK) {
+    if (ctl_list(st.children, &v, &n)) {
         for (uint32_t i = 0; i < n; i++) {
-            struct slice ch;
+            struct msg_sv_status_child ch;
+            struct slice raw;
             char name[64], state[16], last[48], fault[96];
-            if (mp_skip(&v, &ch) != OK)
+            if (mp_skip(&v, &raw) != OK)
                 break;
-            uint64_t up = ctl_uint(ch, "uptime_ms");
+            ctl_decode(&msg_sv_status_child_form, raw, &ch, sizeof(ch));
             char upbuf[32];
-            snprintf(upbuf, sizeof(upbuf), "%" PRIu64 ".%01" PRIu64 "s", up / 1000,
-                     (up % 1000) / 100);
+            snprintf(upbuf, sizeof(upbuf), "%" PRIu64 ".%01" PRIu64 "s", ch.uptime_ms / 1000,
+                     (ch.uptime_ms % 1000) / 100);
             printf("%-24s %-9s %8" PRIu64 " %10s %8" PRIu64 " %-7s %-12s %s\n",
-                   ctl_str(ch, "name", name, sizeof(name)), ctl_str(ch, "state", state, sizeof(state)),
-                   ctl_uint(ch, "pid"), ctl_uint(ch, "pid") ? upbuf : "-",
-                   ctl_uint(ch, "restarts"), ctl_bool(ch, "leader_only") ? "only" : "-",
-                   ctl_str(ch, "last_exit", last, sizeof(last))[0] ? last : "-",
-                   ctl_str(ch, "fault", fault, sizeof(fault)));
+                   ctl_cstr(ch.name, name, sizeof(name)), ctl_cstr(ch.state, state, sizeof(state)),
+                   ch.pid, ch.pid ? upbuf : "-", ch.restarts, ch.leader_only ? "only" : "-",
+                   ctl_cstr(ch.last_exit, last, sizeof(last))[0] ? last : "-",
+                   ctl_cstr(ch.fault, fault, sizeof(fault)));
         }
     }
     bus_msg_free(&reply);
@@ -246,18 +267,18 @@ static int ctl_child_cmd(struct ctl *c, uint16_t type, const char *name, int sig
 {
     struct mp_writer w;
     struct bus_msg reply;
+    struct msg_sv_child m = {msg_str(name), (uint64_t)sig, sig != 0};
+    struct msg_sv_child_reply r;
     char state[16];
     int rc;
     mp_writer_init(&w);
-    mp_put_map(&w, sig ? 2 : 1);
-    mp_put_kv_str(&w, "name", name);
-    if (sig)
-        mp_put_kv_uint(&w, "signal", (uint64_t)sig);
+    msg_encode(type == MSG_SV_KILL ? &msg_sv_kill_form : &msg_sv_child_form, &w, &m);
     rc = ctl_call(c, type, &w, &reply);
     mp_writer_fini(&w);
     if (rc)
         return rc;
-    printf("%s: %s\n", name, ctl_str(reply.env.body, "state", state, sizeof(state)));
+    ctl_decode(&msg_sv_child_reply_form, reply.env.body, &r, sizeof(r));
+    printf("%s: %s\n", name, ctl_cstr(r.state, state, sizeof(state)));
     bus_msg_free(&reply);
     return 0;
 }
@@ -298,8 +319,9 @@ int ctl_fault_parse(int argc, char **argv, struct bus_fault *f)
         snprintf(spec + l, sizeof(spec) - l, "%s%s", i ? " " : "", argv[i]);
     }
     if (bus_fault_parse(spec, f) != OK) {
-        fprintf(stderr, "tetherctl: bad fault \"%s\" (drop=F dup=F delay=DUR delay_rate=F, "
-                        "fractions 0-1, or off)\n",
+        fprintf(stderr,
+                "tetherctl: bad fault \"%s\" (drop=F dup=F delay=DUR delay_rate=F, "
+                "fractions 0-1, or off)\n",
                 spec);
         return EXIT_PERMANENT;
     }
@@ -308,15 +330,8 @@ int ctl_fault_parse(int argc, char **argv, struct bus_fault *f)
 
 void ctl_fault_encode(struct mp_writer *w, const char *name, const struct bus_fault *f)
 {
-    mp_put_map(w, 5);
-    mp_put_kv_str(w, "name", name);
-    mp_put_str(w, "drop");
-    mp_put_double(w, f->drop);
-    mp_put_str(w, "dup");
-    mp_put_double(w, f->dup);
-    mp_put_kv_uint(w, "delay_ms", f->delay_ms);
-    mp_put_str(w, "delay_rate");
-    mp_put_double(w, f->delay_rate);
+    struct msg_sv_fault_set m = {msg_str(name), f->drop, f->dup, f->delay_ms, f->delay_rate};
+    msg_encode(&msg_sv_fault_set_form, w, &m);
 }
 
 static int ctl_fault(struct ctl *c, const char *name, int argc, char **argv)
@@ -358,14 +373,12 @@ static int ctl_ping(struct ctl *c, const char *actor, long size, long count, lon
         return EXIT_TEMPORARY;
     for (long i = 0; i < size; i++)
         payload[i] = (char)('a' + i % 26);
+    struct msg_bus_echo echo = {{payload, (size_t)size}};
     mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_str(&w, "data");
-    mp_put_bin(&w, payload, (size_t)size);
+    msg_encode(&msg_bus_echo_form, &w, &echo);
     for (long i = 0; i < count && rc == 0; i++) {
         struct bus_msg reply;
-        struct mp_reader v;
-        struct slice data;
+        struct msg_bus_echo back;
         uint64_t t0 = clock_mono_ms();
         err_t e = bus_call_sync(p, MSG_BUS_ECHO, mp_writer_data(&w), mp_writer_len(&w),
                                 (uint32_t)tmo, &reply);
@@ -375,13 +388,14 @@ static int ctl_ping(struct ctl *c, const char *actor, long size, long count, lon
             rc = CTL_EXIT_ERR;
             break;
         }
-        bool same = mp_map_find(reply.env.body.p, reply.env.body.n, "data", &v) == OK &&
-                    mp_read_bin(&v, &data) == OK && data.n == (size_t)size &&
-                    memcmp(data.p, payload, (size_t)size) == 0;
+        bool same =
+            msg_decode(&msg_bus_echo_form, reply.env.body.p, reply.env.body.n, &back) == OK &&
+            back.data.p && back.data.n == (size_t)size &&
+            memcmp(back.data.p, payload, (size_t)size) == 0;
         printf("{\"actor\":\"%s\",\"ok\":%s,\"bytes\":%ld,\"envelope_bytes\":%zu,"
                "\"rtt_ms\":%" PRIu64 ",\"from\":\"%s\",\"attempt\":%u}\n",
-               actor, same ? "true" : "false", size, mp_writer_len(&w),
-               clock_mono_ms() - t0, reply.env.sender, reply.env.attempt);
+               actor, same ? "true" : "false", size, mp_writer_len(&w), clock_mono_ms() - t0,
+               reply.env.sender, reply.env.attempt);
         if (!same)
             rc = CTL_EXIT_ERR;
         bus_msg_free(&reply);

@@ -88,15 +88,7 @@ static void tap_register(struct ctl *c, const char *id, const struct tap_filter 
     struct mp_writer w;
     struct bus_msg reply;
     mp_writer_init(&w);
-    mp_put_map(&w, 2);
-    mp_put_kv_str(&w, "id", id);
-    if (cancel) {
-        mp_put_kv_bool(&w, "cancel", true);
-    } else {
-        mp_put_str(&w, "filter");
-        tap_filter_put(&w, want);
-    }
-    if (c->sv && mp_writer_err(&w) == OK &&
+    if (c->sv && tap_filter_request_put(&w, id, want, cancel) == OK &&
         bus_call_sync(c->sv, MSG_SV_TAP_FILTER, mp_writer_data(&w), mp_writer_len(&w), 200,
                       &reply) == OK)
         bus_msg_free(&reply);

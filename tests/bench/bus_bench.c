@@ -44,6 +44,7 @@
 #include "loop.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_sv.h"
 
 static char bench_dir[128];
 static volatile sig_atomic_t bench_stop;
@@ -64,8 +65,12 @@ static int bench_server(bool tap)
 {
     struct bus *b;
     char url[256];
-    struct bus_opts o = {.proc = "bench-server", .dir = bench_dir, .recv_max = 4 << 20,
-                         .timeout_ms = 5000, .inflight = 128, .tap = tap};
+    struct bus_opts o = {.proc = "bench-server",
+                         .dir = bench_dir,
+                         .recv_max = 4 << 20,
+                         .timeout_ms = 5000,
+                         .inflight = 128,
+                         .tap = tap};
     signal(SIGTERM, bench_on_term);
     if (bus_open(&b, &o) != OK)
         return 1;
@@ -363,8 +368,12 @@ int main(int argc, char **argv)
     char pct[128];
     if (latency && !(bn.lat.us = calloc(BENCH_SAMPLES_MAX, sizeof(uint32_t))))
         return 1;
-    struct bus_opts o = {.proc = "bench-client", .dir = bench_dir, .recv_max = 4 << 20,
-                         .timeout_ms = 5000, .inflight = 1, .tap = tap_on};
+    struct bus_opts o = {.proc = "bench-client",
+                         .dir = bench_dir,
+                         .recv_max = 4 << 20,
+                         .timeout_ms = 5000,
+                         .inflight = 1,
+                         .tap = tap_on};
     char url[256];
     if (bus_open(&b, &o) != OK)
         return 1;
@@ -374,10 +383,9 @@ int main(int argc, char **argv)
 
     struct mp_writer w;
     char *payload = calloc(1, size + 1);
+    struct msg_bus_echo echo = {{payload, size}};
     mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_str(&w, "data");
-    mp_put_bin(&w, payload, size);
+    msg_encode(&msg_bus_echo_form, &w, &echo);
     bn.body = mp_writer_data(&w);
     bn.n = mp_writer_len(&w);
 
@@ -428,8 +436,8 @@ int main(int argc, char **argv)
     printf("{\"tap\":\"%s\",\"inflight\":%u,\"size\":%zu,\"seconds\":%.2f,\"calls\":%lu,"
            "\"calls_per_s\":%.0f,\"errors\":%lu,\"tap_listeners\":%u,\"tap_records_seen\":%llu,"
            "\"tap_records_made\":%lu%s}\n",
-           tap, inflight, size, secs, bn.done, (double)bn.done / secs, bn.errors,
-           listeners, (unsigned long long)seen, listening ? 4 * bn.all : 0, pct);
+           tap, inflight, size, secs, bn.done, (double)bn.done / secs, bn.errors, listeners,
+           (unsigned long long)seen, listening ? 4 * bn.all : 0, pct);
     kill(srv, SIGTERM);
     waitpid(srv, NULL, 0);
     bus_close(b);
