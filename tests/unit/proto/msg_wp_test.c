@@ -102,52 +102,39 @@ T_TEST(golden_replies)
     mp_writer_fini(&a);
 }
 
-/* Encodes in with f and decodes it again into out, which borrows until the next call. */
-static err_t again(const struct msg_form *f, const void *in, void *out)
-{
-    static struct mp_writer w;
-    static bool open;
-    if (!open)
-        mp_writer_init(&w);
-    open = true;
-    mp_writer_reset(&w);
-    msg_encode(f, &w, in);
-    return msg_decode(f, mp_writer_data(&w), mp_writer_len(&w), out);
-}
-
 /* env_id is required but by wp.get (any_env); the limits are the registry's buffers. */
 T_TEST(required_and_limits)
 {
     struct msg_wp_create c = {.kind = SLICE_LIT("MANUAL")}, cout;
-    T_ERR(again(&msg_wp_create_form, &c, &cout), ERR_INVAL);
+    T_ERR(msg_golden_again(&msg_wp_create_form, &c, &cout), ERR_INVAL);
     c.env_id = SLICE_LIT(ENV);
-    T_OK(again(&msg_wp_create_form, &c, &cout));
+    T_OK(msg_golden_again(&msg_wp_create_form, &c, &cout));
     T_ASSERT(!cout.from_seq_given && cout.tags.p == NULL && cout.key.p == NULL);
     c.kind = SLICE_LIT("SESSION_STREAM_X"); /* 16 bytes: over kind[16] */
-    T_ERR(again(&msg_wp_create_form, &c, &cout), ERR_INVAL);
+    T_ERR(msg_golden_again(&msg_wp_create_form, &c, &cout), ERR_INVAL);
 
     struct msg_wp_get g = {.id = SLICE_LIT(WP)}, gout;
-    T_OK(again(&msg_wp_get_form, &g, &gout));
+    T_OK(msg_golden_again(&msg_wp_get_form, &g, &gout));
     T_ASSERT(gout.env_id.p == NULL && !gout.any_env);
     char id[MSG_WP_ID_MAX + 2];
     memset(id, 'x', sizeof(id) - 1);
     id[sizeof(id) - 1] = '\0';
     g.id = msg_str(id); /* 80 bytes: over ref[80] */
-    T_ERR(again(&msg_wp_get_form, &g, &gout), ERR_INVAL);
+    T_ERR(msg_golden_again(&msg_wp_get_form, &g, &gout), ERR_INVAL);
 
     struct msg_wp_block bl = {.id = SLICE_LIT(WP)}, blout;
-    T_ERR(again(&msg_wp_block_form, &bl, &blout), ERR_INVAL);
+    T_ERR(msg_golden_again(&msg_wp_block_form, &bl, &blout), ERR_INVAL);
     struct msg_wp_list l = {.env_id = SLICE_LIT(ENV)}, lout;
-    T_ERR(again(&msg_wp_list_form, &l, &lout), ERR_INVAL); /* no kind */
+    T_ERR(msg_golden_again(&msg_wp_list_form, &l, &lout), ERR_INVAL); /* no kind */
 
     /* an output of the registry's size passes, one byte more does not */
     struct msg_wp_complete m = {.env_id = SLICE_LIT(ENV), .id = SLICE_LIT(WP)}, mout;
     char *big = malloc(MSG_WP_OUTPUT_MAX + 1);
     memset(big, 'o', MSG_WP_OUTPUT_MAX + 1);
     m.output = (struct slice){big, MSG_WP_OUTPUT_MAX};
-    T_OK(again(&msg_wp_complete_form, &m, &mout));
+    T_OK(msg_golden_again(&msg_wp_complete_form, &m, &mout));
     m.output.n++;
-    T_ERR(again(&msg_wp_complete_form, &m, &mout), ERR_INVAL);
+    T_ERR(msg_golden_again(&msg_wp_complete_form, &m, &mout), ERR_INVAL);
     free(big);
 }
 
@@ -197,11 +184,11 @@ T_TEST(reply_flags)
                               .is_cached = true,
                               .is_cached_given = true},
                         out;
-    T_OK(again(&msg_wp_reply_form, &in, &out));
+    T_OK(msg_golden_again(&msg_wp_reply_form, &in, &out));
     T_ASSERT(out.is_cached && out.is_cached_given && !out.completed_given);
     T_ASSERT(out.waitpoint.n == in.waitpoint.n);
     struct msg_wp_reply none = {0};
-    T_ERR(again(&msg_wp_reply_form, &none, &out), ERR_INVAL); /* no waitpoint */
+    T_ERR(msg_golden_again(&msg_wp_reply_form, &none, &out), ERR_INVAL); /* no waitpoint */
     mp_writer_fini(&a);
 }
 
