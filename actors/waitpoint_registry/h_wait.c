@@ -22,6 +22,13 @@
 
 #define WP_NOT_FOUND "waitpoint not found"
 
+/* the codec's limits (proto/msg_wp.h) are what the registry's buffers take */
+_Static_assert(MSG_WP_ENV_MAX == STREAM_ENV_MAX && MSG_WP_ID_MAX + 1 == WP_FRIENDLY_MAX &&
+                   MSG_WP_RUN_MAX + 1 == WP_RUN_MAX && MSG_WP_IDEM_MAX == WP_IDEM_MAX &&
+                   MSG_WP_OUTPUT_MAX == WP_OUTPUT_MAX && MSG_WP_TAGS_MAX == WP_TAGS_MAX &&
+                   MSG_WP_TAG_MAX == WP_TAG_MAX,
+               "msg_wp.h and wp.h disagree");
+
 /* ---- fields and replies ---- */
 
 bool wp_cstr(struct slice s, char *buf, size_t cap)
