@@ -21,6 +21,8 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_env.h"
+#include "msg_raw.h"
 
 #define GW_CACHE_SLOTS 4096
 #define GW_CACHE_PROBE 8
@@ -110,39 +112,35 @@ void gw_auth_clear(struct gw_auth *a)
 
 /* ---- reading env objects from the session-manager ---- */
 
-static void gw_env_str(struct slice map, const char *key, char *out, size_t cap)
+/* s into out (cap bytes): "" when absent or too long. */
+static void gw_env_str(struct slice s, char *out, size_t cap)
 {
-    struct mp_reader v;
-    struct slice s;
     out[0] = '\0';
-    if (mp_map_find(map.p, map.n, key, &v) == OK && mp_read_str(&v, &s) == OK)
+    if (s.p)
         (void)slice_copy(s, out, cap);
 }
 
 /* Fills an entry from a reply body {env: {...}}; false when malformed. */
 static bool gw_env_from_reply(const struct envelope *env, struct gw_env_entry *e)
 {
-    struct mp_reader v;
-    struct slice obj;
-    uint32_t n;
-    if (!env || env->body.n == 0 || mp_map_find(env->body.p, env->body.n, "env", &v) != OK ||
-        mp_skip(&v, &obj) != OK)
+    struct msg_env_reply r;
+    struct msg_env_obj o;
+    struct slice keys[MSG_ENV_SIGNING_KEYS_MAX];
+    unsigned n;
+    if (!env || env->body.n == 0 ||
+        msg_decode(&msg_env_reply_form, env->body.p, env->body.n, &r) != OK ||
+        msg_decode(&msg_env_obj_form, r.env.p, r.env.n, &o) != OK ||
+        msg_raw_strs(o.signing_keys, keys, MSG_ENV_SIGNING_KEYS_MAX, 0, SIZE_MAX, &n) != OK)
         return false;
     memset(&e->env, 0, sizeof(e->env));
-    gw_env_str(obj, "id", e->env.id, sizeof(e->env.id));
-    gw_env_str(obj, "type", e->env.type, sizeof(e->env.type));
-    gw_env_str(obj, "organization_id", e->env.org_id, sizeof(e->env.org_id));
-    gw_env_str(obj, "project_id", e->env.project_id, sizeof(e->env.project_id));
+    gw_env_str(o.id, e->env.id, sizeof(e->env.id));
+    gw_env_str(o.type, e->env.type, sizeof(e->env.type));
+    gw_env_str(o.organization_id, e->env.org_id, sizeof(e->env.org_id));
+    gw_env_str(o.project_id, e->env.project_id, sizeof(e->env.project_id));
     e->nkeys = 0;
-    if (mp_map_find(obj.p, obj.n, "signing_keys", &v) == OK && mp_read_array(&v, &n) == OK) {
-        for (uint32_t i = 0; i < n; i++) {
-            struct slice s;
-            if (mp_read_str(&v, &s) != OK)
-                return false;
-            if (e->nkeys < GW_MAX_SIGNING_KEYS && slice_copy(s, e->keys[e->nkeys], 128) == OK)
-                e->nkeys++;
-        }
-    }
+    for (unsigned i = 0; i < n; i++)
+        if (e->nkeys < GW_MAX_SIGNING_KEYS && slice_copy(keys[i], e->keys[e->nkeys], 128) == OK)
+            e->nkeys++;
     if (!e->env.id[0] || e->nkeys == 0)
         return false;
     snprintf(e->env.signing_key, sizeof(e->env.signing_key), "%s", e->keys[0]);
@@ -312,15 +310,12 @@ static void gw_auth_secret(struct gw_call *c, const char *key, size_t n, gw_auth
         gw_auth_op_free(op);
         return;
     }
+    struct msg_env_resolve_key m = {
+        .key = {key, n},
+        .branch = bn > 0 && bn <= 256 ? (struct slice){branch, bn} : SLICE_NULL,
+    };
     mp_writer_init(&w);
-    mp_put_map(&w, 2);
-    mp_put_str(&w, "key");
-    mp_put_strn(&w, key, n);
-    mp_put_str(&w, "branch");
-    if (bn > 0 && bn <= 256)
-        mp_put_strn(&w, branch, bn);
-    else
-        mp_put_nil(&w);
+    msg_encode(&msg_env_resolve_key_form, &w, &m);
     err_t rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_ENV_RESOLVE_KEY,
                         mp_writer_data(&w), mp_writer_len(&w), &c->trace, gw_on_resolve_key, op);
     mp_writer_fini(&w);
@@ -361,9 +356,9 @@ static void gw_auth_jwt(struct gw_call *c, const char *token, size_t n, gw_auth_
         gw_jwt_finish(op, e);
         return;
     }
+    struct msg_env_get m = {msg_str(op->claims.sub)};
     mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_kv_str(&w, "id", op->claims.sub);
+    msg_encode(&msg_env_get_form, &w, &m);
     rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_ENV_GET, mp_writer_data(&w),
                   mp_writer_len(&w), &c->trace, gw_on_env_get, op);
     mp_writer_fini(&w);
@@ -418,9 +413,9 @@ void gw_auth_env(struct gw_call *c, const char *env_id, gw_auth_done_fn done)
     op->done = done;
     op->env_only = true;
     snprintf(op->claims.sub, sizeof(op->claims.sub), "%s", env_id);
+    struct msg_env_get m = {msg_str(env_id)};
     mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_kv_str(&w, "id", env_id);
+    msg_encode(&msg_env_get_form, &w, &m);
     err_t rc = bus_call(c->gw->actors[GW_ACTOR_SESSION_MANAGER], MSG_ENV_GET, mp_writer_data(&w),
                         mp_writer_len(&w), &c->trace, gw_on_env_get, op);
     mp_writer_fini(&w);

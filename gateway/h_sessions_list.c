@@ -19,6 +19,8 @@
 #include "handlers.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_list.h"
+#include "msg_raw.h"
 #include "sessions_int.h"
 #include "sessref.h"
 
@@ -81,8 +83,8 @@ static bool gw_list_param(h2o_req_t *req, const char *name, char *out, size_t ca
     return false;
 }
 
-static json_t *gw_list_issue(const char *code, const char *message, const char *p0,
-                             const char *p1, const char *p2)
+static json_t *gw_list_issue(const char *code, const char *message, const char *p0, const char *p1,
+                             const char *p2)
 {
     json_t *path = json_array();
     json_array_append_new(path, json_string(p0));
@@ -101,7 +103,7 @@ static void gw_list_query_error(struct gw_call *c, json_t *issue)
                     GW_NO_RETRY);
 }
 
-/* Splits v on commas (empty parts dropped) into an msgpack array under key k. */
+/* Splits v on commas (empty parts dropped) into parts (at most max); returns how many. */
 static unsigned gw_list_split(char *v, char **parts, unsigned max)
 {
     unsigned n = 0;
@@ -114,14 +116,6 @@ static unsigned gw_list_split(char *v, char **parts, unsigned max)
         s = comma ? comma + 1 : NULL;
     }
     return n;
-}
-
-static void gw_list_put_strs(struct mp_writer *w, const char *k, char **parts, unsigned n)
-{
-    mp_put_str(w, k);
-    mp_put_array(w, n);
-    for (unsigned i = 0; i < n; i++)
-        mp_put_str(w, parts[i]);
 }
 
 /* parse-duration's common units: "1d", "2h", "30m", "1h30m", "1.5h", "500ms", "1w", "1y". */
@@ -191,10 +185,12 @@ static bool gw_list_cursor(const char *v, char *out, size_t cap)
 static void gw_list_on_reply(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
+    struct msg_session_list_reply r;
     struct mp_reader v;
     uint32_t n = 0;
-    if (rc != OK || !env || mp_map_find(env->body.p, env->body.n, "sessions", &v) != OK ||
-        mp_read_array(&v, &n) != OK) {
+    if (rc != OK || !env ||
+        msg_decode(&msg_session_list_reply_form, env->body.p, env->body.n, &r) != OK ||
+        msg_raw_array(r.sessions, &v, &n) != OK) {
         gw_respond_err(c, rc == OK ? ERR_PROTO : rc, "session.list");
         return;
     }
@@ -209,11 +205,10 @@ static void gw_list_on_reply(void *arg, err_t rc, const struct envelope *env)
         json_array_append_new(data, gw_session_item(s, GW_ITEM_LISTED));
     }
     json_t *pag = json_object();
-    char cur[128];
-    if (gw_sess_str(env->body, "next", cur, sizeof(cur)) && cur[0])
-        json_object_set_new(pag, "next", json_string(cur));
-    if (gw_sess_str(env->body, "previous", cur, sizeof(cur)) && cur[0])
-        json_object_set_new(pag, "previous", json_string(cur));
+    if (r.next.n > 0 && r.next.n < 128)
+        json_object_set_new(pag, "next", json_stringn(r.next.p, r.next.n));
+    if (r.previous.n > 0 && r.previous.n < 128)
+        json_object_set_new(pag, "previous", json_stringn(r.previous.p, r.previous.n));
     gw_respond_json(c, 200, json_pack("{s:o,s:o}", "data", data, "pagination", pag), 0);
 }
 
@@ -232,10 +227,11 @@ void gw_on_session_list(struct gw_call *c)
         char *e;
         long long s = strtoll(v, &e, 10);
         if (!*v || *e || s < 1 || s > 100) {
-            gw_list_query_error(c, gw_list_issue(s > 100 ? "too_big" : "too_small",
-                                                 s > 100 ? "Number must be less than or equal to 100"
-                                                         : "Number must be greater than or equal to 1",
-                                                 "page", "size", NULL));
+            gw_list_query_error(c,
+                                gw_list_issue(s > 100 ? "too_big" : "too_small",
+                                              s > 100 ? "Number must be less than or equal to 100"
+                                                      : "Number must be greater than or equal to 1",
+                                              "page", "size", NULL));
             return;
         }
         size = (uint64_t)s;
@@ -253,7 +249,8 @@ void gw_on_session_list(struct gw_call *c)
             return;
         }
         if (!gw_list_cursor(v, before, sizeof(before))) {
-            gw_list_query_error(c, gw_list_issue("custom", "Invalid cursor", "page", "before", NULL));
+            gw_list_query_error(c,
+                                gw_list_issue("custom", "Invalid cursor", "page", "before", NULL));
             return;
         }
     }
@@ -265,8 +262,9 @@ void gw_on_session_list(struct gw_call *c)
         nkp = gw_list_split(tasks, kp, GW_LIST_MAXVALS);
     has_ext = gw_list_param(req, "filter[externalId]", ext, sizeof(ext)) && ext[0];
     if (has_ext && strlen(ext) > 256) {
-        gw_list_query_error(c, gw_list_issue("too_big", "String must contain at most 256 character(s)",
-                                             "filter", "externalId", NULL));
+        gw_list_query_error(c,
+                            gw_list_issue("too_big", "String must contain at most 256 character(s)",
+                                          "filter", "externalId", NULL));
         return;
     }
     if (gw_list_param(req, "filter[status]", status, sizeof(status))) {
@@ -284,8 +282,8 @@ void gw_on_session_list(struct gw_call *c)
                          "Invalid enum value. Expected 'ACTIVE' | 'CLOSED' | 'EXPIRED', received "
                          "'%.64s'",
                          sp[i]);
-                gw_list_query_error(c, gw_list_issue("invalid_enum_value", msg, "filter", "status",
-                                                     NULL));
+                gw_list_query_error(
+                    c, gw_list_issue("invalid_enum_value", msg, "filter", "status", NULL));
                 return;
             }
         }
@@ -293,8 +291,8 @@ void gw_on_session_list(struct gw_call *c)
     if (gw_list_param(req, "filter[createdAt][period]", v, sizeof(v)) && v[0]) {
         uint64_t ms;
         if (!gw_list_duration(v, &ms)) {
-            gw_list_query_error(c, gw_list_issue("custom", "Invalid duration", "filter",
-                                                 "createdAt", "period"));
+            gw_list_query_error(
+                c, gw_list_issue("custom", "Invalid duration", "filter", "createdAt", "period"));
             return;
         }
         uint64_t now = clock_wall_ms();
@@ -335,22 +333,33 @@ void gw_on_session_list(struct gw_call *c)
         return;
     }
 
-    struct mp_writer w;
+    struct mp_writer tp_w, gp_w, kp_w, w;
+    mp_writer_init(&tp_w);
+    msg_raw_put_strs(&tp_w, (const char *const *)tp, ntp);
+    mp_writer_init(&gp_w);
+    msg_raw_put_strs(&gp_w, (const char *const *)gp, ngp);
+    mp_writer_init(&kp_w);
+    msg_raw_put_strs(&kp_w, (const char *const *)kp, nkp);
+    struct msg_session_list m = {
+        .env_id = msg_str(c->auth.env.id),
+        .org_id = msg_str(c->auth.env.org_id),
+        .project_id = msg_str(c->auth.env.project_id),
+        .size = size,
+        .after = msg_str(after[0] ? after : NULL),
+        .before = msg_str(before[0] ? before : NULL),
+        .types = msg_raw_of(&tp_w),
+        .tags = msg_raw_of(&gp_w),
+        .tasks = msg_raw_of(&kp_w),
+        .external_id = msg_str(has_ext ? ext : NULL),
+        .statuses = statuses,
+        .from_ms = from,
+        .to_ms = to,
+    };
     mp_writer_init(&w);
-    mp_put_map(&w, 13);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "org_id", c->auth.env.org_id);
-    mp_put_kv_str(&w, "project_id", c->auth.env.project_id);
-    mp_put_kv_uint(&w, "size", size);
-    mp_put_kv_str(&w, "after", after[0] ? after : NULL);
-    mp_put_kv_str(&w, "before", before[0] ? before : NULL);
-    gw_list_put_strs(&w, "types", tp, ntp);
-    gw_list_put_strs(&w, "tags", gp, ngp);
-    gw_list_put_strs(&w, "tasks", kp, nkp);
-    mp_put_kv_str(&w, "external_id", has_ext ? ext : NULL);
-    mp_put_kv_uint(&w, "statuses", statuses);
-    mp_put_kv_uint(&w, "from_ms", from);
-    mp_put_kv_uint(&w, "to_ms", to);
+    msg_encode(&msg_session_list_form, &w, &m);
+    msg_raw_done(&tp_w, &w);
+    msg_raw_done(&gp_w, &w);
+    msg_raw_done(&kp_w, &w);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
         rc = gw_call_bus(c, GW_ACTOR_CH_REPLICATOR, MSG_SESSION_LIST, mp_writer_data(&w),

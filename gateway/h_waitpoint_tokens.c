@@ -24,6 +24,8 @@
 #include "handlers.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_raw.h"
+#include "msg_wp.h"
 #include "waitpoints_int.h"
 
 #define GW_WP_LIST_MAX 100
@@ -98,11 +100,11 @@ static json_t *gw_wp_token_json(struct gw_call *c, struct slice m, bool with_out
 static void gw_token_on_created(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
-    struct slice wpo;
+    struct msg_wp_reply r;
     char id[128];
     if (gw_wp_failed(c, rc, env, "wp.create"))
         return;
-    if (!gw_wp_field(env->body, "waitpoint", &wpo) || !gw_wp_str(wpo, "id", id, sizeof(id))) {
+    if (!gw_wp_reply(env, &r, id, sizeof(id))) {
         gw_respond_err(c, ERR_PROTO, "wp.create");
         return;
     }
@@ -115,7 +117,7 @@ static void gw_token_on_created(void *arg, err_t rc, const struct envelope *env)
         gw_add_header(c, "x-trigger-jwt", jwt);
         free(jwt);
     }
-    json_t *b = json_pack("{s:s,s:b}", "id", id, "isCached", gw_wp_bool(env->body, "is_cached"));
+    json_t *b = json_pack("{s:s,s:b}", "id", id, "isCached", r.is_cached);
     json_object_set_new(b, "url", gw_wp_url(c, id));
     gw_respond_json(c, 200, b, 0);
 }
@@ -150,32 +152,51 @@ static bool gw_token_authorize(struct gw_call *c, const char *action)
 static void gw_token_on_get(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
-    struct slice wpo;
+    struct msg_wp_reply r;
     if (gw_wp_failed(c, rc, env, "wp.get"))
         return;
-    if (!gw_wp_field(env->body, "waitpoint", &wpo)) {
+    if (!gw_wp_reply(env, &r, NULL, 0)) {
         gw_respond_err(c, ERR_PROTO, "wp.get");
         return;
     }
-    gw_respond_json(c, 200, gw_wp_token_json(c, wpo, true), 0);
+    gw_respond_json(c, 200, gw_wp_token_json(c, r.waitpoint, true), 0);
 }
 
-static void gw_wp_ref_send(struct gw_call *c, uint16_t type, const char *kind, bus_reply_fn cb)
+/* wp.get of the URL's token: of the caller's environment, or of any (the callback). */
+static void gw_wp_token_get(struct gw_call *c, bool any_env, bus_reply_fn cb)
 {
+    struct msg_wp_get m = {
+        .env_id = msg_str(any_env ? NULL : c->auth.env.id),
+        .id = msg_str(c->params.waitpoint),
+        .kind = msg_str("MANUAL"),
+        .any_env = any_env,
+    };
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "id", c->params.waitpoint);
-    mp_put_kv_str(&w, "kind", kind);
-    gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, type, &w, cb);
+    msg_encode(&msg_wp_get_form, &w, &m);
+    gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_GET, &w, cb);
 }
 
 void gw_on_token_get(struct gw_call *c)
 {
     if (!gw_token_authorize(c, "read"))
         return;
-    gw_wp_ref_send(c, MSG_WP_GET, "MANUAL", gw_token_on_get);
+    gw_wp_token_get(c, false, gw_token_on_get);
+}
+
+/* wp.complete of the URL's token with output (JSON text, NULL: none). */
+static void gw_wp_token_complete(struct gw_call *c, const char *output, bus_reply_fn cb)
+{
+    struct msg_wp_complete m = {
+        .env_id = msg_str(c->auth.env.id),
+        .id = msg_str(c->params.waitpoint),
+        .output = msg_str(output),
+        .output_type = msg_str("application/json"),
+    };
+    struct mp_writer w;
+    mp_writer_init(&w);
+    msg_encode(&msg_wp_complete_form, &w, &m);
+    gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_COMPLETE, &w, cb);
 }
 
 static void gw_token_on_completed(void *arg, err_t rc, const struct envelope *env)
@@ -191,7 +212,6 @@ void gw_on_token_complete(struct gw_call *c)
     h2o_req_t *req = c->req;
     size_t n = req && req->entity.base ? req->entity.len : 0;
     json_t *o = NULL, *data = NULL;
-    struct mp_writer w;
     if (!gw_token_authorize(c, "write"))
         return;
     if (n) {
@@ -207,15 +227,9 @@ void gw_on_token_complete(struct gw_call *c)
     /* the output is the data as JSON text: the SDK parses it back (outputType JSON) */
     char *text =
         data && !json_is_null(data) ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    mp_writer_init(&w);
-    mp_put_map(&w, 4);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "id", c->params.waitpoint);
-    mp_put_kv_str(&w, "output", text);
-    mp_put_kv_str(&w, "output_type", "application/json");
+    gw_wp_token_complete(c, text, gw_token_on_completed);
     free(text);
     json_decref(o);
-    gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_COMPLETE, &w, gw_token_on_completed);
 }
 
 /* ---- POST /api/v1/waitpoints/tokens/:waitpoint/callback/:hash ---- */
@@ -240,7 +254,6 @@ static void gw_callback_on_env(struct gw_call *c, int status, const char *error)
 {
     struct gw_wp_state *st = gw_wp_st(c);
     char hash[65];
-    struct mp_writer w;
     if (status == 404) {
         gw_respond_error(c, 404, GW_WP_NOT_FOUND, 0);
         return;
@@ -271,48 +284,36 @@ static void gw_callback_on_env(struct gw_call *c, int status, const char *error)
         gw_respond_err(c, ERR_NOMEM, "callback output");
         return;
     }
-    mp_writer_init(&w);
-    mp_put_map(&w, 4);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "id", c->params.waitpoint);
-    mp_put_kv_str(&w, "output", text);
-    mp_put_kv_str(&w, "output_type", "application/json");
+    gw_wp_token_complete(c, text, gw_callback_on_completed);
     free(text);
-    gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_COMPLETE, &w, gw_callback_on_completed);
 }
 
 static void gw_callback_on_get(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
     struct gw_wp_state *st = gw_wp_st(c);
-    struct slice wpo;
+    struct msg_wp_reply r;
     char env_id[64];
     if (gw_wp_failed(c, rc, env, "wp.get"))
         return;
-    if (!gw_wp_field(env->body, "waitpoint", &wpo) ||
-        !gw_wp_str(wpo, "env_id", env_id, sizeof(env_id))) {
+    if (!gw_wp_reply(env, &r, NULL, 0) ||
+        !gw_wp_str(r.waitpoint, "env_id", env_id, sizeof(env_id))) {
         gw_respond_err(c, ERR_PROTO, "wp.get");
         return;
     }
-    gw_wp_str(wpo, "status", st->kind, sizeof(st->kind)); /* kept: PENDING or not */
+    gw_wp_str(r.waitpoint, "status", st->kind, sizeof(st->kind)); /* kept: PENDING or not */
     gw_auth_env(c, env_id, gw_callback_on_env);
 }
 
 void gw_on_token_callback(struct gw_call *c)
 {
-    struct mp_writer w;
     const char *h = c->params.hash;
     /* the hash's shape is checked before anything is looked up */
     if (strlen(h) != 64 || strspn(h, "0123456789abcdef") != 64) {
         gw_respond_error(c, 401, "Invalid URL, hash doesn't match", GW_NO_RETRY);
         return;
     }
-    mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "id", c->params.waitpoint);
-    mp_put_kv_str(&w, "kind", "MANUAL");
-    mp_put_kv_bool(&w, "any_env", true);
-    gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_GET, &w, gw_callback_on_get);
+    gw_wp_token_get(c, true, gw_callback_on_get);
 }
 
 /* The value of ?name= (percent-decoded), or false. */
@@ -348,12 +349,13 @@ static bool gw_wp_query(h2o_req_t *req, const char *name, char *out, size_t cap)
 static void gw_token_on_list(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
+    struct msg_wp_list_reply r;
     struct mp_reader v;
     uint32_t n;
     if (gw_wp_failed(c, rc, env, "wp.list"))
         return;
-    if (mp_map_find(env->body.p, env->body.n, "waitpoints", &v) != OK ||
-        mp_read_array(&v, &n) != OK) {
+    if (msg_decode(&msg_wp_list_reply_form, env->body.p, env->body.n, &r) != OK ||
+        msg_raw_array(r.waitpoints, &v, &n) != OK) {
         gw_respond_err(c, ERR_PROTO, "wp.list");
         return;
     }
@@ -367,7 +369,7 @@ static void gw_token_on_list(void *arg, err_t rc, const struct envelope *env)
         json_array_append_new(data, item);
     }
     json_t *pag = json_object();
-    if (gw_wp_bool(env->body, "more") && last)
+    if (r.more && last)
         json_object_set(pag, "next", last);
     gw_respond_json(c, 200, json_pack("{s:o,s:o}", "data", data, "pagination", pag), 0);
 }
@@ -429,20 +431,23 @@ void gw_on_token_list(struct gw_call *c)
         gw_respond_error(c, 400, "page[after] must be a waitpoint id", 0);
         return;
     }
+    struct mp_writer st_raw, tg_raw;
+    mp_writer_init(&st_raw);
+    msg_raw_put_strs(&st_raw, sts, nst);
+    mp_writer_init(&tg_raw);
+    msg_raw_put_strs(&tg_raw, tg, ntg);
+    struct msg_wp_list m = {
+        .env_id = msg_str(c->auth.env.id),
+        .kind = msg_str("MANUAL"),
+        .statuses = msg_raw_of(&st_raw),
+        .idempotency_key = msg_str(idem[0] ? idem : NULL),
+        .tags = msg_raw_of(&tg_raw),
+        .after = msg_str(after[0] ? after : NULL),
+        .limit = (uint64_t)limit,
+    };
     mp_writer_init(&w);
-    mp_put_map(&w, 7);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "kind", "MANUAL");
-    mp_put_str(&w, "statuses");
-    mp_put_array(&w, nst);
-    for (unsigned i = 0; i < nst; i++)
-        mp_put_str(&w, sts[i]);
-    mp_put_kv_str(&w, "idempotency_key", idem[0] ? idem : NULL);
-    mp_put_str(&w, "tags");
-    mp_put_array(&w, ntg);
-    for (unsigned i = 0; i < ntg; i++)
-        mp_put_str(&w, tg[i]);
-    mp_put_kv_str(&w, "after", after[0] ? after : NULL);
-    mp_put_kv_uint(&w, "limit", (uint64_t)limit);
+    msg_encode(&msg_wp_list_form, &w, &m);
+    msg_raw_done(&st_raw, &w);
+    msg_raw_done(&tg_raw, &w);
     gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_LIST, &w, gw_token_on_list);
 }

@@ -26,7 +26,9 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_raw.h"
 #include "msg_run.h"
+#include "msg_wp.h"
 #include "sessref.h"
 #include "waitpoints_int.h"
 
@@ -272,10 +274,10 @@ bool gw_wp_bool(struct slice m, const char *k)
     return b;
 }
 
-bool gw_wp_field(struct slice m, const char *k, struct slice *out)
+bool gw_wp_reply(const struct envelope *env, struct msg_wp_reply *r, char *id, size_t cap)
 {
-    struct mp_reader v;
-    return mp_map_find(m.p, m.n, k, &v) == OK && mp_skip(&v, out) == OK;
+    return msg_decode(&msg_wp_reply_form, env->body.p, env->body.n, r) == OK &&
+           (!id || gw_wp_str(r->waitpoint, "id", id, cap));
 }
 
 void gw_wp_set_date(json_t *o, const char *k, uint64_t ms)
@@ -316,26 +318,30 @@ void gw_wp_send(struct gw_call *c, int actor, uint16_t type, struct mp_writer *w
 void gw_wp_create(struct gw_call *c, const char *run, bus_reply_fn cb)
 {
     struct gw_wp_state *st = gw_wp_st(c);
-    struct mp_writer w;
+    struct mp_writer tags, w;
     bool stream = strcmp(st->kind, "SESSION_STREAM") == 0;
+    const char *tg[GW_WP_TAGS_MAX];
+    unsigned nt = 0; /* gw_wp_common took at most GW_WP_TAGS_MAX */
+    for (; st->tags && nt < json_array_size(st->tags) && nt < GW_WP_TAGS_MAX; nt++)
+        tg[nt] = json_string_value(json_array_get(st->tags, nt));
+    mp_writer_init(&tags);
+    msg_raw_put_strs(&tags, tg, nt);
+    struct msg_wp_create m = {
+        .env_id = msg_str(c->auth.env.id),
+        .kind = msg_str(st->kind),
+        .run = msg_str(run),
+        .idempotency_key = msg_str(st->idem[0] ? st->idem : NULL),
+        .idempotency_ttl_ms = st->idem_ttl_ms,
+        .timeout_at_ms = st->timeout_at_ms,
+        .tags = msg_raw_of(&tags),
+        .key = msg_str(stream ? st->key : NULL),
+        .io = msg_str(stream ? st->io : NULL),
+        .from_seq = st->from_seq,
+        .from_seq_given = stream,
+    };
     mp_writer_init(&w);
-    mp_put_map(&w, 7 + (stream ? 3 : 0));
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "kind", st->kind);
-    mp_put_kv_str(&w, "run", run);
-    mp_put_kv_str(&w, "idempotency_key", st->idem[0] ? st->idem : NULL);
-    mp_put_kv_uint(&w, "idempotency_ttl_ms", st->idem_ttl_ms);
-    mp_put_kv_uint(&w, "timeout_at_ms", st->timeout_at_ms);
-    mp_put_str(&w, "tags");
-    size_t nt = st->tags ? json_array_size(st->tags) : 0;
-    mp_put_array(&w, (uint32_t)nt);
-    for (size_t i = 0; i < nt; i++)
-        mp_put_str(&w, json_string_value(json_array_get(st->tags, i)));
-    if (stream) {
-        mp_put_kv_str(&w, "key", st->key);
-        mp_put_kv_str(&w, "io", st->io);
-        mp_put_kv_uint(&w, "from_seq", st->from_seq);
-    }
+    msg_encode(&msg_wp_create_form, &w, &m);
+    msg_raw_done(&tags, &w);
     gw_wp_state_drop(c);
     gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_CREATE, &w, cb);
 }
@@ -377,18 +383,15 @@ bool gw_wp_authorize_run(struct gw_call *c)
 static void gw_ssw_on_created(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
-    struct slice wpo;
+    struct msg_wp_reply r;
     char id[128];
     if (gw_wp_failed(c, rc, env, "wp.create"))
         return;
-    if (!gw_wp_field(env->body, "waitpoint", &wpo) || !gw_wp_str(wpo, "id", id, sizeof(id))) {
+    if (!gw_wp_reply(env, &r, id, sizeof(id))) {
         gw_respond_err(c, ERR_PROTO, "wp.create");
         return;
     }
-    gw_respond_json(
-        c, 200,
-        json_pack("{s:s,s:b}", "waitpointId", id, "isCached", gw_wp_bool(env->body, "is_cached")),
-        0);
+    gw_respond_json(c, 200, json_pack("{s:s,s:b}", "waitpointId", id, "isCached", r.is_cached), 0);
 }
 
 static void gw_ssw_on_session(void *arg, err_t rc, const struct envelope *env)
@@ -474,12 +477,10 @@ static void gw_block_on_blocked(void *arg, err_t rc, const struct envelope *env)
 
 static void gw_block_send(struct gw_call *c, const char *waitpoint, bus_reply_fn cb)
 {
+    struct msg_wp_block m = {msg_str(c->auth.env.id), msg_str(waitpoint), msg_str(c->params.run)};
     struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "env_id", c->auth.env.id);
-    mp_put_kv_str(&w, "id", waitpoint);
-    mp_put_kv_str(&w, "run", c->params.run);
+    msg_encode(&msg_wp_block_form, &w, &m);
     gw_wp_send(c, GW_ACTOR_WAITPOINT_REGISTRY, MSG_WP_BLOCK, &w, cb);
 }
 
@@ -503,15 +504,15 @@ void gw_on_run_wait_waitpoint(struct gw_call *c)
 static void gw_dur_on_blocked(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
-    struct slice wpo;
+    struct msg_wp_reply r;
     char id[128], until[32];
     if (gw_wp_failed(c, rc, env, "wp.block"))
         return;
-    if (!gw_wp_field(env->body, "waitpoint", &wpo) || !gw_wp_str(wpo, "id", id, sizeof(id))) {
+    if (!gw_wp_reply(env, &r, id, sizeof(id))) {
         gw_respond_err(c, ERR_PROTO, "wp.block");
         return;
     }
-    clock_iso8601(gw_wp_u64(wpo, "timeout_at_ms"), until, sizeof(until));
+    clock_iso8601(gw_wp_u64(r.waitpoint, "timeout_at_ms"), until, sizeof(until));
     gw_respond_json(c, 200, json_pack("{s:s,s:{s:s}}", "waitUntil", until, "waitpoint", "id", id),
                     0);
 }
@@ -519,11 +520,11 @@ static void gw_dur_on_blocked(void *arg, err_t rc, const struct envelope *env)
 static void gw_dur_on_created(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
-    struct slice wpo;
+    struct msg_wp_reply r;
     char id[128];
     if (gw_wp_failed(c, rc, env, "wp.create"))
         return;
-    if (!gw_wp_field(env->body, "waitpoint", &wpo) || !gw_wp_str(wpo, "id", id, sizeof(id))) {
+    if (!gw_wp_reply(env, &r, id, sizeof(id))) {
         gw_respond_err(c, ERR_PROTO, "wp.create");
         return;
     }

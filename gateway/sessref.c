@@ -12,6 +12,7 @@
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_list.h"
 #include "msg_run.h"
 #include "msg_session.h"
 #include "sesscache.h"
@@ -64,13 +65,14 @@ static void gw_sessions_on_event(void *arg, const char *topic, const struct enve
 {
     struct gw *gw = arg;
     char env_id[128], id[GW_PARAM_MAX];
-    struct slice m = env->body;
+    struct msg_session_changed m;
     (void)topic;
-    if (!gw_sess_str(m, "env_id", env_id, sizeof(env_id)))
+    if (msg_decode(&msg_session_changed_form, env->body.p, env->body.n, &m) != OK ||
+        slice_copy(m.env_id, env_id, sizeof(env_id)) != OK)
         return;
-    if (gw_sess_str(m, "friendly_id", id, sizeof(id)))
+    if (m.friendly_id.p && slice_copy(m.friendly_id, id, sizeof(id)) == OK)
         gw_sesscache_drop(gw->sessions, env_id, id);
-    if (gw_sess_str(m, "external_id", id, sizeof(id)))
+    if (m.external_id.p && slice_copy(m.external_id, id, sizeof(id)) == OK)
         gw_sesscache_drop(gw->sessions, env_id, id);
 }
 

@@ -50,8 +50,10 @@ bool gw_wp_str(struct slice m, const char *k, char *out, size_t cap);
 uint64_t gw_wp_u64(struct slice m, const char *k);
 /* A boolean field; false when absent. */
 bool gw_wp_bool(struct slice m, const char *k);
-/* Any field, as its msgpack bytes; false when absent. */
-bool gw_wp_field(struct slice m, const char *k, struct slice *out);
+struct msg_wp_reply;
+/* A reply {waitpoint, flags} of the registry (env is OK's) into r, and the waitpoint's id into
+ * id (cap bytes) unless id is NULL; false when malformed. */
+bool gw_wp_reply(const struct envelope *env, struct msg_wp_reply *r, char *id, size_t cap);
 /* o[k] = the time ms as an ISO 8601 string; nothing when ms is 0. */
 void gw_wp_set_date(json_t *o, const char *k, uint64_t ms);
 

@@ -102,11 +102,11 @@ enum chr_pgo_kind {
 
 struct chr_pgo_msg {
     enum chr_pgo_kind kind;
-    uint64_t lsn;          /* begin: final lsn; commit: end lsn */
-    uint64_t ts_us;        /* begin/commit: microseconds since 2000-01-01 */
+    uint64_t lsn;   /* begin: final lsn; commit: end lsn */
+    uint64_t ts_us; /* begin/commit: microseconds since 2000-01-01 */
     uint32_t relid;
-    const struct chr_rel *rel;       /* insert/update/delete: its relation, NULL if unknown */
-    struct chr_val vals[CHR_NCOLS];  /* the new row (insert/update) or the old row (delete) */
+    const struct chr_rel *rel;      /* insert/update/delete: its relation, NULL if unknown */
+    struct chr_val vals[CHR_NCOLS]; /* the new row (insert/update) or the old row (delete) */
 };
 
 struct chr_pgo {
@@ -148,7 +148,7 @@ struct chr_job_ops {
 
 struct chr_job {
     const struct chr_job_ops *ops;
-    err_t rc;      /* ERR_CLOSED when the worker stopped before running it */
+    err_t rc; /* ERR_CLOSED when the worker stopped before running it */
     void *arg;
     struct chr_job *_next;
 };
@@ -156,7 +156,7 @@ struct chr_job {
 struct chr_worker {
     const char *name;
     struct loop *loop;
-    struct db_pg pg;     /* the thread's own connections */
+    struct db_pg pg; /* the thread's own connections */
     struct db_ch ch;
     struct chr *chr;
     pthread_t _th;
@@ -165,7 +165,7 @@ struct chr_worker {
     struct chr_job *_in, *_in_tail, *_out, *_out_tail;
     int _efd;
     bool _stop, _started;
-    unsigned busy;       /* jobs submitted and not yet done */
+    unsigned busy; /* jobs submitted and not yet done */
 };
 
 err_t chr_worker_start(struct chr_worker *w, struct chr *chr, const char *name);
@@ -194,9 +194,9 @@ struct chr_row {
 struct chr_batch {
     struct chr_row *rows;
     size_t n, cap;
-    uint32_t *_hash;     /* open addressing: row index + 1 by session id, 0 = empty */
-    size_t _hcap;        /* a power of two, at least twice n */
-    uint64_t up_to_lsn;  /* commit end lsn of the last transaction in it */
+    uint32_t *_hash;           /* open addressing: row index + 1 by session id, 0 = empty */
+    size_t _hcap;              /* a power of two, at least twice n */
+    uint64_t up_to_lsn;        /* commit end lsn of the last transaction in it */
     uint64_t oldest_commit_us; /* commit time of its first transaction (for lag) */
 };
 
@@ -204,12 +204,12 @@ struct chr {
     struct chr_cfg cfg;
     struct actor *a;
     struct loop *loop;
-    struct chr_worker ins;   /* inserts and the slot setup */
-    struct chr_worker qry;   /* session.list and slot status */
+    struct chr_worker ins; /* inserts and the slot setup */
+    struct chr_worker qry; /* session.list and slot status */
     struct db_redis_async *redis;
-    uint64_t fence_token;    /* 0 = not under a supervisor: no fencing */
+    uint64_t fence_token; /* 0 = not under a supervisor: no fencing */
     char fence_key[300];
-    bool fenced;             /* lost the fence: stop writing */
+    bool fenced; /* lost the fence: stop writing */
     bool fence_warned;
 
     /* replication connection */
@@ -229,10 +229,10 @@ struct chr {
     /* batches */
     struct chr_batch pending;
     struct chr_batch inflight;
-    bool insert_busy;        /* a fence check or an insert of inflight is under way */
-    unsigned tries;          /* attempts of inflight so far */
-    bool split;              /* inflight failed as bad data max_tries times: rows one by one */
-    size_t split_next;       /* split: rows of inflight before this one are done */
+    bool insert_busy;             /* a fence check or an insert of inflight is under way */
+    unsigned tries;               /* attempts of inflight so far */
+    bool split;                   /* inflight failed as bad data max_tries times: rows one by one */
+    size_t split_next;            /* split: rows of inflight before this one are done */
     unsigned insert_failures_run; /* failed tries of the batch in flight */
     bool warned_keep;
     struct backoff ins_backoff;
@@ -313,8 +313,8 @@ void chr_fault_point(struct chr *chr, const char *what);
  * MARKER (the file stays: every try is refused). Thread-safe (reads only the file). */
 bool chr_fault_refuses(const struct chr *chr, const char *data, size_t n);
 
-/* list.c */
-void chr_on_session_list(struct actor *a, struct bus_req *req);
+/* list.c: session.list (proto/msg_list.h), answered from the query worker */
+err_t chr_on_session_list(struct actor *a, struct bus_req *req);
 
 /* batch.c */
 void chr_batch_clear(struct chr_batch *b);

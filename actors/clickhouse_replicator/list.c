@@ -20,10 +20,12 @@
 #include "log.h"
 #include "mem.h"
 #include "mp.h"
+#include "msg_list.h"
+#include "msg_raw.h"
 
-#define CHR_LIST_MAXVALS 32
-#define CHR_LIST_VALMAX 256
-#define CHR_ID_MAX 64
+#define CHR_LIST_MAXVALS MSG_SESSION_LIST_VALS_MAX
+#define CHR_LIST_VALMAX MSG_SESSION_LIST_VAL_MAX
+#define CHR_ID_MAX (MSG_SESSION_LIST_ID_MAX + 1)
 
 struct chr_strs {
     char *v[CHR_LIST_MAXVALS];
@@ -181,7 +183,8 @@ static char *chr_list_ch_sql(const struct chr_list_job *lj)
     " AND ($6::bigint = 0 OR created_at >= to_timestamp($6::bigint / 1000.0))"                     \
     " AND ($7::bigint = 0 OR created_at <= to_timestamp($7::bigint / 1000.0))"                     \
     " AND ($8::int = 0"                                                                            \
-    "  OR (($8::int & 1) <> 0 AND closed_at IS NULL AND (expires_at IS NULL OR expires_at > now()))" \
+    "  OR (($8::int & 1) <> 0 AND closed_at IS NULL AND (expires_at IS NULL OR expires_at > "      \
+    "now()))"                                                                                      \
     "  OR (($8::int & 2) <> 0 AND closed_at IS NOT NULL)"                                          \
     "  OR (($8::int & 4) <> 0 AND closed_at IS NULL AND expires_at <= now()))"
 
@@ -262,8 +265,10 @@ static void chr_list_run(struct chr_job *j, struct chr_worker *w)
                 p += len + 1;
             }
         } else {
-            LOG_WARN("chr.list_degraded", "ClickHouse did not answer the list (%s); answering "
-                     "from PostgreSQL alone", err_name(rc));
+            LOG_WARN("chr.list_degraded",
+                     "ClickHouse did not answer the list (%s); answering "
+                     "from PostgreSQL alone",
+                     err_name(rc));
             pg_only = true;
         }
         free(out);
@@ -277,8 +282,18 @@ static void chr_list_run(struct chr_job *j, struct chr_worker *w)
     snprintf(st, sizeof(st), "%u", lj->statuses);
     snprintf(fresh, sizeof(fresh), "%" PRIu64, pg_only ? 0 : lj->fresh_ms);
     snprintf(lim, sizeof(lim), "%u", lj->size + 1);
-    const char *p[12] = {lj->env_id, types, tags, tasks, lj->external_id, from, to, st, fresh,
-                         lj->after[0] ? lj->after : NULL, lj->before[0] ? lj->before : NULL, lim};
+    const char *p[12] = {lj->env_id,
+                         types,
+                         tags,
+                         tasks,
+                         lj->external_id,
+                         from,
+                         to,
+                         st,
+                         fresh,
+                         lj->after[0] ? lj->after : NULL,
+                         lj->before[0] ? lj->before : NULL,
+                         lim};
     PGresult *r = NULL;
     rc = db_pg_exec(&w->pg,
                     backward
@@ -336,11 +351,11 @@ static void chr_list_run(struct chr_job *j, struct chr_worker *w)
     }
     if (rc == OK) {
         int nt = n ? PQntuples(r) : 0;
-        mp_put_map(&lj->out, 3);
-        mp_put_str(&lj->out, "sessions");
-        mp_put_array(&lj->out, (uint32_t)nt);
+        struct mp_writer sessions;
+        mp_writer_init(&sessions);
+        mp_put_array(&sessions, (uint32_t)nt);
         for (int i = 0; i < nt; i++) {
-            struct mp_writer *o = &lj->out;
+            struct mp_writer *o = &sessions;
             mp_put_map(o, 15);
             chr_put_col(o, "id", r, i, 0);
             chr_put_col(o, "friendly_id", r, i, 1);
@@ -358,8 +373,9 @@ static void chr_list_run(struct chr_job *j, struct chr_worker *w)
             chr_put_u64(o, "created_at_ms", r, i, 13);
             chr_put_u64(o, "updated_at_ms", r, i, 14);
         }
-        mp_put_kv_str(&lj->out, "next", next);
-        mp_put_kv_str(&lj->out, "previous", prev);
+        struct msg_session_list_reply m = {msg_raw_of(&sessions), msg_str(next), msg_str(prev)};
+        msg_encode(&msg_session_list_reply_form, &lj->out, &m);
+        msg_raw_done(&sessions, &lj->out);
         if (n)
             PQclear(r);
         rc = mp_writer_err(&lj->out);
@@ -391,82 +407,55 @@ static void chr_list_done(struct chr_job *j)
 
 static const struct chr_job_ops chr_list_ops = {chr_list_run, chr_list_done};
 
-static bool chr_get_str(struct slice body, const char *k, char *out, size_t cap, bool required)
+/* s into out (cap bytes): "" when absent; false when it does not fit. */
+static bool chr_copy(struct slice s, char *out, size_t cap)
 {
-    struct mp_reader v;
-    struct slice s;
     out[0] = '\0';
-    if (mp_map_find(body.p, body.n, k, &v) != OK)
-        return !required;
-    if (mp_read_str_or_nil(&v, &s) != OK)
-        return false;
-    if (!s.p)
-        return !required;
-    return slice_copy(s, out, cap) == OK && (!required || out[0]);
+    return !s.p || slice_copy(s, out, cap) == OK;
 }
 
-static bool chr_get_strs(struct slice body, const char *k, struct chr_strs *out)
+/* The strings of raw (an array: absent, none) into out, copied; ERR_INVAL when unusable. */
+static err_t chr_strs_take(struct slice raw, struct chr_strs *out)
 {
-    struct mp_reader v;
-    uint32_t n;
-    if (mp_map_find(body.p, body.n, k, &v) != OK)
-        return true;
-    if (mp_read_array(&v, &n) != OK || n > CHR_LIST_MAXVALS)
-        return false;
-    for (uint32_t i = 0; i < n; i++) {
-        struct slice s;
-        if (mp_read_str(&v, &s) != OK || s.n > CHR_LIST_VALMAX || memchr(s.p, '\0', s.n))
-            return false;
-        out->v[out->n++] = xstrndup(s.p, s.n);
-    }
-    return true;
+    struct slice v[CHR_LIST_MAXVALS];
+    unsigned n;
+    err_t rc = msg_raw_strs(raw, v, CHR_LIST_MAXVALS, 0, CHR_LIST_VALMAX, &n);
+    for (unsigned i = 0; rc == OK && i < n; i++)
+        out->v[out->n++] = xstrndup(v[i].p, v[i].n);
+    return rc;
 }
 
-static uint64_t chr_get_u64(struct slice body, const char *k)
-{
-    struct mp_reader v;
-    uint64_t u = 0;
-    if (mp_map_find(body.p, body.n, k, &v) == OK)
-        (void)mp_read_uint(&v, &u);
-    return u;
-}
-
-void chr_on_session_list(struct actor *a, struct bus_req *req)
+err_t chr_on_session_list(struct actor *a, struct bus_req *req)
 {
     struct chr *chr = a->state;
     const struct envelope *env = bus_req_env(req);
-    struct slice body = env->body;
+    struct msg_session_list m;
+    err_t rc = msg_decode(&msg_session_list_form, env->body.p, env->body.n, &m);
+    if (rc != OK)
+        return rc;
     struct chr_list_job *lj = xcalloc(1, sizeof(*lj));
-    char ext[CHR_LIST_VALMAX + 1];
-    bool ok = chr_get_str(body, "env_id", lj->env_id, sizeof(lj->env_id), true) &&
-              chr_get_str(body, "org_id", lj->org_id, sizeof(lj->org_id), true) &&
-              chr_get_str(body, "project_id", lj->project_id, sizeof(lj->project_id), true) &&
-              chr_get_str(body, "after", lj->after, sizeof(lj->after), false) &&
-              chr_get_str(body, "before", lj->before, sizeof(lj->before), false) &&
-              chr_get_str(body, "external_id", ext, sizeof(ext), false) &&
-              chr_get_strs(body, "types", &lj->types) && chr_get_strs(body, "tags", &lj->tags) &&
-              chr_get_strs(body, "tasks", &lj->tasks);
-    lj->size = (unsigned)chr_get_u64(body, "size");
-    lj->statuses = (unsigned)chr_get_u64(body, "statuses") & 7u;
-    lj->from_ms = chr_get_u64(body, "from_ms");
-    lj->to_ms = chr_get_u64(body, "to_ms");
-    if (ok && (lj->size < 1 || lj->size > 100 || (lj->after[0] && lj->before[0])))
+    bool ok = chr_copy(m.env_id, lj->env_id, sizeof(lj->env_id)) &&
+              chr_copy(m.org_id, lj->org_id, sizeof(lj->org_id)) &&
+              chr_copy(m.project_id, lj->project_id, sizeof(lj->project_id)) &&
+              chr_copy(m.after, lj->after, sizeof(lj->after)) &&
+              chr_copy(m.before, lj->before, sizeof(lj->before)) &&
+              chr_strs_take(m.types, &lj->types) == OK && chr_strs_take(m.tags, &lj->tags) == OK &&
+              chr_strs_take(m.tasks, &lj->tasks) == OK;
+    lj->size = m.size <= MSG_SESSION_LIST_SIZE_MAX ? (unsigned)m.size : 0;
+    lj->statuses = (unsigned)m.statuses & 7u;
+    lj->from_ms = m.from_ms;
+    lj->to_ms = m.to_ms;
+    if (ok && (lj->size < 1 || (lj->after[0] && lj->before[0])))
         ok = false;
     if (!ok) {
         chr_strs_free(&lj->types);
         chr_strs_free(&lj->tags);
         chr_strs_free(&lj->tasks);
         free(lj);
-        (void)bus_reply_err(req, ERR_INVAL, "bad session.list request");
-        return;
+        return ERR_INVAL;
     }
-    {
-        struct mp_reader v;
-        struct slice s;
-        if (mp_map_find(body.p, body.n, "external_id", &v) == OK &&
-            mp_read_str_or_nil(&v, &s) == OK && s.p)
-            lj->external_id = xstrdup(ext);
-    }
+    if (m.external_id.p)
+        lj->external_id = xstrndup(m.external_id.p, m.external_id.n);
     lj->job.ops = &chr_list_ops;
     lj->chr = chr;
     lj->req = req;
@@ -478,4 +467,5 @@ void chr_on_session_list(struct actor *a, struct bus_req *req)
         lj->fresh_ms = 0;
     mp_writer_init(&lj->out);
     chr_worker_submit(&chr->qry, &lj->job);
+    return OK;
 }

@@ -59,7 +59,7 @@ static const struct cfg_def chr_cfg_defs[] = {
 static struct chr chr_state;
 
 static const struct actor_route chr_routes[] = {
-    {.type = MSG_SESSION_LIST, .fn = chr_on_session_list},
+    {.type = MSG_SESSION_LIST, .handle = chr_on_session_list},
 };
 
 static err_t chr_init(struct actor *a)

@@ -10,48 +10,29 @@
 #include <string.h>
 
 #include "log.h"
+#include "msg_env.h"
+#include "msg_raw.h"
 #include "sm.h"
 
 #define SM_UNAVAIL_MSG "the environment store (PostgreSQL) is unavailable; retry later"
 
 /* ---- request fields ---- */
 
-/*
- * The string field key of body into *out: SLICE_NULL when absent or nil.
- * ERR_INVAL when body is not a map or the field is not a string.
- */
-static err_t sm_field_str(struct slice body, const char *key, struct slice *out)
-{
-    struct mp_reader v;
-    err_t rc;
-    *out = SLICE_NULL;
-    if (body.n == 0)
-        return OK;
-    rc = mp_map_find(body.p, body.n, key, &v);
-    if (rc == ERR_NOTFOUND)
-        return OK;
-    if (rc != OK || mp_read_str_or_nil(&v, out) != OK)
-        return ERR_INVAL;
-    return OK;
-}
+#define SM_ID_REQUIRED "id (a string) is required"
 
-/* The uint field key of body into *out, def when absent or nil; ERR_INVAL otherwise. */
-static err_t sm_field_uint(struct slice body, const char *key, uint64_t def, uint64_t *out)
+/*
+ * Reads req's body as f into m; when it is no such body (not a map, or a field of the wrong
+ * kind), or the field required (a member of m, may be NULL) is absent or nil, answers
+ * ERR_INVAL with why and returns false.
+ */
+static bool sm_env_decode(struct bus_req *req, const struct msg_form *f, void *m,
+                          const struct slice *required, const char *why)
 {
-    struct mp_reader v;
-    enum mp_type t;
-    err_t rc;
-    *out = def;
-    if (body.n == 0)
-        return OK;
-    rc = mp_map_find(body.p, body.n, key, &v);
-    if (rc == ERR_NOTFOUND)
-        return OK;
-    if (rc != OK || mp_peek(&v, &t) != OK)
-        return ERR_INVAL;
-    if (t == MP_NIL)
-        return OK;
-    return mp_read_uint(&v, out) == OK ? OK : ERR_INVAL;
+    const struct envelope *e = bus_req_env(req);
+    if (msg_decode(f, e->body.p, e->body.n, m) == OK && (!required || required->p))
+        return true;
+    (void)bus_reply_err(req, ERR_INVAL, why);
+    return false;
 }
 
 static bool sm_present(struct slice s)
@@ -70,13 +51,14 @@ static bool sm_id_copy(struct slice s, char *out)
 /* Replies {env: {...}} (with created when created >= 0). */
 static void sm_reply_env(struct bus_req *req, const struct sm_env *env, int created)
 {
-    struct mp_writer w;
+    struct mp_writer obj, w;
+    mp_writer_init(&obj);
+    sm_env_put(&obj, env, true);
+    struct msg_env_reply m = {
+        .env = msg_raw_of(&obj), .created = created > 0, .created_given = created >= 0};
     mp_writer_init(&w);
-    mp_put_map(&w, created >= 0 ? 2 : 1);
-    mp_put_str(&w, "env");
-    sm_env_put(&w, env, true);
-    if (created >= 0)
-        mp_put_kv_bool(&w, "created", created > 0);
+    msg_encode(&msg_env_reply_form, &w, &m);
+    msg_raw_done(&obj, &w);
     if (mp_writer_err(&w) == OK)
         (void)bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
     else
@@ -100,25 +82,24 @@ static void sm_reply_store_err(struct bus_req *req, const char *op, err_t rc)
 
 /* ---- env.resolve_key ---- */
 
-void sm_on_env_resolve_key(struct actor *a, struct bus_req *req)
+err_t sm_on_env_resolve_key(struct actor *a, struct bus_req *req)
 {
-    struct slice body = bus_req_env(req)->body, key, branch;
     char k[API_KEY_MAX], br[SM_BRANCH_MAX], id[SM_ID_MAX];
+    struct msg_env_resolve_key m;
     struct sm_env env;
     err_t rc;
 
-    if (sm_field_str(body, "key", &key) != OK || sm_field_str(body, "branch", &branch) != OK) {
-        (void)bus_reply_err(req, ERR_INVAL, "key and branch must be strings");
-        return;
-    }
+    if (!sm_env_decode(req, &msg_env_resolve_key_form, &m, NULL, "key and branch must be strings"))
+        return OK;
+    struct slice key = m.key, branch = m.branch;
     if (!key.p) {
         (void)bus_reply_err(req, ERR_INVAL, "key is required");
-        return;
+        return OK;
     }
     /* not the shape of a secret key: nothing to look up (and nothing to send to SQL) */
     if (!sm_key_shape_ok(key.p, key.n) || slice_copy(key, k, sizeof(k)) != OK) {
         (void)bus_reply_err(req, ERR_UNAUTH, "invalid API key");
-        return;
+        return OK;
     }
     rc = sm_store_env_by_key(&a->pg, k, id);
     if (rc == OK)
@@ -127,11 +108,11 @@ void sm_on_env_resolve_key(struct actor *a, struct bus_req *req)
         (void)bus_reply_err(req, ERR_UNAUTH,
                             "invalid API key (unknown, or revoked past its grace "
                             "window)");
-        return;
+        return OK;
     }
     if (rc != OK) {
         sm_reply_store_err(req, "env.resolve_key", rc);
-        return;
+        return OK;
     }
     if (env.archived || env.project_deleted) {
         LOG_DEBUG("env.resolve_refused", "key of environment %s refused: %s", env.id,
@@ -139,13 +120,13 @@ void sm_on_env_resolve_key(struct actor *a, struct bus_req *req)
         (void)bus_reply_err(req, ERR_UNAUTH,
                             "invalid API key (environment archived or project "
                             "deleted)");
-        return;
+        return OK;
     }
     /* a preview root's key authenticates its branches, chosen by x-trigger-branch */
     if (strcmp(env.type, "PREVIEW") == 0 && !env.parent_id[0]) {
         if (!sm_present(branch)) {
             (void)bus_reply_err(req, ERR_UNAUTH, "preview environments need x-trigger-branch");
-            return;
+            return OK;
         }
         rc = ERR_NOTFOUND;
         if (sm_branch_valid(branch.p, branch.n) && slice_copy(branch, br, sizeof(br)) == OK) {
@@ -157,41 +138,41 @@ void sm_on_env_resolve_key(struct actor *a, struct bus_req *req)
         }
         if (rc == ERR_NOTFOUND) {
             (void)bus_reply_err(req, ERR_UNAUTH, "no such preview branch");
-            return;
+            return OK;
         }
         if (rc != OK) {
             sm_reply_store_err(req, "env.resolve_key", rc);
-            return;
+            return OK;
         }
     }
     sm_reply_env(req, &env, -1);
+    return OK;
 }
 
 /* ---- env.get ---- */
 
-void sm_on_env_get(struct actor *a, struct bus_req *req)
+err_t sm_on_env_get(struct actor *a, struct bus_req *req)
 {
-    struct slice body = bus_req_env(req)->body, sid;
     char id[SM_ID_MAX];
+    struct msg_env_get m = {0};
     struct sm_env env;
     err_t rc;
 
-    if (sm_field_str(body, "id", &sid) != OK || !sid.p) {
-        (void)bus_reply_err(req, ERR_INVAL, "id (a string) is required");
-        return;
-    }
-    rc = sm_id_copy(sid, id) ? sm_store_env_get(&a->pg, id, &env) : ERR_NOTFOUND;
+    if (!sm_env_decode(req, &msg_env_get_form, &m, &m.id, SM_ID_REQUIRED))
+        return OK;
+    rc = sm_id_copy(m.id, id) ? sm_store_env_get(&a->pg, id, &env) : ERR_NOTFOUND;
     if (rc == OK && (env.archived || env.project_deleted))
         rc = ERR_NOTFOUND;
     if (rc == ERR_NOTFOUND) {
         (void)bus_reply_err(req, ERR_NOTFOUND, "no such environment");
-        return;
+        return OK;
     }
     if (rc != OK) {
         sm_reply_store_err(req, "env.get", rc);
-        return;
+        return OK;
     }
     sm_reply_env(req, &env, -1);
+    return OK;
 }
 
 /* ---- env.create ---- */
@@ -255,49 +236,46 @@ static void sm_create_branch(struct actor *a, struct bus_req *req, struct slice 
     sm_reply_env(req, &env, -1);
 }
 
-void sm_on_env_create(struct actor *a, struct bus_req *req)
+err_t sm_on_env_create(struct actor *a, struct bus_req *req)
 {
-    struct slice body = bus_req_env(req)->body, org, project, type, parent_id, branch;
     char os[SM_SLUG_MAX], ps[SM_SLUG_MAX], ts[SM_TYPE_MAX], org_id[SM_ID_MAX],
         project_id[SM_ID_MAX], key[API_KEY_MAX], id[SM_ID_MAX];
     const char *lt;
+    struct msg_env_create m;
     struct sm_env env;
     err_t rc;
 
-    if (sm_field_str(body, "org", &org) != OK || sm_field_str(body, "project", &project) != OK ||
-        sm_field_str(body, "type", &type) != OK ||
-        sm_field_str(body, "parent_id", &parent_id) != OK ||
-        sm_field_str(body, "branch", &branch) != OK) {
-        (void)bus_reply_err(req, ERR_INVAL,
-                            "org, project, type, parent_id and branch must be strings or nil");
-        return;
-    }
+    if (!sm_env_decode(req, &msg_env_create_form, &m, NULL,
+                       "org, project, type, parent_id and branch must be strings or nil"))
+        return OK;
+    struct slice org = m.org, project = m.project, type = m.type, parent_id = m.parent_id,
+                 branch = m.branch;
     if (!type.p || slice_copy(type, ts, sizeof(ts)) != OK || !(lt = sm_env_type_long(ts))) {
         (void)bus_reply_err(req, ERR_INVAL, "type must be dev, stg, prod or preview");
-        return;
+        return OK;
     }
     if (sm_present(parent_id) || sm_present(branch)) {
         if (!sm_present(parent_id) || !sm_present(branch) || strcmp(lt, "PREVIEW") != 0) {
             (void)bus_reply_err(req, ERR_INVAL,
                                 "a preview branch needs type preview, parent_id "
                                 "and branch");
-            return;
+            return OK;
         }
         sm_create_branch(a, req, org, project, parent_id, branch);
-        return;
+        return OK;
     }
     if (!sm_slug_valid(org.p, org.n) || slice_copy(org, os, sizeof(os)) != OK ||
         !sm_slug_valid(project.p, project.n) || slice_copy(project, ps, sizeof(ps)) != OK) {
         (void)bus_reply_err(req, ERR_INVAL,
                             "org and project must be 1-64 characters of [A-Za-z0-9._-]");
-        return;
+        return OK;
     }
     rc = sm_store_org_ensure(&a->pg, os, org_id);
     if (rc == OK)
         rc = sm_store_project_ensure(&a->pg, org_id, ps, project_id);
     if (rc == ERR_CONFLICT) {
         (void)bus_reply_err(req, ERR_CONFLICT, "the project is deleted");
-        return;
+        return OK;
     }
     /* a collision of the random id or key (ERR_CONFLICT) is retried with fresh ones */
     if (rc == OK) {
@@ -314,37 +292,35 @@ void sm_on_env_create(struct actor *a, struct bus_req *req)
         char msg[256];
         snprintf(msg, sizeof(msg), "%s/%s already has a %s environment", os, ps, lt);
         (void)bus_reply_err(req, ERR_EXISTS, msg);
-        return;
+        return OK;
     }
     if (rc != OK) {
         sm_reply_store_err(req, "env.create", rc);
-        return;
+        return OK;
     }
     LOG_INFO("env.created", "created %s environment %s in %s/%s", lt, env.id, os, ps);
     sm_reply_env(req, &env, -1);
+    return OK;
 }
 
 /* ---- env.rotate_key ---- */
 
-void sm_on_env_rotate_key(struct actor *a, struct bus_req *req)
+err_t sm_on_env_rotate_key(struct actor *a, struct bus_req *req)
 {
-    struct slice body = bus_req_env(req)->body, sid;
     char id[SM_ID_MAX], key[API_KEY_MAX];
     const char *st;
     uint64_t grace;
+    struct msg_env_rotate_key m = {0};
     struct sm_env env;
     err_t rc;
 
-    if (sm_field_str(body, "id", &sid) != OK || !sid.p) {
-        (void)bus_reply_err(req, ERR_INVAL, "id (a string) is required");
-        return;
-    }
-    if (sm_field_uint(body, "grace_ms", SM_GRACE_MS_DEFAULT, &grace) != OK ||
-        grace > SM_GRACE_MS_MAX) {
+    if (!sm_env_decode(req, &msg_env_rotate_key_form, &m, &m.id, SM_ID_REQUIRED))
+        return OK;
+    if (msg_raw_uint(m.grace_ms, SM_GRACE_MS_DEFAULT, &grace) != OK || grace > SM_GRACE_MS_MAX) {
         (void)bus_reply_err(req, ERR_INVAL, "grace_ms must be an integer of at most 366 days");
-        return;
+        return OK;
     }
-    rc = sm_id_copy(sid, id) ? sm_store_env_get(&a->pg, id, &env) : ERR_NOTFOUND;
+    rc = sm_id_copy(m.id, id) ? sm_store_env_get(&a->pg, id, &env) : ERR_NOTFOUND;
     if (rc == OK && (env.archived || env.project_deleted))
         rc = ERR_NOTFOUND;
     if (rc == OK) {
@@ -358,21 +334,22 @@ void sm_on_env_rotate_key(struct actor *a, struct bus_req *req)
         rc = sm_store_env_get(&a->pg, id, &env);
     if (rc == ERR_NOTFOUND) {
         (void)bus_reply_err(req, ERR_NOTFOUND, "no such environment");
-        return;
+        return OK;
     }
     if (rc != OK) {
         sm_reply_store_err(req, "env.rotate_key", rc);
-        return;
+        return OK;
     }
     LOG_INFO("env.key_rotated",
              "new key for environment %s; the old one stays valid for %" PRIu64 " ms", env.id,
              grace);
     sm_reply_env(req, &env, -1);
+    return OK;
 }
 
 /* ---- env.bootstrap ---- */
 
-void sm_on_env_bootstrap(struct actor *a, struct bus_req *req)
+err_t sm_on_env_bootstrap(struct actor *a, struct bus_req *req)
 {
     char org_id[SM_ID_MAX], project_id[SM_ID_MAX], id[SM_ID_MAX], key[API_KEY_MAX];
     struct sm_env env;
@@ -385,7 +362,7 @@ void sm_on_env_bootstrap(struct actor *a, struct bus_req *req)
         rc = sm_store_project_ensure(&a->pg, org_id, "default", project_id);
     if (rc == ERR_CONFLICT) {
         (void)bus_reply_err(req, ERR_CONFLICT, "the project default/default is deleted");
-        return;
+        return OK;
     }
     /*
      * Look first, insert if missing, look again if someone else inserted in
@@ -412,16 +389,17 @@ void sm_on_env_bootstrap(struct actor *a, struct bus_req *req)
         rc = sm_store_env_get(&a->pg, id, &env);
     if (rc != OK) {
         sm_reply_store_err(req, "env.bootstrap", rc == ERR_NOTFOUND ? ERR_INTERNAL : rc);
-        return;
+        return OK;
     }
     if (env.archived) {
         (void)bus_reply_err(req, ERR_CONFLICT,
                             "the development environment of default/default is archived");
-        return;
+        return OK;
     }
     if (created)
         LOG_INFO("env.created", "created DEVELOPMENT environment %s in default/default", env.id);
     sm_reply_env(req, &env, created ? 1 : 0);
+    return OK;
 }
 
 /* ---- env.list ---- */
@@ -438,10 +416,10 @@ static void sm_list_one(void *arg, const struct sm_env *env)
     ctx->n++;
 }
 
-void sm_on_env_list(struct actor *a, struct bus_req *req)
+err_t sm_on_env_list(struct actor *a, struct bus_req *req)
 {
     struct sm_list_ctx ctx = {.n = 0};
-    struct mp_writer w;
+    struct mp_writer envs, w;
     err_t rc;
 
     mp_writer_init(&ctx.w);
@@ -449,19 +427,22 @@ void sm_on_env_list(struct actor *a, struct bus_req *req)
     if (rc != OK) {
         mp_writer_fini(&ctx.w);
         sm_reply_store_err(req, "env.list", rc);
-        return;
+        return OK;
     }
     /* the array's length is known only now: header first, then the entries as they are */
-    mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_str(&w, "envs");
-    mp_put_array(&w, ctx.n);
+    mp_writer_init(&envs);
+    mp_put_array(&envs, ctx.n);
     if (ctx.n > 0)
-        mp_put_raw(&w, mp_writer_data(&ctx.w), mp_writer_len(&ctx.w));
-    if (mp_writer_err(&ctx.w) == OK && mp_writer_err(&w) == OK)
+        mp_put_raw(&envs, mp_writer_data(&ctx.w), mp_writer_len(&ctx.w));
+    msg_raw_done(&ctx.w, &envs);
+    struct msg_env_list_reply m = {msg_raw_of(&envs)};
+    mp_writer_init(&w);
+    msg_encode(&msg_env_list_reply_form, &w, &m);
+    msg_raw_done(&envs, &w);
+    if (mp_writer_err(&w) == OK)
         (void)bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
     else
         (void)bus_reply_err(req, ERR_NOMEM, "could not encode the reply");
     mp_writer_fini(&w);
-    mp_writer_fini(&ctx.w);
+    return OK;
 }

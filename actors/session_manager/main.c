@@ -15,12 +15,12 @@
 #include "sm.h"
 
 static const struct actor_route sm_routes[] = {
-    {.type = MSG_ENV_RESOLVE_KEY, .fn = sm_on_env_resolve_key},
-    {.type = MSG_ENV_GET, .fn = sm_on_env_get},
-    {.type = MSG_ENV_CREATE, .fn = sm_on_env_create, .once = true},
-    {.type = MSG_ENV_ROTATE_KEY, .fn = sm_on_env_rotate_key, .once = true},
-    {.type = MSG_ENV_BOOTSTRAP, .fn = sm_on_env_bootstrap},
-    {.type = MSG_ENV_LIST, .fn = sm_on_env_list},
+    {.type = MSG_ENV_RESOLVE_KEY, .handle = sm_on_env_resolve_key},
+    {.type = MSG_ENV_GET, .handle = sm_on_env_get},
+    {.type = MSG_ENV_CREATE, .handle = sm_on_env_create, .once = true},
+    {.type = MSG_ENV_ROTATE_KEY, .handle = sm_on_env_rotate_key, .once = true},
+    {.type = MSG_ENV_BOOTSTRAP, .handle = sm_on_env_bootstrap},
+    {.type = MSG_ENV_LIST, .handle = sm_on_env_list},
     {.type = MSG_SESSION_CREATE, .handle = sm_on_session_create, .once = true},
     {.type = MSG_SESSION_GET, .handle = sm_on_session_get},
     {.type = MSG_SESSION_UPDATE, .handle = sm_on_session_update, .once = true},

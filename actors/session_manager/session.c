@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "msg_list.h"
 #include "msg_session.h"
 #include "proc.h"
 #include "sm.h"
@@ -159,11 +160,14 @@ static void sm_publish_changed(const char *env_id, PGresult *r)
     struct mp_writer w;
     if (!sm_events || PQntuples(r) == 0)
         return;
+    struct slice ids[2]; /* friendly_id, external_id: columns 1 and 2, nil when NULL */
+    for (int i = 0; i < 2; i++)
+        ids[i] = PQgetisnull(r, 0, 1 + i)
+                     ? SLICE_NULL
+                     : (struct slice){PQgetvalue(r, 0, 1 + i), (size_t)PQgetlength(r, 0, 1 + i)};
+    struct msg_session_changed m = {msg_str(env_id), ids[0], ids[1]};
     mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "env_id", env_id);
-    sm_put_text_or_nil(&w, "friendly_id", r, 1);
-    sm_put_text_or_nil(&w, "external_id", r, 2);
+    msg_encode(&msg_session_changed_form, &w, &m);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
         rc = bus_publish(sm_events, "session.changed", MSG_SESSION_CHANGED, mp_writer_data(&w),

@@ -62,20 +62,24 @@ err_t sm_on_blob_put(struct actor *a, struct bus_req *req);
 /* session.blob_get {env_id, ref, name}: the document, or ERR_NOTFOUND. */
 err_t sm_on_blob_get(struct actor *a, struct bus_req *req);
 
-/* ---- env.c: handlers (registered in main.c's routes) ---- */
+/*
+ * ---- env.c: handlers (registered in main.c's routes) ----
+ * Each answers every outcome itself and returns OK: its refusals name the rule broken, and a
+ * failure of the environment store says so (tetherctl shows it to the operator).
+ */
 
 /* env.resolve_key {key, branch}: the environment a secret key authenticates, or ERR_UNAUTH. */
-void sm_on_env_resolve_key(struct actor *a, struct bus_req *req);
+err_t sm_on_env_resolve_key(struct actor *a, struct bus_req *req);
 /* env.get {id}: an environment by id (with its signing keys), or ERR_NOTFOUND. */
-void sm_on_env_get(struct actor *a, struct bus_req *req);
+err_t sm_on_env_get(struct actor *a, struct bus_req *req);
 /* env.create {org, project, type, parent_id, branch}: a new environment with a new key. */
-void sm_on_env_create(struct actor *a, struct bus_req *req);
+err_t sm_on_env_create(struct actor *a, struct bus_req *req);
 /* env.rotate_key {id, grace_ms}: a new key; the old one stays valid for grace_ms. */
-void sm_on_env_rotate_key(struct actor *a, struct bus_req *req);
+err_t sm_on_env_rotate_key(struct actor *a, struct bus_req *req);
 /* env.bootstrap {}: the development environment of org/project "default", made if missing. */
-void sm_on_env_bootstrap(struct actor *a, struct bus_req *req);
+err_t sm_on_env_bootstrap(struct actor *a, struct bus_req *req);
 /* env.list {}: every live environment, without keys. */
-void sm_on_env_list(struct actor *a, struct bus_req *req);
+err_t sm_on_env_list(struct actor *a, struct bus_req *req);
 
 /*
  * ---- env_store.c: SQL ----

@@ -21,7 +21,9 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "msg_raw.h"
 #include "msg_run.h"
+#include "msg_wp.h"
 #include "pmetrics.h"
 #include "wp.h"
 
@@ -118,19 +120,21 @@ void wp_wake(struct wp *wp, const char *const *ids, unsigned n)
 static void wp_publish_completed(struct wp *wp, const char *env, const char *const *ids, unsigned n)
 {
     char topic[STREAM_ENV_MAX + 16];
-    struct mp_writer w;
+    struct mp_writer arr, w;
     if (!wp->events || n == 0)
         return;
     snprintf(topic, sizeof(topic), "wp.completed.%s", env);
-    mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_str(&w, "waitpoint_ids");
-    mp_put_array(&w, n);
+    mp_writer_init(&arr);
+    mp_put_array(&arr, n);
     for (unsigned i = 0; i < n; i++) {
         char f[WP_FRIENDLY_MAX];
         snprintf(f, sizeof(f), "waitpoint_%s", ids[i]);
-        mp_put_str(&w, f);
+        mp_put_str(&arr, f);
     }
+    struct msg_wp_completed m = {msg_raw_of(&arr)};
+    mp_writer_init(&w);
+    msg_encode(&msg_wp_completed_form, &w, &m);
+    msg_raw_done(&arr, &w);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
         rc =

@@ -1,7 +1,7 @@
 /*
  * h_create.c - wp.create: tokens, session-channel waits and durations.
  *
- * The handler checks its body (field readers in h_wait.c), then runs its
+ * The handler decodes and checks its body (proto/msg_wp.h), then runs its
  * statements on the non-blocking pool and replies from the last callback.
  * A session-channel wait, when not cached, also registers the waitpoint in
  * Redis (§12), subscribes to the channel's events and race-checks the
@@ -18,6 +18,8 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "msg_raw.h"
+#include "msg_wp.h"
 #include "wp.h"
 
 struct wp_create {
@@ -54,7 +56,8 @@ static void wp_create_fail(struct wp_create *c, err_t rc)
 
 static void wp_create_reply(struct wp_create *c)
 {
-    wp_reply_row(c->req, c->row, 0, "is_cached", c->cached);
+    struct msg_wp_reply m = {.is_cached = c->cached, .is_cached_given = true};
+    wp_reply_row(c->req, c->row, 0, &m);
     wp_create_free(c);
 }
 
@@ -234,37 +237,42 @@ static void wp_on_idem_cleared(void *arg, err_t rc, const PGresult *res)
     wp_create_insert(c);
 }
 
-void wp_on_create(struct actor *a, struct bus_req *req)
+err_t wp_on_create(struct actor *a, struct bus_req *req)
 {
-    struct slice body = bus_req_env(req)->body;
+    const struct envelope *e = bus_req_env(req);
+    struct msg_wp_create m;
     struct slice tags[WP_TAGS_MAX];
     unsigned ntags = 0;
-    uint64_t ttl_ms = 0;
+    err_t rc = msg_decode(&msg_wp_create_form, e->body.p, e->body.n, &m);
+    if (rc != OK)
+        return rc;
     struct wp_create *c = xcalloc(1, sizeof(*c));
     c->wp = wp_of(a);
     c->req = req;
+    c->timeout_at_ms = m.timeout_at_ms;
+    c->from = m.from_seq;
     const char *why = NULL;
-    if (!wp_str(body, "env_id", c->env, sizeof(c->env)) || !c->env[0])
+    if (!wp_cstr(m.env_id, c->env, sizeof(c->env)))
         why = "env_id (a string) is required";
-    else if (!wp_str(body, "kind", c->kind, sizeof(c->kind)) || !wp_kind_valid(c->kind))
+    else if (!wp_cstr(m.kind, c->kind, sizeof(c->kind)) || !wp_kind_valid(c->kind))
         why = "kind must be MANUAL, SESSION_STREAM or DURATION";
-    else if (!wp_str(body, "run", c->run, sizeof(c->run)))
+    else if (!wp_cstr(m.run, c->run, sizeof(c->run)))
         why = "run must be a run id";
-    else if (!wp_str(body, "idempotency_key", c->idem, sizeof(c->idem)))
+    else if (!wp_cstr(m.idempotency_key, c->idem, sizeof(c->idem)))
         why = "idempotency_key must be a string of at most 2048 bytes";
-    else if (!wp_uint(body, "idempotency_ttl_ms", &ttl_ms) || ttl_ms > (1ull << 50))
+    else if (m.idempotency_ttl_ms > (1ull << 50))
         why = "idempotency_ttl_ms must be an unsigned integer";
-    else if (!wp_uint(body, "timeout_at_ms", &c->timeout_at_ms) || c->timeout_at_ms > (1ull << 50))
+    else if (c->timeout_at_ms > (1ull << 50))
         why = "timeout_at_ms must be an unsigned integer";
-    else if (!wp_strs(body, "tags", tags, WP_TAGS_MAX, WP_TAG_MAX, &ntags))
+    else if (msg_raw_strs(m.tags, tags, WP_TAGS_MAX, 1, WP_TAG_MAX, &ntags) != OK)
         why = "tags must be at most 10 strings of 1-128 bytes";
     else if (!(c->tags = wp_pg_array(tags, ntags)))
         why = "tags must not contain NUL";
     if (!why && strcmp(c->kind, "SESSION_STREAM") == 0) {
-        if (!wp_str(body, "key", c->key, sizeof(c->key)) || !c->key[0] ||
-            !wp_str(body, "io", c->io, sizeof(c->io)) || !stream_io_valid(c->io))
+        if (!wp_cstr(m.key, c->key, sizeof(c->key)) || !c->key[0] ||
+            !wp_cstr(m.io, c->io, sizeof(c->io)) || !stream_io_valid(c->io))
             why = "key (1-1024 bytes) and io (in|out) are required";
-        else if (!wp_uint(body, "from_seq", &c->from) || c->from > (1ull << 62))
+        else if (c->from > (1ull << 62))
             why = "from_seq must be an unsigned integer";
     }
     if (!why && strcmp(c->kind, "DURATION") == 0 && c->timeout_at_ms == 0)
@@ -272,26 +280,27 @@ void wp_on_create(struct actor *a, struct bus_req *req)
     if (why) {
         (void)bus_reply_err(req, ERR_INVAL, why);
         wp_create_free(c);
-        return;
+        return OK;
     }
     if (cuid_new(c->id) != OK) {
         (void)bus_reply_err(req, ERR_INTERNAL, "could not make an id");
         wp_create_free(c);
-        return;
+        return OK;
     }
     snprintf(c->from_seq, sizeof(c->from_seq), "%" PRIu64, c->from);
     snprintf(c->timeout_at, sizeof(c->timeout_at), "%" PRIu64, c->timeout_at_ms);
-    snprintf(c->idem_ttl, sizeof(c->idem_ttl), "%" PRIu64, ttl_ms);
+    snprintf(c->idem_ttl, sizeof(c->idem_ttl), "%" PRIu64, m.idempotency_ttl_ms);
     if (!c->idem[0]) {
         wp_create_insert(c);
-        return;
+        return OK;
     }
     const char *params[] = {c->env, c->idem};
-    err_t rc = db_pg_async_exec(c->wp->pg,
-                                "UPDATE waitpoints SET idempotency_key = NULL"
-                                " WHERE runtime_environment_id = $1 AND idempotency_key = $2"
-                                " AND idempotency_key_expires_at <= now()",
-                                2, params, wp_on_idem_cleared, c);
+    rc = db_pg_async_exec(c->wp->pg,
+                          "UPDATE waitpoints SET idempotency_key = NULL"
+                          " WHERE runtime_environment_id = $1 AND idempotency_key = $2"
+                          " AND idempotency_key_expires_at <= now()",
+                          2, params, wp_on_idem_cleared, c);
     if (rc != OK)
-        wp_create_fail(c, rc);
+        wp_create_free(c);
+    return rc;
 }

@@ -41,11 +41,11 @@ struct wp *wp_of(struct actor *a)
 }
 
 static const struct actor_route wp_routes[] = {
-    {.type = MSG_WP_CREATE, .fn = wp_on_create},
-    {.type = MSG_WP_COMPLETE, .fn = wp_on_complete},
-    {.type = MSG_WP_GET, .fn = wp_on_get},
-    {.type = MSG_WP_LIST, .fn = wp_on_list},
-    {.type = MSG_WP_BLOCK, .fn = wp_on_block},
+    {.type = MSG_WP_CREATE, .handle = wp_on_create},
+    {.type = MSG_WP_COMPLETE, .handle = wp_on_complete},
+    {.type = MSG_WP_GET, .handle = wp_on_get},
+    {.type = MSG_WP_LIST, .handle = wp_on_list},
+    {.type = MSG_WP_BLOCK, .handle = wp_on_block},
 };
 
 static err_t wp_init(struct actor *a)

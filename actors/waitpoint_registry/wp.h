@@ -7,7 +7,7 @@
  * Layers, one file each:
  *   main.c    the actor: settings, the store clients, the peers, the timers;
  *   h_create.c wp.create;
- *   h_wait.c  wp.complete, wp.get, wp.list, wp.block, the request fields;
+ *   h_wait.c  wp.complete, wp.get, wp.list, wp.block, the replies;
  *   drain.c   stream.record events (drain), the sweep, the timer, run.wake;
  *   store.c   every SQL text and the waitpoint object of a row;
  *   envdata.c pure: the envelope data of a record body, array literals.
@@ -82,28 +82,29 @@ struct wp {
 
 struct wp *wp_of(struct actor *a);
 
+/*
+ * The handlers (actor.h's contract): each decodes its body (proto/msg_wp.h) and answers from
+ * the callback of its last statement; a body that is no such request, or a statement that
+ * cannot be sent, is returned for the dispatcher to answer.
+ */
+
 /* ---- h_create.c ---- */
-void wp_on_create(struct actor *a, struct bus_req *req);
+err_t wp_on_create(struct actor *a, struct bus_req *req);
 
 /* ---- h_wait.c ---- */
-void wp_on_complete(struct actor *a, struct bus_req *req);
-void wp_on_get(struct actor *a, struct bus_req *req);
-void wp_on_list(struct actor *a, struct bus_req *req);
-void wp_on_block(struct actor *a, struct bus_req *req);
+err_t wp_on_complete(struct actor *a, struct bus_req *req);
+err_t wp_on_get(struct actor *a, struct bus_req *req);
+err_t wp_on_list(struct actor *a, struct bus_req *req);
+err_t wp_on_block(struct actor *a, struct bus_req *req);
 
-/* Request fields: k of a msgpack map body; absent and nil are the same. */
-/* A string field copied into buf: "" when absent/nil; false when not a string or too long. */
-bool wp_str(struct slice body, const char *k, char *buf, size_t cap);
-/* An unsigned integer field: 0 when absent/nil; false when not one. */
-bool wp_uint(struct slice body, const char *k, uint64_t *out);
-/* An array of strings (absent: none), at most max, each 1..item_max bytes without NUL;
- * items borrow from body. */
-bool wp_strs(struct slice body, const char *k, struct slice *items, unsigned max, size_t item_max,
-             unsigned *n);
+/* A decoded string field copied into buf: "" when absent or nil; false when it holds a NUL or
+ * does not fit. */
+bool wp_cstr(struct slice s, char *buf, size_t cap);
 /* True for a waitpoint kind: MANUAL, SESSION_STREAM or DURATION. */
 bool wp_kind_valid(const char *k);
-/* Replies {waitpoint: <row 0 of r from column col0>, <flag>: value} (no flag when NULL). */
-void wp_reply_row(struct bus_req *req, const PGresult *r, int col0, const char *flag, bool value);
+struct msg_wp_reply;
+/* Replies m (its flags as the caller set them) with its waitpoint: row 0 of r from col0. */
+void wp_reply_row(struct bus_req *req, const PGresult *r, int col0, struct msg_wp_reply *m);
 
 /* ---- drain.c ---- */
 

@@ -16,6 +16,8 @@
 #include "mp.h"
 #include "mpjson.h"
 #include "msg.h"
+#include "msg_env.h"
+#include "msg_raw.h"
 #include "proc.h"
 
 #include "ctl.h"
@@ -74,22 +76,36 @@ static int ctl_env_call(struct ctl *c, uint16_t type, const struct mp_writer *bo
     return rc;
 }
 
-/* The env object of a reply {env: {...}}; false when the reply has none. */
-static bool ctl_env_obj(const struct bus_msg *reply, struct slice *obj)
+/* s as a C string in buf (cap bytes): "" when absent or too long. */
+static const char *ctl_env_str(struct slice s, char *buf, size_t cap)
 {
-    struct mp_reader v;
+    buf[0] = '\0';
+    if (s.p)
+        (void)slice_copy(s, buf, cap);
+    return buf;
+}
+
+/* The env object of a reply {env: {...}} as it stands (raw) and read (o); false when malformed. */
+static bool ctl_env_obj(const struct bus_msg *reply, struct slice *raw, struct msg_env_obj *o)
+{
+    struct msg_env_reply r;
     const struct slice b = reply->env.body;
-    return b.n > 0 && mp_map_find(b.p, b.n, "env", &v) == OK && mp_skip(&v, obj) == OK;
+    if (b.n == 0 || msg_decode(&msg_env_reply_form, b.p, b.n, &r) != OK ||
+        msg_decode(&msg_env_obj_form, r.env.p, r.env.n, o) != OK)
+        return false;
+    *raw = r.env;
+    return true;
 }
 
 /* Prints the key of the reply's environment, or the whole environment (json). */
 static int ctl_env_print_key(struct bus_msg *reply, bool json)
 {
     struct slice obj;
+    struct msg_env_obj o;
     char key[128], *out;
     size_t n;
     int rc = 0;
-    if (!ctl_env_obj(reply, &obj)) {
+    if (!ctl_env_obj(reply, &obj, &o)) {
         fprintf(stderr, "tetherctl: env: malformed reply from the session-manager\n");
         rc = CTL_EXIT_ERR;
     } else if (json) {
@@ -100,7 +116,7 @@ static int ctl_env_print_key(struct bus_msg *reply, bool json)
         } else {
             rc = CTL_EXIT_ERR;
         }
-    } else if (ctl_str(obj, "api_key", key, sizeof(key))[0]) {
+    } else if (ctl_env_str(o.api_key, key, sizeof(key))[0]) {
         printf("%s\n", key);
     } else {
         fprintf(stderr, "tetherctl: env: the reply carries no key\n");
@@ -108,12 +124,6 @@ static int ctl_env_print_key(struct bus_msg *reply, bool json)
     }
     bus_msg_free(reply);
     return rc;
-}
-
-static void ctl_put_kv_opt(struct mp_writer *w, const char *k, const char *v)
-{
-    mp_put_str(w, k);
-    mp_put_str(w, v); /* NULL writes nil */
 }
 
 static int ctl_env_create(struct ctl *c, int argc, char **argv)
@@ -141,13 +151,10 @@ static int ctl_env_create(struct ctl *c, int argc, char **argv)
     }
     if (!type || (!parent && (!org || !project)) || (!parent != !branch))
         return ctl_env_usage();
+    struct msg_env_create m = {msg_str(org), msg_str(project), msg_str(type), msg_str(parent),
+                               msg_str(branch)};
     mp_writer_init(&w);
-    mp_put_map(&w, 5);
-    ctl_put_kv_opt(&w, "org", org);
-    ctl_put_kv_opt(&w, "project", project);
-    ctl_put_kv_opt(&w, "type", type);
-    ctl_put_kv_opt(&w, "parent_id", parent);
-    ctl_put_kv_opt(&w, "branch", branch);
+    msg_encode(&msg_env_create_form, &w, &m);
     rc = ctl_env_call(c, MSG_ENV_CREATE, &w, &reply);
     mp_writer_fini(&w);
     return rc ? rc : ctl_env_print_key(&reply, json);
@@ -172,14 +179,16 @@ static int ctl_env_rotate(struct ctl *c, int argc, char **argv)
     }
     if (!id)
         return ctl_env_usage();
+    struct msg_env_rotate_key m = {.id = msg_str(id)};
+    struct mp_writer g;
+    mp_writer_init(&g);
+    if (grace >= 0) { /* nil: the default */
+        mp_put_uint(&g, (uint64_t)grace);
+        m.grace_ms = msg_raw_of(&g);
+    }
     mp_writer_init(&w);
-    mp_put_map(&w, 2);
-    mp_put_kv_str(&w, "id", id);
-    mp_put_str(&w, "grace_ms");
-    if (grace >= 0)
-        mp_put_uint(&w, (uint64_t)grace);
-    else
-        mp_put_nil(&w);
+    msg_encode(&msg_env_rotate_key_form, &w, &m);
+    msg_raw_done(&g, &w);
     rc = ctl_env_call(c, MSG_ENV_ROTATE_KEY, &w, &reply);
     mp_writer_fini(&w);
     return rc ? rc : ctl_env_print_key(&reply, false);
@@ -194,6 +203,14 @@ static int ctl_env_bootstrap(struct ctl *c, int argc)
     if ((rc = ctl_env_call(c, MSG_ENV_BOOTSTRAP, NULL, &reply)) != 0)
         return rc;
     return ctl_env_print_key(&reply, false);
+}
+
+/* A reader v of the env objects of an env.list reply, n of them; false when malformed. */
+static bool ctl_env_list_open(struct slice body, struct mp_reader *v, uint32_t *n)
+{
+    struct msg_env_list_reply m;
+    return body.n > 0 && msg_decode(&msg_env_list_reply_form, body.p, body.n, &m) == OK &&
+           msg_raw_array(m.envs, v, n) == OK;
 }
 
 static int ctl_env_list(struct ctl *c, int argc, char **argv)
@@ -213,8 +230,7 @@ static int ctl_env_list(struct ctl *c, int argc, char **argv)
         bus_msg_free(&reply);
         return 0;
     }
-    if (body.n == 0 || mp_map_find(body.p, body.n, "envs", &v) != OK ||
-        mp_read_array(&v, &n) != OK) {
+    if (!ctl_env_list_open(body, &v, &n)) {
         fprintf(stderr, "tetherctl: env: malformed reply from the session-manager\n");
         bus_msg_free(&reply);
         return CTL_EXIT_ERR;
@@ -223,15 +239,16 @@ static int ctl_env_list(struct ctl *c, int argc, char **argv)
            "CREATED");
     for (uint32_t i = 0; i < n; i++) {
         struct slice e;
+        struct msg_env_obj o;
         char id[64], type[16], slug[72], org[72], proj[72], branch[72], op[160], created[32];
-        if (mp_skip(&v, &e) != OK)
+        if (mp_skip(&v, &e) != OK || msg_decode(&msg_env_obj_form, e.p, e.n, &o) != OK)
             break;
-        snprintf(op, sizeof(op), "%s/%s", ctl_str(e, "organization_slug", org, sizeof(org)),
-                 ctl_str(e, "project_slug", proj, sizeof(proj)));
-        clock_iso8601(ctl_uint(e, "created_at_ms"), created, sizeof(created));
-        ctl_str(e, "branch_name", branch, sizeof(branch));
-        printf("%-25s %-11s %-16s %-40s %-24s %s\n", ctl_str(e, "id", id, sizeof(id)),
-               ctl_str(e, "type", type, sizeof(type)), ctl_str(e, "slug", slug, sizeof(slug)), op,
+        snprintf(op, sizeof(op), "%s/%s", ctl_env_str(o.organization_slug, org, sizeof(org)),
+                 ctl_env_str(o.project_slug, proj, sizeof(proj)));
+        clock_iso8601(o.created_at_ms, created, sizeof(created));
+        ctl_env_str(o.branch_name, branch, sizeof(branch));
+        printf("%-25s %-11s %-16s %-40s %-24s %s\n", ctl_env_str(o.id, id, sizeof(id)),
+               ctl_env_str(o.type, type, sizeof(type)), ctl_env_str(o.slug, slug, sizeof(slug)), op,
                branch[0] ? branch : "-", created);
     }
     bus_msg_free(&reply);
@@ -255,6 +272,7 @@ static int ctl_env_whois(struct ctl *c, int argc, char **argv)
     struct mp_writer w;
     struct bus_msg reply;
     struct slice obj;
+    struct msg_env_obj o;
     int rc;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
@@ -273,15 +291,14 @@ static int ctl_env_whois(struct ctl *c, int argc, char **argv)
             return ctl_env_usage();
         key = keybuf;
     }
+    struct msg_env_resolve_key m = {msg_str(key), msg_str(branch)};
     mp_writer_init(&w);
-    mp_put_map(&w, 2);
-    mp_put_kv_str(&w, "key", key);
-    ctl_put_kv_opt(&w, "branch", branch);
+    msg_encode(&msg_env_resolve_key_form, &w, &m);
     rc = ctl_env_call(c, MSG_ENV_RESOLVE_KEY, &w, &reply);
     mp_writer_fini(&w);
     if (rc)
         return rc;
-    if (!ctl_env_obj(&reply, &obj)) {
+    if (!ctl_env_obj(&reply, &obj, &o)) {
         fprintf(stderr, "tetherctl: env: malformed reply from the session-manager\n");
         bus_msg_free(&reply);
         return CTL_EXIT_ERR;
@@ -291,15 +308,15 @@ static int ctl_env_whois(struct ctl *c, int argc, char **argv)
     } else {
         char id[64], type[16], org[72], orgid[64], proj[72], projid[64], branch_name[72],
             parent[64];
-        printf("id       %s\n", ctl_str(obj, "id", id, sizeof(id)));
-        printf("type     %s\n", ctl_str(obj, "type", type, sizeof(type)));
-        printf("org      %s (%s)\n", ctl_str(obj, "organization_slug", org, sizeof(org)),
-               ctl_str(obj, "organization_id", orgid, sizeof(orgid)));
-        printf("project  %s (%s)\n", ctl_str(obj, "project_slug", proj, sizeof(proj)),
-               ctl_str(obj, "project_id", projid, sizeof(projid)));
-        if (ctl_str(obj, "branch_name", branch_name, sizeof(branch_name))[0])
+        printf("id       %s\n", ctl_env_str(o.id, id, sizeof(id)));
+        printf("type     %s\n", ctl_env_str(o.type, type, sizeof(type)));
+        printf("org      %s (%s)\n", ctl_env_str(o.organization_slug, org, sizeof(org)),
+               ctl_env_str(o.organization_id, orgid, sizeof(orgid)));
+        printf("project  %s (%s)\n", ctl_env_str(o.project_slug, proj, sizeof(proj)),
+               ctl_env_str(o.project_id, projid, sizeof(projid)));
+        if (ctl_env_str(o.branch_name, branch_name, sizeof(branch_name))[0])
             printf("branch   %s (of %s)\n", branch_name,
-                   ctl_str(obj, "parent_id", parent, sizeof(parent)));
+                   ctl_env_str(o.parent_id, parent, sizeof(parent)));
     }
     bus_msg_free(&reply);
     return 0;
