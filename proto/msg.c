@@ -138,12 +138,12 @@ const struct msg_def msg_catalogue[] = {
     {MSG_RUN_COMPLETE, "run.complete", MSG_K_REQUEST, "run-manager",
      "{env_id, run, worker_id: str|nil, output: JSON text|nil}",
      "{} (COMPLETED_SUCCESSFULLY) | ERR_CONFLICT | ERR_NOTFOUND | ERR_TOOBIG (over 4 MiB) | "
-     "ERR_INTERNAL (output is not JSON: the store refuses it)"},
+     "ERR_INVAL (output is not JSON: the store refuses it)"},
     {MSG_RUN_FAIL, "run.fail", MSG_K_REQUEST, "run-manager",
      "{env_id, run, worker_id: str|nil, error: JSON text|nil}",
      "{retrying: bool, attempt: uint} (queued again as attempt + 1 while attempt < "
      "max_attempts, else COMPLETED_WITH_ERRORS; nil error stores {message}) | ERR_CONFLICT | "
-     "ERR_NOTFOUND | ERR_TOOBIG | ERR_INTERNAL (error is not JSON)"},
+     "ERR_NOTFOUND | ERR_TOOBIG | ERR_INVAL (error is not JSON)"},
     {MSG_RUN_RELEASE, "run.release", MSG_K_REQUEST, "run-manager",
      "{env_id, worker_id: str, runs: [friendly id] (1-50)}",
      "{released: uint} (runs still leased to worker_id are queued again, same attempt: a "

@@ -189,20 +189,3 @@ static const struct msg_field queued_fields[] = {
 };
 #undef S
 const struct msg_form msg_run_queued_form = MSG_FORM("run.queued event", queued_fields);
-
-err_t msg_run_strings(struct slice raw, struct slice *items, unsigned max, unsigned *n)
-{
-    struct mp_reader r;
-    uint32_t len;
-    *n = 0;
-    if (!raw.p)
-        return ERR_INVAL;
-    mp_reader_init(&r, raw.p, raw.n);
-    if (mp_read_array(&r, &len) != OK || len > max)
-        return ERR_INVAL;
-    for (uint32_t i = 0; i < len; i++)
-        if (mp_read_str(&r, &items[i]) != OK)
-            return ERR_INVAL;
-    *n = len;
-    return OK;
-}

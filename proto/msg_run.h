@@ -5,7 +5,7 @@
  *
  * Strings are borrowed slices; SLICE_NULL is absent or nil. A list of strings (task
  * identifiers, run ids, waitpoint ids) is a raw field holding the msgpack array as it
- * stands: msg_run_strings reads it. What the replies carry of whole objects (a run, a
+ * stands: msg_raw_strs (msg_raw.h) reads it. What the replies carry of whole objects (a run, a
  * dequeued run, a completed waitpoint) is raw too: those objects are not typed here.
  *
  * Limits are what the run-manager's handlers take. A run named by the caller ("run",
@@ -14,6 +14,7 @@
 #ifndef TETHER_PROTO_MSG_RUN_H
 #define TETHER_PROTO_MSG_RUN_H
 
+#include "msg_raw.h"
 #include "msgcodec.h"
 
 #define MSG_RUN_ID_MAX 63      /* env, session and waitpoint ids: cuids (25), room for more */
@@ -161,11 +162,5 @@ struct msg_run_queued {
 };
 extern const struct msg_form msg_run_queued_form;
 
-/*
- * The strings of a raw list field into items (room for max; borrowed from raw, as raw is
- * from its body) and their count into *n. ERR_INVAL when raw is absent, nil, not an array
- * of strings, or holds more than max.
- */
-err_t msg_run_strings(struct slice raw, struct slice *items, unsigned max, unsigned *n);
 
 #endif

@@ -10,6 +10,16 @@ struct slice msg_str(const char *s)
     return s ? (struct slice){s, strlen(s)} : SLICE_NULL;
 }
 
+bool msg_cstr(struct slice s, char *buf, size_t cap)
+{
+    if (!s.p || memchr(s.p, '\0', s.n) || slice_copy(s, buf, cap) != OK) {
+        if (cap)
+            buf[0] = '\0';
+        return false;
+    }
+    return true;
+}
+
 static const struct msg_field *msgf_find(const struct msg_form *f, struct slice key, unsigned *idx)
 {
     for (unsigned i = 0; i < f->nfields; i++)

@@ -90,4 +90,11 @@ void msg_encode(const struct msg_form *f, struct mp_writer *w, const void *in);
 /* A slice of a NUL-terminated string (NULL gives SLICE_NULL): what senders fill structs with. */
 struct slice msg_str(const char *s);
 
+/*
+ * A decoded string field as a C string in buf (cap bytes), for what needs one (SQL text
+ * parameters): false, and buf "", when it is absent, holds a NUL (which would silently shorten
+ * it) or does not fit.
+ */
+bool msg_cstr(struct slice s, char *buf, size_t cap);
+
 #endif

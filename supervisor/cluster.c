@@ -29,6 +29,7 @@
 #include "log.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_raw.h"
 #include "msg_sv.h"
 #include "pmetrics.h"
 
@@ -199,7 +200,7 @@ static void sv_cluster_view(struct sv *sv, const redisReply *rep)
     mp_put_raw(&list_w, mp_writer_data(&nodes_w), mp_writer_len(&nodes_w));
     ok = ok && mp_writer_err(&nodes_w) == OK;
     mp_writer_fini(&nodes_w);
-    struct msg_bus_cluster m = {msg_str(sv->node), msg_str(leader), sv_written(&list_w)};
+    struct msg_bus_cluster m = {msg_str(sv->node), msg_str(leader), msg_raw_of(&list_w)};
     mp_writer_init(&w);
     msg_encode(&msg_bus_cluster_form, &w, &m);
     if (!ok || mp_writer_err(&list_w) != OK || mp_writer_err(&w) != OK) {

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_raw.h"
 #include "msg_sv.h"
 
 static bool sv_fault_is_zero(const struct bus_fault *f)
@@ -58,28 +59,12 @@ void sv_faults_publish(struct sv *sv)
     mp_writer_fini(&w);
 }
 
-void sv_reply_msg(struct bus_req *req, const struct msg_form *f, const void *m)
-{
-    struct mp_writer w;
-    mp_writer_init(&w);
-    msg_encode(f, &w, m);
-    if (mp_writer_err(&w) == OK)
-        (void)bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
-    else
-        (void)bus_reply_err(req, ERR_NOMEM, NULL);
-    mp_writer_fini(&w);
-}
-
 /* Answers req with a reply whose one raw field (of form f, at m) is what w holds. */
 static void sv_reply_raw(struct bus_req *req, const struct msg_form *f, struct slice *field,
                          const void *m, const struct mp_writer *w)
 {
-    if (mp_writer_err(w) != OK) {
-        (void)bus_reply_err(req, ERR_NOMEM, NULL);
-        return;
-    }
-    *field = sv_written(w);
-    sv_reply_msg(req, f, m);
+    *field = msg_raw_of(w);
+    (void)bus_reply_msg(req, f, m, w);
 }
 
 static bool sv_target_known(struct sv *sv, const char *name)
@@ -99,7 +84,7 @@ static err_t sv_on_health(struct sv *sv, struct bus_req *req)
         .name = msg_str("supervisor"),
         .state = msg_str(sv->stopping ? "stopping" : "up"),
     };
-    sv_reply_msg(req, &msg_sv_health_form, &m);
+    (void)bus_reply_msg(req, &msg_sv_health_form, &m, NULL);
     return OK;
 }
 
@@ -255,7 +240,7 @@ static err_t sv_on_child_cmd(struct sv *sv, struct bus_req *req)
         break;
     }
     struct msg_sv_child_reply r = {msg_str(c->name), msg_str(sv_state_name(c->state))};
-    sv_reply_msg(req, &msg_sv_child_reply_form, &r);
+    (void)bus_reply_msg(req, &msg_sv_child_reply_form, &r, NULL);
     return OK;
 }
 

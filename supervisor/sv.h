@@ -177,14 +177,6 @@ void sv_cluster_free(struct sv *sv);
 err_t sv_control_open(struct sv *sv);
 void sv_faults_publish(struct sv *sv);
 const struct bus_fault *sv_fault_for(const struct sv *sv, const struct sv_child *c);
-/* Answers req with the body of form f made from m (ERR_NOMEM when it cannot be encoded). */
-void sv_reply_msg(struct bus_req *req, const struct msg_form *f, const void *m);
-
-/* What w holds, as the value of a raw field (msgcodec.h) of a body to encode while w lives. */
-static inline struct slice sv_written(const struct mp_writer *w)
-{
-    return (struct slice){mp_writer_data(w), mp_writer_len(w)};
-}
 
 /* taps.c: the tap listeners' filters. sv.tap_filter (a handler as actor.h's), and bus.tap
  * published (and applied to the supervisor's own tap) after each change and every second, once

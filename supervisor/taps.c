@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mp.h"
 #include "msg.h"
+#include "msg_raw.h"
 #include "msg_sv.h"
 #include "sv.h"
 
@@ -37,7 +38,7 @@ void sv_taps_publish(struct sv *sv)
     mp_put_array(&fw, n);
     for (unsigned i = 0; i < n; i++)
         tap_filter_put(&fw, &f[i]);
-    struct msg_bus_tap m = {sv_written(&fw)};
+    struct msg_bus_tap m = {msg_raw_of(&fw)};
     msg_encode(&msg_bus_tap_form, &w, &m);
     if (mp_writer_err(&fw) == OK && mp_writer_err(&w) == OK)
         (void)bus_publish(sv->events, "bus.tap", MSG_BUS_TAP, mp_writer_data(&w),
@@ -89,6 +90,6 @@ err_t sv_taps_on_filter(struct sv *sv, struct bus_req *req)
     if (changed) /* a plain renewal waits for the next second's publish */
         sv_taps_publish(sv);
     struct msg_sv_tap_filter_reply r = {sv->ntaps};
-    sv_reply_msg(req, &msg_sv_tap_filter_reply_form, &r);
+    (void)bus_reply_msg(req, &msg_sv_tap_filter_reply_form, &r, NULL);
     return OK;
 }

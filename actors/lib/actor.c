@@ -110,14 +110,7 @@ static void actor_on_health(struct actor *a, struct bus_req *req)
         .store = msg_str(a->stores_ok ? "ok" : "unreachable"),
         .uptime_ms = clock_mono_ms() - a->started_mono,
     };
-    struct mp_writer w;
-    mp_writer_init(&w);
-    msg_encode(&msg_bus_health_form, &w, &m);
-    if (mp_writer_err(&w) == OK)
-        bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
-    else
-        bus_reply_err(req, ERR_NOMEM, NULL);
-    mp_writer_fini(&w);
+    (void)bus_reply_msg(req, &msg_bus_health_form, &m, NULL);
 }
 
 /* bus.echo: the body goes back as it came, read or not (msg_bus_echo is what senders put). */
@@ -527,12 +520,23 @@ void actor_reply_err(struct bus_req *req, err_t rc)
 
 void actor_reply_store_err(struct bus_req *req, const char *what, err_t rc)
 {
-    if (rc != ERR_UNAVAIL && rc != ERR_TIMEOUT && rc != ERR_INVAL) {
-        char ev[48];
-        snprintf(ev, sizeof(ev), "%s.store_failed", what);
-        LOG_ERROR(ev, "unexpected store result: %s", err_name(rc));
-        (void)bus_reply_err(req, ERR_INTERNAL, "internal error");
+    char msg[160];
+    switch (rc) {
+    case ERR_UNAVAIL:
+    case ERR_TIMEOUT:
+    case ERR_CLOSED: /* CLOSED: the client is closing, as the process stops */
+        snprintf(msg, sizeof(msg), "%s: the store is unavailable; retry later", what);
+        (void)bus_reply_err(req, rc == ERR_TIMEOUT ? ERR_TIMEOUT : ERR_UNAVAIL, msg);
         return;
+    case ERR_INVAL:
+        actor_reply_err(req, rc);
+        return;
+    default:
+        break;
     }
-    actor_reply_err(req, rc);
+    char ev[48];
+    snprintf(ev, sizeof(ev), "%s.store_failed", what);
+    LOG_ERROR(ev, "unexpected store result: %s", err_name(rc));
+    snprintf(msg, sizeof(msg), "%s: unexpected result from the store", what);
+    (void)bus_reply_err(req, ERR_INTERNAL, msg);
 }

@@ -127,7 +127,13 @@ struct actor {
  */
 void actor_reply_err(struct bus_req *req, err_t rc);
 
-/* actor_reply_err for a store call's failure, named for the log by what ("session"). */
+/*
+ * The answer to a failed store call, named by what (the operation, "run.ensure"): transient
+ * trouble (ERR_UNAVAIL, ERR_TIMEOUT, ERR_CLOSED) as ERR_UNAVAIL or ERR_TIMEOUT "<what>: the store
+ * is unavailable; retry later"; a value the store refused (ERR_INVAL) as actor_reply_err does;
+ * anything else logged once as <what>.store_failed and answered ERR_INTERNAL. The store
+ * wrapper has logged the native detail already.
+ */
 void actor_reply_store_err(struct bus_req *req, const char *what, err_t rc);
 
 /*

@@ -31,6 +31,7 @@
 
 #include "envelope.h"
 #include "err.h"
+#include "msgcodec.h"
 
 #define BUS_URL_MAX 256
 #define BUS_NAME_MAX 32
@@ -125,6 +126,13 @@ const struct envelope *bus_req_env(const struct bus_req *req);
 err_t bus_reply(struct bus_req *req, const void *body, size_t n);
 /* Replies with an error and releases req. msg is optional. */
 err_t bus_reply_err(struct bus_req *req, err_t code, const char *msg);
+/*
+ * Replies with the typed body m of form f (msgcodec.h) and releases req. raw, when not NULL,
+ * is the writer a raw field of m points into (the caller still frees it): had writing it
+ * failed, or the body's encoding fails, the answer is ERR_NOMEM "could not encode the reply".
+ */
+err_t bus_reply_msg(struct bus_req *req, const struct msg_form *f, const void *m,
+                    const struct mp_writer *raw);
 
 /*
  * Holding a reply (the actor's once routes, actor.c): after bus_req_hold(req)

@@ -309,6 +309,23 @@ err_t bus_reply_err(struct bus_req *req, err_t code, const char *msg)
     return bus_req_finish(req, ENV_ERROR, code, msg ? msg : err_str(code), NULL, 0);
 }
 
+err_t bus_reply_msg(struct bus_req *req, const struct msg_form *f, const void *m,
+                    const struct mp_writer *raw)
+{
+    struct mp_writer w;
+    err_t rc;
+    if (raw && mp_writer_err(raw) != OK)
+        return bus_reply_err(req, ERR_NOMEM, "could not encode the reply");
+    mp_writer_init(&w);
+    msg_encode(f, &w, m);
+    if (mp_writer_err(&w) == OK)
+        rc = bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
+    else
+        rc = bus_reply_err(req, ERR_NOMEM, "could not encode the reply");
+    mp_writer_fini(&w);
+    return rc;
+}
+
 err_t bus_serve(struct bus *b, const char *url, bus_handler_fn fn, void *arg,
                 struct bus_server **out)
 {

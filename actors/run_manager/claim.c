@@ -178,13 +178,13 @@ err_t rm_swap(struct rm *rm, const char *env_id, const char *session_id, const c
 /* env_id and session_id, which the decoder checked, as C strings; false for a NUL inside. */
 static bool rm_claim_ids(struct slice env, struct slice session, char *env_id, char *session_id)
 {
-    return rm_cstr(env, env_id, RM_ID_MAX) && rm_cstr(session, session_id, RM_ID_MAX);
+    return msg_cstr(env, env_id, RM_ID_MAX) && msg_cstr(session, session_id, RM_ID_MAX);
 }
 
 /* reason as a C string, one of the session_runs reasons; false otherwise (absent too). */
 static bool rm_claim_reason(struct slice s, char *reason)
 {
-    return rm_cstr(s, reason, RM_REASON_MAX) && rm_reason_valid(reason);
+    return msg_cstr(s, reason, RM_REASON_MAX) && rm_reason_valid(reason);
 }
 
 /* The fields both messages share as C strings; false when unusable, having answered ERR_INVAL. */
@@ -221,15 +221,15 @@ static void rm_claim_reply(struct bus_req *req, bool swap, err_t rc, const char 
                                   "to concurrent callers; retry");
         return;
     default:
-        rm_reply_store_err(req, swap ? "run.swap" : "run.ensure", rc);
+        actor_reply_store_err(req, swap ? "run.swap" : "run.ensure", rc);
         return;
     }
     if (swap) {
         struct msg_run_swap_reply r = {msg_str(c->run_id), c->triggered};
-        rm_reply_msg(req, &msg_run_swap_reply_form, &r, NULL);
+        (void)bus_reply_msg(req, &msg_run_swap_reply_form, &r, NULL);
     } else {
         struct msg_run_ensure_reply r = {msg_str(c->run_id), c->triggered};
-        rm_reply_msg(req, &msg_run_ensure_reply_form, &r, NULL);
+        (void)bus_reply_msg(req, &msg_run_ensure_reply_form, &r, NULL);
     }
 }
 
@@ -312,7 +312,7 @@ err_t rm_on_run_swap(struct actor *a, struct bus_req *req)
     if (!rm_claim_args(req, m.env_id, m.session_id, m.reason, env_id, session_id, reason))
         return OK;
     /* too long to be a run id: the same answer as any unknown id (absent is one: "") */
-    if (!rm_cstr(m.calling_run_id, calling, sizeof(calling)) && m.calling_run_id.p) {
+    if (!msg_cstr(m.calling_run_id, calling, sizeof(calling)) && m.calling_run_id.p) {
         (void)bus_reply_err(req, ERR_NOTFOUND, RM_NO_CALLING_RUN);
         return OK;
     }

@@ -1,11 +1,10 @@
 /*
  * rm.h - the run-manager's internal contracts: task runs, the session-run
- * binding (sessions.current_run_id / current_run_version / session_runs,
- * which nothing else writes), the worker protocol and the sweeps.
+ * binding (session_bindings and session_runs, which nothing else writes),
+ * the worker protocol and the sweeps. Bodies are typed (proto/msg_run.h).
  *
  * Layers, one file each:
  *   main.c       the actor: routes, settings, the events socket, the sweep timer;
- *   wire.c       request fields as C strings, and replies (bodies: proto/msg_run.h);
  *   claim.c      run.ensure and run.swap: api contract §11.2 / §11.3, exactly;
  *   trigger.c    making a run from a session's triggerConfig; run.queued events;
  *   worker.c     run.get, run.cancel and the worker messages (dequeue, heartbeat,
@@ -193,28 +192,11 @@ void rm_sweep_start(struct rm *rm);
 /* Runs every sweep once; returns how many runs changed. */
 unsigned rm_sweep_once(struct rm *rm);
 
-/* ---- wire.c ---- */
-
-/*
- * s (a decoded field) as a C string in buf (cap bytes): false, and buf "", when it is absent
- * or nil, holds a NUL or does not fit.
- */
-bool rm_cstr(struct slice s, char *buf, size_t cap);
-/*
- * Replies with m encoded by form f, or ERR_NOMEM if that failed or raw (NULL: none), the
- * writer a raw field of m borrows from, had failed. Finishes req.
- */
-void rm_reply_msg(struct bus_req *req, const struct msg_form *f, const void *m,
-                  const struct mp_writer *raw);
-/*
- * Replies to a store failure: ERR_UNAVAIL as such, anything else as ERR_INTERNAL (logged once
- * here, with op). The run-manager's store answers as the catalogue says: ERR_TIMEOUT and a
- * value the store refuses (ERR_INVAL) are ERR_INTERNAL too, not actor_reply_store_err's.
- */
-void rm_reply_store_err(struct bus_req *req, const char *op, err_t rc);
-
 /* The actor's state. */
-struct rm *rm_of(struct actor *a);
+static inline struct rm *rm_of(struct actor *a)
+{
+    return a->state;
+}
 
 /* ---- check.c: pure ---- */
 

@@ -73,7 +73,7 @@ err_t rm_on_run_wake(struct actor *a, struct bus_req *req)
     err_t rc = msg_decode(&msg_run_wake_form, e->body.p, e->body.n, &m);
     if (rc != OK)
         return rc;
-    if (msg_run_strings(m.waitpoint_ids, ids, RM_WAKE_MAX, &n) != OK || n == 0) {
+    if (msg_raw_strs(m.waitpoint_ids, ids, RM_WAKE_MAX, 0, SIZE_MAX, &n) != OK || n == 0) {
         (void)bus_reply_err(req, ERR_INVAL, "waitpoint_ids must be 1-1000 ids");
         return OK;
     }
@@ -97,12 +97,12 @@ err_t rm_on_run_wake(struct actor *a, struct bus_req *req)
                     1, params, &r);
     free(array);
     if (rc != OK) {
-        rm_reply_store_err(req, "run.wake", rc);
+        actor_reply_store_err(req, "run.wake", rc);
         return OK;
     }
     struct msg_run_wake_reply out = {rm_wait_queued(rm, r, "wake")};
     PQclear(r);
-    rm_reply_msg(req, &msg_run_wake_reply_form, &out, NULL);
+    (void)bus_reply_msg(req, &msg_run_wake_reply_form, &out, NULL);
     return OK;
 }
 
@@ -156,7 +156,7 @@ err_t rm_on_run_suspend(struct actor *a, struct bus_req *req)
                    "  (SELECT count(*) FROM u), (SELECT n FROM p)",
                    4, params, &r);
     if (rc != OK) {
-        rm_reply_store_err(req, "run.suspend", rc);
+        actor_reply_store_err(req, "run.suspend", rc);
         return OK;
     }
     bool found = strcmp(PQgetvalue(r, 0, 0), "0") != 0;
@@ -191,7 +191,7 @@ err_t rm_on_run_suspend(struct actor *a, struct bus_req *req)
                         1, p2, &r);
         if (rc != OK) {
             mp_writer_fini(&w);
-            rm_reply_store_err(req, "run.suspend", rc);
+            actor_reply_store_err(req, "run.suspend", rc);
             return OK;
         }
         int n = PQntuples(r);
@@ -201,7 +201,7 @@ err_t rm_on_run_suspend(struct actor *a, struct bus_req *req)
         PQclear(r);
     }
     out.waitpoints = (struct slice){mp_writer_data(&w), mp_writer_len(&w)};
-    rm_reply_msg(req, &msg_run_suspend_reply_form, &out, &w);
+    (void)bus_reply_msg(req, &msg_run_suspend_reply_form, &out, &w);
     mp_writer_fini(&w);
     return OK;
 }

@@ -24,7 +24,7 @@
 bool rm_run_args(struct bus_req *req, struct slice env, struct slice ref, char *env_id, char *run)
 {
     char id[RM_ID_MAX];
-    if (!rm_cstr(env, env_id, RM_ID_MAX) || !ref.p) {
+    if (!msg_cstr(env, env_id, RM_ID_MAX) || !ref.p) {
         (void)bus_reply_err(req, ERR_INVAL, "env_id and run (strings) are required");
         return false;
     }
@@ -50,7 +50,7 @@ bool rm_worker_arg(struct slice s, char *buf, const char **worker_id)
     *worker_id = NULL;
     if (!s.p)
         return true;
-    if (!rm_cstr(s, buf, RM_WORKER_MAX))
+    if (!msg_cstr(s, buf, RM_WORKER_MAX))
         return false;
     if (buf[0])
         *worker_id = buf;
@@ -86,7 +86,7 @@ static void rm_reply_worker_err(struct bus_req *req, const char *op, err_t rc)
     else if (rc == ERR_CONFLICT)
         (void)bus_reply_err(req, ERR_CONFLICT, RM_NOT_LEASED);
     else
-        rm_reply_store_err(req, op, rc);
+        actor_reply_store_err(req, op, rc);
 }
 
 /* ---- run.get, run.cancel ---- */
@@ -105,7 +105,7 @@ err_t rm_on_run_get(struct actor *a, struct bus_req *req)
         return OK;
     rc = rm_store_run_get(rm_of(a)->pg, env_id, run, &r);
     if (rc != OK) {
-        rm_reply_store_err(req, "run.get", rc);
+        actor_reply_store_err(req, "run.get", rc);
         return OK;
     }
     if (PQntuples(r) != 1) {
@@ -116,7 +116,7 @@ err_t rm_on_run_get(struct actor *a, struct bus_req *req)
     mp_writer_init(&w);
     rm_run_put(&w, r);
     struct msg_run_get_reply out = {{mp_writer_data(&w), mp_writer_len(&w)}};
-    rm_reply_msg(req, &msg_run_get_reply_form, &out, &w);
+    (void)bus_reply_msg(req, &msg_run_get_reply_form, &out, &w);
     mp_writer_fini(&w);
     PQclear(r);
     return OK;
@@ -135,7 +135,7 @@ err_t rm_on_run_cancel(struct actor *a, struct bus_req *req)
         return OK;
     rc = rm_store_run_cancel(rm_of(a)->pg, env_id, run, &found, &canceled, status, sizeof(status));
     if (rc != OK) {
-        rm_reply_store_err(req, "run.cancel", rc);
+        actor_reply_store_err(req, "run.cancel", rc);
         return OK;
     }
     if (!found) {
@@ -146,7 +146,7 @@ err_t rm_on_run_cancel(struct actor *a, struct bus_req *req)
         LOG_INFO("run.canceled", "%s canceled", run);
     /* cancelling a finished run changes nothing and is not an error (as upstream) */
     struct msg_run_cancel_reply out = {msg_str(run), msg_str(rm_status_public(status)), canceled};
-    rm_reply_msg(req, &msg_run_cancel_reply_form, &out, NULL);
+    (void)bus_reply_msg(req, &msg_run_cancel_reply_form, &out, NULL);
     return OK;
 }
 
@@ -167,9 +167,9 @@ err_t rm_on_run_dequeue(struct actor *a, struct bus_req *req)
     err_t rc = msg_decode(&msg_run_dequeue_form, e->body.p, e->body.n, &m);
     if (rc != OK)
         return rc;
-    if (!rm_cstr(m.env_id, env_id, sizeof(env_id)) || !rm_cstr(m.worker_id, worker, sizeof(worker)))
+    if (!msg_cstr(m.env_id, env_id, sizeof(env_id)) || !msg_cstr(m.worker_id, worker, sizeof(worker)))
         return ERR_INVAL;
-    if (msg_run_strings(m.task_identifiers, tasks, RM_TASKS_MAX, &ntasks) != OK || ntasks == 0) {
+    if (msg_raw_strs(m.task_identifiers, tasks, RM_TASKS_MAX, 0, SIZE_MAX, &ntasks) != OK || ntasks == 0) {
         (void)bus_reply_err(req, ERR_INVAL, "task_identifiers must be 1-100 strings");
         return OK;
     }
@@ -199,7 +199,7 @@ err_t rm_on_run_dequeue(struct actor *a, struct bus_req *req)
     rc = rm_store_dequeue(rm->pg, env_id, array, (unsigned)max_runs, worker, lease_ms, &r);
     free(array);
     if (rc != OK) {
-        rm_reply_store_err(req, "run.dequeue", rc);
+        actor_reply_store_err(req, "run.dequeue", rc);
         return OK;
     }
     int n = PQntuples(r);
@@ -219,7 +219,7 @@ err_t rm_on_run_dequeue(struct actor *a, struct bus_req *req)
                   PQgetvalue(r, i, 0), PQgetvalue(r, i, 3), worker, lease_ms);
     }
     struct msg_run_dequeue_reply out = {{mp_writer_data(&w), mp_writer_len(&w)}};
-    rm_reply_msg(req, &msg_run_dequeue_reply_form, &out, &w);
+    (void)bus_reply_msg(req, &msg_run_dequeue_reply_form, &out, &w);
     mp_writer_fini(&w);
     PQclear(r);
     if (resumes)
@@ -253,7 +253,7 @@ err_t rm_on_run_heartbeat(struct actor *a, struct bus_req *req)
         return OK;
     }
     struct msg_run_heartbeat_reply out = {expires};
-    rm_reply_msg(req, &msg_run_heartbeat_reply_form, &out, NULL);
+    (void)bus_reply_msg(req, &msg_run_heartbeat_reply_form, &out, NULL);
     return OK;
 }
 
@@ -324,7 +324,7 @@ err_t rm_on_run_fail(struct actor *a, struct bus_req *req)
     } else {
         LOG_INFO("run.failed", "%s failed on its last attempt (%" PRIu64 ")", run, out.attempt);
     }
-    rm_reply_msg(req, &msg_run_fail_reply_form, &out, NULL);
+    (void)bus_reply_msg(req, &msg_run_fail_reply_form, &out, NULL);
     return OK;
 }
 
@@ -344,9 +344,9 @@ err_t rm_on_run_release(struct actor *a, struct bus_req *req)
     err_t rc = msg_decode(&msg_run_release_form, e->body.p, e->body.n, &m);
     if (rc != OK)
         return rc;
-    if (!rm_cstr(m.env_id, env_id, sizeof(env_id)) || !rm_cstr(m.worker_id, worker, sizeof(worker)))
+    if (!msg_cstr(m.env_id, env_id, sizeof(env_id)) || !msg_cstr(m.worker_id, worker, sizeof(worker)))
         return ERR_INVAL;
-    if (msg_run_strings(m.runs, runs, RM_DEQUEUE_MAX, &n) != OK || n == 0) {
+    if (msg_raw_strs(m.runs, runs, RM_DEQUEUE_MAX, 0, SIZE_MAX, &n) != OK || n == 0) {
         (void)bus_reply_err(req, ERR_INVAL, "env_id, worker_id and runs (1-50 ids) are required");
         return OK;
     }
@@ -362,7 +362,7 @@ err_t rm_on_run_release(struct actor *a, struct bus_req *req)
     }
     rc = rm_store_release(rm->pg, env_id, worker, array, &r);
     if (rc != OK) {
-        rm_reply_store_err(req, "run.release", rc);
+        actor_reply_store_err(req, "run.release", rc);
         return OK;
     }
     int released = PQntuples(r);
@@ -372,6 +372,6 @@ err_t rm_on_run_release(struct actor *a, struct bus_req *req)
     if (released > 0)
         LOG_INFO("run.released", "worker %s gave back %d run(s)", worker, released);
     struct msg_run_release_reply out = {(uint64_t)released};
-    rm_reply_msg(req, &msg_run_release_reply_form, &out, NULL);
+    (void)bus_reply_msg(req, &msg_run_release_reply_form, &out, NULL);
     return OK;
 }

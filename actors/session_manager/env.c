@@ -14,7 +14,6 @@
 #include "msg_raw.h"
 #include "sm.h"
 
-#define SM_UNAVAIL_MSG "the environment store (PostgreSQL) is unavailable; retry later"
 
 /* ---- request fields ---- */
 
@@ -51,33 +50,13 @@ static bool sm_id_copy(struct slice s, char *out)
 /* Replies {env: {...}} (with created when created >= 0). */
 static void sm_reply_env(struct bus_req *req, const struct sm_env *env, int created)
 {
-    struct mp_writer obj, w;
+    struct mp_writer obj;
     mp_writer_init(&obj);
     sm_env_put(&obj, env, true);
     struct msg_env_reply m = {
         .env = msg_raw_of(&obj), .created = created > 0, .created_given = created >= 0};
-    mp_writer_init(&w);
-    msg_encode(&msg_env_reply_form, &w, &m);
-    msg_raw_done(&obj, &w);
-    if (mp_writer_err(&w) == OK)
-        (void)bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
-    else
-        (void)bus_reply_err(req, ERR_NOMEM, "could not encode the reply");
-    mp_writer_fini(&w);
-}
-
-/*
- * A failure of the store: ERR_UNAVAIL (db_pg has logged the detail), or a
- * row we cannot read (a bug or a foreign write: logged here, once).
- */
-static void sm_reply_store_err(struct bus_req *req, const char *op, err_t rc)
-{
-    if (rc == ERR_UNAVAIL) {
-        (void)bus_reply_err(req, ERR_UNAVAIL, SM_UNAVAIL_MSG);
-        return;
-    }
-    LOG_ERROR("env.store_failed", "%s: unexpected store result: %s", op, err_name(rc));
-    (void)bus_reply_err(req, ERR_INTERNAL, "unexpected result from the environment store");
+    (void)bus_reply_msg(req, &msg_env_reply_form, &m, &obj);
+    mp_writer_fini(&obj);
 }
 
 /* ---- env.resolve_key ---- */
@@ -111,7 +90,7 @@ err_t sm_on_env_resolve_key(struct actor *a, struct bus_req *req)
         return OK;
     }
     if (rc != OK) {
-        sm_reply_store_err(req, "env.resolve_key", rc);
+        actor_reply_store_err(req, "env.resolve_key", rc);
         return OK;
     }
     if (env.archived || env.project_deleted) {
@@ -141,7 +120,7 @@ err_t sm_on_env_resolve_key(struct actor *a, struct bus_req *req)
             return OK;
         }
         if (rc != OK) {
-            sm_reply_store_err(req, "env.resolve_key", rc);
+            actor_reply_store_err(req, "env.resolve_key", rc);
             return OK;
         }
     }
@@ -168,7 +147,7 @@ err_t sm_on_env_get(struct actor *a, struct bus_req *req)
         return OK;
     }
     if (rc != OK) {
-        sm_reply_store_err(req, "env.get", rc);
+        actor_reply_store_err(req, "env.get", rc);
         return OK;
     }
     sm_reply_env(req, &env, -1);
@@ -195,7 +174,7 @@ static void sm_create_branch(struct actor *a, struct bus_req *req, struct slice 
         return;
     }
     if (rc != OK) {
-        sm_reply_store_err(req, "env.create", rc);
+        actor_reply_store_err(req, "env.create", rc);
         return;
     }
     if (strcmp(parent.type, "PREVIEW") != 0 || parent.parent_id[0]) {
@@ -228,7 +207,7 @@ static void sm_create_branch(struct actor *a, struct bus_req *req, struct slice 
         return;
     }
     if (rc != OK) {
-        sm_reply_store_err(req, "env.create", rc);
+        actor_reply_store_err(req, "env.create", rc);
         return;
     }
     LOG_INFO("env.created", "created preview branch environment %s of %s in %s/%s", env.id,
@@ -295,7 +274,7 @@ err_t sm_on_env_create(struct actor *a, struct bus_req *req)
         return OK;
     }
     if (rc != OK) {
-        sm_reply_store_err(req, "env.create", rc);
+        actor_reply_store_err(req, "env.create", rc);
         return OK;
     }
     LOG_INFO("env.created", "created %s environment %s in %s/%s", lt, env.id, os, ps);
@@ -337,7 +316,7 @@ err_t sm_on_env_rotate_key(struct actor *a, struct bus_req *req)
         return OK;
     }
     if (rc != OK) {
-        sm_reply_store_err(req, "env.rotate_key", rc);
+        actor_reply_store_err(req, "env.rotate_key", rc);
         return OK;
     }
     LOG_INFO("env.key_rotated",
@@ -388,7 +367,7 @@ err_t sm_on_env_bootstrap(struct actor *a, struct bus_req *req)
     if (rc == OK)
         rc = sm_store_env_get(&a->pg, id, &env);
     if (rc != OK) {
-        sm_reply_store_err(req, "env.bootstrap", rc == ERR_NOTFOUND ? ERR_INTERNAL : rc);
+        actor_reply_store_err(req, "env.bootstrap", rc == ERR_NOTFOUND ? ERR_INTERNAL : rc);
         return OK;
     }
     if (env.archived) {
@@ -419,14 +398,14 @@ static void sm_list_one(void *arg, const struct sm_env *env)
 err_t sm_on_env_list(struct actor *a, struct bus_req *req)
 {
     struct sm_list_ctx ctx = {.n = 0};
-    struct mp_writer envs, w;
+    struct mp_writer envs;
     err_t rc;
 
     mp_writer_init(&ctx.w);
     rc = sm_store_env_list(&a->pg, sm_list_one, &ctx);
     if (rc != OK) {
         mp_writer_fini(&ctx.w);
-        sm_reply_store_err(req, "env.list", rc);
+        actor_reply_store_err(req, "env.list", rc);
         return OK;
     }
     /* the array's length is known only now: header first, then the entries as they are */
@@ -436,13 +415,7 @@ err_t sm_on_env_list(struct actor *a, struct bus_req *req)
         mp_put_raw(&envs, mp_writer_data(&ctx.w), mp_writer_len(&ctx.w));
     msg_raw_done(&ctx.w, &envs);
     struct msg_env_list_reply m = {msg_raw_of(&envs)};
-    mp_writer_init(&w);
-    msg_encode(&msg_env_list_reply_form, &w, &m);
-    msg_raw_done(&envs, &w);
-    if (mp_writer_err(&w) == OK)
-        (void)bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
-    else
-        (void)bus_reply_err(req, ERR_NOMEM, "could not encode the reply");
-    mp_writer_fini(&w);
+    (void)bus_reply_msg(req, &msg_env_list_reply_form, &m, &envs);
+    mp_writer_fini(&envs);
     return OK;
 }

@@ -20,12 +20,10 @@
 
 #define SM_JSON_MAX (64u * 1024)
 
-/* s as a C string in buf (cap bytes, over the codec's limit of the field); NULL when absent. */
+/* s as a C string in buf (msg_cstr), or NULL. */
 static const char *sm_cstr(struct slice s, char *buf, size_t cap)
 {
-    if (!s.p || slice_copy(s, buf, cap) != OK || memchr(buf, '\0', s.n))
-        return NULL;
-    return buf;
+    return msg_cstr(s, buf, cap) ? buf : NULL;
 }
 
 static void sm_put_text_or_nil(struct mp_writer *w, const char *k, PGresult *r, int col)

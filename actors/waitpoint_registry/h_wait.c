@@ -33,10 +33,11 @@ _Static_assert(MSG_WP_ENV_MAX == STREAM_ENV_MAX && MSG_WP_ID_MAX + 1 == WP_FRIEN
 
 bool wp_cstr(struct slice s, char *buf, size_t cap)
 {
-    buf[0] = '\0';
-    if (!s.p)
+    if (!s.p) { /* an optional field: "" */
+        buf[0] = '\0';
         return true;
-    return !memchr(s.p, '\0', s.n) && slice_copy(s, buf, cap) == OK;
+    }
+    return msg_cstr(s, buf, cap);
 }
 
 bool wp_kind_valid(const char *k)
@@ -62,19 +63,12 @@ static bool wp_ref_parse(const char *ref, char *id)
 /* Replies m with its waitpoint: row 0 of r from column col0. */
 void wp_reply_row(struct bus_req *req, const PGresult *r, int col0, struct msg_wp_reply *m)
 {
-    struct mp_writer row, w;
+    struct mp_writer row;
     mp_writer_init(&row);
     wp_put_row(&row, r, 0, col0);
     m->waitpoint = msg_raw_of(&row);
-    mp_writer_init(&w);
-    msg_encode(&msg_wp_reply_form, &w, m);
-    msg_raw_done(&row, &w);
-    err_t rc = mp_writer_err(&w);
-    if (rc == OK)
-        (void)bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
-    else
-        (void)bus_reply_err(req, rc, "could not encode the reply");
-    mp_writer_fini(&w);
+    (void)bus_reply_msg(req, &msg_wp_reply_form, m, &row);
+    mp_writer_fini(&row);
 }
 
 /* ---- wp.complete, wp.get, wp.block: one statement answering a waitpoint ---- */
@@ -233,7 +227,7 @@ struct wp_list {
 static void wp_on_listed(void *arg, err_t rc, const PGresult *res)
 {
     struct wp_list *l = arg;
-    struct mp_writer rows, w;
+    struct mp_writer rows;
     if (rc != OK) {
         actor_reply_store_err(l->req, "wp.list", rc);
         free(l);
@@ -248,15 +242,8 @@ static void wp_on_listed(void *arg, err_t rc, const PGresult *res)
     for (unsigned i = 0; i < n; i++)
         wp_put_row(&rows, res, (int)i, 0);
     m.waitpoints = msg_raw_of(&rows);
-    mp_writer_init(&w);
-    msg_encode(&msg_wp_list_reply_form, &w, &m);
-    msg_raw_done(&rows, &w);
-    rc = mp_writer_err(&w);
-    if (rc == OK)
-        (void)bus_reply(l->req, mp_writer_data(&w), mp_writer_len(&w));
-    else
-        (void)bus_reply_err(l->req, rc, "could not encode the reply");
-    mp_writer_fini(&w);
+    (void)bus_reply_msg(l->req, &msg_wp_list_reply_form, &m, &rows);
+    mp_writer_fini(&rows);
     free(l);
 }
 

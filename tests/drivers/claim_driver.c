@@ -27,7 +27,6 @@
 #include "../../actors/run_manager/claim.c"
 #include "../../actors/run_manager/run_store.c"
 #include "../../actors/run_manager/trigger.c"
-#include "../../actors/run_manager/wire.c"
 
 #include <poll.h>
 #include <pthread.h>

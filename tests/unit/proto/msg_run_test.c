@@ -275,23 +275,6 @@ T_TEST(dequeue_fields)
     T_ERR(body_decode(&b, &msg_run_dequeue_form, &m), ERR_INVAL);
 }
 
-T_TEST(strings)
-{
-    struct slice items[2];
-    unsigned n = 9;
-    T_ERR(msg_run_strings(SLICE_NULL, items, 2, &n), ERR_INVAL); /* absent */
-    T_EQ(n, 0u);
-    T_ERR(msg_run_strings(RAW("\xc0"), items, 2, &n), ERR_INVAL);                /* nil */
-    T_ERR(msg_run_strings(RAW("\xa1x"), items, 2, &n), ERR_INVAL);               /* a string */
-    T_ERR(msg_run_strings(RAW("\x93\xa1x\xa1y\xa1z"), items, 2, &n), ERR_INVAL); /* over max */
-    T_ERR(msg_run_strings(RAW("\x92\xa1x\x01"), items, 2, &n), ERR_INVAL);       /* a number */
-    T_OK(msg_run_strings(RAW("\x90"), items, 2, &n));
-    T_EQ(n, 0u);
-    T_OK(msg_run_strings(RAW("\x92\xa1x\xa0"), items, 2, &n));
-    T_EQ(n, 2u);
-    T_ASSERT(slice_eq(items[0], "x") && items[1].n == 0);
-}
-
 /* what the gateway and the claim driver rely on of the replies, and the event */
 T_TEST(replies)
 {
@@ -336,7 +319,6 @@ int main(void)
     T_RUN(run_ref_present);
     T_RUN(worker_fields);
     T_RUN(dequeue_fields);
-    T_RUN(strings);
     T_RUN(replies);
     return T_DONE();
 }

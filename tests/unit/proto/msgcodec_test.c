@@ -227,6 +227,16 @@ T_TEST(bin_takes_str)
     T_ASSERT(slice_eq(p.blob, "text"));
 }
 
+T_TEST(cstr)
+{
+    char buf[4];
+    T_ASSERT(msg_cstr(SLICE_LIT("abc"), buf, sizeof(buf)) && strcmp(buf, "abc") == 0);
+    T_ASSERT(!msg_cstr(SLICE_LIT("abcd"), buf, sizeof(buf)) && buf[0] == '\0'); /* no room */
+    T_ASSERT(!msg_cstr((struct slice){"a\0b", 3}, buf, sizeof(buf)) && buf[0] == '\0');
+    T_ASSERT(!msg_cstr(SLICE_NULL, buf, sizeof(buf)) && buf[0] == '\0'); /* absent */
+    T_ASSERT(msg_cstr((struct slice){"", 0}, buf, sizeof(buf)) && buf[0] == '\0');
+}
+
 int main(void)
 {
     T_RUN(round_trip);
@@ -236,5 +246,6 @@ int main(void)
     T_RUN(nil_reads_as_absent);
     T_RUN(empty_body_and_empty_string);
     T_RUN(bin_takes_str);
+    T_RUN(cstr);
     return T_DONE();
 }
