@@ -25,6 +25,7 @@
 #include "metrics.h"
 #include "mem.h"
 #include "msg.h"
+#include "msg_stream.h"
 
 #define GW_FEED_READ_COUNT 1000
 #define GW_FEED_STALL_MS 60000 /* a write the client has not taken by then cuts it off */
@@ -228,9 +229,10 @@ void gw_feed_batch(struct gw_feed *f, const char *records, size_t n, unsigned co
 static void gw_feed_on_read(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_feed *f = arg;
+    struct msg_stream_range m;
     struct mp_reader v;
     uint32_t n = 0;
-    uint64_t tail = 0, tail_ts = 0, last = 0;
+    uint64_t tail, tail_ts, last = 0;
     unsigned count = 0;
     struct jbuf recs = {0};
 
@@ -246,11 +248,14 @@ static void gw_feed_on_read(void *arg, err_t rc, const struct envelope *env)
         gw_feed_end(f, "stream read failed; reconnect with Last-Event-ID");
         return;
     }
-    if (mp_map_find(env->body.p, env->body.n, "tail", &v) == OK)
-        (void)mp_read_uint(&v, &tail);
-    if (mp_map_find(env->body.p, env->body.n, "tail_ts", &v) == OK)
-        (void)mp_read_uint(&v, &tail_ts);
-    if (mp_map_find(env->body.p, env->body.n, "records", &v) == OK && mp_read_array(&v, &n) == OK) {
+    if (msg_decode(&msg_stream_range_form, env->body.p, env->body.n, &m) != OK) {
+        LOG_WARN("sse.read_failed", "the stream-broker sent a malformed stream.read reply");
+        gw_feed_end(f, "malformed record from the stream store");
+        return;
+    }
+    tail = m.tail;
+    tail_ts = m.tail_ts;
+    if (msg_stream_items(m.records, &v, &n) == OK) {
         for (uint32_t i = 0; i < n; i++) {
             uint64_t seq;
             size_t mark = recs.n;
@@ -313,10 +318,10 @@ void gw_feed_read(struct gw_feed *f)
     f->owed = 0; /* this read brings them */
     f->read_mono = clock_mono_ms();
     bus_trace_new(&trace);
+    struct msg_stream_read m = {msg_stream_name_of(f->o.env, f->o.key, f->o.channel, f->o.io),
+                                f->next_seq, GW_FEED_READ_COUNT};
     mp_writer_init(&w);
-    gw_stream_put_names(&w, f->o.env, f->o.key, f->o.channel, f->o.io, 2);
-    mp_put_kv_uint(&w, "from", f->next_seq);
-    mp_put_kv_uint(&w, "count", GW_FEED_READ_COUNT);
+    msg_encode(&msg_stream_read_form, &w, &m);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
         rc = bus_call(f->gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_READ, mp_writer_data(&w),

@@ -29,6 +29,7 @@
 #include "http.h"
 #include "jbuf.h"
 #include "mp.h"
+#include "msg_stream.h"
 #include "stream.h"
 
 /*
@@ -65,12 +66,9 @@ void gw_feeds_stop(struct gw *gw);
 /* Feeds open in this process (metrics, tests). */
 unsigned gw_feeds_count(const struct gw *gw);
 
-/* Starts a stream.* request body: a map of extra pairs after those naming o's stream (env, key,
- * io, and channel for a side channel's). */
-void gw_stream_put_name(struct mp_writer *w, const struct gw_feed_opts *o, uint32_t extra);
-/* The same from the names themselves (channel "": the session's own pair). */
-void gw_stream_put_names(struct mp_writer *w, const char *env, const char *key,
-                         const char *channel, const char *io, uint32_t extra);
+/* The name of o's stream as a stream.* request carries it (borrows o's strings; no channel for
+ * the session's own pair). */
+struct msg_stream_name gw_feed_stream_name(const struct gw_feed_opts *o);
 
 /*
  * Renders one record object (proto/msg.c) as the S2 JSON record

@@ -1,6 +1,6 @@
 /*
  * feed_record.c - records as S2 JSON (gw_record_json) and the stream's name
- * in a stream.* request (gw_stream_put_name): what feeds, /records and the
+ * in a stream.* request (gw_feed_stream_name): what feeds, /records and the
  * S2-compatible routes share (see feed.h).
  */
 #include "feed.h"
@@ -9,20 +9,9 @@
 
 /* ---- records ---- */
 
-void gw_stream_put_names(struct mp_writer *w, const char *env, const char *key,
-                         const char *channel, const char *io, uint32_t extra)
+struct msg_stream_name gw_feed_stream_name(const struct gw_feed_opts *o)
 {
-    mp_put_map(w, (channel[0] ? 4 : 3) + extra);
-    mp_put_kv_str(w, "env", env);
-    mp_put_kv_str(w, "key", key);
-    mp_put_kv_str(w, "io", io);
-    if (channel[0])
-        mp_put_kv_str(w, "channel", channel);
-}
-
-void gw_stream_put_name(struct mp_writer *w, const struct gw_feed_opts *o, uint32_t extra)
-{
-    gw_stream_put_names(w, o->env, o->key, o->channel, o->io, extra);
+    return msg_stream_name_of(o->env, o->key, o->channel, o->io);
 }
 
 /* One of a record's byte strings as a JSON string, in format f. */

@@ -27,6 +27,7 @@
 #include "clock.h"
 #include "log.h"
 #include "mem.h"
+#include "msg_stream.h"
 
 static void gw_feeds_on_event(void *arg, const char *topic, const struct envelope *env);
 static struct gw_feed_topic *gw_topic_find(struct gw_feeds *fs, const char *name);
@@ -229,12 +230,14 @@ static void gw_feeds_on_event(void *arg, const char *topic, const struct envelop
 {
     struct gw *gw = arg;
     struct gw_feeds *fs = gw->feeds;
+    struct msg_stream_record ev;
     struct mp_reader v;
     struct gw_feed_topic *t;
     if (!fs || !(t = gw_topic_find(fs, topic)))
         return;
-    if (mp_map_find(env->body.p, env->body.n, "record", &v) != OK)
+    if (msg_decode(&msg_stream_record_form, env->body.p, env->body.n, &ev) != OK)
         return;
+    mp_reader_init(&v, ev.record.p, ev.record.n);
     /* render once for every feed of the topic that wants that format */
     struct jbuf recs[GW_REC_BASE64 + 1] = {{0}}, *rec;
     bool rendered[GW_REC_BASE64 + 1] = {false};

@@ -19,6 +19,7 @@
 #include "jbuf.h"
 #include "log.h"
 #include "msg.h"
+#include "msg_stream.h"
 #include "sessref.h"
 #include "streams_int.h"
 
@@ -57,9 +58,8 @@ static void gw_append_send(struct gw_call *c);
 static void gw_append_on_appended(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
-    struct mp_reader v;
     uint32_t n;
-    uint64_t seq;
+    uint64_t seq, tail, ts;
     if (rc == ERR_TOOBIG) { /* the broker's own check of the same limit: the same answer */
         gw_respond_too_large(c);
         return;
@@ -72,8 +72,7 @@ static void gw_append_on_appended(void *arg, err_t rc, const struct envelope *en
         gw_respond_err(c, rc, "stream.append");
         return;
     }
-    if (mp_map_find(env->body.p, env->body.n, "seqs", &v) != OK || mp_read_array(&v, &n) != OK ||
-        n != 1 || mp_read_uint(&v, &seq) != OK) {
+    if (gw_s2_appended(env, &seq, &n, &tail, &ts) != OK || n != 1) {
         gw_respond_err(c, ERR_PROTO, "stream.append");
         return;
     }
@@ -97,16 +96,13 @@ static void gw_append_send(struct gw_call *c)
     struct mp_writer w;
     struct jbuf env = st->rec;
     st->rec = (struct jbuf){0};
+    struct msg_stream_append m = {.name = gw_feed_stream_name(&st->feed)};
+    struct msg_stream_record_in rec = {
+        msg_str(st->part_id), MSG_STREAM_NO_HEADERS, {env.p ? env.p : "", env.n}};
     mp_writer_init(&w);
-    gw_stream_put_name(&w, &st->feed, 1);
-    mp_put_str(&w, "records");
+    msg_stream_append_open(&w, &m);
     mp_put_array(&w, 1);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "part_id", st->part_id);
-    mp_put_str(&w, "headers");
-    mp_put_array(&w, 0);
-    mp_put_str(&w, "body");
-    mp_put_bin(&w, env.p, env.n);
+    msg_encode(&msg_stream_record_in_form, &w, &rec);
     jbuf_free(&env);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
@@ -291,11 +287,12 @@ static uint64_t gw_last_event_start(h2o_req_t *req)
 /* Settled: the last non-command record of .out is a turn-complete control record. */
 static bool gw_peek_settled(const struct envelope *env)
 {
+    struct msg_stream_range m;
     struct mp_reader v, r;
     uint32_t n;
     struct slice recs[16];
-    if (!env || mp_map_find(env->body.p, env->body.n, "records", &v) != OK ||
-        mp_read_array(&v, &n) != OK || n > 16)
+    if (!env || msg_decode(&msg_stream_range_form, env->body.p, env->body.n, &m) != OK ||
+        msg_stream_items(m.records, &v, &n) != OK || n > 16)
         return false;
     for (uint32_t i = 0; i < n; i++)
         if (mp_skip(&v, &recs[i]) != OK)
@@ -366,10 +363,10 @@ static void gw_sub_on_session(void *arg, err_t rc, const struct envelope *env)
     gw_stream_name(c, s);
     const char *peek = gw_header(c->req, "x-peek-settled", &n);
     if (peek && n == 1 && peek[0] == '1' && strcmp(c->params.io, "out") == 0) {
+        struct msg_stream_peek m = {gw_feed_stream_name(&st->feed), 2};
         struct mp_writer w;
         mp_writer_init(&w);
-        gw_stream_put_name(&w, &st->feed, 1);
-        mp_put_kv_uint(&w, "count", 2);
+        msg_encode(&msg_stream_peek_form, &w, &m);
         rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_PEEK, mp_writer_data(&w),
                          mp_writer_len(&w), gw_sub_on_peek);
         mp_writer_fini(&w);

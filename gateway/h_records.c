@@ -12,6 +12,7 @@
 #include "jbuf.h"
 #include "jscan.h"
 #include "msg.h"
+#include "msg_stream.h"
 #include "sessref.h"
 #include "streams_int.h"
 
@@ -110,18 +111,20 @@ static void gw_records_on_read(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
     struct gw_stream_state *st = c->state;
+    struct msg_stream_range m;
     struct mp_reader v;
     uint32_t n = 0;
-    uint64_t tail = 0, last = 0;
+    uint64_t last = 0;
+    if (rc == OK && msg_decode(&msg_stream_range_form, env->body.p, env->body.n, &m) != OK)
+        rc = ERR_PROTO; /* a malformed broker reply */
     if (rc != OK) {
         jbuf_free(&st->acc);
         gw_respond_err(c, rc, "stream.read");
         return;
     }
-    if (mp_map_find(env->body.p, env->body.n, "tail", &v) == OK)
-        (void)mp_read_uint(&v, &tail);
+    uint64_t tail = m.tail;
     bool full = false;
-    if (mp_map_find(env->body.p, env->body.n, "records", &v) == OK && mp_read_array(&v, &n) == OK) {
+    if (msg_stream_items(m.records, &v, &n) == OK) {
         for (uint32_t i = 0; i < n && !full; i++) {
             struct slice rec;
             struct mp_reader r;
@@ -159,11 +162,10 @@ static void gw_records_on_read(void *arg, err_t rc, const struct envelope *env)
 static void gw_records_read(struct gw_call *c)
 {
     struct gw_stream_state *st = c->state;
+    struct msg_stream_read m = {gw_feed_stream_name(&st->feed), st->from, 1000};
     struct mp_writer w;
     mp_writer_init(&w);
-    gw_stream_put_name(&w, &st->feed, 2);
-    mp_put_kv_uint(&w, "from", st->from);
-    mp_put_kv_uint(&w, "count", 1000);
+    msg_encode(&msg_stream_read_form, &w, &m);
     err_t rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_READ, mp_writer_data(&w),
                            mp_writer_len(&w), gw_records_on_read);
     mp_writer_fini(&w);

@@ -18,6 +18,7 @@
 #include "handlers.h"
 #include "jbuf.h"
 #include "msg.h"
+#include "msg_stream.h"
 #include "path.h"
 #include "s2proto.h"
 #include "sessref.h"
@@ -186,15 +187,14 @@ static void gw_s2_too_large(struct gw_call *c)
 err_t gw_s2_appended(const struct envelope *env, uint64_t *first, uint32_t *n, uint64_t *tail,
                      uint64_t *ts)
 {
+    struct msg_stream_append_reply m;
     struct mp_reader v;
-    *tail = *ts = 0;
-    if (mp_map_find(env->body.p, env->body.n, "seqs", &v) != OK || mp_read_array(&v, n) != OK ||
-        *n == 0 || mp_read_uint(&v, first) != OK)
+    if (msg_decode(&msg_stream_append_reply_form, env->body.p, env->body.n, &m) != OK)
         return ERR_PROTO;
-    if (mp_map_find(env->body.p, env->body.n, "tail", &v) == OK)
-        (void)mp_read_uint(&v, tail);
-    if (mp_map_find(env->body.p, env->body.n, "ts", &v) == OK)
-        (void)mp_read_uint(&v, ts);
+    *tail = m.tail;
+    *ts = m.ts;
+    if (msg_stream_items(m.seqs, &v, n) != OK || *n == 0 || mp_read_uint(&v, first) != OK)
+        return ERR_PROTO;
     return OK;
 }
 
@@ -246,28 +246,37 @@ static void gw_s2_on_appended(void *arg, err_t rc, const struct envelope *env)
                     0);
 }
 
-void gw_s2_put_records(struct mp_writer *w, const struct s2_input *in, const char *part_prefix)
+err_t gw_s2_put_records(struct mp_writer *w, const struct s2_input *in, const char *part_prefix)
 {
     char part[STREAM_PART_ID_MAX + 1];
-    mp_put_str(w, "records");
+    struct mp_writer hw; /* one record's headers at a time */
+    mp_writer_init(&hw);
     mp_put_array(w, (uint32_t)in->nrecords);
-    for (size_t i = 0; i < in->nrecords; i++) {
+    for (size_t i = 0; i < in->nrecords && mp_writer_err(&hw) == OK; i++) {
         const struct s2_record *r = &in->records[i];
-        mp_put_map(w, part_prefix ? 3 : 2);
+        struct msg_stream_record_in rec = {
+            .headers = MSG_STREAM_NO_HEADERS,
+            .body = r->body.p ? r->body : (struct slice){"", 0},
+        };
         if (part_prefix) {
             snprintf(part, sizeof(part), "%s:%zu", part_prefix, i);
-            mp_put_kv_str(w, "part_id", part);
+            rec.part_id = msg_str(part);
         }
-        mp_put_str(w, "headers");
-        mp_put_array(w, (uint32_t)r->nheaders);
-        for (size_t h = r->first_header; h < r->first_header + r->nheaders; h++) {
-            mp_put_array(w, 2);
-            mp_put_strn(w, in->headers[h].name.p, in->headers[h].name.n);
-            mp_put_strn(w, in->headers[h].value.p, in->headers[h].value.n);
+        if (r->nheaders > 0) {
+            mp_writer_reset(&hw);
+            mp_put_array(&hw, (uint32_t)r->nheaders);
+            for (size_t h = r->first_header; h < r->first_header + r->nheaders; h++) {
+                mp_put_array(&hw, 2);
+                mp_put_strn(&hw, in->headers[h].name.p, in->headers[h].name.n);
+                mp_put_strn(&hw, in->headers[h].value.p, in->headers[h].value.n);
+            }
+            rec.headers = (struct slice){mp_writer_data(&hw), mp_writer_len(&hw)};
         }
-        mp_put_str(w, "body");
-        mp_put_bin(w, r->body.p, r->body.n);
+        msg_encode(&msg_stream_record_in_form, w, &rec);
     }
+    err_t rc = mp_writer_err(&hw);
+    mp_writer_fini(&hw);
+    return rc;
 }
 
 int gw_s2_input_check(const struct s2_input *in, char *why, size_t cap)
@@ -320,11 +329,13 @@ void gw_on_s2_append(struct gw_call *c)
                         GW_NO_RETRY);
         return;
     }
+    struct msg_stream_append m = {.name = gw_feed_stream_name(&st->feed)};
     mp_writer_init(&w);
-    gw_stream_put_name(&w, &st->feed, 1);
-    gw_s2_put_records(&w, &in, NULL);
+    msg_stream_append_open(&w, &m);
+    rc = gw_s2_put_records(&w, &in, NULL);
     s2_input_fini(&in);
-    rc = mp_writer_err(&w);
+    if (rc == OK)
+        rc = mp_writer_err(&w);
     if (rc == OK)
         rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_APPEND, mp_writer_data(&w),
                          mp_writer_len(&w), gw_s2_on_appended);
@@ -337,21 +348,20 @@ static void gw_s2_on_read(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
     struct gw_stream_state *st = c->state;
+    struct msg_stream_range m;
     struct mp_reader v;
     uint32_t n = 0;
-    uint64_t tail = 0, tail_ts = 0, seq;
+    uint64_t seq;
     struct jbuf b = {0};
+    if (rc == OK && msg_decode(&msg_stream_range_form, env->body.p, env->body.n, &m) != OK)
+        rc = ERR_PROTO; /* a malformed broker reply */
     if (rc != OK) {
         gw_respond_err(c, rc, "stream.read");
         return;
     }
-    if (mp_map_find(env->body.p, env->body.n, "tail", &v) == OK)
-        (void)mp_read_uint(&v, &tail);
-    if (mp_map_find(env->body.p, env->body.n, "tail_ts", &v) == OK)
-        (void)mp_read_uint(&v, &tail_ts);
     /* the records as S2 renders them in st->feed.format: valid JSON whatever their bytes */
     jbuf_puts(&b, "{\"records\":[");
-    if (mp_map_find(env->body.p, env->body.n, "records", &v) == OK && mp_read_array(&v, &n) == OK)
+    if (msg_stream_items(m.records, &v, &n) == OK)
         for (uint32_t i = 0; i < n && (!st->limit || i < st->limit); i++) {
             if (i)
                 jbuf_put(&b, ",", 1);
@@ -361,7 +371,8 @@ static void gw_s2_on_read(void *arg, err_t rc, const struct envelope *env)
                 return;
             }
         }
-    jbuf_fmt(&b, "],\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "}}", tail, tail_ts);
+    jbuf_fmt(&b, "],\"tail\":{\"seq_num\":%" PRIu64 ",\"timestamp\":%" PRIu64 "}}", m.tail,
+             m.tail_ts);
     if (b.err != OK) {
         jbuf_free(&b);
         gw_respond_err(c, b.err, "stream.read");
@@ -402,10 +413,10 @@ void gw_on_s2_read(struct gw_call *c)
                             GW_NO_RETRY);
             return;
         }
+        struct msg_stream_peek m = {gw_feed_stream_name(&st->feed), off};
         struct mp_writer w;
         mp_writer_init(&w);
-        gw_stream_put_name(&w, &st->feed, 1);
-        mp_put_kv_uint(&w, "count", off);
+        msg_encode(&msg_stream_peek_form, &w, &m);
         st->limit = (unsigned)count; /* of those, the first count */
         err_t rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_PEEK, mp_writer_data(&w),
                                mp_writer_len(&w), gw_s2_on_read);
@@ -422,11 +433,10 @@ void gw_on_s2_read(struct gw_call *c)
         gw_feed_start(c, &st->feed);
         return;
     }
+    struct msg_stream_read m = {gw_feed_stream_name(&st->feed), seq, count};
     struct mp_writer w;
     mp_writer_init(&w);
-    gw_stream_put_name(&w, &st->feed, 2);
-    mp_put_kv_uint(&w, "from", seq);
-    mp_put_kv_uint(&w, "count", count);
+    msg_encode(&msg_stream_read_form, &w, &m);
     err_t rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_STREAM_READ, mp_writer_data(&w),
                            mp_writer_len(&w), gw_s2_on_read);
     mp_writer_fini(&w);

@@ -10,6 +10,7 @@
 #include "gw.h"
 #include "log.h"
 #include "msg.h"
+#include "msg_stream.h"
 #include "ratelimit.h"
 
 enum { GW_RATE_API, GW_RATE_REALTIME, GW_RATE_NGROUPS };
@@ -83,11 +84,8 @@ static void gw_rate_header_u64(struct gw_call *c, const char *name, uint64_t v)
 static void gw_rate_on_reply(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_call *c = arg;
-    struct mp_reader v;
-    bool allowed = true;
-    uint64_t limit = 0, remaining = 0, reset = 0, retry = 0;
-    if (rc == OK && (mp_map_find(env->body.p, env->body.n, "allowed", &v) != OK ||
-                     mp_read_bool(&v, &allowed) != OK))
+    struct msg_rate_take_reply m;
+    if (rc == OK && msg_decode(&msg_rate_take_reply_form, env->body.p, env->body.n, &m) != OK)
         rc = ERR_PROTO;
     if (rc != OK) { /* fail open: a limiter must not take the API down with it */
         uint64_t now = clock_mono_ms();
@@ -99,22 +97,14 @@ static void gw_rate_on_reply(void *arg, err_t rc, const struct envelope *env)
         gw_after_limits(c);
         return;
     }
-    if (mp_map_find(env->body.p, env->body.n, "limit", &v) == OK)
-        (void)mp_read_uint(&v, &limit);
-    if (mp_map_find(env->body.p, env->body.n, "remaining", &v) == OK)
-        (void)mp_read_uint(&v, &remaining);
-    if (mp_map_find(env->body.p, env->body.n, "reset_ms", &v) == OK)
-        (void)mp_read_uint(&v, &reset);
-    if (mp_map_find(env->body.p, env->body.n, "retry_after_ms", &v) == OK)
-        (void)mp_read_uint(&v, &retry);
-    gw_rate_header_u64(c, "x-ratelimit-limit", limit);
-    gw_rate_header_u64(c, "x-ratelimit-remaining", remaining);
-    gw_rate_header_u64(c, "x-ratelimit-reset", reset);
-    if (allowed) {
+    gw_rate_header_u64(c, "x-ratelimit-limit", m.limit);
+    gw_rate_header_u64(c, "x-ratelimit-remaining", m.remaining);
+    gw_rate_header_u64(c, "x-ratelimit-reset", m.reset_ms);
+    if (m.allowed) {
         gw_after_limits(c);
         return;
     }
-    gw_rate_header_u64(c, "retry-after", (retry + 999) / 1000);
+    gw_rate_header_u64(c, "retry-after", (m.retry_after_ms + 999) / 1000);
     gw_respond_error(c, 429, "Rate limit exceeded", 0);
 }
 
@@ -126,12 +116,14 @@ void gw_rate_check(struct gw_call *c)
         gw_after_limits(c);
         return;
     }
+    struct msg_rate_take m = {
+        .env = msg_str(c->auth.env.id),
+        .group = msg_str(gw_rate_names[g]),
+        .burst = gw_rates[g].burst,
+        .per_s = gw_rates[g].per_s,
+    };
     mp_writer_init(&w);
-    mp_put_map(&w, 4);
-    mp_put_kv_str(&w, "env", c->auth.env.id);
-    mp_put_kv_str(&w, "group", gw_rate_names[g]);
-    mp_put_kv_uint(&w, "burst", gw_rates[g].burst);
-    mp_put_kv_uint(&w, "per_s", gw_rates[g].per_s);
+    msg_encode(&msg_rate_take_form, &w, &m);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
         rc = gw_call_bus(c, GW_ACTOR_STREAM_BROKER, MSG_RATE_TAKE, mp_writer_data(&w),

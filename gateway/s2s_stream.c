@@ -20,6 +20,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "msg.h"
+#include "msg_stream.h"
 #include "path.h"
 #include "s2proto.h"
 #include "s2s_int.h"
@@ -363,11 +364,13 @@ static bool s2s_append(struct s2s_stream *st, const uint8_t *msg, size_t msg_n, 
     memcpy(part, "s2s:", 4);
     for (size_t i = 0; i < 16; i++)
         snprintf(part + 4 + 2 * i, 3, "%02x", d[i]);
+    struct msg_stream_append m = {.name = gw_feed_stream_name(&st->feed)};
     mp_writer_init(&w);
-    gw_stream_put_name(&w, &st->feed, 1);
-    gw_s2_put_records(&w, &in, part);
+    msg_stream_append_open(&w, &m);
+    rc = gw_s2_put_records(&w, &in, part);
     s2_input_fini(&in);
-    rc = mp_writer_err(&w);
+    if (rc == OK)
+        rc = mp_writer_err(&w);
     st->call.started_us = clock_mono_us();
     if (rc == OK)
         rc = bus_call(st->call.gw->actors[GW_ACTOR_STREAM_BROKER], MSG_STREAM_APPEND,

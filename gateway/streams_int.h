@@ -69,11 +69,14 @@ int gw_s2_stream_check(const struct gw_auth *a, const char *name, struct gw_feed
 struct s2_input;
 int gw_s2_input_check(const struct s2_input *in, char *why, size_t cap);
 /*
- * The "records" of a stream.append request for an S2 batch (headers and bodies as they came);
- * with part_prefix, record i has the part id "<part_prefix>:<i>" (stream-broker de-duplicates).
+ * The records of a stream.append request for an S2 batch (headers and bodies as they came), the
+ * value that follows msg_stream_append_open; with part_prefix, record i has the part id
+ * "<part_prefix>:<i>" (stream-broker de-duplicates). ERR_NOMEM when the headers could not be
+ * encoded (w's own error is the caller's to check).
  */
-void gw_s2_put_records(struct mp_writer *w, const struct s2_input *in, const char *part_prefix);
-/* The first seq, record count, tail and timestamp of a stream.append reply; ERR_PROTO. */
+err_t gw_s2_put_records(struct mp_writer *w, const struct s2_input *in, const char *part_prefix);
+/* The first seq, record count, tail and timestamp of a stream.append reply (the realtime append
+ * reads it too); ERR_PROTO when it is malformed or names no record. */
 err_t gw_s2_appended(const struct envelope *env, uint64_t *first, uint32_t *n, uint64_t *tail,
                      uint64_t *ts);
 

@@ -10,6 +10,7 @@
 #include "ids.h"
 #include "mem.h"
 #include "msg.h"
+#include "msg_stream.h"
 
 err_t stream_follow_holder(char *out, size_t cap, const char *self)
 {
@@ -49,13 +50,8 @@ bool stream_follow_add(struct stream_follow *f, const char *topic, const char *e
         f->cap = f->cap ? 2 * f->cap : 1;
         f->topics = xrealloc(f->topics, f->cap * sizeof(*f->topics));
     }
-    bool side = channel && channel[0];
-    mp_put_map(&f->items, side ? 4 : 3);
-    mp_put_kv_str(&f->items, "env", env);
-    mp_put_kv_str(&f->items, "key", key);
-    mp_put_kv_str(&f->items, "io", io);
-    if (side)
-        mp_put_kv_str(&f->items, "channel", channel);
+    struct msg_stream_name name = msg_stream_name_of(env, key, channel, io);
+    msg_encode(&msg_stream_name_form, &f->items, &name);
     f->topics[f->n++] = xstrdup(topic);
     return true;
 }
@@ -67,12 +63,10 @@ err_t stream_follow_send(struct stream_follow *f, struct bus_peer *broker, const
     struct bus_trace trace;
     if (f->n == 0 || mp_writer_err(&f->items) != OK)
         return ERR_INVAL;
+    struct msg_stream_follow m = {.holder = msg_str(holder), .ttl_ms = ttl_ms};
     bus_trace_new(&trace);
     mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "holder", holder);
-    mp_put_kv_uint(&w, "ttl_ms", ttl_ms);
-    mp_put_str(&w, "streams");
+    msg_stream_follow_open(&w, &m);
     mp_put_array(&w, f->n);
     mp_put_raw(&w, mp_writer_data(&f->items), mp_writer_len(&f->items));
     err_t rc = mp_writer_err(&w);
@@ -85,10 +79,12 @@ err_t stream_follow_send(struct stream_follow *f, struct bus_peer *broker, const
 
 err_t stream_follow_added(const struct envelope *env, uint32_t i, bool *added)
 {
+    struct msg_stream_follow_reply m;
     struct mp_reader v;
     uint32_t n;
-    if (!env || mp_map_find(env->body.p, env->body.n, "added", &v) != OK ||
-        mp_read_array(&v, &n) != OK || i >= n)
+    if (!env || msg_decode(&msg_stream_follow_reply_form, env->body.p, env->body.n, &m) != OK)
+        return ERR_PROTO;
+    if (msg_stream_items(m.added, &v, &n) != OK || i >= n)
         return ERR_PROTO;
     for (uint32_t k = 0; k < i; k++)
         if (mp_skip(&v, NULL) != OK)

@@ -15,6 +15,7 @@
 #include "msg.h"
 #include "msg_list.h"
 #include "msg_session.h"
+#include "msg_stream.h"
 #include "proc.h"
 #include "sm.h"
 
@@ -244,19 +245,18 @@ err_t sm_on_session_close(struct actor *a, struct bus_req *req)
      * gets an append into either stream (the stream-broker refuses them). Every close seals,
      * the first and any repeat, so a close answered 503 is completed by its retry.
      */
-    struct mp_writer w;
-    mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_kv_str(&w, "env", env_id);
     /* the streams' addressing key: the external id when there is one (gateway/h_streams.c) */
     int kcol = PQgetisnull(r, 0, 2) || PQgetlength(r, 0, 2) == 0 ? 1 : 2;
-    mp_put_str(&w, "key");
-    mp_put_strn(&w, PQgetvalue(r, 0, kcol), (size_t)PQgetlength(r, 0, kcol));
-    mp_put_str(&w, "reason");
-    if (PQgetisnull(r, 0, 11))
-        mp_put_nil(&w);
-    else
-        mp_put_strn(&w, PQgetvalue(r, 0, 11), (size_t)PQgetlength(r, 0, 11));
+    struct msg_stream_seal seal = {
+        .env = msg_str(env_id),
+        .key = {PQgetvalue(r, 0, kcol), (size_t)PQgetlength(r, 0, kcol)},
+        .reason = PQgetisnull(r, 0, 11)
+                      ? SLICE_NULL /* written as nil */
+                      : (struct slice){PQgetvalue(r, 0, 11), (size_t)PQgetlength(r, 0, 11)},
+    };
+    struct mp_writer w;
+    mp_writer_init(&w);
+    msg_encode(&msg_stream_seal_form, &w, &seal);
     struct sm_close *cl = xcalloc(1, sizeof(*cl));
     cl->req = req;
     cl->row = r;

@@ -3,10 +3,11 @@
  * stream.seal and stream.follow, and the stream.record event of every
  * appended record of a followed stream.
  *
- * Each handler validates the whole request before touching Redis (bad
- * input is ERR_INVAL / ERR_TOOBIG with a message saying what is wrong),
- * starts one store call and returns; the reply is sent from the call's
- * completion, so many requests are in flight at once. Events are published
+ * Each handler decodes and validates the whole request before touching
+ * Redis (bad input is answered ERR_INVAL / ERR_TOOBIG with a message saying
+ * what is wrong), starts one store call and returns (a call that cannot
+ * start is the dispatcher's to answer, actor.h); the reply is sent from the
+ * call's completion, so many requests are in flight at once. Events are published
  * before the reply because the records they carry borrow from the request;
  * a lost event costs latency only, since subscribers back-fill with
  * stream.read.
@@ -19,28 +20,53 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "msg_stream.h"
 #include "sb.h"
 
-static void sb_reply_writer(struct bus_req *req, struct mp_writer *w)
+/* Answers m, a body of form f; ERR_NOMEM when it (or a part made before, rc) could not be
+ * encoded. */
+static void sb_reply_msg(struct bus_req *req, err_t rc, const struct msg_form *f, const void *m)
 {
-    if (mp_writer_err(w) == OK)
-        (void)bus_reply(req, mp_writer_data(w), mp_writer_len(w));
+    struct mp_writer w;
+    mp_writer_init(&w);
+    if (rc == OK) {
+        msg_encode(f, &w, m);
+        rc = mp_writer_err(&w);
+    }
+    if (rc == OK)
+        (void)bus_reply(req, mp_writer_data(&w), mp_writer_len(&w));
     else
         (void)bus_reply_err(req, ERR_NOMEM, "could not encode the reply");
+    mp_writer_fini(&w);
 }
 
-/* eval.c and append.c have logged the cause; this says what the caller may do. */
-static void sb_reply_store_err(struct bus_req *req, err_t rc)
+/*
+ * The arrays of a reply (append's seqs and dups, a range's records) are written here first,
+ * and msg_encode copies them into the reply. One writer for the process: the actor runs on
+ * one thread and encodes a reply in one go. What it grew to is kept for the next reply, up
+ * to SB_SCRATCH_KEEP.
+ */
+#define SB_SCRATCH_KEEP (1u << 20)
+static struct mp_writer sb_scratch_w;
+static bool sb_scratch_ready;
+
+/* The scratch writer, empty. */
+static struct mp_writer *sb_scratch(void)
 {
-    if (rc == ERR_UNAVAIL || rc == ERR_TIMEOUT || rc == ERR_CLOSED) /* CLOSED: we are stopping */
-        (void)bus_reply_err(req, rc == ERR_CLOSED ? ERR_UNAVAIL : rc,
-                            "the stream store (Redis) is unavailable; retry later");
-    else if (rc == ERR_QUOTA)
-        (void)bus_reply_err(req, ERR_QUOTA,
-                            "the streams of this environment hold their quota of bytes "
-                            "(TETHER_SB_ENV_MAX_BYTES); trim a stream to make room");
-    else
-        (void)bus_reply_err(req, ERR_INTERNAL, "unexpected result from the stream store");
+    if (!sb_scratch_ready || mp_writer_len(&sb_scratch_w) > SB_SCRATCH_KEEP) {
+        if (sb_scratch_ready)
+            mp_writer_fini(&sb_scratch_w);
+        mp_writer_init(&sb_scratch_w);
+        sb_scratch_ready = true;
+    }
+    mp_writer_reset(&sb_scratch_w);
+    return &sb_scratch_w;
+}
+
+/* What the scratch writer holds. */
+static struct slice sb_scratch_data(void)
+{
+    return (struct slice){mp_writer_data(&sb_scratch_w), mp_writer_len(&sb_scratch_w)};
 }
 
 /*
@@ -57,20 +83,18 @@ static void sb_publish_appended(struct sb *sb, const struct sb_append *ap)
     if (!sb->events || !ap->followed)
         return;
     if (stream_topic(topic, sizeof(topic), ap->s.env, ap->s.key, ap->s.channel, ap->s.io) != OK) {
-        /* sb_parse_stream checked the same limits */
+        /* sb_stream_of checked the same limits */
         LOG_ERROR("stream.publish_failed", "no topic for a validated stream name");
         return;
     }
+    const struct msg_stream_record ev = {
+        .env = msg_str(ap->s.env), .key = msg_str(ap->s.key), .io = msg_str(ap->s.io)};
     mp_writer_init(&w);
     for (uint32_t i = 0; i < ap->n; i++) {
         if (ap->dups[i])
             continue;
         mp_writer_reset(&w);
-        mp_put_map(&w, 4);
-        mp_put_kv_str(&w, "env", ap->s.env);
-        mp_put_kv_str(&w, "key", ap->s.key);
-        mp_put_kv_str(&w, "io", ap->s.io);
-        mp_put_str(&w, "record");
+        msg_stream_record_open(&w, &ev);
         sb_record_put(&w, &ap->recs[i], ap->seqs[i], ap->ts);
         err_t rc = mp_writer_err(&w);
         if (rc == OK)
@@ -100,34 +124,41 @@ static void sb_append_done(void *arg, err_t rc)
 {
     struct sb_append_call *call = arg;
     struct sb_append *ap = &call->ap;
-    struct mp_writer w;
+    struct sb *sb = call->sb;
+    struct mp_writer *arr;
     unsigned ndup = 0;
     if (rc != OK) {
         if (rc == ERR_CLOSED)
             (void)bus_reply_err(call->req, ERR_CLOSED, ap->sealed);
+        else if (rc == ERR_QUOTA)
+            (void)bus_reply_err(call->req, ERR_QUOTA,
+                                "the streams of this environment hold their quota of bytes "
+                                "(TETHER_SB_ENV_MAX_BYTES); trim a stream to make room");
         else
-            sb_reply_store_err(call->req, rc);
+            actor_reply_err(call->req, rc);
         sb_append_fini(ap);
         free(call);
         return;
     }
-    sb_publish_appended(call->sb, ap);
-    mp_writer_init(&w);
-    mp_put_map(&w, 4);
-    mp_put_str(&w, "seqs");
-    mp_put_array(&w, ap->n);
+    sb_publish_appended(sb, ap);
+    /* the arrays, one after the other in the scratch writer */
+    arr = sb_scratch();
+    mp_put_array(arr, ap->n);
     for (uint32_t i = 0; i < ap->n; i++)
-        mp_put_uint(&w, ap->seqs[i]);
-    mp_put_str(&w, "dups");
-    mp_put_array(&w, ap->n);
+        mp_put_uint(arr, ap->seqs[i]);
+    size_t seqs_n = mp_writer_len(arr);
+    mp_put_array(arr, ap->n);
     for (uint32_t i = 0; i < ap->n; i++) {
-        mp_put_bool(&w, ap->dups[i]);
+        mp_put_bool(arr, ap->dups[i]);
         ndup += ap->dups[i];
     }
-    mp_put_kv_uint(&w, "tail", ap->tail);
-    mp_put_kv_uint(&w, "ts", ap->ts);
-    sb_reply_writer(call->req, &w);
-    mp_writer_fini(&w);
+    struct msg_stream_append_reply m = {.tail = ap->tail, .ts = ap->ts};
+    if (mp_writer_err(arr) == OK) {
+        struct slice both = sb_scratch_data();
+        m.seqs = (struct slice){both.p, seqs_n};
+        m.dups = (struct slice){both.p + seqs_n, both.n - seqs_n};
+    }
+    sb_reply_msg(call->req, mp_writer_err(arr), &msg_stream_append_reply_form, &m);
     LOG_DEBUG("stream.appended",
               "%" PRIu32 " records (%u duplicates) on %s/%s, tail %" PRIu64 ", %" PRIu64
               " records trimmed, %+" PRId64 " bytes",
@@ -136,7 +167,7 @@ static void sb_append_done(void *arg, err_t rc)
     free(call);
 }
 
-void sb_on_stream_append(struct actor *a, struct bus_req *req)
+err_t sb_on_stream_append(struct actor *a, struct bus_req *req)
 {
     char why[SB_WHY_MAX];
     struct sb_append_call *call = xcalloc(1, sizeof(*call));
@@ -145,141 +176,107 @@ void sb_on_stream_append(struct actor *a, struct bus_req *req)
     err_t rc = sb_parse_append(bus_req_env(req)->body, &call->ap, why, sizeof(why));
     if (rc != OK) {
         (void)bus_reply_err(req, rc, why);
+        rc = OK; /* answered */
     } else if ((rc = sb_store_append(call->sb, &call->ap, sb_append_done, call)) == OK) {
-        return; /* sb_append_done replies */
-    } else {
-        sb_reply_store_err(req, rc);
+        return OK; /* sb_append_done replies */
     }
     sb_append_fini(&call->ap);
     free(call);
-}
-
-static void sb_reply_range(struct bus_req *req, const struct sb_range *rg)
-{
-    struct mp_writer w;
-    mp_writer_init(&w);
-    mp_put_map(&w, 3);
-    mp_put_str(&w, "records");
-    mp_put_array(&w, (uint32_t)rg->n);
-    for (size_t i = 0; i < rg->n; i++)
-        sb_entry_put(&w, &rg->entries[i]);
-    mp_put_kv_uint(&w, "tail", rg->tail);
-    mp_put_kv_uint(&w, "tail_ts", rg->tail_ts);
-    sb_reply_writer(req, &w);
-    mp_writer_fini(&w);
+    return rc;
 }
 
 static void sb_range_done(void *arg, err_t rc, const struct sb_range *rg)
 {
     struct bus_req *req = arg;
-    if (rc != OK)
-        sb_reply_store_err(req, rc);
-    else
-        sb_reply_range(req, rg);
+    if (rc != OK) {
+        actor_reply_err(req, rc);
+        return;
+    }
+    struct mp_writer *recs = sb_scratch();
+    mp_put_array(recs, (uint32_t)rg->n);
+    for (size_t i = 0; i < rg->n; i++)
+        sb_entry_put(recs, &rg->entries[i]);
+    struct msg_stream_range m = {sb_scratch_data(), rg->tail, rg->tail_ts};
+    sb_reply_msg(req, mp_writer_err(recs), &msg_stream_range_form, &m);
 }
 
 /* stream.read (from, count) and stream.peek (count): the same answer from two scripts. */
-static void sb_on_range(struct actor *a, struct bus_req *req, bool peek)
+static err_t sb_on_range(struct actor *a, struct bus_req *req, bool peek)
 {
-    struct slice body = bus_req_env(req)->body;
     struct sb_stream s;
-    uint64_t from = 0, count;
+    uint64_t from, count;
     char why[SB_WHY_MAX];
-    err_t rc = sb_parse_stream(body, &s, why, sizeof(why));
-    if (rc == OK && !peek)
-        rc = sb_parse_uint(body, "from", 0, UINT64_MAX, &from, why, sizeof(why));
-    if (rc == OK)
-        rc = sb_parse_uint(body, "count", 1, peek ? SB_PEEK_MAX : STREAM_BATCH_MAX, &count, why,
-                           sizeof(why));
+    err_t rc = sb_parse_range(bus_req_env(req)->body, peek, &s, &from, &count, why, sizeof(why));
     if (rc != OK) {
         (void)bus_reply_err(req, rc, why);
-        return;
+        return OK;
     }
-    rc = peek ? sb_store_peek(sb_of(a), &s, count, sb_range_done, req)
-              : sb_store_read(sb_of(a), &s, from, count, sb_range_done, req);
-    if (rc != OK)
-        sb_reply_store_err(req, rc);
+    return peek ? sb_store_peek(sb_of(a), &s, count, sb_range_done, req)
+                : sb_store_read(sb_of(a), &s, from, count, sb_range_done, req);
 }
 
-void sb_on_stream_read(struct actor *a, struct bus_req *req)
+err_t sb_on_stream_read(struct actor *a, struct bus_req *req)
 {
-    sb_on_range(a, req, false);
+    return sb_on_range(a, req, false);
 }
 
-void sb_on_stream_peek(struct actor *a, struct bus_req *req)
+err_t sb_on_stream_peek(struct actor *a, struct bus_req *req)
 {
-    sb_on_range(a, req, true);
+    return sb_on_range(a, req, true);
 }
 
 static void sb_trim_done(void *arg, err_t rc, uint64_t tail)
 {
     struct bus_req *req = arg;
-    struct mp_writer w;
     if (rc != OK) {
-        sb_reply_store_err(req, rc);
+        actor_reply_err(req, rc);
         return;
     }
-    mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_kv_uint(&w, "tail", tail);
-    sb_reply_writer(req, &w);
-    mp_writer_fini(&w);
+    struct msg_stream_trim_reply m = {tail};
+    sb_reply_msg(req, OK, &msg_stream_trim_reply_form, &m);
 }
 
-void sb_on_stream_trim(struct actor *a, struct bus_req *req)
+err_t sb_on_stream_trim(struct actor *a, struct bus_req *req)
 {
-    struct slice body = bus_req_env(req)->body;
     struct sb_stream s;
     uint64_t before;
     char why[SB_WHY_MAX];
-    err_t rc = sb_parse_stream(body, &s, why, sizeof(why));
-    if (rc == OK)
-        rc = sb_parse_uint(body, "before", 0, UINT64_MAX, &before, why, sizeof(why));
+    err_t rc = sb_parse_trim(bus_req_env(req)->body, &s, &before, why, sizeof(why));
     if (rc != OK) {
         (void)bus_reply_err(req, rc, why);
-        return;
+        return OK;
     }
     rc = sb_store_trim(sb_of(a), &s, before, sb_trim_done, req);
-    if (rc != OK)
-        sb_reply_store_err(req, rc);
-    else
+    if (rc == OK)
         LOG_DEBUG("stream.trimming", "records before %" PRIu64 " of %s/%s", before, s.env, s.io);
+    return rc;
 }
 
 static void sb_seal_done(void *arg, err_t rc)
 {
     struct bus_req *req = arg;
     if (rc != OK) {
-        sb_reply_store_err(req, rc);
+        actor_reply_err(req, rc);
         return;
     }
-    struct mp_writer w;
-    mp_writer_init(&w);
-    mp_put_map(&w, 1);
-    mp_put_kv_bool(&w, "sealed", true);
-    sb_reply_writer(req, &w);
-    mp_writer_fini(&w);
+    struct msg_stream_seal_reply m = {true};
+    sb_reply_msg(req, OK, &msg_stream_seal_reply_form, &m);
 }
 
-void sb_on_stream_seal(struct actor *a, struct bus_req *req)
+err_t sb_on_stream_seal(struct actor *a, struct bus_req *req)
 {
-    struct slice body = bus_req_env(req)->body;
-    struct mp_reader v;
-    struct slice env, key, reason = SLICE_NULL;
+    const struct envelope *env = bus_req_env(req);
+    struct msg_stream_seal m;
     char e[STREAM_ENV_MAX + 1], k[STREAM_KEY_MAX + 1], r[STREAM_REASON_MAX + 1];
-    if (mp_map_find(body.p, body.n, "env", &v) != OK || mp_read_str(&v, &env) != OK ||
-        slice_copy(env, e, sizeof(e)) != OK || !e[0] || memchr(env.p, '\0', env.n) ||
-        mp_map_find(body.p, body.n, "key", &v) != OK || mp_read_str(&v, &key) != OK ||
-        slice_copy(key, k, sizeof(k)) != OK || !k[0] || memchr(key.p, '\0', key.n) ||
-        (mp_map_find(body.p, body.n, "reason", &v) == OK &&
-         (mp_read_str_or_nil(&v, &reason) != OK ||
-          (reason.p && slice_copy(reason, r, sizeof(r)) != OK)))) {
+    /* the form bounds the lengths (within the buffers) and requires env and key */
+    if (msg_decode(&msg_stream_seal_form, env->body.p, env->body.n, &m) != OK ||
+        memchr(m.env.p, '\0', m.env.n) || memchr(m.key.p, '\0', m.key.n) ||
+        slice_copy(m.env, e, sizeof(e)) != OK || slice_copy(m.key, k, sizeof(k)) != OK ||
+        (m.reason.p && slice_copy(m.reason, r, sizeof(r)) != OK)) {
         (void)bus_reply_err(req, ERR_INVAL, "stream.seal needs env, key and an optional reason");
-        return;
+        return OK;
     }
-    err_t rc = sb_store_seal(sb_of(a), e, k, reason.p ? r : NULL, sb_seal_done, req);
-    if (rc != OK)
-        sb_reply_store_err(req, rc);
+    return sb_store_seal(sb_of(a), e, k, m.reason.p ? r : NULL, sb_seal_done, req);
 }
 
 /* ---- stream.follow ---- */
@@ -299,18 +296,15 @@ struct sb_follow_one {
 
 static void sb_follow_reply(struct sb_follow_call *call)
 {
-    struct mp_writer w;
     if (call->rc != OK) {
-        sb_reply_store_err(call->req, call->rc);
+        actor_reply_err(call->req, call->rc);
     } else {
-        mp_writer_init(&w);
-        mp_put_map(&w, 1);
-        mp_put_str(&w, "added");
-        mp_put_array(&w, call->n);
+        struct mp_writer *added = sb_scratch();
+        mp_put_array(added, call->n);
         for (uint32_t i = 0; i < call->n; i++)
-            mp_put_bool(&w, call->added[i]);
-        sb_reply_writer(call->req, &w);
-        mp_writer_fini(&w);
+            mp_put_bool(added, call->added[i]);
+        struct msg_stream_follow_reply m = {sb_scratch_data()};
+        sb_reply_msg(call->req, mp_writer_err(added), &msg_stream_follow_reply_form, &m);
     }
     free(call->added);
     free(call);
@@ -328,14 +322,14 @@ static void sb_follow_done(void *arg, err_t rc, bool added)
         sb_follow_reply(call);
 }
 
-void sb_on_stream_follow(struct actor *a, struct bus_req *req)
+err_t sb_on_stream_follow(struct actor *a, struct bus_req *req)
 {
     struct sb_follow_req f;
     char why[SB_WHY_MAX];
     if (sb_parse_follow(bus_req_env(req)->body, &f, why, sizeof(why)) != OK) {
         (void)bus_reply_err(req, ERR_INVAL, why);
         sb_follow_req_fini(&f);
-        return;
+        return OK;
     }
     struct sb_follow_call *call = xcalloc(1, sizeof(*call));
     call->req = req;
@@ -359,5 +353,6 @@ void sb_on_stream_follow(struct actor *a, struct bus_req *req)
     }
     sb_follow_req_fini(&f);
     if (--call->pending == 0)
-        sb_follow_reply(call);
+        sb_follow_reply(call); /* answers a failure to start too */
+    return OK;
 }

@@ -40,13 +40,13 @@ struct sb *sb_of(struct actor *a)
 }
 
 static const struct actor_route sb_routes[] = {
-    {.type = MSG_STREAM_APPEND, .fn = sb_on_stream_append},
-    {.type = MSG_STREAM_READ, .fn = sb_on_stream_read},
-    {.type = MSG_STREAM_PEEK, .fn = sb_on_stream_peek},
-    {.type = MSG_STREAM_TRIM, .fn = sb_on_stream_trim},
-    {.type = MSG_STREAM_SEAL, .fn = sb_on_stream_seal},
-    {.type = MSG_STREAM_FOLLOW, .fn = sb_on_stream_follow},
-    {.type = MSG_RATE_TAKE, .fn = sb_on_rate_take},
+    {.type = MSG_STREAM_APPEND, .handle = sb_on_stream_append},
+    {.type = MSG_STREAM_READ, .handle = sb_on_stream_read},
+    {.type = MSG_STREAM_PEEK, .handle = sb_on_stream_peek},
+    {.type = MSG_STREAM_TRIM, .handle = sb_on_stream_trim},
+    {.type = MSG_STREAM_SEAL, .handle = sb_on_stream_seal},
+    {.type = MSG_STREAM_FOLLOW, .handle = sb_on_stream_follow},
+    {.type = MSG_RATE_TAKE, .handle = sb_on_rate_take},
 };
 
 static err_t sb_init(struct actor *a)

@@ -17,10 +17,8 @@
 
 #include "mem.h"
 #include "msg.h"
+#include "msg_stream.h"
 #include "sb.h"
-
-#define SB_RATE_GROUP_MAX 32
-#define SB_RATE_MAX 1000000000ull
 
 /*
  * ARGV: burst, per second, cost. Returns {allowed (0|1), tokens left (floor), now (ms),
@@ -63,26 +61,26 @@ static void sb_rate_on_reply(void *arg, err_t rc, const redisReply *r)
 {
     struct sb_rate_op *op = arg;
     uint64_t v[5];
-    struct mp_writer w;
     bool ok = rc == OK && r->type == REDIS_REPLY_ARRAY && r->elements == 5;
     for (size_t i = 0; ok && i < 5; i++)
         ok = sb_reply_u64(r->element[i], &v[i]);
     if (!ok) {
-        if (rc == OK)
-            (void)sb_unexpected(&sb_rate_script, "an array of 5 integers");
-        (void)bus_reply_err(op->req, rc == ERR_UNAVAIL || rc == ERR_TIMEOUT ? rc : ERR_INTERNAL,
-                            "the rate limit store (Redis) is unavailable");
+        actor_reply_err(op->req,
+                        rc == OK ? sb_unexpected(&sb_rate_script, "an array of 5 integers") : rc);
         free(op);
         return;
     }
+    struct msg_rate_take_reply m = {
+        .allowed = v[0] == 1,
+        .limit = op->burst,
+        .remaining = v[1],
+        /* when the caller may try again (refused), or when the bucket is full again (taken) */
+        .reset_ms = v[2] + (v[0] == 1 ? v[4] : v[3]),
+        .retry_after_ms = v[3],
+    };
+    struct mp_writer w;
     mp_writer_init(&w);
-    mp_put_map(&w, 5);
-    mp_put_kv_bool(&w, "allowed", v[0] == 1);
-    mp_put_kv_uint(&w, "limit", op->burst);
-    mp_put_kv_uint(&w, "remaining", v[1]);
-    /* when the caller may try again (refused), or when the bucket is full again (taken) */
-    mp_put_kv_uint(&w, "reset_ms", v[2] + (v[0] == 1 ? v[4] : v[3]));
-    mp_put_kv_uint(&w, "retry_after_ms", v[3]);
+    msg_encode(&msg_rate_take_reply_form, &w, &m);
     if (mp_writer_err(&w) == OK)
         (void)bus_reply(op->req, mp_writer_data(&w), mp_writer_len(&w));
     else
@@ -91,37 +89,36 @@ static void sb_rate_on_reply(void *arg, err_t rc, const redisReply *r)
     free(op);
 }
 
-void sb_on_rate_take(struct actor *a, struct bus_req *req)
+err_t sb_on_rate_take(struct actor *a, struct bus_req *req)
 {
-    struct slice body = bus_req_env(req)->body, env, group;
-    struct mp_reader v;
-    uint64_t burst, per_s, cost = 1;
+    const struct envelope *env = bus_req_env(req);
+    struct msg_rate_take m;
     char why[SB_WHY_MAX];
-    bool ok = mp_map_find(body.p, body.n, "env", &v) == OK && mp_read_str(&v, &env) == OK &&
-              env.n > 0 && env.n <= STREAM_ENV_MAX && !memchr(env.p, '\0', env.n) &&
-              mp_map_find(body.p, body.n, "group", &v) == OK && mp_read_str(&v, &group) == OK &&
-              group.n > 0 && group.n <= SB_RATE_GROUP_MAX;
-    for (size_t i = 0; ok && i < group.n; i++)
-        ok = group.p[i] >= 'a' && group.p[i] <= 'z';
+    /* the form bounds env and group and requires them, burst and per_s */
+    bool ok = msg_decode(&msg_rate_take_form, env->body.p, env->body.n, &m) == OK &&
+              !memchr(m.env.p, '\0', m.env.n);
+    for (size_t i = 0; ok && i < m.group.n; i++)
+        ok = m.group.p[i] >= 'a' && m.group.p[i] <= 'z';
     if (!ok) {
         (void)bus_reply_err(req, ERR_INVAL,
-                            "rate.take needs env (1-64 bytes) and group (1-32 of [a-z])");
-        return;
+                            "rate.take needs env (1-64 bytes), group (1-32 of [a-z]), and burst "
+                            "and per_s (integers)");
+        return OK;
     }
-    if (sb_parse_uint(body, "burst", 1, SB_RATE_MAX, &burst, why, sizeof(why)) != OK ||
-        sb_parse_uint(body, "per_s", 1, SB_RATE_MAX, &per_s, why, sizeof(why)) != OK ||
-        (mp_map_find(body.p, body.n, "cost", &v) == OK &&
-         sb_parse_uint(body, "cost", 1, burst, &cost, why, sizeof(why)) != OK)) {
+    uint64_t cost = m.cost_given ? m.cost : 1; /* given as nil: 0, refused */
+    if (sb_check_uint("burst", m.burst, 1, MSG_RATE_MAX, why, sizeof(why)) != OK ||
+        sb_check_uint("per_s", m.per_s, 1, MSG_RATE_MAX, why, sizeof(why)) != OK ||
+        sb_check_uint("cost", cost, 1, m.burst, why, sizeof(why)) != OK) {
         (void)bus_reply_err(req, ERR_INVAL, why);
-        return;
+        return OK;
     }
     struct sb_rate_op *op = xcalloc(1, sizeof(*op));
     op->req = req;
-    op->burst = burst;
-    int kl = snprintf(op->key, sizeof(op->key), "tether:rate:{%.*s}:%.*s", (int)env.n, env.p,
-                      (int)group.n, group.p);
-    snprintf(op->args[0], sizeof(op->args[0]), "%" PRIu64, burst);
-    snprintf(op->args[1], sizeof(op->args[1]), "%" PRIu64, per_s);
+    op->burst = m.burst;
+    int kl = snprintf(op->key, sizeof(op->key), "tether:rate:{%.*s}:%.*s", (int)m.env.n, m.env.p,
+                      (int)m.group.n, m.group.p);
+    snprintf(op->args[0], sizeof(op->args[0]), "%" PRIu64, m.burst);
+    snprintf(op->args[1], sizeof(op->args[1]), "%" PRIu64, m.per_s);
     snprintf(op->args[2], sizeof(op->args[2]), "%" PRIu64, cost);
     op->argv[3] = op->key;
     op->lens[3] = (size_t)kl;
@@ -131,9 +128,7 @@ void sb_on_rate_take(struct actor *a, struct bus_req *req)
     }
     err_t rc = sb_eval_start(sb_of(a), &op->e, &sb_rate_script, 7, op->argv, op->lens, 1,
                              sb_rate_on_reply, op);
-    if (rc != OK) {
+    if (rc != OK)
         free(op);
-        (void)bus_reply_err(req, rc == ERR_UNAVAIL || rc == ERR_TIMEOUT ? rc : ERR_INTERNAL,
-                            "the rate limit store (Redis) is unavailable");
-    }
+    return rc;
 }

@@ -50,6 +50,7 @@
 #include "db_redis_async.h"
 #include "err.h"
 #include "mp.h"
+#include "msg_stream.h"
 #include "stream.h"
 
 /* Room for any Redis key of a stream: prefix, tag, io, suffix or part id. */
@@ -59,7 +60,7 @@
 /* Room for a validation message sent back with ERR_INVAL / ERR_TOOBIG. */
 #define SB_WHY_MAX 160
 
-/* A stream's name, validated (sb_parse_stream): NUL-free, non-empty, within limits. */
+/* A stream's name, validated (sb_stream_of): NUL-free, non-empty, within limits. */
 struct sb_stream {
     char env[STREAM_ENV_MAX + 1];
     char key[STREAM_KEY_MAX + 1];
@@ -153,14 +154,16 @@ struct sb *sb_of(struct actor *a);
 
 /* ---- h_stream.c: handlers ---- */
 
-void sb_on_stream_append(struct actor *a, struct bus_req *req);
-void sb_on_stream_read(struct actor *a, struct bus_req *req);
-void sb_on_stream_peek(struct actor *a, struct bus_req *req);
-void sb_on_stream_trim(struct actor *a, struct bus_req *req);
-void sb_on_stream_seal(struct actor *a, struct bus_req *req);
-void sb_on_stream_follow(struct actor *a, struct bus_req *req);
+/* The handlers of actor.h's contract: they answer a request's own faults themselves (with what
+ * is wrong), return a store call's failure to start, and answer from the call's completion. */
+err_t sb_on_stream_append(struct actor *a, struct bus_req *req);
+err_t sb_on_stream_read(struct actor *a, struct bus_req *req);
+err_t sb_on_stream_peek(struct actor *a, struct bus_req *req);
+err_t sb_on_stream_trim(struct actor *a, struct bus_req *req);
+err_t sb_on_stream_seal(struct actor *a, struct bus_req *req);
+err_t sb_on_stream_follow(struct actor *a, struct bus_req *req);
 /* rate.c: rate.take, a token of an environment's bucket for a route group (the gateway's limits) */
-void sb_on_rate_take(struct actor *a, struct bus_req *req);
+err_t sb_on_rate_take(struct actor *a, struct bus_req *req);
 
 /* ---- scripts.c, append.c, store.c: Redis ----
  * Every call is asynchronous: it returns OK and later runs its callback once, on the loop,
@@ -281,22 +284,31 @@ void sb_quota_settle(struct sb *sb, const char *env, int64_t change);
 /* ---- wire.c: pure ---- */
 
 /*
- * Reads and checks env, key and io of a request body. ERR_INVAL with a
- * message in why (cap bytes) when the body is not a map, or a name is
- * missing, of the wrong type, empty, too long, holding a NUL, or (io) not
- * "in" or "out".
+ * Each request is decoded once (proto/msg_stream.h: the forms bound every length and require
+ * what the request needs) and then checked; a failure is ERR_INVAL (or ERR_TOOBIG) with a
+ * message in why (cap bytes) saying what is wrong, which the handler answers.
  */
-err_t sb_parse_stream(struct slice body, struct sb_stream *s, char *why, size_t cap);
 
 /*
- * The unsigned integer field key of body (required). ERR_INVAL (why set)
- * when absent or not a non-negative integer, or outside [min, max].
+ * Checks a decoded stream name into s: env, key and io without NUL (their lengths are the
+ * form's), io "in" or "out", channel nil or a valid side channel's name.
  */
-err_t sb_parse_uint(struct slice body, const char *key, uint64_t min, uint64_t max, uint64_t *out,
-                    char *why, size_t cap);
+err_t sb_stream_of(const struct msg_stream_name *n, struct sb_stream *s, char *why, size_t cap);
+
+/* ERR_INVAL (why set) unless min <= v <= max; key names the field in the message. */
+err_t sb_check_uint(const char *key, uint64_t v, uint64_t min, uint64_t max, char *why, size_t cap);
+
+/* A stream.read (from, count 1..STREAM_BATCH_MAX) or stream.peek (count 1..SB_PEEK_MAX; *from
+ * 0) body. */
+err_t sb_parse_range(struct slice body, bool peek, struct sb_stream *s, uint64_t *from,
+                     uint64_t *count, char *why, size_t cap);
+
+/* A stream.trim body. */
+err_t sb_parse_trim(struct slice body, struct sb_stream *s, uint64_t *before, char *why,
+                    size_t cap);
 
 /*
- * Parses a whole stream.append body into ap (sb_parse_stream, then records:
+ * Parses a whole stream.append body into ap (its name, then records:
  * 1..STREAM_BATCH_MAX maps {part_id: str|nil, headers: [[str, str]]|nil,
  * body: bin|str}). ERR_INVAL or ERR_TOOBIG (a record's metered size over
  * STREAM_RECORD_MAX) with why set. ap's arrays are allocated once the

@@ -12,100 +12,123 @@
 #include <string.h>
 
 #include "mem.h"
+#include "msg_stream.h"
 #include "sb.h"
 
-/* Positions v at the value of key: OK, ERR_NOTFOUND, or ERR_INVAL when body is not a map. */
-static err_t sb_find(struct slice body, const char *key, struct mp_reader *v)
-{
-    if (body.n == 0)
-        return ERR_INVAL;
-    err_t rc = mp_map_find(body.p, body.n, key, v);
-    return rc == OK || rc == ERR_NOTFOUND ? rc : ERR_INVAL;
-}
+/* ---- requests ---- */
 
-/* A required string field, 1..max bytes without NUL, copied into buf (max + 1 bytes). */
-static bool sb_name_field(struct slice body, const char *key, char *buf, size_t max)
+/* The answer to a body that does not decode as what (a stream.* request with the stream's
+ * name; rest: its other fields). */
+static err_t sb_why_body(err_t rc, const char *what, const char *rest, char *why, size_t cap)
 {
-    struct mp_reader v;
-    struct slice s;
-    if (sb_find(body, key, &v) != OK || mp_read_str(&v, &s) != OK)
-        return false;
-    if (s.n == 0 || s.n > max || memchr(s.p, '\0', s.n))
-        return false;
-    memcpy(buf, s.p, s.n);
-    buf[s.n] = '\0';
-    return true;
-}
-
-err_t sb_parse_stream(struct slice body, struct sb_stream *s, char *why, size_t cap)
-{
-    struct mp_reader v;
-    struct slice io;
-    enum mp_type t;
-    memset(s, 0, sizeof(*s));
-    mp_reader_init(&v, body.p, body.n);
-    if (body.n == 0 || mp_peek(&v, &t) != OK || t != MP_MAP) {
+    if (rc == ERR_PROTO)
         snprintf(why, cap, "the request body must be a map");
-        return ERR_INVAL;
-    }
-    if (!sb_name_field(body, "env", s->env, STREAM_ENV_MAX)) {
+    else
+        snprintf(why, cap,
+                 "%s needs strings env (1-%u bytes), key (1-%u), io and channel (nil or 1-%u)%s",
+                 what, STREAM_ENV_MAX, STREAM_KEY_MAX, STREAM_CHANNEL_MAX, rest);
+    return ERR_INVAL;
+}
+
+/* A name's value: 1..cap-1 bytes without NUL, copied into buf with its NUL. */
+static bool sb_name_copy(struct slice v, char *buf, size_t cap)
+{
+    return v.n > 0 && !memchr(v.p, '\0', v.n) && slice_copy(v, buf, cap) == OK;
+}
+
+err_t sb_stream_of(const struct msg_stream_name *n, struct sb_stream *s, char *why, size_t cap)
+{
+    memset(s, 0, sizeof(*s));
+    if (!sb_name_copy(n->env, s->env, sizeof(s->env))) {
         snprintf(why, cap, "env must be a string of 1-%u bytes without NUL", STREAM_ENV_MAX);
         return ERR_INVAL;
     }
-    if (!sb_name_field(body, "key", s->key, STREAM_KEY_MAX)) {
+    if (!sb_name_copy(n->key, s->key, sizeof(s->key))) {
         snprintf(why, cap, "key must be a string of 1-%u bytes without NUL", STREAM_KEY_MAX);
         return ERR_INVAL;
     }
-    if (sb_find(body, "io", &v) != OK || mp_read_str(&v, &io) != OK ||
-        slice_copy(io, s->io, sizeof(s->io)) != OK || memchr(io.p, '\0', io.n) ||
-        !stream_io_valid(s->io)) {
+    if (!sb_name_copy(n->io, s->io, sizeof(s->io)) || !stream_io_valid(s->io)) {
         snprintf(why, cap, "io must be \"in\" or \"out\"");
         return ERR_INVAL;
     }
     /* optional: absent or nil names the session's own pair */
-    if (sb_find(body, "channel", &v) == OK) {
-        struct slice ch;
-        if (mp_read_str_or_nil(&v, &ch) != OK ||
-            (ch.p && (slice_copy(ch, s->channel, sizeof(s->channel)) != OK ||
-                      memchr(ch.p, '\0', ch.n) || !stream_channel_valid(s->channel)))) {
-            snprintf(why, cap, "channel must be nil or 1-%u of [A-Za-z0-9._-]", STREAM_CHANNEL_MAX);
-            return ERR_INVAL;
-        }
+    if (n->channel.p && (!sb_name_copy(n->channel, s->channel, sizeof(s->channel)) ||
+                         !stream_channel_valid(s->channel))) {
+        snprintf(why, cap, "channel must be nil or 1-%u of [A-Za-z0-9._-]", STREAM_CHANNEL_MAX);
+        return ERR_INVAL;
     }
     return OK;
 }
 
-err_t sb_parse_uint(struct slice body, const char *key, uint64_t min, uint64_t max, uint64_t *out,
-                    char *why, size_t cap)
+err_t sb_check_uint(const char *key, uint64_t v, uint64_t min, uint64_t max, char *why, size_t cap)
 {
-    struct mp_reader v;
-    if (sb_find(body, key, &v) != OK || mp_read_uint(&v, out) != OK || *out < min || *out > max) {
-        if (max == UINT64_MAX)
-            snprintf(why, cap, "%s must be an unsigned integer", key);
-        else
-            snprintf(why, cap, "%s must be an integer from %" PRIu64 " to %" PRIu64, key, min, max);
-        return ERR_INVAL;
+    if (v >= min && v <= max)
+        return OK;
+    snprintf(why, cap, "%s must be an integer from %" PRIu64 " to %" PRIu64, key, min, max);
+    return ERR_INVAL;
+}
+
+err_t sb_parse_range(struct slice body, bool peek, struct sb_stream *s, uint64_t *from,
+                     uint64_t *count, char *why, size_t cap)
+{
+    err_t rc;
+    if (peek) {
+        struct msg_stream_peek m;
+        if ((rc = msg_decode(&msg_stream_peek_form, body.p, body.n, &m)) != OK)
+            return sb_why_body(rc, "stream.peek", " and count (an integer)", why, cap);
+        *from = 0;
+        *count = m.count;
+        rc = sb_stream_of(&m.name, s, why, cap);
+    } else {
+        struct msg_stream_read m;
+        if ((rc = msg_decode(&msg_stream_read_form, body.p, body.n, &m)) != OK)
+            return sb_why_body(rc, "stream.read", ", from and count (integers)", why, cap);
+        *from = m.from;
+        *count = m.count;
+        rc = sb_stream_of(&m.name, s, why, cap);
     }
-    return OK;
+    return rc == OK
+               ? sb_check_uint("count", *count, 1, peek ? SB_PEEK_MAX : STREAM_BATCH_MAX, why, cap)
+               : rc;
+}
+
+err_t sb_parse_trim(struct slice body, struct sb_stream *s, uint64_t *before, char *why, size_t cap)
+{
+    struct msg_stream_trim m;
+    err_t rc = msg_decode(&msg_stream_trim_form, body.p, body.n, &m);
+    if (rc != OK)
+        return sb_why_body(rc, "stream.trim", " and before (an integer)", why, cap);
+    *before = m.before;
+    return sb_stream_of(&m.name, s, why, cap);
 }
 
 err_t sb_parse_follow(struct slice body, struct sb_follow_req *f, char *why, size_t cap)
 {
+    struct msg_stream_follow m;
     struct mp_reader v;
     struct slice item;
     char one[SB_WHY_MAX];
     memset(f, 0, sizeof(*f));
-    if (sb_find(body, "holder", &v) != OK || mp_read_str(&v, &f->holder) != OK ||
-        f->holder.n == 0 || f->holder.n > STREAM_FOLLOW_HOLDER_MAX ||
-        memchr(f->holder.p, '\0', f->holder.n)) {
+    err_t rc = msg_decode(&msg_stream_follow_form, body.p, body.n, &m);
+    if (rc == ERR_PROTO)
+        return sb_why_body(rc, "stream.follow", "", why, cap);
+    if (rc != OK) {
+        snprintf(why, cap,
+                 "stream.follow needs holder (a string of 1-%u bytes), ttl_ms (an integer) and "
+                 "streams (an array of stream names)",
+                 STREAM_FOLLOW_HOLDER_MAX);
+        return ERR_INVAL;
+    }
+    f->holder = m.holder;
+    if (memchr(f->holder.p, '\0', f->holder.n)) {
         snprintf(why, cap, "holder must be a string of 1-%u bytes without NUL",
                  STREAM_FOLLOW_HOLDER_MAX);
         return ERR_INVAL;
     }
-    err_t rc = sb_parse_uint(body, "ttl_ms", 0, 10u * STREAM_FOLLOW_TTL_MS, &f->ttl_ms, why, cap);
-    if (rc != OK)
+    f->ttl_ms = m.ttl_ms;
+    if ((rc = sb_check_uint("ttl_ms", f->ttl_ms, 0, 10u * STREAM_FOLLOW_TTL_MS, why, cap)) != OK)
         return rc;
-    if (sb_find(body, "streams", &v) != OK || mp_read_array(&v, &f->n) != OK || f->n == 0 ||
+    if (msg_stream_items(m.streams, &v, &f->n) != OK || f->n == 0 ||
         f->n > STREAM_FOLLOW_BATCH_MAX) {
         f->n = 0;
         snprintf(why, cap, "streams must be an array of 1-%u stream names",
@@ -114,11 +137,17 @@ err_t sb_parse_follow(struct slice body, struct sb_follow_req *f, char *why, siz
     }
     f->names = xcalloc(f->n, sizeof(*f->names));
     for (uint32_t i = 0; i < f->n; i++) {
+        struct msg_stream_name name;
         if (mp_skip(&v, &item) != OK) {
             snprintf(why, cap, "streams[%" PRIu32 "] is malformed", i);
             return ERR_INVAL;
         }
-        if (sb_parse_stream(item, &f->names[i], one, sizeof(one)) != OK) {
+        rc = msg_decode(&msg_stream_name_form, item.p, item.n, &name);
+        if (rc != OK)
+            (void)sb_why_body(rc, "a stream name", "", one, sizeof(one));
+        else
+            rc = sb_stream_of(&name, &f->names[i], one, sizeof(one));
+        if (rc != OK) {
             snprintf(why, cap, "streams[%" PRIu32 "]: %s", i, one);
             return ERR_INVAL;
         }
@@ -210,14 +239,16 @@ static err_t sb_parse_record(struct slice rec, uint32_t i, struct sb_record_in *
 
 err_t sb_parse_append(struct slice body, struct sb_append *ap, char *why, size_t cap)
 {
+    struct msg_stream_append m;
     struct mp_reader v;
     uint32_t n;
     memset(ap, 0, sizeof(*ap));
-    err_t rc = sb_parse_stream(body, &ap->s, why, cap);
+    err_t rc = msg_decode(&msg_stream_append_form, body.p, body.n, &m);
     if (rc != OK)
+        return sb_why_body(rc, "stream.append", " and records (an array)", why, cap);
+    if ((rc = sb_stream_of(&m.name, &ap->s, why, cap)) != OK)
         return rc;
-    if (sb_find(body, "records", &v) != OK || mp_read_array(&v, &n) != OK || n == 0 ||
-        n > STREAM_BATCH_MAX) {
+    if (msg_stream_items(m.records, &v, &n) != OK || n == 0 || n > STREAM_BATCH_MAX) {
         snprintf(why, cap, "records must be an array of 1-%u records", STREAM_BATCH_MAX);
         return ERR_INVAL;
     }

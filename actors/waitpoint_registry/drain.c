@@ -23,6 +23,7 @@
 #include "msg.h"
 #include "msg_raw.h"
 #include "msg_run.h"
+#include "msg_stream.h"
 #include "msg_wp.h"
 #include "pmetrics.h"
 #include "wp.h"
@@ -362,29 +363,25 @@ static bool wp_record_fields(struct slice rec, uint64_t *seq, struct slice *body
            mp_map_find(rec.p, rec.n, "body", &r) == OK && mp_read_bin(&r, body) == OK;
 }
 
-static bool wp_body_str(struct slice body, const char *k, char *out, size_t cap)
+/* A string of an event as a C string in out (cap bytes); false when it holds a NUL. */
+static bool wp_event_str(struct slice s, char *out, size_t cap)
 {
-    struct mp_reader r;
-    struct slice s;
-    return mp_map_find(body.p, body.n, k, &r) == OK && mp_read_str(&r, &s) == OK &&
-           !memchr(s.p, '\0', s.n) && slice_copy(s, out, cap) == OK;
+    return !memchr(s.p, '\0', s.n) && slice_copy(s, out, cap) == OK;
 }
 
 static void wp_on_event(void *arg, const char *topic, const struct envelope *env)
 {
     struct wp *wp = arg;
     char e[STREAM_ENV_MAX + 1], key[STREAM_KEY_MAX + 1], io[4];
-    struct mp_reader r;
-    struct slice rec, body;
+    struct msg_stream_record ev;
+    struct slice body;
     uint64_t seq;
     (void)topic;
     if (env->type != MSG_STREAM_RECORD)
         return;
-    if (!wp_body_str(env->body, "env", e, sizeof(e)) ||
-        !wp_body_str(env->body, "key", key, sizeof(key)) ||
-        !wp_body_str(env->body, "io", io, sizeof(io)) ||
-        mp_map_find(env->body.p, env->body.n, "record", &r) != OK || mp_skip(&r, &rec) != OK ||
-        !wp_record_fields(rec, &seq, &body))
+    if (msg_decode(&msg_stream_record_form, env->body.p, env->body.n, &ev) != OK ||
+        !wp_event_str(ev.env, e, sizeof(e)) || !wp_event_str(ev.key, key, sizeof(key)) ||
+        !wp_event_str(ev.io, io, sizeof(io)) || !wp_record_fields(ev.record, &seq, &body))
         return;
     wp_redis_drain(wp, e, key, io);
     wp_complete_channel(wp, e, key, io, seq, 0, body, "drain");
@@ -404,16 +401,22 @@ static unsigned wp_sweep_pending; /* reads under way in this sweep */
 
 static void wp_sweep_end(struct wp *wp);
 
+/* The first record of a stream.read reply; false when there is none (or the reply is malformed). */
+static bool wp_read_first(const struct envelope *env, struct slice *rec)
+{
+    struct msg_stream_range m;
+    struct mp_reader v;
+    uint32_t n;
+    return env && msg_decode(&msg_stream_range_form, env->body.p, env->body.n, &m) == OK &&
+           msg_stream_items(m.records, &v, &n) == OK && n > 0 && mp_skip(&v, rec) == OK;
+}
+
 static void wp_on_sweep_read(void *arg, err_t rc, const struct envelope *env)
 {
     struct wp_sweep_read *s = arg;
-    struct mp_reader v;
-    uint32_t n;
     struct slice rec, body;
     uint64_t seq;
-    if (rc == OK && env && mp_map_find(env->body.p, env->body.n, "records", &v) == OK &&
-        mp_read_array(&v, &n) == OK && n > 0 && mp_skip(&v, &rec) == OK &&
-        wp_record_fields(rec, &seq, &body))
+    if (rc == OK && wp_read_first(env, &rec) && wp_record_fields(rec, &seq, &body))
         wp_complete_channel(s->wp, s->env, s->key, s->io, seq, s->from, body, "sweep");
     else if (rc != OK)
         LOG_DEBUG("wp.sweep_read_failed", "stream.read for the sweep failed: %s", err_str(rc));
@@ -450,13 +453,9 @@ static void wp_on_sweep_rows(void *arg, err_t rc, const PGresult *res)
         snprintf(s->key, sizeof(s->key), "%s", key);
         snprintf(s->io, sizeof(s->io), "%s", io);
         s->from = from;
+        struct msg_stream_read m = {msg_stream_name_of(env, key, NULL, io), from, 1};
         mp_writer_reset(&w);
-        mp_put_map(&w, 5);
-        mp_put_kv_str(&w, "env", env);
-        mp_put_kv_str(&w, "key", key);
-        mp_put_kv_str(&w, "io", io);
-        mp_put_kv_uint(&w, "from", from);
-        mp_put_kv_uint(&w, "count", 1);
+        msg_encode(&msg_stream_read_form, &w, &m);
         rc = mp_writer_err(&w);
         if (rc == OK)
             rc = bus_call(wp->broker, MSG_STREAM_READ, mp_writer_data(&w), mp_writer_len(&w), NULL,

@@ -19,6 +19,7 @@
 #include "mem.h"
 #include "msg.h"
 #include "msg_raw.h"
+#include "msg_stream.h"
 #include "msg_wp.h"
 #include "wp.h"
 
@@ -85,6 +86,7 @@ static void wp_on_racecheck_done(void *arg, err_t rc, const PGresult *res)
 static void wp_on_racecheck_read(void *arg, err_t rc, const struct envelope *env)
 {
     struct wp_create *c = arg;
+    struct msg_stream_range m;
     struct mp_reader v, r;
     uint32_t n = 0;
     struct slice body = SLICE_NULL;
@@ -96,8 +98,8 @@ static void wp_on_racecheck_read(void *arg, err_t rc, const struct envelope *env
         wp_create_reply(c);
         return;
     }
-    if (mp_map_find(env->body.p, env->body.n, "records", &v) != OK || mp_read_array(&v, &n) != OK ||
-        n == 0) {
+    if (msg_decode(&msg_stream_range_form, env->body.p, env->body.n, &m) != OK ||
+        msg_stream_items(m.records, &v, &n) != OK || n == 0) {
         wp_create_reply(c);
         return;
     }
@@ -137,13 +139,9 @@ static void wp_create_racecheck(struct wp_create *c)
     wp_redis_register(c->wp, c->env, c->key, c->io, c->id, ttl);
     /* subscribed before the read: a record is either read now or published to us later */
     wp_topic_want(c->wp, c->env, c->key, c->io);
+    struct msg_stream_read m = {msg_stream_name_of(c->env, c->key, NULL, c->io), c->from, 1};
     mp_writer_init(&w);
-    mp_put_map(&w, 5);
-    mp_put_kv_str(&w, "env", c->env);
-    mp_put_kv_str(&w, "key", c->key);
-    mp_put_kv_str(&w, "io", c->io);
-    mp_put_kv_uint(&w, "from", c->from);
-    mp_put_kv_uint(&w, "count", 1);
+    msg_encode(&msg_stream_read_form, &w, &m);
     err_t rc = mp_writer_err(&w);
     if (rc == OK)
         rc = bus_call(c->wp->broker, MSG_STREAM_READ, mp_writer_data(&w), mp_writer_len(&w), NULL,

@@ -11,8 +11,8 @@
  *    and h2o_send here (the executable's win over libh2o's, as edge.c's do);
  *  - the bus by bus_call, wrapped at link time (-Wl,--wrap=bus_call): each request is checked
  *    and queued, and answered later from the loop below with an actor's canned reply, or the
- *    error the input asks for; event subscriptions are off (bus_sub_open_actor wrapped: unavailable), and
- *    the cluster view is that of a node alone (bus_cluster_view wrapped).
+ *    error the input asks for; event subscriptions are off (bus_sub_open_actor wrapped:
+ * unavailable), and the cluster view is that of a node alone (bus_cluster_view wrapped).
  *
  * Feeds: a request written as text -
  *     METHOD TARGET\n  (name: value\n)*  \n  body
@@ -50,6 +50,7 @@
 #include "mp.h"
 #include "mpjson.h"
 #include "msg.h"
+#include "msg_stream.h"
 #include "sesscache.h"
 
 #define KEY "tr_dev_signing_key_for_fuzzing"
@@ -349,22 +350,48 @@ static void put_record(struct mp_writer *w, uint64_t seq)
 /* stream.read / stream.peek: the records the request asks for, of STREAM_LEN. */
 static void put_stream_reply(struct mp_writer *w, uint16_t type, struct slice req, bool empty)
 {
-    struct mp_reader v;
+    struct msg_stream_read read;
+    struct msg_stream_peek peek;
     uint64_t from = 0, count = 1000, tail = empty ? 0 : STREAM_LEN;
-    if (mp_map_find(req.p, req.n, "from", &v) == OK)
-        (void)mp_read_uint(&v, &from);
-    if (mp_map_find(req.p, req.n, "count", &v) == OK)
-        (void)mp_read_uint(&v, &count);
-    if (type == MSG_STREAM_PEEK) /* the last count records */
+    if (type == MSG_STREAM_PEEK) { /* the last count records */
+        if (msg_decode(&msg_stream_peek_form, req.p, req.n, &peek) == OK)
+            count = peek.count;
         from = count >= tail ? 0 : tail - count;
+    } else if (msg_decode(&msg_stream_read_form, req.p, req.n, &read) == OK) {
+        from = read.from;
+        count = read.count;
+    }
     uint64_t end = from + count < tail ? from + count : tail;
-    mp_put_map(w, 3);
-    mp_put_kv_uint(w, "tail", tail);
-    mp_put_kv_uint(w, "tail_ts", 1700000000009);
-    mp_put_str(w, "records");
-    mp_put_array(w, from < end ? (uint32_t)(end - from) : 0);
+    struct mp_writer recs;
+    mp_writer_init(&recs);
+    mp_put_array(&recs, from < end ? (uint32_t)(end - from) : 0);
     for (uint64_t s = from; s < end; s++)
-        put_record(w, s);
+        put_record(&recs, s);
+    FUZZ_CHECK(mp_writer_err(&recs) == OK);
+    struct msg_stream_range m = {
+        {mp_writer_data(&recs), mp_writer_len(&recs)}, tail, 1700000000009};
+    msg_encode(&msg_stream_range_form, w, &m);
+    mp_writer_fini(&recs);
+}
+
+/* stream.append: one seq per record appended. */
+static void put_append_reply(struct mp_writer *w, struct slice req)
+{
+    struct msg_stream_append a;
+    struct mp_reader v;
+    uint32_t n = 0;
+    if (msg_decode(&msg_stream_append_form, req.p, req.n, &a) == OK)
+        (void)msg_stream_items(a.records, &v, &n);
+    struct mp_writer seqs;
+    mp_writer_init(&seqs);
+    mp_put_array(&seqs, n);
+    for (uint32_t i = 0; i < n; i++)
+        mp_put_uint(&seqs, 7 + i);
+    FUZZ_CHECK(mp_writer_err(&seqs) == OK);
+    struct msg_stream_append_reply m = {
+        .seqs = {mp_writer_data(&seqs), mp_writer_len(&seqs)}, .tail = 7 + n, .ts = 1700000000000};
+    msg_encode(&msg_stream_append_reply_form, w, &m);
+    mp_writer_fini(&seqs);
 }
 
 /* One body holding every field any gateway reply reader looks for. */
@@ -379,18 +406,8 @@ static void put_reply(struct mp_writer *w, uint16_t type, char letter, struct sl
         put_stream_reply(w, type, req, empty);
         return;
     }
-    if (type == MSG_STREAM_APPEND) { /* one seq per record appended */
-        struct mp_reader v;
-        uint32_t n = 0;
-        if (mp_map_find(req.p, req.n, "records", &v) == OK)
-            (void)mp_read_array(&v, &n);
-        mp_put_map(w, 3);
-        mp_put_str(w, "seqs");
-        mp_put_array(w, n);
-        for (uint32_t i = 0; i < n; i++)
-            mp_put_uint(w, 7 + i);
-        mp_put_kv_uint(w, "tail", 7 + n);
-        mp_put_kv_uint(w, "ts", 1700000000000);
+    if (type == MSG_STREAM_APPEND) {
+        put_append_reply(w, req);
         return;
     }
     mp_put_map(w, 21);

@@ -3,7 +3,7 @@
  * (gateway/feed_record.c): the S2 JSON record in raw and base64 formats (bytes that are not
  * UTF-8 as U+FFFD, NUL as \u0000, exact in base64), headers and body only when present,
  * unknown keys skipped, malformed record objects refused; and a stream's name in a stream.*
- * request, with and without a side channel.
+ * request (gw_feed_stream_name), with and without a side channel.
  */
 #include "../../../gateway/feed_record.c"
 
@@ -54,8 +54,10 @@ T_TEST(raw_format)
     uint64_t seq, ts;
     record(&w, 7, h, 1, "hi \"there\"\n", 11);
     T_OK(render(&w, GW_REC_RAW, &out, &seq, &ts));
-    T_STREQ(out, "{\"seq_num\":7,\"timestamp\":1700000000123,"
-                 "\"headers\":[[\"content-type\",\"text/plain\"]],\"body\":\"hi \\\"there\\\"\\u000a\"}");
+    T_STREQ(
+        out,
+        "{\"seq_num\":7,\"timestamp\":1700000000123,"
+        "\"headers\":[[\"content-type\",\"text/plain\"]],\"body\":\"hi \\\"there\\\"\\u000a\"}");
     T_EQ(seq, 7u);
     T_EQ(ts, 1700000000123u);
     free(out);
@@ -162,50 +164,28 @@ T_TEST(malformed_records)
     mp_writer_fini(&w);
 }
 
-/* Reads a stream.* body's string at key, "" when absent. */
-static void body_str(const struct mp_writer *w, const char *key, char *out, size_t cap)
-{
-    struct mp_reader v;
-    struct slice s;
-    out[0] = '\0';
-    if (mp_map_find(mp_writer_data(w), mp_writer_len(w), key, &v) == OK &&
-        mp_read_str(&v, &s) == OK)
-        (void)slice_copy(s, out, cap);
-}
-
 T_TEST(stream_names)
 {
     struct gw_feed_opts o = {.env = "env_1", .key = "sess_1", .io = "out"};
+    struct msg_stream_name n = gw_feed_stream_name(&o);
+    T_ASSERT(slice_eq(n.env, "env_1") && slice_eq(n.key, "sess_1") && slice_eq(n.io, "out"));
+    T_ASSERT(n.channel.p == NULL); /* the session's own pair names no channel */
+
+    /* a stream.read of it: the name's three fields, then from and count */
+    struct msg_stream_read m = {n, 5, 1000};
     struct mp_writer w;
     struct mp_reader r;
-    uint32_t n;
-    char v[64];
-
+    uint32_t pairs;
     mp_writer_init(&w);
-    gw_stream_put_name(&w, &o, 1);
-    mp_put_kv_uint(&w, "from", 5);
+    msg_encode(&msg_stream_read_form, &w, &m);
     mp_reader_init(&r, mp_writer_data(&w), mp_writer_len(&w));
-    T_OK(mp_read_map(&r, &n));
-    T_EQ(n, 4u);
-    body_str(&w, "env", v, sizeof(v));
-    T_STREQ(v, "env_1");
-    body_str(&w, "key", v, sizeof(v));
-    T_STREQ(v, "sess_1");
-    body_str(&w, "io", v, sizeof(v));
-    T_STREQ(v, "out");
-    body_str(&w, "channel", v, sizeof(v));
-    T_STREQ(v, ""); /* the session's own pair names no channel */
+    T_OK(mp_read_map(&r, &pairs));
+    T_EQ(pairs, 5u);
     mp_writer_fini(&w);
 
     snprintf(o.channel, sizeof(o.channel), "tools");
-    mp_writer_init(&w);
-    gw_stream_put_name(&w, &o, 0);
-    mp_reader_init(&r, mp_writer_data(&w), mp_writer_len(&w));
-    T_OK(mp_read_map(&r, &n));
-    T_EQ(n, 4u);
-    body_str(&w, "channel", v, sizeof(v));
-    T_STREQ(v, "tools");
-    mp_writer_fini(&w);
+    n = gw_feed_stream_name(&o);
+    T_ASSERT(slice_eq(n.channel, "tools"));
 }
 
 int main(void)

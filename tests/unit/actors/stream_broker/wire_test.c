@@ -1,7 +1,8 @@
 /*
  * wire_test.c - the stream-broker's pure parts (wire.c): request
- * validation (stream.append, stream.follow), Redis key names, entries read back from Redis and
- * record objects. The scripts and Redis itself are exercised against a real server, not here.
+ * validation (stream.append, read, peek, trim and follow), Redis key names, entries read back from
+ * Redis and record objects. The scripts and Redis itself are exercised against a real server, not
+ * here.
  */
 #include "../../../../actors/stream_broker/wire.c"
 
@@ -20,17 +21,32 @@ static void put_name(struct mp_writer *w, const char *env, const char *key, cons
     mp_put_kv_str(w, "io", io);
 }
 
+/* A stream.peek body of the name and count 1, parsed. */
 static err_t parse_stream(const char *env, const char *key, const char *io)
 {
     struct mp_writer w;
     struct sb_stream s;
+    uint64_t from, count;
     char why[SB_WHY_MAX];
     mp_writer_init(&w);
-    mp_put_map(&w, 3);
+    mp_put_map(&w, 4);
     put_name(&w, env, key, io);
-    err_t rc = sb_parse_stream(body_of(&w), &s, why, sizeof(why));
+    mp_put_kv_uint(&w, "count", 1);
+    err_t rc = sb_parse_range(body_of(&w), true, &s, &from, &count, why, sizeof(why));
     mp_writer_fini(&w);
     return rc;
+}
+
+/* A stream name map of w, decoded and checked. */
+static err_t parse_name(struct mp_writer *w, struct sb_stream *s, char *why)
+{
+    struct msg_stream_name n;
+    err_t rc = msg_decode(&msg_stream_name_form, mp_writer_data(w), mp_writer_len(w), &n);
+    if (rc != OK) {
+        snprintf(why, SB_WHY_MAX, "does not decode");
+        return rc;
+    }
+    return sb_stream_of(&n, s, why, SB_WHY_MAX);
 }
 
 T_TEST(stream_names)
@@ -56,6 +72,7 @@ T_TEST(stream_names)
     /* a NUL inside a name, a missing field, a field of another type, a body that is no map */
     struct mp_writer w;
     struct sb_stream s;
+    uint64_t from, count;
     char why[SB_WHY_MAX] = "";
     mp_writer_init(&w);
     mp_put_map(&w, 3);
@@ -63,43 +80,91 @@ T_TEST(stream_names)
     mp_put_str(&w, "key");
     mp_put_strn(&w, "a\0b", 3);
     mp_put_kv_str(&w, "io", "in");
-    T_ERR(sb_parse_stream(body_of(&w), &s, why, sizeof(why)), ERR_INVAL);
+    T_ERR(parse_name(&w, &s, why), ERR_INVAL);
     T_ASSERT(strstr(why, "key") != NULL);
     mp_writer_reset(&w);
-    mp_put_map(&w, 2);
+    mp_put_map(&w, 3);
     mp_put_kv_str(&w, "env", "e");
     mp_put_kv_str(&w, "io", "in");
-    T_ERR(sb_parse_stream(body_of(&w), &s, why, sizeof(why)), ERR_INVAL);
+    mp_put_kv_uint(&w, "count", 1);
+    T_ERR(sb_parse_range(body_of(&w), true, &s, &from, &count, why, sizeof(why)), ERR_INVAL);
+    T_ASSERT(strncmp(why, "stream.peek needs", 17) == 0);
     mp_writer_reset(&w);
-    mp_put_map(&w, 3);
+    mp_put_map(&w, 4);
     mp_put_kv_uint(&w, "env", 7);
     mp_put_kv_str(&w, "key", "k");
     mp_put_kv_str(&w, "io", "in");
-    T_ERR(sb_parse_stream(body_of(&w), &s, why, sizeof(why)), ERR_INVAL);
+    mp_put_kv_uint(&w, "count", 1);
+    T_ERR(sb_parse_range(body_of(&w), true, &s, &from, &count, why, sizeof(why)), ERR_INVAL);
     mp_writer_reset(&w);
     mp_put_array(&w, 0);
-    T_ERR(sb_parse_stream(body_of(&w), &s, why, sizeof(why)), ERR_INVAL);
-    T_ERR(sb_parse_stream(SLICE_NULL, &s, why, sizeof(why)), ERR_INVAL);
+    T_ERR(sb_parse_range(body_of(&w), true, &s, &from, &count, why, sizeof(why)), ERR_INVAL);
     T_STREQ(why, "the request body must be a map");
+    T_ERR(sb_parse_range(SLICE_NULL, false, &s, &from, &count, why, sizeof(why)), ERR_INVAL);
+    T_ASSERT(strncmp(why, "stream.read needs", 17) == 0);
     mp_writer_fini(&w);
+}
+
+/* A stream.read (from given) or stream.peek body of stream (e, k, in) with count, parsed. */
+static err_t parse_count(bool peek, uint64_t count, uint64_t *from_out, char *why)
+{
+    struct mp_writer w;
+    struct sb_stream s;
+    uint64_t c;
+    mp_writer_init(&w);
+    mp_put_map(&w, peek ? 4 : 5);
+    put_name(&w, "e", "k", "in");
+    if (!peek)
+        mp_put_kv_uint(&w, "from", UINT64_MAX);
+    mp_put_kv_uint(&w, "count", count);
+    err_t rc = sb_parse_range(body_of(&w), peek, &s, from_out, &c, why, SB_WHY_MAX);
+    mp_writer_fini(&w);
+    return rc;
 }
 
 T_TEST(uints)
 {
-    struct mp_writer w;
     uint64_t v = 0;
     char why[SB_WHY_MAX];
+    T_OK(sb_check_uint("count", 16, 1, 16, why, sizeof(why)));
+    T_ERR(sb_check_uint("count", 16, 1, 15, why, sizeof(why)), ERR_INVAL);
+    T_STREQ(why, "count must be an integer from 1 to 15");
+    T_ERR(sb_check_uint("count", 0, 1, 15, why, sizeof(why)), ERR_INVAL);
+    /* the counts of a read and a peek */
+    T_OK(parse_count(false, STREAM_BATCH_MAX, &v, why));
+    T_EQ(v, UINT64_MAX);
+    T_ERR(parse_count(false, STREAM_BATCH_MAX + 1, &v, why), ERR_INVAL);
+    T_ERR(parse_count(false, 0, &v, why), ERR_INVAL);
+    T_OK(parse_count(true, SB_PEEK_MAX, &v, why));
+    T_EQ(v, 0);
+    T_ERR(parse_count(true, SB_PEEK_MAX + 1, &v, why), ERR_INVAL);
+    T_STREQ(why, "count must be an integer from 1 to 16");
+
+    /* a negative or text count, or none */
+    struct mp_writer w;
+    struct sb_stream s;
+    uint64_t c;
     mp_writer_init(&w);
+    mp_put_map(&w, 4);
+    put_name(&w, "e", "k", "in");
+    mp_put_kv_int(&w, "count", -1);
+    T_ERR(sb_parse_range(body_of(&w), true, &s, &v, &c, why, sizeof(why)), ERR_INVAL);
+    mp_writer_reset(&w);
+    mp_put_map(&w, 4);
+    put_name(&w, "e", "k", "in");
+    mp_put_kv_str(&w, "count", "1");
+    T_ERR(sb_parse_range(body_of(&w), true, &s, &v, &c, why, sizeof(why)), ERR_INVAL);
+    mp_writer_reset(&w);
     mp_put_map(&w, 3);
-    mp_put_kv_uint(&w, "count", 16);
-    mp_put_kv_int(&w, "neg", -1);
-    mp_put_kv_str(&w, "s", "1");
-    T_OK(sb_parse_uint(body_of(&w), "count", 1, 16, &v, why, sizeof(why)));
-    T_EQ(v, 16);
-    T_ERR(sb_parse_uint(body_of(&w), "count", 1, 15, &v, why, sizeof(why)), ERR_INVAL);
-    T_ERR(sb_parse_uint(body_of(&w), "neg", 0, UINT64_MAX, &v, why, sizeof(why)), ERR_INVAL);
-    T_ERR(sb_parse_uint(body_of(&w), "s", 0, UINT64_MAX, &v, why, sizeof(why)), ERR_INVAL);
-    T_ERR(sb_parse_uint(body_of(&w), "absent", 0, UINT64_MAX, &v, why, sizeof(why)), ERR_INVAL);
+    put_name(&w, "e", "k", "in");
+    T_ERR(sb_parse_trim(body_of(&w), &s, &v, why, sizeof(why)), ERR_INVAL);
+    T_ASSERT(strstr(why, "before") != NULL);
+    mp_writer_reset(&w);
+    mp_put_map(&w, 4);
+    put_name(&w, "e", "k", "in");
+    mp_put_kv_uint(&w, "before", 3);
+    T_OK(sb_parse_trim(body_of(&w), &s, &v, why, sizeof(why)));
+    T_EQ(v, 3);
     mp_writer_fini(&w);
 
     T_ASSERT(sb_parse_u64("0", 1, &v) && v == 0);
@@ -455,7 +520,7 @@ T_TEST(channels)
     mp_put_map(&w, 4);
     put_name(&w, "e", "k", "out");
     mp_put_kv_str(&w, "channel", "a-b_c.9");
-    T_OK(sb_parse_stream(body_of(&w), &s, why, sizeof(why)));
+    T_OK(parse_name(&w, &s, why));
     T_STREQ(s.channel, "a-b_c.9");
     /* nil is the session's own pair */
     mp_writer_reset(&w);
@@ -463,7 +528,7 @@ T_TEST(channels)
     put_name(&w, "e", "k", "out");
     mp_put_str(&w, "channel");
     mp_put_nil(&w);
-    T_OK(sb_parse_stream(body_of(&w), &s, why, sizeof(why)));
+    T_OK(parse_name(&w, &s, why));
     T_STREQ(s.channel, "");
     static const char *const bad[] = {"", "a b", "a/b", "\xc3\xa9", NULL};
     for (int i = 0; bad[i]; i++) {
@@ -471,7 +536,7 @@ T_TEST(channels)
         mp_put_map(&w, 4);
         put_name(&w, "e", "k", "out");
         mp_put_kv_str(&w, "channel", bad[i]);
-        T_ERR(sb_parse_stream(body_of(&w), &s, why, sizeof(why)), ERR_INVAL);
+        T_ERR(parse_name(&w, &s, why), ERR_INVAL);
         T_ASSERT(strstr(why, "channel") != NULL);
     }
     mp_writer_fini(&w);
