@@ -161,10 +161,6 @@ static void actor_once_replay(struct bus_req *req, const struct actor_once_key *
 /* Runs rt's handler on req, and answers a failure it returns (actor_handler_fn). */
 static void actor_call(struct actor *a, const struct actor_route *rt, struct bus_req *req)
 {
-    if (!rt->handle) {
-        rt->fn(a, req);
-        return;
-    }
     err_t rc = rt->handle(a, req);
     if (rc != OK)
         actor_reply_err(req, rc);
@@ -346,7 +342,7 @@ static int actor_run(struct actor *a, int argc, char **argv)
     for (unsigned i = 0; i < spec->nroutes; i++) {
         const struct actor_route *rt = &spec->routes[i];
         /* an ASSERT of the route table: a type it can index, one route a type, a handler */
-        if (rt->type >= ACTOR_ROUTE_TYPES || a->route_of[rt->type] || (!rt->handle && !rt->fn)) {
+        if (rt->type >= ACTOR_ROUTE_TYPES || a->route_of[rt->type] || !rt->handle) {
             LOG_ERROR("actor.bad_route", "route %u (%s) is out of range, repeated or empty",
                       rt->type, msg_name(rt->type));
             return EXIT_PERMANENT;

@@ -40,8 +40,6 @@ struct actor;
  * ("session not found").
  */
 typedef err_t (*actor_handler_fn)(struct actor *a, struct bus_req *req);
-/* The handler of the old contract, answering every outcome itself (being converted). */
-typedef void (*actor_handler_old_fn)(struct actor *a, struct bus_req *req);
 
 /*
  * A route with once set is a non-idempotent write, handled once per request
@@ -56,7 +54,6 @@ typedef void (*actor_handler_old_fn)(struct actor *a, struct bus_req *req);
 struct actor_route {
     uint16_t type;
     actor_handler_fn handle;
-    actor_handler_old_fn fn; /* when handle is NULL */
     bool once;
     /*
      * A once route's read-only answer, tried before the transaction. False: handle the request
