@@ -69,6 +69,9 @@ void ctl_fault_encode(struct mp_writer *w, const char *name, const struct bus_fa
  */
 int ctl_tap(struct ctl *c, int argc, char **argv);
 
+/* tetherctl proto-doc (proto_doc.c): prints docs/protocol.md; returns 0. */
+int ctl_proto_doc(void);
+
 /* tetherctl env ...: argv[0] is the subcommand (env.c). */
 int ctl_env(struct ctl *c, int argc, char **argv);
 
