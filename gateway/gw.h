@@ -53,28 +53,32 @@ struct gw_cfg {
     char *tls_key;
 };
 
-struct gw_runs;
-struct gw_holds;
+/* The kinds of long-poll (longpoll.h): a board each. */
+enum gw_lp_boards {
+    GW_LP_DEQUEUE, /* waiting dequeues (h_dequeue.c) */
+    GW_LP_HOLD,    /* waiting holds (h_run_suspend.c) */
+    GW_LP_BOARDS,
+};
+struct gw_lp_board;
 struct gw_feeds;
 struct gw_sesscache;
 
 struct gw {
     struct cfg_common cfg;
     struct gw_cfg gw;
-    struct gw_hosts allowed;  /* TETHER_GW_ALLOWED_HOSTS; n = 0: every Host, none echoed */
-    char listen_base[64];     /* http(s)://<listen address>:<port>, X-S2-Endpoint's default */
+    struct gw_hosts allowed; /* TETHER_GW_ALLOWED_HOSTS; n = 0: every Host, none echoed */
+    char listen_base[64];    /* http(s)://<listen address>:<port>, X-S2-Endpoint's default */
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
     h2o_socket_t *bus_sock, *sig_sock, *parent_sock;
     struct bus *bus;
-    struct bus_peer *actors[GW_NPEERS]; /* indexed by the enum above */
-    unsigned inflight;        /* HTTP requests waiting on the bus */
-    struct gw_runs *runs;     /* long-polling dequeues (h_dequeue.c); made on first use */
-    struct gw_holds *holds;   /* long-polling holds (h_run_suspend.c); made on first use */
-    struct gw_feeds *feeds;   /* SSE feeds of record streams (feed_topics.c); made on first use */
-    struct gw_sesscache *sessions; /* recent session rows (sesscache.h, sessref.c) */
+    struct bus_peer *actors[GW_NPEERS];   /* indexed by the enum above */
+    unsigned inflight;                    /* HTTP requests waiting on the bus */
+    struct gw_lp_board *lp[GW_LP_BOARDS]; /* long-polls by kind (longpoll.h); made on first use */
+    struct gw_feeds *feeds; /* SSE feeds of record streams (feed_topics.c); made on first use */
+    struct gw_sesscache *sessions;  /* recent session rows (sesscache.h, sessref.c) */
     struct bus_sub *session_events; /* session.changed from the session-manager */
     bool stopping;
     uint64_t stop_deadline_mono;
@@ -83,7 +87,6 @@ struct gw {
 
 /* The process's gateway; handlers reach it through the h2o context. */
 struct gw *gw_of(h2o_req_t *req);
-
 
 /* sessref.c: the session cache and the session.changed subscription that keeps it current. */
 err_t gw_sessions_open(struct gw *gw);

@@ -22,6 +22,7 @@
 #include "handlers.h"
 #include "ids.h"
 #include "log.h"
+#include "longpoll.h"
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
@@ -36,120 +37,37 @@
 #define GW_DQ_RUNS_MAX 50
 #define GW_DQ_WAIT_MAX_S 60
 
-/* One topic the process subscribes to, with the number of waiters that need it. */
-struct gw_topic {
-    struct gw_topic *next;
-    char env_id[64];
-    unsigned refs;
-};
-
-struct gw_runs {
-    h2o_timeout_t tick;    /* GW_DQ_TICK_MS, for every waiting dequeue */
-    struct bus_sub *sub;   /* the run-manager's events; NULL: polling only */
-    struct gw_dq *waiters; /* long-polls in progress */
-    struct gw_topic *topics;
-};
-
 /* A dequeue in progress: the call's state (c->state). */
 struct gw_dq {
-    struct gw_call *c;
-    struct gw_dq *prev, *next; /* in gw_runs.waiters while listed */
-    bool listed;
-    h2o_timeout_entry_t tick;
-    void *request; /* the run.dequeue body, built once (malloc'd) */
+    struct gw_lp_waiter lp; /* first: the long-poll's (longpoll.h) */
+    void *request;          /* the run.dequeue body, built once (malloc'd) */
     size_t request_n;
     char *tasks; /* the task identifiers, NUL-separated (malloc'd) */
     size_t tasks_n;
-    uint64_t deadline_mono; /* 0: no waiting */
-    uint64_t next_poll_mono;
-    bool calling;      /* a run.dequeue is under way */
-    bool wake_pending; /* an event arrived during it: dequeue again at once */
     char worker_id[GW_WORKER_ID_MAX + 1];
+};
+
+static void gw_dq_lp_issue(struct gw_lp_waiter *w);
+static void gw_dq_lp_expire(struct gw_lp_waiter *w);
+static bool gw_dq_lp_wants(const struct gw_lp_waiter *w, const struct envelope *env);
+
+static const struct gw_lp_kind gw_dq_kind = {
+    .board = GW_LP_DEQUEUE,
+    .actor = "run-manager",
+    .prefix = "run.queued.",
+    .tick_ms = GW_DQ_TICK_MS,
+    .poll_ms = GW_DQ_POLL_MS,
+    .issue = gw_dq_lp_issue,
+    .expire = gw_dq_lp_expire,
+    .wants = gw_dq_lp_wants,
 };
 
 static void gw_dq_issue(struct gw_dq *dq);
 
-/* The client of a waiting dequeue has gone: runs leased to it would otherwise wait for their
- * lease to end. */
-static bool gw_dq_client_gone(struct gw_call *c)
-{
-    return !c->req || gw_req_client_gone(c->req);
-}
-
-static void gw_runs_on_event(void *arg, const char *topic, const struct envelope *env);
-
-static struct gw_runs *gw_runs_get(struct gw *gw)
-{
-    if (gw->runs)
-        return gw->runs;
-    struct gw_runs *r = xcalloc(1, sizeof(*r));
-    h2o_timeout_init(gw->ctx.loop, &r->tick, GW_DQ_TICK_MS);
-    /* without events a long-poll still works, at GW_DQ_POLL_MS's latency */
-    if (bus_sub_open_actor(gw->bus, "run-manager", gw_runs_on_event, gw, &r->sub) != OK) {
-        LOG_WARN("gw.runs_events", "cannot follow the run-manager's events; dequeues poll");
-        r->sub = NULL;
-    }
-    gw->runs = r;
-    return r;
-}
-
-static void gw_runs_topic(char *out, size_t cap, const char *env_id)
-{
-    snprintf(out, cap, "run.queued.%s", env_id);
-}
-
-static void gw_runs_topic_ref(struct gw_runs *r, const char *env_id)
-{
-    char topic[96];
-    struct gw_topic *t;
-    for (t = r->topics; t; t = t->next)
-        if (strcmp(t->env_id, env_id) == 0)
-            break;
-    if (!t) {
-        t = xcalloc(1, sizeof(*t));
-        snprintf(t->env_id, sizeof(t->env_id), "%s", env_id);
-        t->next = r->topics;
-        r->topics = t;
-        gw_runs_topic(topic, sizeof(topic), env_id);
-        if (r->sub && bus_sub_add(r->sub, topic) != OK)
-            LOG_WARN("gw.runs_events", "cannot subscribe to run.queued of environment %s", env_id);
-    }
-    t->refs++;
-}
-
-static void gw_runs_topic_unref(struct gw_runs *r, const char *env_id)
-{
-    char topic[96];
-    for (struct gw_topic **pp = &r->topics, *t; (t = *pp); pp = &t->next) {
-        if (strcmp(t->env_id, env_id) != 0)
-            continue;
-        if (--t->refs == 0) {
-            *pp = t->next;
-            gw_runs_topic(topic, sizeof(topic), env_id);
-            if (r->sub)
-                (void)bus_sub_remove(r->sub, topic);
-            free(t);
-        }
-        return;
-    }
-}
-
-/* Takes dq off every list and timer and frees what it holds; the caller then responds. */
+/* Takes dq off the board and timer and frees what it holds; the caller then responds. */
 static void gw_dq_done(struct gw_dq *dq)
 {
-    struct gw_runs *r = dq->c->gw->runs;
-    if (h2o_timeout_is_linked(&dq->tick))
-        h2o_timeout_unlink(&dq->tick);
-    if (dq->listed) {
-        if (dq->prev)
-            dq->prev->next = dq->next;
-        else
-            r->waiters = dq->next;
-        if (dq->next)
-            dq->next->prev = dq->prev;
-        dq->listed = false;
-        gw_runs_topic_unref(r, dq->c->auth.env.id);
-    }
+    gw_lp_done(&dq->lp);
     free(dq->request);
     dq->request = NULL;
     free(dq->tasks);
@@ -158,7 +76,7 @@ static void gw_dq_done(struct gw_dq *dq)
 
 static void gw_dq_respond_empty(struct gw_dq *dq)
 {
-    struct gw_call *c = dq->c;
+    struct gw_call *c = dq->lp.c;
     gw_dq_done(dq);
     gw_respond_json(c, 200, json_pack("{s:[],s:s}", "runs", "workerId", dq->worker_id), 0);
 }
@@ -174,56 +92,25 @@ static bool gw_dq_wants(const struct gw_dq *dq, const char *task, size_t n)
     return false;
 }
 
-static void gw_dq_wake(struct gw_dq *dq)
+static void gw_dq_lp_issue(struct gw_lp_waiter *w)
 {
-    if (dq->calling) {
-        dq->wake_pending = true;
-        return;
-    }
-    if (gw_dq_client_gone(dq->c)) {
-        gw_dq_respond_empty(dq); /* to nobody: ends the call without taking a run */
-        return;
-    }
-    if (h2o_timeout_is_linked(&dq->tick))
-        h2o_timeout_unlink(&dq->tick);
-    gw_dq_issue(dq);
+    gw_dq_issue((struct gw_dq *)w);
 }
 
-static void gw_runs_on_event(void *arg, const char *topic, const struct envelope *env)
+/* the wait is over with no run: to nobody, maybe, which ends the call without taking a run */
+static void gw_dq_lp_expire(struct gw_lp_waiter *w)
 {
-    struct gw *gw = arg;
-    struct gw_runs *r = gw->runs;
+    gw_dq_respond_empty((struct gw_dq *)w);
+}
+
+/* an event that names no task (or that cannot be read) wakes every waiter of the env */
+static bool gw_dq_lp_wants(const struct gw_lp_waiter *w, const struct envelope *env)
+{
     struct msg_run_queued ev;
-    const char *env_id = topic + strlen("run.queued.");
-    if (!r || strncmp(topic, "run.queued.", strlen("run.queued.")) != 0)
-        return;
-    /* an event that names no task (or that cannot be read) wakes every waiter of the env */
-    if (msg_decode(&msg_run_queued_form, env->body.p, env->body.n, &ev) != OK)
-        ev.task_identifier = SLICE_NULL;
-    struct slice task = ev.task_identifier;
-    /* waking may finish a waiter (and unlink it): walk with the next one saved */
-    for (struct gw_dq *dq = r->waiters, *next; dq; dq = next) {
-        next = dq->next;
-        if (strcmp(dq->c->auth.env.id, env_id) == 0 && (!task.p || gw_dq_wants(dq, task.p, task.n)))
-            gw_dq_wake(dq);
-    }
-}
-
-static void gw_dq_on_tick(h2o_timeout_entry_t *entry)
-{
-    struct gw_dq *dq = (struct gw_dq *)((char *)entry - offsetof(struct gw_dq, tick));
-    struct gw_call *c = dq->c;
-    uint64_t now = clock_mono_ms();
-    /* the client left, the gateway is stopping, or the wait is over: answer (nobody, maybe) */
-    if (gw_dq_client_gone(c) || c->gw->stopping || now >= dq->deadline_mono) {
-        gw_dq_respond_empty(dq);
-        return;
-    }
-    if (now >= dq->next_poll_mono) {
-        gw_dq_issue(dq);
-        return;
-    }
-    h2o_timeout_link(c->gw->ctx.loop, &c->gw->runs->tick, &dq->tick);
+    if (msg_decode(&msg_run_queued_form, env->body.p, env->body.n, &ev) != OK ||
+        !ev.task_identifier.p)
+        return true;
+    return gw_dq_wants((const struct gw_dq *)w, ev.task_identifier.p, ev.task_identifier.n);
 }
 
 static void gw_on_release_reply(void *arg, err_t rc, const struct envelope *env)
@@ -254,14 +141,15 @@ static void gw_dq_release(struct gw_dq *dq, struct slice runs, uint32_t n)
         gw_mp_str(m, "id", id, sizeof(id));
         mp_put_str(&ids, id);
     }
-    struct msg_run_release rel = {msg_str(dq->c->auth.env.id),
+    struct msg_run_release rel = {msg_str(dq->lp.c->auth.env.id),
                                   msg_str(dq->worker_id),
                                   {mp_writer_data(&ids), mp_writer_len(&ids)}};
     mp_writer_init(&w);
     msg_encode(&msg_run_release_form, &w, &rel);
     if (mp_writer_err(&ids) == OK && mp_writer_err(&w) == OK)
-        (void)bus_call(dq->c->gw->actors[GW_ACTOR_RUN_MANAGER], MSG_RUN_RELEASE, mp_writer_data(&w),
-                       mp_writer_len(&w), &dq->c->trace, gw_on_release_reply, NULL);
+        (void)bus_call(dq->lp.c->gw->actors[GW_ACTOR_RUN_MANAGER], MSG_RUN_RELEASE,
+                       mp_writer_data(&w), mp_writer_len(&w), &dq->lp.c->trace, gw_on_release_reply,
+                       NULL);
     mp_writer_fini(&w);
     mp_writer_fini(&ids);
 }
@@ -338,19 +226,19 @@ static json_t *gw_dq_item(struct gw_call *c, struct slice m)
 static void gw_dq_on_reply(void *arg, err_t rc, const struct envelope *env)
 {
     struct gw_dq *dq = arg;
-    struct gw_call *c = dq->c;
+    struct gw_call *c = dq->lp.c;
     struct mp_reader v;
     struct msg_run_dequeue_reply r = {SLICE_NULL};
     uint32_t n = 0;
-    dq->calling = false;
+    gw_lp_replied(&dq->lp);
     if (rc == OK && env &&
         msg_decode(&msg_run_dequeue_reply_form, env->body.p, env->body.n, &r) != OK)
         rc = ERR_PROTO;
     if (rc != OK || !env) {
         /* a restarting run-manager is no reason to end a long-poll: try again at the next poll */
-        if (dq->deadline_mono && (rc == ERR_UNAVAIL || rc == ERR_TIMEOUT || rc == ERR_CLOSED) &&
-            clock_mono_ms() < dq->deadline_mono && c->req) {
-            h2o_timeout_link(c->gw->ctx.loop, &c->gw->runs->tick, &dq->tick);
+        if (dq->lp.deadline_mono && (rc == ERR_UNAVAIL || rc == ERR_TIMEOUT || rc == ERR_CLOSED) &&
+            clock_mono_ms() < dq->lp.deadline_mono && c->req) {
+            gw_lp_tick(&dq->lp);
             return;
         }
         gw_dq_done(dq);
@@ -361,7 +249,7 @@ static void gw_dq_on_reply(void *arg, err_t rc, const struct envelope *env)
     if (mp_read_array(&v, &n) != OK)
         n = 0;
     if (n > 0) {
-        if (gw_dq_client_gone(c)) {
+        if (gw_lp_client_gone(&dq->lp)) {
             gw_dq_release(dq, r.runs, n);
             gw_dq_done(dq);
             gw_respond_json(c, 200, json_object(), 0); /* to nobody: frees the call */
@@ -383,24 +271,13 @@ static void gw_dq_on_reply(void *arg, err_t rc, const struct envelope *env)
         gw_respond_json(c, 200, json_pack("{s:o,s:s}", "runs", list, "workerId", dq->worker_id), 0);
         return;
     }
-    uint64_t now = clock_mono_ms();
-    if (!dq->deadline_mono || now >= dq->deadline_mono || gw_dq_client_gone(c) || c->gw->stopping) {
-        gw_dq_respond_empty(dq);
-        return;
-    }
-    if (dq->wake_pending) {
-        gw_dq_issue(dq);
-        return;
-    }
-    h2o_timeout_link(c->gw->ctx.loop, &c->gw->runs->tick, &dq->tick);
+    gw_lp_wait_on(&dq->lp);
 }
 
 static void gw_dq_issue(struct gw_dq *dq)
 {
-    struct gw_call *c = dq->c;
-    dq->calling = true;
-    dq->wake_pending = false;
-    dq->next_poll_mono = clock_mono_ms() + GW_DQ_POLL_MS;
+    struct gw_call *c = dq->lp.c;
+    gw_lp_calling(&dq->lp);
     err_t rc = bus_call(c->gw->actors[GW_ACTOR_RUN_MANAGER], MSG_RUN_DEQUEUE, dq->request,
                         dq->request_n, &c->trace, gw_dq_on_reply, dq);
     if (rc != OK)
@@ -446,8 +323,7 @@ void gw_on_worker_dequeue(struct gw_call *c)
         return;
     struct gw_dq *dq = xcalloc(1, sizeof(*dq));
     c->state = dq;
-    dq->c = c;
-    dq->tick.cb = gw_dq_on_tick;
+    gw_lp_init(&dq->lp, &gw_dq_kind, c);
     if (worker) {
         snprintf(dq->worker_id, sizeof(dq->worker_id), "%s", worker);
     } else {
@@ -498,16 +374,7 @@ void gw_on_worker_dequeue(struct gw_call *c)
         memcpy(dq->tasks + o, json_string_value(t), json_string_length(t) + 1);
         o += json_string_length(t) + 1;
     }
-    if (wait_s > 0) {
-        /* listen before the first try, so a run queued right after it still wakes us */
-        struct gw_runs *r = gw_runs_get(c->gw);
-        dq->deadline_mono = clock_mono_ms() + (uint64_t)wait_s * 1000;
-        dq->next = r->waiters;
-        if (r->waiters)
-            r->waiters->prev = dq;
-        r->waiters = dq;
-        dq->listed = true;
-        gw_runs_topic_ref(r, c->auth.env.id);
-    }
+    if (wait_s > 0) /* listen before the first try, so a run queued right after it wakes us */
+        gw_lp_listen(&dq->lp, (uint64_t)wait_s * 1000);
     gw_dq_issue(dq);
 }

@@ -15,6 +15,7 @@
 #include "gw.h"
 #include "handlers.h"
 #include "log.h"
+#include "longpoll.h"
 #include "mem.h"
 #include "mp.h"
 #include "msg.h"
@@ -52,152 +53,47 @@ json_t *gw_wp_completed_json(struct slice m)
 #define GW_HOLD_TICK_MS 200
 #define GW_HOLD_POLL_MS 2000
 
-struct gw_hold_topic {
-    struct gw_hold_topic *next;
-    char env_id[64];
-    unsigned refs;
-};
-
-struct gw_holds {
-    h2o_timeout_t tick;      /* GW_HOLD_TICK_MS, for every waiting hold */
-    struct bus_sub *sub;     /* the registry's events; NULL: polling only */
-    struct gw_hold *waiters; /* holds waiting */
-    struct gw_hold_topic *topics;
-};
-
 /* A suspend or hold in progress: the call's state (c->state). */
 struct gw_hold {
-    struct gw_call *c;
-    struct gw_hold *prev, *next; /* in gw_holds.waiters while listed */
-    bool listed;
-    h2o_timeout_entry_t tick;
+    struct gw_lp_waiter lp; /* first: the long-poll's (longpoll.h) */
     bool hold;
-    uint64_t deadline_mono; /* 0: answer the first reply */
-    uint64_t next_poll_mono;
-    uint64_t pending;  /* what the last reply said */
-    bool calling;      /* a run.suspend is under way */
-    bool wake_pending; /* an event arrived during it: ask again at once */
+    uint64_t pending; /* what the last reply said */
     char worker[132];
 };
 
 static void gw_hold_issue(struct gw_hold *h);
-static void gw_holds_on_event(void *arg, const char *topic, const struct envelope *env);
+static void gw_hold_respond_pending(struct gw_hold *h);
 
-/* The client of a waiting hold has gone. */
-static bool gw_hold_client_gone(struct gw_call *c)
+static void gw_hold_lp_issue(struct gw_lp_waiter *w)
 {
-    return !c->req || gw_req_client_gone(c->req);
+    gw_hold_issue((struct gw_hold *)w);
 }
 
-static struct gw_holds *gw_holds_get(struct gw *gw)
+static void gw_hold_lp_expire(struct gw_lp_waiter *w)
 {
-    if (gw->holds)
-        return gw->holds;
-    struct gw_holds *r = xcalloc(1, sizeof(*r));
-    h2o_timeout_init(gw->ctx.loop, &r->tick, GW_HOLD_TICK_MS);
-    if (bus_sub_open_actor(gw->bus, "waitpoint-registry", gw_holds_on_event, gw, &r->sub) != OK) {
-        LOG_WARN("gw.holds_events", "cannot follow the waitpoint-registry's events; holds poll");
-        r->sub = NULL;
-    }
-    gw->holds = r;
-    return r;
+    gw_hold_respond_pending((struct gw_hold *)w);
 }
 
-static void gw_holds_topic_ref(struct gw_holds *r, const char *env_id, int delta)
-{
-    char topic[96];
-    struct gw_hold_topic **pp = &r->topics, *t;
-    for (; (t = *pp); pp = &t->next)
-        if (strcmp(t->env_id, env_id) == 0)
-            break;
-    snprintf(topic, sizeof(topic), "wp.completed.%s", env_id);
-    if (delta > 0) {
-        if (!t) {
-            t = xcalloc(1, sizeof(*t));
-            snprintf(t->env_id, sizeof(t->env_id), "%s", env_id);
-            t->next = r->topics;
-            r->topics = t;
-            if (r->sub && bus_sub_add(r->sub, topic) != OK)
-                LOG_WARN("gw.holds_events", "cannot subscribe to wp.completed of environment %s",
-                         env_id);
-        }
-        t->refs++;
-    } else if (t && --t->refs == 0) {
-        *pp = t->next;
-        if (r->sub)
-            (void)bus_sub_remove(r->sub, topic);
-        free(t);
-    }
-}
-
-/* Takes h off every list and timer; the caller then responds. */
-static void gw_hold_done(struct gw_hold *h)
-{
-    struct gw_holds *r = h->c->gw->holds;
-    if (h2o_timeout_is_linked(&h->tick))
-        h2o_timeout_unlink(&h->tick);
-    if (h->listed) {
-        if (h->prev)
-            h->prev->next = h->next;
-        else
-            r->waiters = h->next;
-        if (h->next)
-            h->next->prev = h->prev;
-        h->listed = false;
-        gw_holds_topic_ref(r, h->c->auth.env.id, -1);
-    }
-}
+/* every wp.completed of the environment may be one the run waits on */
+static const struct gw_lp_kind gw_hold_kind = {
+    .board = GW_LP_HOLD,
+    .actor = "waitpoint-registry",
+    .prefix = "wp.completed.",
+    .tick_ms = GW_HOLD_TICK_MS,
+    .poll_ms = GW_HOLD_POLL_MS,
+    .issue = gw_hold_lp_issue,
+    .expire = gw_hold_lp_expire,
+    .wants = NULL,
+};
 
 static void gw_hold_respond_pending(struct gw_hold *h)
 {
-    struct gw_call *c = h->c;
-    gw_hold_done(h);
+    struct gw_call *c = h->lp.c;
+    gw_lp_done(&h->lp);
     gw_respond_json(c, 200,
                     json_pack("{s:b,s:I,s:[]}", "suspended", 0, "pending", (json_int_t)h->pending,
                               "waitpoints"),
                     0);
-}
-
-static void gw_hold_wake(struct gw_hold *h)
-{
-    if (h->calling) {
-        h->wake_pending = true;
-        return;
-    }
-    if (h2o_timeout_is_linked(&h->tick))
-        h2o_timeout_unlink(&h->tick);
-    gw_hold_issue(h);
-}
-
-static void gw_holds_on_event(void *arg, const char *topic, const struct envelope *env)
-{
-    struct gw *gw = arg;
-    struct gw_holds *r = gw->holds;
-    const char *env_id = topic + strlen("wp.completed.");
-    (void)env;
-    if (!r || strncmp(topic, "wp.completed.", strlen("wp.completed.")) != 0)
-        return;
-    for (struct gw_hold *h = r->waiters, *next; h; h = next) {
-        next = h->next; /* waking may finish h */
-        if (strcmp(h->c->auth.env.id, env_id) == 0)
-            gw_hold_wake(h);
-    }
-}
-
-static void gw_hold_on_tick(h2o_timeout_entry_t *entry)
-{
-    struct gw_hold *h = (struct gw_hold *)((char *)entry - offsetof(struct gw_hold, tick));
-    struct gw_call *c = h->c;
-    uint64_t now = clock_mono_ms();
-    if (gw_hold_client_gone(c) || c->gw->stopping || now >= h->deadline_mono) {
-        gw_hold_respond_pending(h);
-        return;
-    }
-    if (now >= h->next_poll_mono) {
-        gw_hold_issue(h);
-        return;
-    }
-    h2o_timeout_link(c->gw->ctx.loop, &c->gw->holds->tick, &h->tick);
 }
 
 static void gw_suspend_on_reply(void *arg, err_t rc, const struct envelope *env)
@@ -207,27 +103,15 @@ static void gw_suspend_on_reply(void *arg, err_t rc, const struct envelope *env)
     struct msg_run_suspend_reply r = {false, 0, SLICE_NULL};
     struct mp_reader v;
     uint32_t n = 0;
-    h->calling = false;
+    gw_lp_replied(&h->lp);
     if (rc == OK && env &&
         msg_decode(&msg_run_suspend_reply_form, env->body.p, env->body.n, &r) != OK)
         rc = ERR_PROTO;
-    if (rc == OK && env && h->listed && !r.suspended && (h->pending = r.pending) > 0) {
-        /* still waiting: wait on, unless it is time to answer */
-        uint64_t now = clock_mono_ms();
-        if (gw_hold_client_gone(c) || c->gw->stopping || now >= h->deadline_mono) {
-            gw_hold_respond_pending(h);
-            return;
-        }
-        if (h->wake_pending) {
-            h->wake_pending = false;
-            gw_hold_issue(h);
-            return;
-        }
-        h->next_poll_mono = now + GW_HOLD_POLL_MS;
-        h2o_timeout_link(c->gw->ctx.loop, &c->gw->holds->tick, &h->tick);
+    if (rc == OK && env && h->lp.listed && !r.suspended && (h->pending = r.pending) > 0) {
+        gw_lp_wait_on(&h->lp); /* still waiting: wait on, unless it is time to answer */
         return;
     }
-    gw_hold_done(h);
+    gw_lp_done(&h->lp);
     if (rc == ERR_NOTFOUND) {
         gw_respond_error(c, 404, GW_WP_RUN_NOT_FOUND, 0);
         return;
@@ -258,7 +142,8 @@ static void gw_suspend_on_reply(void *arg, err_t rc, const struct envelope *env)
 
 static void gw_hold_issue(struct gw_hold *h)
 {
-    struct gw_call *c = h->c;
+    struct gw_call *c = h->lp.c;
+    gw_lp_calling(&h->lp);
     struct msg_run_suspend m = {msg_str(c->auth.env.id), msg_str(c->params.run),
                                 msg_str(h->worker[0] ? h->worker : NULL), h->hold};
     struct mp_writer w;
@@ -270,11 +155,9 @@ static void gw_hold_issue(struct gw_hold *h)
                       mp_writer_len(&w), &c->trace, gw_suspend_on_reply, c);
     mp_writer_fini(&w);
     if (rc != OK) {
-        gw_hold_done(h);
+        gw_lp_done(&h->lp);
         gw_respond_err(c, rc, "run.suspend");
-        return;
     }
-    h->calling = true;
 }
 
 void gw_on_run_suspend(struct gw_call *c)
@@ -286,8 +169,7 @@ void gw_on_run_suspend(struct gw_call *c)
     if (!gw_wp_authorize_run(c))
         return;
     struct gw_hold *h = xcalloc(1, sizeof(*h));
-    h->c = c;
-    h->tick.cb = gw_hold_on_tick;
+    gw_lp_init(&h->lp, &gw_hold_kind, c);
     c->state = h;
     if (n) {
         o = json_loadb(req->entity.base, n, 0, NULL);
@@ -326,16 +208,7 @@ void gw_on_run_suspend(struct gw_call *c)
         }
         json_decref(o);
     }
-    if (wait_s > 0) {
-        /* listen before the first try, so a completion right after it still wakes us */
-        struct gw_holds *r = gw_holds_get(c->gw);
-        h->deadline_mono = clock_mono_ms() + (uint64_t)wait_s * 1000;
-        h->next = r->waiters;
-        if (r->waiters)
-            r->waiters->prev = h;
-        r->waiters = h;
-        h->listed = true;
-        gw_holds_topic_ref(r, c->auth.env.id, +1);
-    }
+    if (wait_s > 0) /* listen before the first try, so a completion right after wakes us */
+        gw_lp_listen(&h->lp, (uint64_t)wait_s * 1000);
     gw_hold_issue(h);
 }
