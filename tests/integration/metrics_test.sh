@@ -58,6 +58,7 @@ for i in 1 2 3; do
 done
 three_open() { [[ $(metric tether_sse_connections) == 3 ]]; }
 ok "three SSE connections open" wait_for 10000 three_open
+sleep 0.3 # each stream then lasts at least that long, which its access log line must show
 kill "${pids[@]}" 2>/dev/null
 wait "${pids[@]}" 2>/dev/null
 none_open() { [[ $(metric tether_sse_connections) == 0 ]]; }
