@@ -162,5 +162,4 @@ struct msg_run_queued {
 };
 extern const struct msg_form msg_run_queued_form;
 
-
 #endif

@@ -167,9 +167,11 @@ err_t rm_on_run_dequeue(struct actor *a, struct bus_req *req)
     err_t rc = msg_decode(&msg_run_dequeue_form, e->body.p, e->body.n, &m);
     if (rc != OK)
         return rc;
-    if (!msg_cstr(m.env_id, env_id, sizeof(env_id)) || !msg_cstr(m.worker_id, worker, sizeof(worker)))
+    if (!msg_cstr(m.env_id, env_id, sizeof(env_id)) ||
+        !msg_cstr(m.worker_id, worker, sizeof(worker)))
         return ERR_INVAL;
-    if (msg_raw_strs(m.task_identifiers, tasks, RM_TASKS_MAX, 0, SIZE_MAX, &ntasks) != OK || ntasks == 0) {
+    if (msg_raw_strs(m.task_identifiers, tasks, RM_TASKS_MAX, 0, SIZE_MAX, &ntasks) != OK ||
+        ntasks == 0) {
         (void)bus_reply_err(req, ERR_INVAL, "task_identifiers must be 1-100 strings");
         return OK;
     }
@@ -344,7 +346,8 @@ err_t rm_on_run_release(struct actor *a, struct bus_req *req)
     err_t rc = msg_decode(&msg_run_release_form, e->body.p, e->body.n, &m);
     if (rc != OK)
         return rc;
-    if (!msg_cstr(m.env_id, env_id, sizeof(env_id)) || !msg_cstr(m.worker_id, worker, sizeof(worker)))
+    if (!msg_cstr(m.env_id, env_id, sizeof(env_id)) ||
+        !msg_cstr(m.worker_id, worker, sizeof(worker)))
         return ERR_INVAL;
     if (msg_raw_strs(m.runs, runs, RM_DEQUEUE_MAX, 0, SIZE_MAX, &n) != OK || n == 0) {
         (void)bus_reply_err(req, ERR_INVAL, "env_id, worker_id and runs (1-50 ids) are required");

@@ -14,7 +14,6 @@
 #include "msg_raw.h"
 #include "sm.h"
 
-
 /* ---- request fields ---- */
 
 #define SM_ID_REQUIRED "id (a string) is required"
