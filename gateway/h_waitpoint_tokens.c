@@ -102,12 +102,8 @@ static void gw_token_on_created(void *arg, err_t rc, const struct envelope *env)
     struct gw_call *c = arg;
     struct msg_wp_reply r;
     char id[128];
-    if (gw_wp_failed(c, rc, env, "wp.create"))
+    if (!gw_wp_created(c, rc, env, &r, id, sizeof(id)))
         return;
-    if (!gw_wp_reply(env, &r, id, sizeof(id))) {
-        gw_respond_err(c, ERR_PROTO, "wp.create");
-        return;
-    }
     /* the token the SDK hands to whoever completes it: write:waitpoints:<id> for 24 h */
     char scope[160];
     snprintf(scope, sizeof(scope), "write:waitpoints:%s", id);

@@ -304,6 +304,18 @@ bool gw_wp_failed(struct gw_call *c, err_t rc, const struct envelope *env, const
     return true;
 }
 
+bool gw_wp_created(struct gw_call *c, err_t rc, const struct envelope *env, struct msg_wp_reply *r,
+                   char *id, size_t cap)
+{
+    if (gw_wp_failed(c, rc, env, "wp.create"))
+        return false;
+    if (!gw_wp_reply(env, r, id, cap)) {
+        gw_respond_err(c, ERR_PROTO, "wp.create");
+        return false;
+    }
+    return true;
+}
+
 void gw_wp_send(struct gw_call *c, int actor, uint16_t type, struct mp_writer *w, bus_reply_fn cb)
 {
     err_t rc = mp_writer_err(w);
@@ -385,12 +397,8 @@ static void gw_ssw_on_created(void *arg, err_t rc, const struct envelope *env)
     struct gw_call *c = arg;
     struct msg_wp_reply r;
     char id[128];
-    if (gw_wp_failed(c, rc, env, "wp.create"))
+    if (!gw_wp_created(c, rc, env, &r, id, sizeof(id)))
         return;
-    if (!gw_wp_reply(env, &r, id, sizeof(id))) {
-        gw_respond_err(c, ERR_PROTO, "wp.create");
-        return;
-    }
     gw_respond_json(c, 200, json_pack("{s:s,s:b}", "waitpointId", id, "isCached", r.is_cached), 0);
 }
 
@@ -522,12 +530,8 @@ static void gw_dur_on_created(void *arg, err_t rc, const struct envelope *env)
     struct gw_call *c = arg;
     struct msg_wp_reply r;
     char id[128];
-    if (gw_wp_failed(c, rc, env, "wp.create"))
+    if (!gw_wp_created(c, rc, env, &r, id, sizeof(id)))
         return;
-    if (!gw_wp_reply(env, &r, id, sizeof(id))) {
-        gw_respond_err(c, ERR_PROTO, "wp.create");
-        return;
-    }
     gw_block_send(c, id, gw_dur_on_blocked);
 }
 

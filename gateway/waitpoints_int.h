@@ -59,6 +59,10 @@ void gw_wp_set_date(json_t *o, const char *k, uint64_t ms);
 
 /* The registry's errors answered (404, 422, else gw_respond_err); true when answered. */
 bool gw_wp_failed(struct gw_call *c, err_t rc, const struct envelope *env, const char *op);
+/* wp.create's reply into r and the waitpoint's id (cap bytes); false when a failure or a
+ * malformed reply was answered instead (gw_wp_failed, or 500). */
+bool gw_wp_created(struct gw_call *c, err_t rc, const struct envelope *env, struct msg_wp_reply *r,
+                   char *id, size_t cap);
 /* Sends the request w built (and finishes w); on a send failure answers the call. */
 void gw_wp_send(struct gw_call *c, int actor, uint16_t type, struct mp_writer *w, bus_reply_fn cb);
 /* wp.create of the state's waitpoint for run (NULL: none); the state's tags go with it. */
