@@ -303,11 +303,13 @@ is "$(sql "SELECT status FROM task_runs WHERE friendly_id = :'r'" r="$RS")" CANC
 # a duration
 RD=$(mk_run)
 lease "$RD" w1
-api POST "/engine/v1/runs/$RD/wait/duration" "{\"date\":\"$(date -u -d '+1 second' +%Y-%m-%dT%H:%M:%S.000Z)\"}"
+# due 1-2 s from now (whole seconds): after the suspend below, which the check relies on (a
+# duration due before the run suspends completes with nothing to wake; the run stays leased)
+api POST "/engine/v1/runs/$RD/wait/duration" "{\"date\":\"$(date -u -d '+2 second' +%Y-%m-%dT%H:%M:%S.000Z)\"}"
 is "$CODE" 200 "wait.for: a duration waitpoint"
 WDUR=$(j .waitpoint.id)
 api POST "/api/v1/runs/$RD/suspend" '{"workerId":"w1"}'
-wait_for 4000 wp_is "$WDUR" COMPLETED
+wait_for 5000 wp_is "$WDUR" COMPLETED
 ok "the timer completes the duration" wp_is "$WDUR" COMPLETED
 rd_pending() { [[ $(sql "SELECT status FROM task_runs WHERE friendly_id = :'r'" r="$RD") == PENDING ]]; }
 wait_for 3000 rd_pending
