@@ -5,6 +5,12 @@
  * In pipeline mode a statement followed by a sync yields, in order: its
  * result, a NULL, then PGRES_PIPELINE_SYNC. Each connection keeps its
  * statements in that order and walks each through those two phases.
+ *
+ * Each connection prepares a statement the first time it sends its text (the
+ * Parse goes in the same pipeline, just before the execution: its result and
+ * its NULL come first), and executes it by name after that, for up to
+ * DB_PG_STMTS_MAX texts, as db_pg does on the blocking connection: planning
+ * is then paid once per connection, not once per call.
  */
 #include "db_pg_async.h"
 
@@ -16,6 +22,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "db_pg.h"
+#include "fnv.h"
 #include "log.h"
 #include "mem.h"
 #include "pmetrics.h"
@@ -28,7 +35,9 @@ struct dpa_stmt {
     void *arg;
     uint64_t due_mono;
     uint64_t started_us; /* for the figures (pmetrics.h) */
-    bool got_null;  /* its results are in; the sync is next */
+    int slot;          /* its prepared statement on the connection; -1: sent as text */
+    bool prep_pending; /* the result of its Parse (sent just before it) is still to come */
+    bool got_null;     /* its results are in; the sync is next */
     err_t rc;       /* on the failed list: its outcome */
     PGresult *res;
     int nparams;
@@ -54,6 +63,12 @@ struct dpa_conn {
     unsigned n;
     struct backoff backoff;
     bool was_up;
+    /* the statements prepared on pc, by text; a spent one (sql NULL) keeps its name unused */
+    struct dpa_prepared {
+        char *sql;
+        uint64_t hash;
+    } prep[DB_PG_STMTS_MAX];
+    unsigned nprep;
 };
 
 struct db_pg_async {
@@ -73,6 +88,44 @@ struct db_pg_async {
 };
 
 static void dpa_on_fd(struct loop *l, int fd, short revents, void *arg);
+
+/* ---- prepared statements, per connection ---- */
+
+/* The slot of sql on c; *fresh when it must be prepared first; -1 when c has no room left. */
+static int dpa_prep_find(struct dpa_conn *c, const char *sql, bool *fresh)
+{
+    uint64_t h = fnv1a(sql, strlen(sql));
+    for (unsigned i = 0; i < c->nprep; i++)
+        if (c->prep[i].sql && c->prep[i].hash == h && strcmp(c->prep[i].sql, sql) == 0) {
+            /* prepared, or its Parse is ahead of this in the pipeline: it runs first */
+            *fresh = false;
+            return (int)i;
+        }
+    *fresh = true;
+    if (c->nprep == DB_PG_STMTS_MAX || !(c->prep[c->nprep].sql = strdup(sql)))
+        return -1;
+    c->prep[c->nprep].hash = h;
+    return (int)c->nprep++;
+}
+
+/* A slot whose statement failed to prepare or went stale: the text gets a new name next time
+ * (libpq 15 has no call to close a prepared statement). */
+static void dpa_prep_spend(struct dpa_conn *c, int slot)
+{
+    if (slot < 0 || (unsigned)slot >= c->nprep)
+        return;
+    free(c->prep[slot].sql);
+    c->prep[slot].sql = NULL;
+}
+
+/* A new connection has none prepared. */
+static void dpa_prep_clear(struct dpa_conn *c)
+{
+    for (unsigned i = 0; i < c->nprep; i++)
+        free(c->prep[i].sql);
+    memset(c->prep, 0, sizeof(c->prep));
+    c->nprep = 0;
+}
 
 /* ---- statements ---- */
 
@@ -163,6 +216,7 @@ static void dpa_conn_drop(struct dpa_conn *c, const char *why)
     c->head = c->tail = NULL;
     c->n = 0;
     c->want_write = false;
+    dpa_prep_clear(c);
     if (!p->closing)
         backoff_fail(&c->backoff);
     while (lost) {
@@ -201,8 +255,18 @@ static void dpa_conn_send(struct dpa_conn *c, struct dpa_stmt *st)
         c->head = st;
     c->tail = st;
     c->n++;
-    if (!PQsendQueryParams(c->pc, st->sql, st->nparams, NULL, st->params, NULL, NULL, 0) ||
-        !PQpipelineSync(c->pc)) {
+    bool fresh = false, sent;
+    st->slot = dpa_prep_find(c, st->sql, &fresh);
+    st->prep_pending = st->slot >= 0 && fresh;
+    if (st->slot < 0) {
+        sent = PQsendQueryParams(c->pc, st->sql, st->nparams, NULL, st->params, NULL, NULL, 0);
+    } else {
+        char name[32];
+        snprintf(name, sizeof(name), "tether_async_%d", st->slot);
+        sent = (!fresh || PQsendPrepare(c->pc, name, st->sql, st->nparams, NULL)) &&
+               PQsendQueryPrepared(c->pc, name, st->nparams, st->params, NULL, NULL, 0);
+    }
+    if (!sent || !PQpipelineSync(c->pc)) {
         dpa_conn_drop(c, PQerrorMessage(c->pc));
         return;
     }
@@ -307,6 +371,18 @@ static void dpa_conn_read(struct dpa_conn *c)
     while (c->head && c->state == DPA_UP && !PQisBusy(c->pc)) {
         struct dpa_stmt *st = c->head;
         PGresult *r = PQgetResult(c->pc);
+        if (st->prep_pending) {
+            if (!r) {
+                st->prep_pending = false;
+            } else if (PQresultStatus(r) != PGRES_COMMAND_OK && !st->res) {
+                /* not prepared: its error is the statement's (the execution is skipped) */
+                st->res = r;
+                dpa_prep_spend(c, st->slot);
+            } else {
+                PQclear(r);
+            }
+            continue;
+        }
         if (!st->got_null) {
             if (r)
                 st->res ? PQclear(r) : (void)(st->res = r); /* one statement, one result */
@@ -335,6 +411,10 @@ static void dpa_conn_read(struct dpa_conn *c)
             rc = db_pg_err_of_sqlstate(state);
             LOG_WARN("db.pg_query_failed", "statement failed (%s, %s): %s", state ? state : "?",
                      err_name(rc), primary ? primary : "no result");
+            /* a table changed under a prepared statement ("cached plan must not change result
+             * type"), or the statement is gone: the next call prepares the text anew */
+            if (state && (strcmp(state, "0A000") == 0 || strcmp(state, "26000") == 0))
+                dpa_prep_spend(c, st->slot);
         }
         dpa_stmt_finish(st, rc); /* may send more: the loop re-checks c */
     }

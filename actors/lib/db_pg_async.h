@@ -6,7 +6,10 @@
  * so statements never share fate. Statements go to the connection with the
  * fewest in flight, up to DB_PG_ASYNC_DEPTH each; beyond that they wait in
  * one queue, in order. Callbacks run on the loop's thread, exactly once,
- * never from inside db_pg_async_exec().
+ * never from inside db_pg_async_exec(). Each connection prepares a text the
+ * first time it sends it and runs it by name after that (up to
+ * DB_PG_STMTS_MAX texts, as db_pg.h; one a table change made stale fails
+ * once and is prepared anew).
  *
  * Bounds: statement_timeout on the server (as db_pg.h), and a client-side
  * deadline: a connection whose oldest statement is unanswered for timeout_ms

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "db_pg_async.h"
@@ -130,6 +131,80 @@ T_TEST(failure_is_alone)
     db_pg_async_free(p);
 }
 
+static long long got_value = -1;
+static void on_value(void *arg, err_t rc, const PGresult *res)
+{
+    unsigned *n = arg;
+    (*n)++;
+    got_value = rc == OK && PQntuples(res) == 1 ? atoll(PQgetvalue(res, 0, 0)) : -1;
+}
+
+/* The same text is prepared once per connection and run by name, even while its Parse is still
+ * ahead in the pipeline; a text that cannot be prepared fails as itself; a statement a table
+ * change made stale fails once and is prepared anew. */
+T_TEST(prepared_statements)
+{
+    struct db_pg_async *p = pool(1, 5000, 10000);
+    struct outcome o = {0};
+    static struct call same[200];
+    char v[16], table[64], sql[160];
+    unsigned sent = 0;
+    T_ASSERT(p && db_pg_async_up(p));
+    for (int i = 0; i < 200; i++) {
+        same[i] = (struct call){&o, i + 1};
+        snprintf(v, sizeof(v), "%d", i);
+        const char *params[] = {v};
+        sent += db_pg_async_exec(p, "SELECT $1::int + 1", 1, params, on_done, &same[i]) == OK;
+    }
+    T_EQ(sent, 200u);
+    pump(&o, 200, 10000);
+    T_EQ(o.ok, 200u); /* one Parse, 199 executions by its name, sent before it was answered */
+
+    unsigned n = 0;
+    T_OK(db_pg_async_exec(p,
+                          "SELECT count(*) FROM pg_prepared_statements"
+                          " WHERE name LIKE 'tether_async_%' AND statement = 'SELECT $1::int + 1'",
+                          0, NULL, on_value, &n));
+    for (uint64_t t0 = clock_mono_ms(); n < 1 && clock_mono_ms() - t0 < 5000;)
+        loop_run_once(&loop, 20);
+    T_EQ(got_value, 1); /* prepared on the connection, once */
+
+    memset(&o, 0, sizeof(o));
+    struct call bad1 = {&o, -1}, bad2 = {&o, -1}, after = {&o, 7};
+    T_OK(db_pg_async_exec(p, "SELECT no_such_column", 0, NULL, on_done, &bad1));
+    T_OK(db_pg_async_exec(p, "SELECT no_such_column", 0, NULL, on_done, &bad2));
+    T_OK(db_pg_async_exec(p, "SELECT 7", 0, NULL, on_done, &after));
+    pump(&o, 3, 5000);
+    T_EQ(o.ok, 1u);                     /* the one after them */
+    T_EQ(o.ok + o.other + o.inval, 3u); /* both failed as themselves, not the pool */
+
+    snprintf(table, sizeof(table), "dpa_prep_%d", (int)getpid());
+    memset(&o, 0, sizeof(o));
+    struct call mk = {&o, -1}, r1 = {&o, -1}, alter = {&o, -1}, r2 = {&o, -1}, r3 = {&o, -1};
+    snprintf(sql, sizeof(sql), "CREATE TABLE %s (a int)", table);
+    T_OK(db_pg_async_exec(p, sql, 0, NULL, on_done, &mk));
+    pump(&o, 1, 5000);
+    snprintf(sql, sizeof(sql), "SELECT * FROM %s", table);
+    T_OK(db_pg_async_exec(p, sql, 0, NULL, on_done, &r1));
+    pump(&o, 2, 5000);
+    char alter_sql[160];
+    snprintf(alter_sql, sizeof(alter_sql), "ALTER TABLE %s ADD COLUMN b int", table);
+    T_OK(db_pg_async_exec(p, alter_sql, 0, NULL, on_done, &alter));
+    pump(&o, 3, 5000);
+    T_EQ(o.ok, 3u); /* made, read, altered */
+    T_OK(db_pg_async_exec(p, sql, 0, NULL, on_done, &r2));
+    pump(&o, 4, 5000);
+    T_EQ(o.ok, 3u); /* the stale one fails once ("cached plan must not change result type") */
+    T_OK(db_pg_async_exec(p, sql, 0, NULL, on_done, &r3));
+    pump(&o, 5, 5000);
+    T_EQ(o.ok, 4u); /* and is prepared anew */
+    struct call drop = {&o, -1};
+    snprintf(sql, sizeof(sql), "DROP TABLE %s", table);
+    T_OK(db_pg_async_exec(p, sql, 0, NULL, on_done, &drop));
+    pump(&o, 6, 5000);
+    db_pg_async_free(p);
+}
+
 static unsigned ticks;
 static void on_tick(struct loop *l, void *arg)
 {
@@ -231,6 +306,7 @@ int main(void)
         return 1;
     T_RUN(pipelined_many);
     T_RUN(failure_is_alone);
+    T_RUN(prepared_statements);
     T_RUN(timeouts_and_a_free_loop);
     T_RUN(killed_connections_come_back);
     loop_fini(&loop);
