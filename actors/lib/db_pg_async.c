@@ -35,13 +35,13 @@ struct dpa_stmt {
     void *arg;
     uint64_t due_mono;
     uint64_t started_us; /* for the figures (pmetrics.h) */
-    int slot;          /* its prepared statement on the connection; -1: sent as text */
-    bool prep_pending; /* the result of its Parse (sent just before it) is still to come */
-    bool got_null;     /* its results are in; the sync is next */
-    err_t rc;       /* on the failed list: its outcome */
+    int slot;            /* its prepared statement on the connection; -1: sent as text */
+    bool prep_pending;   /* the result of its Parse (sent just before it) is still to come */
+    bool got_null;       /* its results are in; the sync is next */
+    err_t rc;            /* on the failed list: its outcome */
     PGresult *res;
     int nparams;
-    char *sql;      /* sql and the parameters live in this one allocation's tail */
+    char *sql; /* sql and the parameters live in this one allocation's tail */
     const char *params[DB_PG_ASYNC_PARAMS_MAX];
 };
 
@@ -55,7 +55,7 @@ struct dpa_conn {
     struct db_pg_async *p;
     PGconn *pc;
     enum dpa_state state;
-    int fd;          /* watched in the loop, -1 when not */
+    int fd; /* watched in the loop, -1 when not */
     short events;
     bool want_write; /* PQflush left output behind */
     uint64_t connect_due_mono;
@@ -82,8 +82,8 @@ struct db_pg_async {
     unsigned nqueued;
     uint64_t tick;
     bool closing;
-    bool in_exec;                   /* callbacks may not run now: failures wait on failed */
-    struct dpa_stmt *failed;        /* failed inside db_pg_async_exec, finished by a timer */
+    bool in_exec;            /* callbacks may not run now: failures wait on failed */
+    struct dpa_stmt *failed; /* failed inside db_pg_async_exec, finished by a timer */
     uint64_t failed_timer;
 };
 
