@@ -3,6 +3,8 @@
  */
 #include "msg_stream.h"
 
+#include "msg_raw.h"
+
 #define REQ MSGF_REQUIRED
 #define NOG MSGF_NO_GIVEN
 
@@ -29,13 +31,12 @@
 
 err_t msg_stream_items(struct slice raw, struct mp_reader *r, uint32_t *n)
 {
-    *n = 0;
-    if (!raw.p) {
+    if (!raw.p) { /* absent: no items */
+        *n = 0;
         mp_reader_init(r, "", 0);
         return OK;
     }
-    mp_reader_init(r, raw.p, raw.n);
-    return mp_read_array(r, n) == OK ? OK : ERR_PROTO;
+    return msg_raw_array(raw, r, n) == OK ? OK : ERR_PROTO;
 }
 
 struct msg_stream_name msg_stream_name_of(const char *env, const char *key, const char *channel,
